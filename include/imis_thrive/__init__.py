@@ -1,0 +1,1 @@
+"""The integration's domain code: importable and testable without a running Airflow."""
