@@ -12,11 +12,13 @@ ENV := source bin/env.sh &&
 venv: $(VENV)/.installed
 
 # uv installs the ~180 pinned wheels in seconds where pip takes minutes; pip is the fallback.
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) \
 	  && $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.txt \
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e . \
+	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 test: venv

@@ -1,0 +1,161 @@
+"""Turn iMIS IQA / query result rows into one typed pandas DataFrame.
+
+Both row shapes are accepted (reference/imis-api.md §2.5-2.6): `/api/IQA` rows are `GenericEntityData` whose
+`Properties.$values` carry `{"Name", "Value"}` pairs (`ResultRow` first, values either bare, wrapped as
+`{"$type": "System.Int32", "$value": 3}`, null, or missing altogether); `/api/query` rows are flat objects
+with native JSON values. The output (the contract every sync module relies on):
+
+- column `ID` as `str` (iMIS IDs are numeric strings; never let them become floats);
+- text `str`, booleans `boolean`, integers `Int64`, decimals `Float64`, missing values as NA ("" counts as missing);
+- datetimes tz-aware in the instance's time zone: iMIS sends naive local times, and a naive timestamp
+  taken for UTC would shift every birthday and expiry by hours;
+- `frame.attrs["iqa"]` = the IQA path, so later errors can name it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ID_COLUMN = "ID"
+
+_BOOL_TYPES = {"System.Boolean"}
+_INT_TYPES = {"System.Int16", "System.Int32", "System.Int64", "System.Byte", "System.SByte", "System.UInt16",
+              "System.UInt32", "System.UInt64"}
+_FLOAT_TYPES = {"System.Decimal", "System.Double", "System.Single"}
+_DATETIME_TYPES = {"System.DateTime", "System.DateTimeOffset"}
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_SKIPPED_COLUMNS = {"ResultRow", "$type"}
+
+
+def _wire_type(type_name: str) -> str:
+    """`System.Int32` from `System.Int32, mscorlib` (assembly suffixes differ by iMIS version)."""
+    return type_name.split(",", 1)[0].strip()
+
+
+def row_values(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """One wire row as `{alias: value}`, plus the .NET type of every wrapped value seen in it."""
+    types: dict[str, str] = {}
+    properties = row.get("Properties")
+    if isinstance(properties, Mapping):
+        values: dict[str, Any] = {}
+        for prop in properties.get("$values") or ():
+            name = prop.get("Name")
+            if name is None or name in _SKIPPED_COLUMNS:
+                continue
+            values[name] = _unwrap(prop.get("Value"), name, types)
+        return values, types
+    return {k: _unwrap(v, k, types) for k, v in row.items() if k not in _SKIPPED_COLUMNS}, types
+
+
+def _unwrap(value: Any, name: str, types: dict[str, str]) -> Any:
+    if isinstance(value, Mapping) and "$value" in value:
+        if "$type" in value:
+            types[name] = _wire_type(str(value["$type"]))
+        return value["$value"]
+    return value
+
+
+def rows_to_frame(
+    rows: Iterable[Mapping[str, Any]],
+    iqa: str,
+    timezone: str = "UTC",
+    declared_types: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Build the typed frame from wire rows. `declared_types` (alias -> .NET type, e.g. from the IQA package)
+    wins over what the values suggest, which matters for `/api/query`, whose dates arrive as plain strings."""
+    columns: dict[str, list[Any]] = {}
+    seen_types: dict[str, str] = {}
+    count = 0
+    for row in rows:
+        values, types = row_values(row)
+        seen_types.update(types)
+        for name in values:
+            if name not in columns:
+                columns[name] = [None] * count
+        for name, column in columns.items():
+            column.append(values.get(name))
+        count += 1
+    declared = {**seen_types, **(declared_types or {})}
+    frame = pd.DataFrame(
+        {name: typed_column(name, values, declared.get(name), timezone) for name, values in columns.items()},
+        index=pd.RangeIndex(count),
+    )
+    frame.attrs["iqa"] = iqa
+    return frame
+
+
+def typed_column(name: str, values: Sequence[Any], wire_type: str | None, timezone: str) -> pd.Series:
+    """One column in its pandas dtype; "" and null both become NA."""
+    raw = pd.Series(values, dtype=object).replace({"": None})
+    if name == ID_COLUMN:
+        return _id_series(raw)
+    kind = _kind(raw, wire_type)
+    if kind == "bool":
+        return raw.map(_to_bool, na_action="ignore").astype("boolean")
+    if kind == "int":
+        return pd.to_numeric(raw).astype("Int64")
+    if kind == "float":
+        return pd.to_numeric(raw).astype("Float64")
+    if kind == "datetime":
+        return localize(raw, timezone)
+    return raw.astype("str")
+
+
+def _id_series(raw: pd.Series) -> pd.Series:
+    as_text = raw.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip(),
+                      na_action="ignore")
+    return as_text.astype("str")
+
+
+def _kind(raw: pd.Series, wire_type: str | None) -> str:
+    if wire_type:
+        base = _wire_type(wire_type)
+        for kind, names in (("bool", _BOOL_TYPES), ("int", _INT_TYPES), ("float", _FLOAT_TYPES),
+                            ("datetime", _DATETIME_TYPES)):
+            if base in names:
+                return kind
+        return "str"
+    present = raw.dropna()
+    if present.empty:
+        return "str"
+    python_types = set(map(type, present))
+    if python_types == {bool}:
+        return "bool"
+    if python_types == {int}:
+        return "int"
+    if python_types <= {int, float}:
+        return "float"
+    if python_types == {str} and present.map(lambda v: bool(_ISO_DATETIME.match(v))).all():
+        return "datetime"
+    return "str"
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes", "y"}
+    return bool(value)
+
+
+def localize(raw: pd.Series, timezone: str) -> pd.Series:
+    """Naive wire datetimes are instance-local; values that carry an offset are converted to that zone.
+
+    In the repeated hour of a DST fall-back the first occurrence is taken; in the skipped spring-forward
+    hour the time moves forward: iMIS stores local wall time and cannot tell us more.
+    """
+    text = raw.astype("str").where(raw.notna(), None)
+    has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True, na=False)
+    result = pd.Series(pd.NaT, index=raw.index, dtype=f"datetime64[us, {timezone}]")
+    naive = text.notna() & ~has_offset
+    if naive.any():
+        parsed = pd.to_datetime(text[naive], format="ISO8601").astype("datetime64[us]")
+        result[naive] = parsed.dt.tz_localize(
+            timezone, ambiguous=np.ones(len(parsed), dtype=bool), nonexistent="shift_forward"
+        )
+    if has_offset.any():
+        result[has_offset] = pd.to_datetime(text[has_offset], format="ISO8601", utc=True).dt.tz_convert(timezone)
+    return result

@@ -1,0 +1,111 @@
+"""Bearer tokens, and the stores that let every worker on a machine share one.
+
+iMIS expires a user's previous token the moment the same user logs in again (reference/imis-api.md §1.3), so
+two Airflow tasks that each logged in would keep killing each other's tokens. Clients therefore never keep a
+token to themselves: they read it from a `TokenStore`, log in only under the store's lock, and after a 401
+first check whether a peer has already renewed it before logging in again.
+
+- `MemoryTokenStore`: shared by every client in one process (threads, mapped tasks in one worker).
+- `FileTokenStore`: shared by every process on one machine (the Airflow workers of a LocalExecutor or one
+  Celery host), through a 0600 JSON file and `flock`. Across machines, the `imis_api` pool (one slot,
+  declared in airflow_settings.yaml) keeps iMIS work to one task at a time, with concurrency inside it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Token:
+    value: str
+    token_type: str
+    expires_at: float  # epoch seconds
+
+    @property
+    def authorization(self) -> str:
+        return f"Bearer {self.value}" if self.token_type.lower() == "bearer" else f"{self.token_type} {self.value}"
+
+    def usable(self, margin_s: float, now: float | None = None) -> bool:
+        """True while the token has more than `margin_s` seconds to live."""
+        return (now if now is not None else time.time()) < self.expires_at - margin_s
+
+
+class TokenStore(Protocol):
+    def get(self, key: str) -> Token | None: ...
+
+    def put(self, key: str, token: Token) -> None: ...
+
+    def lock(self, key: str) -> AbstractContextManager[None]: ...
+
+
+class MemoryTokenStore:
+    """Tokens shared by all clients of this process."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, Token] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: str) -> Token | None:
+        return self._tokens.get(key)
+
+    def put(self, key: str, token: Token) -> None:
+        self._tokens[key] = token
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+
+class FileTokenStore:
+    """Tokens shared by all processes on this machine: one 0600 file per (site, user), guarded by `flock`."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._thread_locks = MemoryTokenStore()  # flock is per process; threads of one process queue here first
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.{suffix}"
+
+    def get(self, key: str) -> Token | None:
+        try:
+            return Token(**json.loads(self._path(key, "json").read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def put(self, key: str, token: Token) -> None:
+        path = self._path(key, "json")
+        temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(asdict(token), handle)
+        os.replace(temporary, path)
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        with self._thread_locks.lock(key):
+            descriptor = os.open(self._path(key, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+                yield
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+                os.close(descriptor)
+
+
+PROCESS_TOKEN_STORE = MemoryTokenStore()

@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from imis_hook import ImisHook
+from include.imis_thrive.imis.tokens import FileTokenStore
+
+
+@pytest.fixture
+def imis_connection(monkeypatch, tmp_path):
+    def set_connection(**fields):
+        document = {"conn_type": "imis", "host": "https://members.example.org/Asi.Scheduler_Prod",
+                    "login": "HL_INTEGRATION", "password": "s3cret-pass",
+                    "extra": {"timezone": "America/Chicago", "endpoint": "iqa", "page_size": 250,
+                              "token_store_dir": str(tmp_path / "tokens")}}
+        document.update(fields)
+        monkeypatch.setenv("AIRFLOW_CONN_IMIS_DEFAULT", json.dumps(document))
+
+    return set_connection
+
+
+def test_connection_becomes_client_config(imis_connection):
+    imis_connection()
+    config = ImisHook().get_config()
+    assert config.base_url == "https://members.example.org/Asi.Scheduler_Prod"
+    assert (config.username, config.password.get_secret_value()) == ("HL_INTEGRATION", "s3cret-pass")
+    assert (config.timezone, config.endpoint, config.page_size) == ("America/Chicago", "iqa", 250)
+    assert "s3cret-pass" not in repr(config)
+
+
+def test_defaults_when_extras_are_absent(imis_connection):
+    imis_connection(extra={}, host="members.example.org")
+    config = ImisHook().get_config()
+    assert config.base_url == "https://members.example.org"
+    assert (config.timezone, config.endpoint, config.page_size) == ("UTC", "query", 500)
+
+
+def test_client_shares_tokens_through_a_file_store(imis_connection, tmp_path):
+    imis_connection()
+    client = ImisHook().get_client()
+    assert isinstance(client._store, FileTokenStore)
+    assert client._store.directory == tmp_path / "tokens"
+    client.close()
+
+
+def test_empty_host_is_a_clear_error(imis_connection):
+    imis_connection(host="")
+    with pytest.raises(ValueError, match="imis_default: host"):
+        ImisHook().get_config()
+
+
+def test_the_connection_form_is_registered_with_airflow():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert manager.hooks["imis"].hook_class_name == "imis_hook.ImisHook"
+    assert manager.field_behaviours["imis"]["relabeling"]["host"] == "iMIS site URL"
+    assert {"extra__imis__timezone", "extra__imis__endpoint", "extra__imis__page_size"} <= set(
+        manager.connection_form_widgets)

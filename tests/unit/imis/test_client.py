@@ -1,0 +1,252 @@
+"""ImisClient against an in-process fake iMIS (httpx.MockTransport): no network, every edge scripted."""
+
+import json
+import threading
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from include.imis_thrive.http_retry import AmbiguousWriteError, RetryPolicy
+from include.imis_thrive.imis.client import ImisClient, ImisConfig, activity_entity
+from include.imis_thrive.imis.errors import ImisAuthError, ImisNotFound, ImisPagingError, ImisRequestError
+from include.imis_thrive.imis.tokens import MemoryTokenStore
+
+FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
+
+
+class FakeImis:
+    """Just enough iMIS: /token, paged /api/query over `rows`, and a hook to override any response."""
+
+    def __init__(self, total=0, page_cap=500):
+        self.rows = [{"ID": str(1000 + i), "Name": f"n{i}"} for i in range(total)]
+        self.page_cap = page_cap
+        self.valid_tokens: set[str] = set()
+        self.logins = 0
+        self.requests: list[httpx.Request] = []
+        self.override = None  # callable(request) -> Response | None
+        self.lock = threading.Lock()
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.requests.append(request)
+        if self.override:
+            response = self.override(request)
+            if response is not None:
+                return response
+        if request.url.path.endswith("/token"):
+            form = parse_qs(request.content.decode())
+            if form.get("password") != ["secret"]:
+                return httpx.Response(400, json={"error": "invalid_grant",
+                                                 "error_description": "The user name or password is incorrect."})
+            with self.lock:
+                self.logins += 1
+                token = f"t{self.logins}"
+                self.valid_tokens = {token}  # a new login kills the user's previous token
+            return httpx.Response(200, json={"access_token": token, "token_type": "bearer", "expires_in": 1199})
+        if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self.valid_tokens:
+            return httpx.Response(401, json={"Message": "Authorization has been denied for this request."})
+        if "/api/query" in request.url.path:
+            return self.page(request)
+        return httpx.Response(404, json={"Message": "No HTTP resource was found"})
+
+    def page(self, request):
+        params = request.url.params
+        limit = min(int(params.get("Limit", 100)), self.page_cap)
+        offset = int(params.get("Offset", 0))
+        rows = self.rows[offset:offset + limit]
+        has_next = offset + len(rows) < len(self.rows)
+        return httpx.Response(200, json={
+            "$type": "Asi.Soa.Core.DataContracts.PagedResult, Asi.Contracts",
+            "Items": {"$values": rows}, "Offset": offset, "Limit": limit, "Count": len(rows),
+            "TotalCount": len(self.rows), "NextPageLink": None, "HasNext": has_next,
+            "NextOffset": offset + len(rows) if has_next else 0})
+
+
+def client_for(fake, **config):
+    settings = dict(base_url="https://imis.test/Asi.Scheduler_Prod", username="hl", password="secret",
+                    timezone="America/New_York", retry=FAST, max_concurrency=1)
+    settings.update(config)
+    return ImisClient(ImisConfig(**settings), token_store=MemoryTokenStore(),
+                      transport=httpx.MockTransport(fake.handler), sleep=lambda s: None)
+
+
+def test_extracts_every_page_sequentially_under_the_path_prefix():
+    fake = FakeImis(total=1234)
+    frame = client_for(fake).run_iqa("$/HigherLogic/Contacts/Contacts")
+    assert len(frame) == 1234 and frame["ID"].is_unique
+    assert [int(r.url.params["Offset"]) for r in fake.requests[1:]] == [0, 500, 1000]
+    assert all(r.url.path.startswith("/Asi.Scheduler_Prod/api/query") for r in fake.requests[1:])
+
+
+def test_concurrent_paging_returns_the_same_rows_in_order():
+    fake = FakeImis(total=2600)
+    frame = client_for(fake, max_concurrency=4).run_iqa("$/X")
+    assert frame["ID"].tolist() == [str(1000 + i) for i in range(2600)]
+    assert fake.logins == 1  # all threads shared one token
+
+
+def test_the_effective_page_size_comes_from_the_response_not_the_request():
+    fake = FakeImis(total=450, page_cap=100)  # a server capping pages at 100 despite Limit=500
+    frame = client_for(fake, max_concurrency=3).run_iqa("$/X")
+    assert len(frame) == 450
+    assert sorted(int(r.url.params["Offset"]) for r in fake.requests[1:]) == [0, 100, 200, 300, 400]
+
+
+def test_empty_result_is_one_request():
+    fake = FakeImis(total=0)
+    assert client_for(fake).run_iqa("$/X").empty
+    assert len(fake.requests) == 2  # login + one page
+
+
+def test_stops_when_count_is_zero_even_if_has_next_says_otherwise():
+    fake = FakeImis(total=10)
+    fake.override = lambda r: httpx.Response(200, json={
+        "Items": {"$values": []}, "Offset": 0, "Limit": 500, "Count": 0, "TotalCount": 10,
+        "HasNext": True, "NextOffset": 500}) if "/api/" in r.url.path else None
+    assert client_for(fake).run_iqa("$/X").empty
+
+
+def test_next_offset_that_does_not_advance_is_an_error_not_a_loop():
+    fake = FakeImis()
+
+    def stuck(request):
+        if "/api/" not in request.url.path:
+            return None
+        offset = int(request.url.params["Offset"])
+        return httpx.Response(200, json={"Items": {"$values": [{"ID": str(offset)}]}, "Offset": offset, "Limit": 1,
+                                         "Count": 1, "HasNext": True, "NextOffset": 5 if offset == 0 else offset})
+
+    fake.override = stuck
+    with pytest.raises(ImisPagingError, match=r"\$/Stuck: NextOffset 5 does not advance"):
+        client_for(fake).run_iqa("$/Stuck")
+
+
+def test_missing_total_count_falls_back_to_following_next_offset():
+    fake = FakeImis(total=7)
+    plain = fake.page
+
+    def without_total(request):
+        if "/api/" not in request.url.path:
+            return None
+        body = json.loads(plain(request).content)
+        body.pop("TotalCount")
+        return httpx.Response(200, json=body)
+
+    fake.override = without_total
+    assert len(client_for(fake, page_size=3, max_concurrency=4).run_iqa("$/X")) == 7
+
+
+def test_expired_token_triggers_one_relogin_and_the_request_is_replayed():
+    fake = FakeImis(total=3)
+    client = client_for(fake)
+    client.run_iqa("$/X")
+    fake.valid_tokens.clear()  # app-pool restart / purge system cache
+    assert len(client.run_iqa("$/X")) == 3
+    assert fake.logins == 2
+
+
+def test_token_is_renewed_before_it_expires():
+    fake = FakeImis(total=1)
+    client = client_for(fake, token_margin_s=1500)  # margin above the 1199 s lifetime: always stale
+    client.run_iqa("$/X")
+    client.run_iqa("$/X")
+    assert fake.logins == 2
+
+
+def test_a_second_401_after_relogin_names_the_query_and_the_likely_cause():
+    fake = FakeImis()
+    fake.override = lambda r: httpx.Response(401, json={"Message": "Authorization has been denied for this request."}) \
+        if "/api/" in r.url.path else None
+    with pytest.raises(ImisAuthError, match=r"IQA \$/HigherLogic/MailingLists/Secret .*not shared with Everyone"):
+        client_for(fake).run_iqa("$/HigherLogic/MailingLists/Secret")
+    assert fake.logins == 2
+
+
+def test_bad_credentials_fail_at_once_with_the_servers_reason_and_no_password():
+    fake = FakeImis()
+    client = client_for(fake, password="wrong-password")
+    with pytest.raises(ImisAuthError) as caught:
+        client.run_iqa("$/X")
+    assert "The user name or password is incorrect" in str(caught.value)
+    assert "'hl'" in str(caught.value) and "wrong-password" not in str(caught.value)
+    assert len(fake.requests) == 1
+
+
+def test_unknown_query_is_a_not_found_naming_it():
+    fake = FakeImis()
+    fake.override = lambda r: httpx.Response(404, json={"Message": "Query not found"}) \
+        if "/api/" in r.url.path else None
+    with pytest.raises(ImisNotFound, match=r"IQA \$/Nope \(offset 0\): not found \(Query not found\)"):
+        client_for(fake).run_iqa("$/Nope")
+
+
+def test_server_errors_are_retried_then_succeed():
+    fake = FakeImis(total=2)
+    failures = iter([503, 500])
+
+    def flaky(request):
+        if "/api/" in request.url.path:
+            status = next(failures, None)
+            if status:
+                return httpx.Response(status, headers={"Retry-After": "0"})
+        return None
+
+    fake.override = flaky
+    assert len(client_for(fake).run_iqa("$/X")) == 2
+
+
+def test_parameters_are_sent_positionally_including_empty_ones():
+    fake = FakeImis(total=1)
+    client_for(fake).fetch_page("$/X", parameters=["", "smith", "eq:42"])
+    assert fake.requests[-1].url.params.get_list("Parameter") == ["", "smith", "eq:42"]
+
+
+def test_iqa_endpoint_choice():
+    fake = FakeImis()
+    fake.override = lambda r: httpx.Response(200, json={"Items": {"$values": []}, "Count": 0, "HasNext": False,
+                                                        "NextOffset": 0}) if "/api/IQA" in r.url.path else None
+    client_for(fake, endpoint="iqa").run_iqa("$/X")
+    assert fake.requests[-1].url.path.endswith("/api/IQA")
+
+
+def test_activity_post_returns_seqn_and_rejections_name_the_party():
+    fake = FakeImis()
+
+    def activity(request):
+        if request.url.path.endswith("/api/Activity"):
+            body = json.loads(request.content)
+            props = {p["Name"]: p.get("Value") for p in body["Properties"]["$values"]}
+            if props["PartyId"] == "404":
+                return httpx.Response(400, json={"Errors": {"$values": [{"Message": "Party 404 does not exist"}]}})
+            return httpx.Response(201, json={**body, "Identity": {"IdentityElements": {"$values": ["9001"]}}})
+        return None
+
+    fake.override = activity
+    client = client_for(fake)
+    assert client.post_activity("23456", {"ACTIVITY_TYPE": "HLOGIC"}) == "9001"
+    with pytest.raises(ImisRequestError, match="activity for party 404: rejected with HTTP 400: Party 404 does not"):
+        client.post_activity("404", {"ACTIVITY_TYPE": "HLOGIC"})
+
+
+def test_activity_post_with_an_ambiguous_failure_is_not_resent():
+    fake = FakeImis()
+    posts = []
+
+    def boom(request):
+        if request.url.path.endswith("/api/Activity"):
+            posts.append(request)
+            raise httpx.ReadTimeout("timed out", request=request)
+        return None
+
+    fake.override = boom
+    with pytest.raises(AmbiguousWriteError):
+        client_for(fake).post_activity("1", {"ACTIVITY_TYPE": "HLOGIC"})
+    assert len(posts) == 1
+
+
+def test_activity_body_carries_the_party_in_both_places():
+    body = activity_entity("23456", {"ACTIVITY_TYPE": "HLOGIC", "UF_1": "key"})
+    assert body["PrimaryParentIdentity"]["IdentityElements"]["$values"] == ["23456"]
+    names = [p["Name"] for p in body["Properties"]["$values"]]
+    assert names == ["PartyId", "ACTIVITY_TYPE", "UF_1"]

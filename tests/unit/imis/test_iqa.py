@@ -1,0 +1,92 @@
+import pandas as pd
+
+from include.imis_thrive.imis.iqa import rows_to_frame
+
+TZ = "America/New_York"
+
+
+def iqa_row(number, **values):
+    """One `/api/IQA` GenericEntityData row; a value of ... leaves the `Value` key out, as iMIS 2017 does."""
+    props = [{"Name": "ResultRow", "Value": str(number)}]
+    for name, value in values.items():
+        props.append({"Name": name} if value is ... else {"Name": name, "Value": value})
+    return {"$type": "Asi.Soa.Core.DataContracts.GenericEntityData, Asi.Contracts",
+            "Properties": {"$values": props}}
+
+
+def wrap(type_name, value):
+    return {"$type": type_name, "$value": value}
+
+
+def test_iqa_rows_unwrap_typed_values_and_missing_values():
+    frame = rows_to_frame([
+        iqa_row(1, ID="363593", EventCount=wrap("System.Int32", 3), OptIn=wrap("System.Boolean", True),
+                LastDues=wrap("System.Decimal", 125.0), Company=...),
+        iqa_row(2, ID="17", EventCount=wrap("System.Int32", 0), OptIn=wrap("System.Boolean", False),
+                LastDues=None, Company="Núñez & D'Angelo"),
+    ], "$/HigherLogic/Test", TZ)
+    assert list(frame.columns) == ["ID", "EventCount", "OptIn", "LastDues", "Company"]
+    assert frame["ID"].tolist() == ["363593", "17"]
+    assert str(frame["ID"].dtype) == "str"
+    assert str(frame["EventCount"].dtype) == "Int64" and frame["EventCount"].tolist() == [3, 0]
+    assert str(frame["OptIn"].dtype) == "boolean" and frame["OptIn"].tolist() == [True, False]
+    assert str(frame["LastDues"].dtype) == "Float64" and pd.isna(frame["LastDues"][1])
+    assert pd.isna(frame["Company"][0]) and frame["Company"][1] == "Núñez & D'Angelo"
+    assert frame.attrs["iqa"] == "$/HigherLogic/Test"
+
+
+def test_wrapper_type_names_with_assembly_suffixes_are_understood():
+    frame = rows_to_frame([iqa_row(1, ID="1", N=wrap("System.Int32, mscorlib", 5))], "$/X", TZ)
+    assert str(frame["N"].dtype) == "Int64"
+
+
+def test_naive_datetimes_are_instance_local_and_dst_edges_do_not_fail():
+    frame = rows_to_frame([
+        iqa_row(1, ID="1", Joined=wrap("System.DateTime", "2019-05-01T00:00:00")),
+        iqa_row(2, ID="2", Joined=wrap("System.DateTime", "2024-03-10T02:30:00")),  # skipped hour (spring)
+        iqa_row(3, ID="3", Joined=wrap("System.DateTime", "2024-11-03T01:30:00")),  # repeated hour (fall)
+        iqa_row(4, ID="4", Joined=...),
+    ], "$/X", TZ)
+    joined = frame["Joined"]
+    assert str(joined.dtype) == f"datetime64[us, {TZ}]"
+    assert joined[0] == pd.Timestamp("2019-05-01T00:00:00", tz=TZ)
+    assert joined[0].tz_convert("UTC") == pd.Timestamp("2019-05-01T04:00:00Z")
+    assert joined[1] == pd.Timestamp("2024-03-10T03:00:00", tz=TZ)
+    assert joined[2].utcoffset() == pd.Timedelta(hours=-4)  # first occurrence, still daylight time
+    assert pd.isna(joined[3])
+
+
+def test_query_rows_are_flat_with_native_types():
+    frame = rows_to_frame([
+        {"$type": "System.Dynamic.ExpandoObject, System.Core", "ID": 65, "FullName": "A&O Shearman", "Email": "",
+         "Latitude": -33.8698949, "Company": None, "ExcludeDirectory": False, "Since": "2020-01-31T09:15:00"},
+    ], "$/X", TZ)
+    assert frame["ID"].tolist() == ["65"]
+    assert pd.isna(frame["Email"][0])  # "" is a null, not a value
+    assert str(frame["Latitude"].dtype) == "Float64"
+    assert str(frame["ExcludeDirectory"].dtype) == "boolean"
+    assert frame["Since"][0] == pd.Timestamp("2020-01-31T09:15:00", tz=TZ)
+
+
+def test_declared_types_win_over_value_guessing():
+    frame = rows_to_frame([{"ID": "1", "Birthday": "1980-02-29T00:00:00", "Code": "0042", "Flag": "true"}],
+                          "$/X", TZ, declared_types={"Code": "System.String", "Flag": "System.Boolean"})
+    assert frame["Code"][0] == "0042"
+    assert frame["Flag"][0] is True or bool(frame["Flag"][0]) is True
+    assert frame["Birthday"][0] == pd.Timestamp("1980-02-29", tz=TZ)
+
+
+def test_datetimes_with_an_offset_are_converted_into_the_instance_zone():
+    frame = rows_to_frame([{"ID": "1", "At": "2024-01-01T12:00:00Z"}], "$/X", TZ)
+    assert frame["At"][0] == pd.Timestamp("2024-01-01T07:00:00", tz=TZ)
+
+
+def test_columns_missing_from_some_rows_are_null_there_and_order_follows_the_wire():
+    frame = rows_to_frame([{"ID": "1", "A": "x"}, {"ID": "2", "B": "y", "A": "z"}], "$/X", TZ)
+    assert list(frame.columns) == ["ID", "A", "B"]
+    assert pd.isna(frame["B"][0]) and frame["B"][1] == "y"
+
+
+def test_empty_result_gives_an_empty_frame_that_still_names_the_iqa():
+    frame = rows_to_frame([], "$/HigherLogic/Empty", TZ)
+    assert frame.empty and frame.attrs["iqa"] == "$/HigherLogic/Empty"
