@@ -1,0 +1,767 @@
+"""The iMIS sandbox: a real HTTP app speaking the iMIS REST wire format of `reference/imis-api.md`.
+
+It serves the Higher Logic IQA package from deterministic seed data, issues and expires bearer tokens
+the way iMIS does (a new token for a user kills that user's previous one), records activities without
+ever deduplicating them, and can misbehave on request through `FaultMiddleware`.
+
+Choices where the reference leaves a detail open, written down here once:
+- an unknown IQA answers 404 with the HttpError body; `Limit` <= 0 means the default (100);
+- a list not shared with Everyone answers `not_shared_status` (401 by default) when run, and its
+  QueryDefinition `AccessId` is `PRIVATE_ACCESS_ID` instead of `EVERYONE_ACCESS_ID`;
+- a prompt is matched by position against its filter's column, `eq` only, an empty value meaning no filter;
+- usernames match case-insensitively, passwords exactly; nulls in IQA rows omit `Value`;
+- activity filters on a property an activity lacks do not match it (except `ne`);
+- QueryDefinition `DataTypeName` is the short name (`Int32`), value wrappers use `System.Int32`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from include.imis_thrive.imis.iqa_package import (
+    CONTACTS_IQA,
+    ID_ALIAS,
+    MAILING_LISTS_FOLDER,
+    PANEL_FIELDS_IQA_PATH,
+    ROOT_FOLDER,
+    IqaDefinition,
+    ImisDataType,
+)
+from include.imis_thrive.sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultMiddleware, Receive, Scope, Send
+from include.imis_thrive.sandbox.imis_seed import ImisSeed, SeedError, SeedList, build_seed
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+FIRST_SEQN = 1_048_000
+DENIED = "Authorization has been denied for this request."
+EVERYONE_ACCESS_ID = "b1fa5a3b-1d42-4a6b-8c1e-5f3b1e0e7e01"
+PRIVATE_ACCESS_ID = "7c2d9e44-0a5e-4f0c-9b7a-2e6d3c1f8a90"
+
+_CONTRACTS = "Asi.Contracts"
+T_HTTP_ERROR = "System.Web.Http.HttpError, System.Web.Http"
+T_IQA_PAGE = ("Asi.Soa.Core.DataContracts.PagedResult`1[[Asi.Soa.Core.DataContracts.GenericEntityData, "
+              "Asi.Contracts]], Asi.Contracts")
+T_IQA_ITEMS = ("System.Collections.Generic.List`1[[Asi.Soa.Core.DataContracts.GenericEntityData, "
+               "Asi.Contracts]], mscorlib")
+T_QUERY_PAGE = "Asi.Soa.Core.DataContracts.PagedResult, Asi.Contracts"
+T_QUERY_ITEMS = "System.Collections.Generic.List`1[[System.Object, mscorlib]], mscorlib"
+T_EXPANDO = "System.Dynamic.ExpandoObject, System.Core"
+T_ENTITY = f"Asi.Soa.Core.DataContracts.GenericEntityData, {_CONTRACTS}"
+T_PROPERTY = f"Asi.Soa.Core.DataContracts.GenericPropertyData, {_CONTRACTS}"
+T_PROPERTIES = f"Asi.Soa.Core.DataContracts.GenericPropertyDataCollection, {_CONTRACTS}"
+T_IDENTITY = f"Asi.Soa.Core.DataContracts.IdentityData, {_CONTRACTS}"
+T_STRINGS = "System.Collections.ObjectModel.Collection`1[[System.String, mscorlib]], mscorlib"
+T_SERVICE_RESPONSE = f"Asi.Soa.Core.DataContracts.ServiceResponse, {_CONTRACTS}"
+
+
+class ImisSandboxConfig(BaseModel):
+    """How one sandbox instance behaves; the defaults mirror a stock iMIS 20.3 tenant."""
+
+    users: dict[str, str] = Field(description="username -> password of the application users")
+    contacts: int = Field(500, ge=10, le=1_000_000)
+    seed: int = 1
+    broken_lists: bool = Field(False, description="Also serve lists that each break one list requirement")
+    token_lifetime_s: int = Field(1199, ge=1)
+    timezone: str = Field("America/New_York", description="The instance's local zone; wire datetimes are naive")
+    path_prefix: str = Field("", description="Serve under this path, like on-prem `/Asi.Scheduler_X`")
+    not_shared_status: int = Field(401, ge=400, le=499)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _clean_prefix(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError(f"path_prefix {value!r} must start with '/'")
+        return value
+
+
+class ImisWireError(Exception):
+    """An answer other than 2xx, carried to the exception handler with its iMIS-shaped body."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, body)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def http_error(status: int, message: str) -> ImisWireError:
+    return ImisWireError(status, {"$type": T_HTTP_ERROR, "Message": message})
+
+
+def validation_error(message: str) -> ImisWireError:
+    return ImisWireError(400, {"$type": f"Asi.Soa.Core.DataContracts.ValidationResultsData, {_CONTRACTS}",
+                               "Errors": {"$type": T_STRINGS, "$values": [{"Message": message}]}})
+
+
+@dataclass
+class _Token:
+    user: str
+    expires_at: float
+
+
+@dataclass
+class _Activity:
+    seqn: int
+    party_id: str
+    properties: list[dict[str, Any]]  # as posted (wire form), SEQN and PartyId first
+    lookup: dict[str, Any]  # casefolded name -> unwrapped value, for filters
+
+
+class ImisSandbox:
+    """One emulated iMIS instance: `.app` to serve, `.faults` to misbehave, plain methods for the admin surface."""
+
+    def __init__(self, config: ImisSandboxConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.zone = ZoneInfo(config.timezone)
+        self.faults = FaultInjector()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._passwords = {user.casefold(): (user, password) for user, password in config.users.items()}
+        self.reset()
+        self.app = _WireCompat(FaultMiddleware(self._build_api(), self.faults), config.path_prefix)
+
+    # ---- admin surface (also served under /_sandbox) -------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to the freshly seeded instance: data, tokens and activities."""
+        seed = build_seed(self.config.contacts, self.config.seed, self.config.broken_lists)
+        with self._lock:
+            self.seed = seed
+            self._tokens: dict[str, _Token] = {}
+            self._user_tokens: dict[str, str] = {}
+            self._activities: list[_Activity] = []
+            self._next_seqn = FIRST_SEQN
+
+    def mutate_contacts(self, count: int, seed: int) -> list[str]:
+        """Edit a few mapped fields on `count` contacts, as staff would between two syncs."""
+        with self._lock:
+            return self.seed.mutate_contacts(count, seed)
+
+    def move_list_members(self, list_name: str, count: int, seed: int) -> dict[str, list[str]]:
+        with self._lock:
+            return self.seed.move_list_members(list_name, count, seed)
+
+    def add_panel_column(self, name: str, data_type: ImisDataType | str) -> dict[str, str]:
+        """Simulate a customer extending the panel-field template by one display column."""
+        with self._lock:
+            column = self.seed.add_panel_column(name, data_type)
+        return {"alias": column.alias, "data_type": column.data_type.value}
+
+    def activities(self) -> list[dict[str, Any]]:
+        """Every activity written so far, in SEQN order, with values unwrapped (what a test asserts on)."""
+        with self._lock:
+            return [{"SEQN": a.seqn, "PartyId": a.party_id,
+                     "Properties": {p["Name"]: _unwrap(p.get("Value")) for p in a.properties}}
+                    for a in self._activities]
+
+    def purge_tokens(self) -> int:
+        """Kill every token, as an app-pool restart or "Purge System Cache" does; the number purged."""
+        with self._lock:
+            purged = len(self._tokens)
+            self._tokens.clear()
+            self._user_tokens.clear()
+        return purged
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            seed = self.seed
+            return {"contacts": seed.size, "seed": seed.seed, "active_tokens": len(self._tokens),
+                    "activities": len(self._activities),
+                    "lists": {name: len(item.members) for name, item in seed.lists.items()},
+                    "panel_columns": list(seed.panel_definition.aliases)}
+
+    # ---- tokens -----------------------------------------------------------------------------------
+
+    def issue_token(self, form: dict[str, str]) -> dict[str, Any]:
+        if form.get("grant_type") != "password":
+            raise ImisWireError(400, {"error": "unsupported_grant_type"})
+        known = self._passwords.get(form.get("username", "").casefold())
+        if known is None or not secrets.compare_digest(known[1], form.get("password", "")):
+            raise ImisWireError(400, {"error": "invalid_grant",
+                                      "error_description": "The user name or password is incorrect."})
+        user, now = known[0], self._clock()
+        token = secrets.token_urlsafe(96)
+        with self._lock:
+            previous = self._user_tokens.pop(user.casefold(), None)
+            self._tokens.pop(previous or "", None)
+            self._tokens[token] = _Token(user, now + self.config.token_lifetime_s)
+            self._user_tokens[user.casefold()] = token
+        return {"access_token": token, "token_type": "bearer", "expires_in": self.config.token_lifetime_s,
+                "userName": user, ".issued": formatdate(now, usegmt=True),
+                ".expires": formatdate(now + self.config.token_lifetime_s, usegmt=True)}
+
+    def authorize(self, header: str | None) -> str:
+        """The user a bearer header stands for; 401 with the HttpError body otherwise."""
+        scheme, _, token = (header or "").partition(" ")
+        with self._lock:
+            held = self._tokens.get(token.strip()) if scheme.casefold() == "bearer" else None
+            if held is not None and self._clock() >= held.expires_at:
+                self._tokens.pop(token.strip(), None)
+                self._user_tokens.pop(held.user.casefold(), None)
+                held = None
+        if held is None:
+            raise http_error(401, DENIED)
+        return held.user
+
+    # ---- IQA ----------------------------------------------------------------------------------------
+
+    def run_iqa(self, params: dict[str, list[str]], flat: bool) -> bytes:
+        """One page of an IQA, as `/api/IQA` (GenericEntityData rows) or `/api/query` (flat rows)."""
+        query_name = _single(params, "queryname")
+        if not query_name:
+            raise http_error(400, "QueryName is required.")
+        limit, offset = _paging(params)
+        with self._lock:
+            definition, rows, shared = self._resolve(query_name)
+            if not shared:
+                raise http_error(self.config.not_shared_status, DENIED)
+            rows = self._apply_prompts(definition, rows, params.get("parameter", []))
+            page = rows[offset:offset + limit]
+            columns = [(c.alias, c.data_type, _to_python(self.seed.column(c.alias, page), c.data_type))
+                       for c in definition.columns]
+            ids = self.seed.column(ID_ALIAS, page).tolist()
+        items = _flat_rows(columns) if flat else _entity_rows(definition, columns, ids, offset)
+        return _paged(items, offset, limit, len(rows), flat)
+
+    def _resolve(self, query_name: str) -> tuple[IqaDefinition, np.ndarray, bool]:
+        key = query_name.casefold()
+        if key == CONTACTS_IQA.path.casefold():
+            return CONTACTS_IQA, self.seed.all_rows, True
+        if key == PANEL_FIELDS_IQA_PATH.casefold():
+            return self.seed.panel_definition, self.seed.all_rows, True
+        seed_list = self._list_at(key)
+        if seed_list is None:
+            raise http_error(404, f"The query '{query_name}' was not found.")
+        return seed_list.definition, seed_list.members, seed_list.shared_with_everyone
+
+    def _list_at(self, casefolded_path: str) -> SeedList | None:
+        for seed_list in self.seed.lists.values():
+            if seed_list.definition.path.casefold() == casefolded_path:
+                return seed_list
+        return None
+
+    def _apply_prompts(self, definition: IqaDefinition, rows: np.ndarray, values: list[str]) -> np.ndarray:
+        for prompt, value in zip(definition.prompts, values):
+            op, _, expected = value.partition(":") if ":" in value else ("eq", "", value)
+            if op.casefold() not in ("eq", "=="):
+                raise http_error(400, f"In IQA query, parameters must be Parameter Equal (got {op!r} "
+                                      f"for {prompt.property_name}).")
+            if expected:
+                rows = rows[self.seed.column(prompt.property_name, rows) == expected]
+        return rows
+
+    # ---- documents ----------------------------------------------------------------------------------
+
+    def _documents(self) -> list[dict[str, Any]]:
+        """Every folder and IQA document of the package, as DocumentSummaryData."""
+        folders = [ROOT_FOLDER, CONTACTS_IQA.folder, MAILING_LISTS_FOLDER, PANEL_FIELDS_IQA_PATH.rsplit("/", 1)[0]]
+        queries = [CONTACTS_IQA.path, PANEL_FIELDS_IQA_PATH, *(l.definition.path for l in self.seed.lists.values())]
+        return [_document_summary(path, "FOL") for path in folders] + [_document_summary(p, "IQD") for p in queries]
+
+    def execute_document_summary(self, operation: str, parameters: list[Any]) -> dict[str, Any]:
+        with self._lock:
+            documents = self._documents()
+        if operation == "findbypath" and parameters:
+            path = str(parameters[0]).casefold()
+            return _service_response(next((d for d in documents if d["Path"].casefold() == path), None))
+        if operation == "finddocumentsinfolder" and parameters:
+            folder_id = str(parameters[0]).casefold()
+            folder = next((d for d in documents if d["DocumentId"] == folder_id), None)
+            types = {str(t).upper() for t in (parameters[1] if len(parameters) > 1 and parameters[1] else [])}
+            found = [d for d in documents if folder is not None and d["FolderPath"].casefold() == folder["Path"].casefold()
+                     and (not types or d["DocumentTypeId"] in types)]
+            return _service_response(_contract_list("DocumentSummaryData", found))
+        raise http_error(400, f"DocumentSummary does not support operation {operation!r} with "
+                              f"{len(parameters)} parameter(s); use FindByPath or FindDocumentsInFolder.")
+
+    def execute_query_definition(self, operation: str, parameters: list[Any]) -> dict[str, Any]:
+        if operation != "findbypath" or not parameters:
+            raise http_error(400, f"QueryDefinition does not support operation {operation!r}; use FindByPath.")
+        with self._lock:
+            try:
+                definition, _, shared = self._resolve(str(parameters[0]))
+            except ImisWireError:
+                return _service_response(None)
+        return _service_response(_query_definition(definition, shared))
+
+    # ---- activities and parties ---------------------------------------------------------------------
+
+    def create_activity(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise validation_error("The request body must be a GenericEntityData JSON object.")
+        properties = [p for p in (body.get("Properties") or {}).get("$values", []) if isinstance(p, dict)]
+        lookup = {str(p.get("Name", "")).casefold(): _unwrap(p.get("Value")) for p in properties}
+        parent = ((body.get("PrimaryParentIdentity") or {}).get("IdentityElements") or {}).get("$values") or []
+        party_id = str(lookup.get("partyid") or (parent[0] if parent else "") or "").strip()
+        if not party_id:
+            raise validation_error("PartyId is required: set PrimaryParentIdentity or a PartyId property.")
+        if not str(lookup.get("activity_type") or "").strip():
+            raise validation_error("ACTIVITY_TYPE is required.")
+        if "transaction_date" not in lookup:
+            local_now = datetime.now(timezone.utc).astimezone(self.zone).replace(tzinfo=None, microsecond=0)
+            properties.append(_property("TRANSACTION_DATE", local_now.isoformat()))
+            lookup["transaction_date"] = local_now.isoformat()
+        with self._lock:
+            if self.seed.row_of(party_id) is None:
+                raise validation_error(f"Party '{party_id}' does not exist.")
+            seqn = self._next_seqn
+            self._next_seqn += 1
+            kept = [p for p in properties if str(p.get("Name", "")).casefold() not in ("seqn", "partyid")]
+            stored = [_property("SEQN", {"$type": "System.Int32", "$value": seqn}),
+                      _property("PartyId", party_id), *kept]
+            activity = _Activity(seqn, party_id, stored, lookup | {"seqn": seqn, "partyid": party_id})
+            self._activities.append(activity)
+        return _activity_entity(activity)
+
+    def find_activities(self, params: dict[str, list[str]]) -> bytes:
+        limit, offset = _paging(params)
+        filters = [(name, value) for name, values in params.items() if name not in ("limit", "offset")
+                   for value in values]
+        with self._lock:
+            matching = [a for a in self._activities
+                        if all(_matches(a.lookup.get(name), value) for name, value in filters)]
+        page = [_encode_text(_activity_entity(a)) for a in matching[offset:offset + limit]]
+        return _paged(page, offset, limit, len(matching), flat=False)
+
+    def get_activity(self, seqn: str) -> dict[str, Any]:
+        with self._lock:
+            found = next((a for a in self._activities if str(a.seqn) == seqn.strip()), None)
+        if found is None:
+            raise http_error(404, f"Activity with SEQN '{seqn}' was not found.")
+        return _activity_entity(found)
+
+    def get_party(self, party_id: str) -> dict[str, Any]:
+        with self._lock:
+            row = self.seed.row_of(party_id.strip())
+            if row is None:
+                raise http_error(404, f"Party '{party_id}' was not found.")
+            contact = {alias: self.seed.contacts[alias][row] for alias in CONTACTS_IQA.aliases}
+        return _party(contact)
+
+    # ---- HTTP ---------------------------------------------------------------------------------------
+
+    def _build_api(self) -> FastAPI:
+        app = FastAPI(title="iMIS sandbox", docs_url=f"{ADMIN_PREFIX}/docs", openapi_url=f"{ADMIN_PREFIX}/openapi.json",
+                      redoc_url=None)
+
+        @app.exception_handler(ImisWireError)
+        async def wire_error(_: Request, error: ImisWireError) -> Response:
+            return _json_response(error.body, error.status, error.headers)
+
+        @app.exception_handler(StarletteHTTPException)
+        async def no_such_resource(request: Request, error: StarletteHTTPException) -> Response:
+            message = f"No HTTP resource was found that matches the request URI '{request.url.path}'." \
+                if error.status_code == 404 else str(error.detail)
+            return _json_response({"$type": T_HTTP_ERROR, "Message": message}, error.status_code)
+
+        @app.post("/token")
+        async def token(request: Request) -> Response:
+            form = {k.casefold(): v for k, v in parse_qsl((await request.body()).decode(), keep_blank_values=True)}
+            return _json_response(self.issue_token(form), headers={"Cache-Control": "no-store"})
+
+        @app.get("/api/iqa")
+        async def iqa(request: Request) -> Response:
+            self.authorize(request.headers.get("authorization"))
+            return Response(self.run_iqa(_params(request), flat=False), media_type="application/json")
+
+        @app.get("/api/query")
+        async def query(request: Request) -> Response:
+            self.authorize(request.headers.get("authorization"))
+            return Response(self.run_iqa(_params(request), flat=True), media_type="application/json")
+
+        @app.post("/api/documentsummary/_execute")
+        async def document_summary(request: Request) -> Response:
+            self.authorize(request.headers.get("authorization"))
+            return _json_response(self.execute_document_summary(*await _execute_request(request)))
+
+        @app.post("/api/querydefinition/_execute")
+        async def query_definition(request: Request) -> Response:
+            self.authorize(request.headers.get("authorization"))
+            return _json_response(self.execute_query_definition(*await _execute_request(request)))
+
+        @app.post("/api/activity")
+        async def post_activity(request: Request) -> Response:
+            self.authorize(request.headers.get("authorization"))
+            entity = self.create_activity(await _json_body(request))
+            seqn = entity["Identity"]["IdentityElements"]["$values"][0]
+            return _json_response(entity, 201, {"Location": f"{self.config.path_prefix}/api/Activity/{seqn}"})
+
+        @app.get("/api/activity")
+        async def list_activities(request: Request) -> Response:
+            self.authorize(request.headers.get("authorization"))
+            return Response(self.find_activities(_params(request)), media_type="application/json")
+
+        @app.get("/api/activity/{seqn}")
+        async def get_activity(seqn: str, request: Request) -> Response:
+            self.authorize(request.headers.get("authorization"))
+            return _json_response(self.get_activity(seqn))
+
+        @app.get("/api/party/{party_id}")
+        async def get_party(party_id: str, request: Request) -> Response:
+            self.authorize(request.headers.get("authorization"))
+            return _json_response(self.get_party(party_id))
+
+        app.include_router(self._admin_router())
+        app.include_router(self.faults.router())
+        return app
+
+    def _admin_router(self) -> APIRouter:
+        router = APIRouter(prefix=ADMIN_PREFIX, tags=["sandbox admin"])
+
+        @router.get("")
+        def show() -> dict[str, Any]:
+            return self.summary()
+
+        @router.post("/contacts/mutate")
+        def mutate(request: MutateRequest) -> dict[str, Any]:
+            return {"changed": self.mutate_contacts(request.count, request.seed)}
+
+        @router.post("/lists/move")
+        def move(request: MoveRequest) -> dict[str, Any]:
+            try:
+                return self.move_list_members(request.list_name, request.count, request.seed)
+            except SeedError as error:
+                raise http_error(404, str(error)) from None
+
+        @router.post("/panel/columns")
+        def add_column(request: PanelColumnRequest) -> dict[str, str]:
+            try:
+                return self.add_panel_column(request.name, request.data_type)
+            except SeedError as error:
+                raise http_error(400, str(error)) from None
+
+        @router.get("/activities")
+        def list_written() -> dict[str, Any]:
+            return {"activities": self.activities()}
+
+        @router.post("/tokens/purge")
+        def purge() -> dict[str, int]:
+            return {"purged": self.purge_tokens()}
+
+        @router.post("/reset")
+        def reset() -> dict[str, Any]:
+            self.reset()
+            return self.summary()
+
+        return router
+
+
+class MutateRequest(BaseModel):
+    count: int = Field(10, ge=0)
+    seed: int = 0
+
+
+class MoveRequest(BaseModel):
+    list_name: str
+    count: int = Field(5, ge=0)
+    seed: int = 0
+
+
+class PanelColumnRequest(BaseModel):
+    name: str = Field(min_length=1)
+    data_type: str = Field("System.String", description="System.String, System.Int32, System.Decimal, ...")
+
+
+class _WireCompat:
+    """Serve under the configured path prefix and match paths case-insensitively, as IIS does."""
+
+    def __init__(self, app: FaultMiddleware, prefix: str) -> None:
+        self.app, self.prefix = app, prefix.lower()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"].lower()
+        if self.prefix:
+            if path != self.prefix and not path.startswith(self.prefix + "/"):
+                body = _encode({"$type": T_HTTP_ERROR, "Message": f"No resource at {scope['path']}; "
+                                                                  f"this instance lives under {self.prefix}."})
+                await send({"type": "http.response.start", "status": 404,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            path = path[len(self.prefix):] or "/"
+        await self.app(dict(scope, path=path, raw_path=path.encode()), receive, send)
+
+
+# ---- wire helpers (pure functions) -------------------------------------------------------------------
+
+_text = json.encoder.encode_basestring  # a str as a JSON string literal, non-ASCII kept (C-accelerated)
+
+
+def _encode_text(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def _encode(body: Any) -> bytes:
+    return _encode_text(body).encode()
+
+
+def _json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encode(body), status_code=status, headers=headers, media_type="application/json")
+
+
+def _params(request: Request) -> dict[str, list[str]]:
+    """Query parameters keyed by lower-cased name (iMIS matches names case-insensitively), repeats kept."""
+    params: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        params.setdefault(name.casefold(), []).append(value)
+    return params
+
+
+def _single(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None
+
+
+def _paging(params: dict[str, list[str]]) -> tuple[int, int]:
+    """Effective `Limit` (default 100, capped at 500 silently) and `Offset` (default 0)."""
+    numbers = {}
+    for name in ("limit", "offset"):
+        raw = (_single(params, name) or "").strip()
+        try:
+            numbers[name] = int(raw) if raw else 0
+        except ValueError:
+            raise http_error(400, f"The value '{raw}' is not valid for {name.capitalize()}.") from None
+    limit = numbers["limit"] if numbers["limit"] > 0 else DEFAULT_LIMIT
+    return min(limit, MAX_LIMIT), max(numbers["offset"], 0)
+
+
+def _paged(items: list[str], offset: int, limit: int, total: int, flat: bool) -> bytes:
+    """A PagedResult envelope around already-encoded rows, keys in the order iMIS sends them."""
+    has_next = offset + len(items) < total
+    page_type, items_type = (T_QUERY_PAGE, T_QUERY_ITEMS) if flat else (T_IQA_PAGE, T_IQA_ITEMS)
+    return "".join((
+        '{"$type":', _text(page_type), ',"Items":{"$type":', _text(items_type), ',"$values":[', ",".join(items),
+        f']}},"Offset":{offset},"Limit":{limit},"Count":{len(items)},"TotalCount":{total},"NextPageLink":null,'
+        f'"HasNext":{"true" if has_next else "false"},"NextOffset":{offset + len(items) if has_next else 0}}}',
+    )).encode()
+
+
+def _to_python(values: np.ndarray, data_type: ImisDataType) -> list[Any]:
+    """A column slice as Python values, None for iMIS nulls."""
+    if data_type is ImisDataType.DATETIME:
+        return [None if text == "NaT" else text for text in np.datetime_as_string(values, unit="s").tolist()]
+    if data_type is ImisDataType.DECIMAL:
+        return [None if number != number else number for number in values.tolist()]
+    return values.tolist()
+
+
+def _value_json(values: list[Any], data_type: ImisDataType) -> list[str | None]:
+    """Each value as a JSON literal (None stays None); strings escaped by the json module's C encoder."""
+    if data_type is ImisDataType.BOOLEAN:
+        return [None if v is None else ("true" if v else "false") for v in values]
+    if data_type is ImisDataType.INT32:
+        return [None if v is None else str(int(v)) for v in values]
+    if data_type is ImisDataType.DECIMAL:
+        return [None if v is None else repr(float(v)) for v in values]
+    return [None if v is None else _text(v) for v in values]
+
+
+def _entity_rows(definition: IqaDefinition, columns: list[tuple[str, ImisDataType, list[Any]]],
+                 ids: list[str], offset: int) -> list[str]:
+    """IQA rows as GenericEntityData JSON: `ResultRow` first, typed wrappers, no `Value` key for nulls.
+
+    Rendered as text from per-column fragments: a 500-row page has ~13,000 property objects, and building
+    them as dicts for `json.dumps` costs several times more (allocation and GC) than joining strings.
+    """
+    entity_type = _text(str(10 + zlib.crc32(definition.path.encode()) % 90))
+    fragments = []
+    for alias, data_type, values in columns:
+        head = '{"$type":' + _text(T_PROPERTY) + ',"Name":' + _text(alias)
+        null = head + "}"
+        if data_type is ImisDataType.STRING:
+            opening, closing = head + ',"Value":', "}"
+        else:
+            opening, closing = head + ',"Value":{"$type":' + _text(data_type.value) + ',"$value":', "}}"
+        fragments.append([null if v is None else opening + v + closing for v in _value_json(values, data_type)])
+    row_head = '{"$type":' + _text(T_ENTITY) + ',"EntityTypeName":' + entity_type + \
+        ',"PrimaryParentEntityTypeName":"Party","PrimaryParentIdentity":'
+    properties_head = ',"Properties":{"$type":' + _text(T_PROPERTIES) + ',"$values":[{"$type":' + \
+        _text(T_PROPERTY) + ',"Name":"ResultRow","Value":"'
+    return [
+        "".join((row_head, _encode_text(_identity("Party", contact_id)), properties_head, str(offset + i + 1), '"},',
+                 ",".join(parts), "]}}"))
+        for i, (contact_id, *parts) in enumerate(zip(ids, *fragments))
+    ]
+
+
+def _flat_rows(columns: list[tuple[str, ImisDataType, list[Any]]]) -> list[str]:
+    """`/api/query` rows: one flat ExpandoObject per row, native JSON types, null for nulls."""
+    fragments = []
+    for alias, data_type, values in columns:
+        key = _text(alias) + ":"
+        fragments.append([key + ("null" if v is None else v) for v in _value_json(values, data_type)])
+    head = '{"$type":' + _text(T_EXPANDO) + ","
+    return [head + ",".join(parts) + "}" for parts in zip(*fragments)]
+
+
+def _identity(entity: str, key: Any) -> dict[str, Any]:
+    return {"$type": T_IDENTITY, "EntityTypeName": entity,
+            "IdentityElements": {"$type": T_STRINGS, "$values": [str(key)]}}
+
+
+def _property(name: str, value: Any) -> dict[str, Any]:
+    return {"$type": T_PROPERTY, "Name": name, "Value": value}
+
+
+def _unwrap(value: Any) -> Any:
+    return value["$value"] if isinstance(value, dict) and "$value" in value else value
+
+
+def _activity_entity(activity: _Activity) -> dict[str, Any]:
+    return {"$type": T_ENTITY, "EntityTypeName": "Activity", "PrimaryParentEntityTypeName": "Party",
+            "Identity": _identity("Activity", activity.seqn),
+            "PrimaryParentIdentity": _identity("Party", activity.party_id),
+            "Properties": {"$type": T_PROPERTIES, "$values": activity.properties}}
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda a, b: a == b, "==": lambda a, b: a == b, "ne": lambda a, b: a != b, "!=": lambda a, b: a != b,
+    "gt": lambda a, b: a > b, ">": lambda a, b: a > b, "ge": lambda a, b: a >= b, ">=": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b, "<": lambda a, b: a < b, "le": lambda a, b: a <= b, "<=": lambda a, b: a <= b,
+    "contains": lambda a, b: str(b) in str(a), "startswith": lambda a, b: str(a).startswith(str(b)),
+}
+
+
+def _matches(actual: Any, expression: str) -> bool:
+    """One `Name=op:value` filter (plain value means eq); numbers compare as numbers, text case-insensitively."""
+    op, _, expected = expression.partition(":")
+    if op.casefold() not in _OPERATORS:
+        op, expected = "eq", expression
+    compare = _OPERATORS[op.casefold()]
+    if actual is None:
+        return op.casefold() in ("ne", "!=")
+    left, right = _comparable(actual), _comparable(expected)
+    if type(left) is not type(right):
+        left, right = str(actual).casefold(), expected.casefold()
+    return compare(left, right)
+
+
+def _comparable(value: Any) -> float | str:
+    if isinstance(value, bool):
+        return str(value).casefold()
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value).casefold()
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError:
+        raise validation_error("The request body is not valid JSON.") from None
+
+
+async def _execute_request(request: Request) -> tuple[str, list[Any]]:
+    """`OperationName` (lower-cased) and unwrapped `Parameters` of a GenericExecuteRequest."""
+    body = await _json_body(request)
+    if not isinstance(body, dict) or not body.get("OperationName"):
+        raise http_error(400, "The body must be a GenericExecuteRequest with an OperationName.")
+    values = (body.get("Parameters") or {}).get("$values", [])
+    parameters = [_unwrap(v) for v in values]
+    parameters = [p["$values"] if isinstance(p, dict) and "$values" in p else p for p in parameters]
+    return str(body["OperationName"]).casefold(), parameters
+
+
+def _service_response(result: Any) -> dict[str, Any]:
+    return {"$type": T_SERVICE_RESPONSE, "Result": result, "IsSuccessStatusCode": True, "Message": None}
+
+
+def _contract_list(contract: str, values: list[Any]) -> dict[str, Any]:
+    return {"$type": f"System.Collections.Generic.List`1[[Asi.Soa.Core.DataContracts.{contract}, {_CONTRACTS}]], "
+                     "mscorlib", "$values": values}
+
+
+def _document_id(path: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"imis-sandbox:{path.casefold()}"))
+
+
+def _document_summary(path: str, type_id: str) -> dict[str, Any]:
+    folder, _, name = path.rpartition("/")
+    return {"$type": f"Asi.Soa.Core.DataContracts.DocumentSummaryData, {_CONTRACTS}", "Description": "",
+            "DocumentId": _document_id(path), "DocumentVersionId": _document_id(path + "#1"),
+            "DocumentTypeId": type_id, "Name": name, "Path": path, "FolderPath": folder, "Status": "Published",
+            "IsSystem": False, "IsFolder": type_id == "FOL"}
+
+
+def _query_definition(definition: IqaDefinition, shared: bool) -> dict[str, Any]:
+    """IqaQueryDefinitionData for one IQA (20.x shape: wrapped in `Result`, with `Document`)."""
+    document = _document_summary(definition.path, "IQD") | {
+        "$type": f"Asi.Soa.Core.DataContracts.DocumentData, {_CONTRACTS}",
+        "AccessId": EVERYONE_ACCESS_ID if shared else PRIVATE_ACCESS_ID,
+        "StatusUpdatedByUserId": "MANAGER", "StatusUpdatedOn": "2025-11-03T09:15:00"}
+    properties = [{"$type": f"Asi.Soa.Core.DataContracts.QueryPropertyData, {_CONTRACTS}", "QuerySourceId": "CsContact",
+                   "Name": f"CsContact.{c.alias}", "PropertyName": c.alias, "Alias": c.alias, "Caption": c.alias,
+                   "DisplayFormat": "", "DisplayOrder": order, "Link": "", "DataTypeName": c.data_type.short_name}
+                  for order, c in enumerate(definition.columns, start=1)]
+    parameters = [{"$type": f"Asi.Soa.Core.DataContracts.CriteriaData, {_CONTRACTS}", "PropertyName": f.property_name,
+                   "Operation": f.operation, "Values": {"$type": T_STRINGS, "$values": list(f.values)}}
+                  | ({"Prompt": f.prompt} if f.prompt is not None else {})
+                  for f in definition.filters]
+    return {"$type": f"Asi.Soa.Core.DataContracts.IqaQueryDefinitionData, {_CONTRACTS}", "Document": document,
+            "Path": definition.path, "QueryDefinitionId": _document_id(definition.path),
+            "Parameters": _contract_list("CriteriaData", parameters),
+            "Properties": _contract_list("QueryPropertyData", properties),
+            "Sources": _contract_list("QuerySourceData", [{
+                "$type": f"Asi.Soa.Core.DataContracts.QuerySourceData, {_CONTRACTS}", "QuerySourceId": "CsContact",
+                "QuerySourceType": 1, "Name": "CsContact", "BusinessControllerName": "CsContact"}]),
+            "Relations": _contract_list("QueryRelationData", []), "LimitResultsCount": 0}
+
+
+def _party(contact: dict[str, Any]) -> dict[str, Any]:
+    """GET /api/Party/{id}: PersonData or OrganizationData with the fields clients read."""
+    is_org = bool(contact["IsOrganization"])
+    party_id = contact[ID_ALIAS]
+    name = contact["OrganizationName"] if is_org else f"{contact['FirstName']} {contact['LastName']}"
+    email = contact["PrimaryEmailAddress"]
+    party: dict[str, Any] = {
+        "$type": f"Asi.Soa.Membership.DataContracts.{'OrganizationData' if is_org else 'PersonData'}, {_CONTRACTS}",
+        "PartyId": party_id, "Id": party_id, "UniformId": str(uuid.uuid5(uuid.NAMESPACE_OID, party_id)),
+        "Name": name, "Status": {"$type": f"Asi.Soa.Membership.DataContracts.PartyStatusData, {_CONTRACTS}",
+                                 "PartyStatusId": contact["Status"]},
+        "Emails": {"$type": f"Asi.Soa.Membership.DataContracts.EmailDataCollection, {_CONTRACTS}",
+                   "$values": [] if email is None else [{"$type": f"Asi.Soa.Membership.DataContracts.EmailData, "
+                                                                  f"{_CONTRACTS}", "Address": email,
+                                                         "EmailType": "_Primary", "IsPrimary": True}]},
+    }
+    if is_org:
+        party["OrganizationName"] = name
+    else:
+        party["PersonName"] = {"$type": f"Asi.Soa.Membership.DataContracts.PersonNameData, {_CONTRACTS}",
+                               **{key: contact[key] for key in ("FirstName", "LastName", "MiddleName", "InformalName")
+                                  if contact[key] is not None},
+                               **({"NamePrefix": contact["Prefix"]} if contact["Prefix"] else {}),
+                               **({"NameSuffix": contact["Suffix"]} if contact["Suffix"] else {})}
+    return party
+

@@ -1,0 +1,26 @@
+"""Shared fixtures for integration tests: real sandbox servers on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
+from include.imis_thrive.sandbox.server import SandboxServer
+
+IMIS_USER = "hl_integration"
+IMIS_PASSWORD = "sandbox-imis-password"
+
+
+@pytest.fixture
+def imis_sandbox() -> ImisSandbox:
+    """A small iMIS instance with the broken lists switched on, fresh for each test."""
+    return ImisSandbox(ImisSandboxConfig(users={IMIS_USER: IMIS_PASSWORD}, contacts=300, broken_lists=True))
+
+
+@pytest.fixture
+def imis_server(imis_sandbox: ImisSandbox) -> Iterator[SandboxServer]:
+    """`imis_sandbox` served over real HTTP on 127.0.0.1 (port 0: a free one); `.url` is its base URL."""
+    with SandboxServer(imis_sandbox.app, port=0) as server:
+        yield server
