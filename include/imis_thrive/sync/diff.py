@@ -1,0 +1,202 @@
+"""What changed since the last committed snapshot, keyed on the iMIS `ID`, so only changes are loaded.
+
+Rows are compared as the text Thrive would receive (`field_map.render_for_thrive`): NA, NaN, None and ""
+all become "", and a column whose dtype changed (Int64 5 → Float64 5.0, boolean → "true") is unchanged
+when Thrive would see the same text. A column present on one side only counts as empty on the other, so a
+new panel column changes exactly the rows that have a value in it.
+
+Each row is hashed with `pd.util.hash_pandas_object` (SipHash with a fixed key: the same on every run and
+in every process, unlike Python's `hash()`); only rows whose hashes differ are compared column by column,
+and the per-row lists of changed columns are built from the few distinct change patterns, never by a
+Python loop over rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from include.imis_thrive.sync.field_map import ID_COLUMN, THRIVE_EMPTY, iqa_of, render_for_thrive
+
+
+class DuplicateIds(Exception):
+    """A frame handed to the diff has repeated IDs, so rows cannot be matched; the IQA must be fixed."""
+
+    def __init__(self, iqa: str, side: str, duplicates: pd.Index) -> None:
+        self.iqa = iqa
+        self.side = side
+        self.duplicates = duplicates
+        sample = ", ".join(str(value) for value in duplicates[:10])
+        super().__init__(
+            f"the {side} frame of IQA {iqa!r} repeats {len(duplicates):,} ID(s) (e.g. {sample}); "
+            "the IQA must return one row per ID"
+        )
+
+
+@dataclass(frozen=True)
+class ContactDiff:
+    """Contacts (or panel rows) added, changed (with their changed columns) and removed since the snapshot."""
+
+    added: pd.Index
+    changed_columns: pd.Series  # ID → tuple of the columns whose Thrive text changed
+    removed: pd.Index
+    unchanged: int
+    previous_count: int
+    changed_by_column: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> pd.Index:
+        return self.changed_columns.index
+
+    @property
+    def change_count(self) -> int:
+        """Rows this run touches in Thrive: added + changed + removed."""
+        return len(self.added) + len(self.changed_columns) + len(self.removed)
+
+    def upserts(self, current: pd.DataFrame) -> pd.DataFrame:
+        """The rows of `current` to send: the added and the changed ones, in `current`'s order."""
+        return current[current[ID_COLUMN].isin(self.added.append(self.changed))]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts only (no IDs, no values): small enough for XCom and the run report."""
+        return {
+            "previous": self.previous_count,
+            "added": len(self.added),
+            "changed": len(self.changed_columns),
+            "removed": len(self.removed),
+            "unchanged": self.unchanged,
+            "changed_by_column": dict(self.changed_by_column),
+        }
+
+
+@dataclass(frozen=True)
+class MembershipDiff:
+    """Who joined and who left one target group since its snapshot."""
+
+    target_group: str
+    added: pd.Index
+    removed: pd.Index
+    previous_count: int
+    current_count: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "target_group": self.target_group,
+            "previous": self.previous_count,
+            "current": self.current_count,
+            "added": len(self.added),
+            "removed": len(self.removed),
+        }
+
+
+def diff_contacts(
+    previous: pd.DataFrame | None, current: pd.DataFrame, columns: Sequence[str] | None = None
+) -> ContactDiff:
+    """Compare `current` with the previous snapshot (None on a first run: everything is added).
+
+    `columns` defaults to every non-ID column of either frame; pass the mapped Thrive fields to ignore others.
+    """
+    previous = previous if previous is not None else pd.DataFrame({ID_COLUMN: pd.Series(dtype="str")})
+    previous_ids = _unique_ids(previous, "previous", iqa_of(current))
+    current_ids = _unique_ids(current, "current", iqa_of(current))
+    columns = list(columns) if columns is not None else _union_columns(previous, current)
+    previous_text = _thrive_text(previous, columns)
+    current_text = _thrive_text(current, columns)
+
+    positions = previous_ids.get_indexer(current_ids)  # row of each current ID in previous, -1 if new
+    matched = np.flatnonzero(positions >= 0)
+    previous_hashes = row_hashes(previous_text)
+    current_hashes = row_hashes(current_text)
+    differs = previous_hashes[positions[matched]] != current_hashes[matched]
+    changed_rows = matched[differs]
+    seen = np.zeros(len(previous_ids), dtype=bool)
+    seen[positions[matched]] = True
+
+    changed_columns, changed_by_column = _changed_columns(
+        previous_text, current_text, positions[changed_rows], changed_rows, current_ids[changed_rows]
+    )
+    return ContactDiff(
+        added=current_ids[positions < 0],
+        changed_columns=changed_columns,
+        removed=previous_ids[~seen],
+        unchanged=len(matched) - len(changed_rows),
+        previous_count=len(previous_ids),
+        changed_by_column=changed_by_column,
+    )
+
+
+def diff_membership(
+    target_group: str, previous_ids: Iterable[str] | None, current_ids: Iterable[str]
+) -> MembershipDiff:
+    """Members added and removed, from the previous and current ID sets (None: first run, all added)."""
+    previous = pd.Index([] if previous_ids is None else previous_ids, dtype="str").drop_duplicates()
+    current = pd.Index(current_ids, dtype="str").drop_duplicates()
+    return MembershipDiff(
+        target_group=target_group,
+        added=current.difference(previous, sort=False),
+        removed=previous.difference(current, sort=False),
+        previous_count=len(previous),
+        current_count=len(current),
+    )
+
+
+def row_hashes(text: pd.DataFrame) -> np.ndarray:
+    """A stable 64-bit hash per row over the given columns, in their order."""
+    return pd.util.hash_pandas_object(text, index=False).to_numpy()
+
+
+def _unique_ids(frame: pd.DataFrame, side: str, iqa: str) -> pd.Index:
+    ids = pd.Index(frame[ID_COLUMN], dtype="str")
+    if not ids.is_unique:
+        raise DuplicateIds(iqa, side, ids[ids.duplicated()].unique())
+    return ids
+
+
+def _union_columns(previous: pd.DataFrame, current: pd.DataFrame) -> list[str]:
+    names = [name for name in current.columns if name != ID_COLUMN]
+    return names + [name for name in previous.columns if name != ID_COLUMN and name not in current.columns]
+
+
+def _thrive_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Every compared column as Thrive text; a column the frame lacks is empty throughout."""
+    empty = pd.Series(THRIVE_EMPTY, index=frame.index, dtype="str")
+    return pd.DataFrame(
+        {name: render_for_thrive(frame[name]) if name in frame.columns else empty for name in columns},
+        index=frame.index,
+        columns=list(columns),
+    )
+
+
+def _changed_columns(
+    previous_text: pd.DataFrame,
+    current_text: pd.DataFrame,
+    previous_rows: np.ndarray,
+    current_rows: np.ndarray,
+    ids: pd.Index,
+) -> tuple[pd.Series, dict[str, int]]:
+    """Per changed ID, the tuple of columns that differ, via the distinct change patterns."""
+    columns = list(current_text.columns)
+    if len(ids) == 0 or not columns:
+        return pd.Series([], index=pd.Index([], dtype="str", name=ID_COLUMN), dtype=object), {}
+    differs = np.column_stack(
+        [
+            np.asarray(
+                current_text[name].array.take(current_rows) != previous_text[name].array.take(previous_rows),
+                dtype=bool,
+            )
+            for name in columns
+        ]
+    )
+    patterns, pattern_of_row = np.unique(np.packbits(differs, axis=1), axis=0, return_inverse=True)
+    names = np.array(columns, dtype=object)
+    pattern_columns = np.empty(len(patterns), dtype=object)
+    pattern_columns[:] = [
+        tuple(names[np.unpackbits(pattern, count=len(columns)).astype(bool)]) for pattern in patterns
+    ]
+    changed = pd.Series(pattern_columns[pattern_of_row.ravel()], index=ids.rename(ID_COLUMN), dtype=object)
+    counts = differs.sum(axis=0)
+    return changed, {name: int(count) for name, count in zip(columns, counts) if count}

@@ -1,0 +1,298 @@
+"""Great Expectations suites per IQA kind, run in-process before anything reaches Thrive.
+
+Two kinds of rule (each a GX expectation carrying its domain name in `meta`):
+
+- **blocking**: the IQA itself is unusable (no `ID` column, null/duplicate/non-numeric IDs, a required
+  column missing, no active record). `validate_iqa` raises `ValidationFailed` naming the IQA, the failed
+  rules and their counts, and nothing is loaded.
+- **quarantine**: single rows Thrive would reject or truncate (missing or malformed email, text longer than
+  the Thrive field). Those rows are returned as a quarantine frame (`ID`, `column`, `reason`) and left out of
+  the clean frame; the rest loads.
+
+The summary is small and JSON-serialisable, and holds counts and IDs only, never a member's email or any
+other raw value (GX puts sample values in its results; they are dropped here): it travels in XCom and run
+reports.
+
+Thrive field lengths are not published for personalization fields; the limits below are choices:
+`PrimaryEmailAddress` 100 (Thrive's `<Email>` is String(100), confirmed), `PreferenceToken` 1000 (an opaque
+iMIS token, not prose; sized generously), every other text column 255 (the common Thrive String(255)).
+Email shape is a regular expression (RE2- and Python-compatible, so pandas runs it vectorised on Arrow
+strings): ASCII local part and dot-separated domain labels ending in a TLD of two letters or more.
+
+GX is imported lazily (it takes seconds) with its INFO logging silenced; one ephemeral context per process
+is kept and each distinct suite is built once, so a repeat validation costs only the checks themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from include.imis_thrive.sync.field_map import DEFAULT_PERSONALIZATION_MAP, ID_COLUMN, iqa_of
+
+if TYPE_CHECKING:
+    from great_expectations.core.batch_definition import BatchDefinition
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+STATUS_COLUMN = "Status"
+ACTIVE_STATUS = "A"
+EMAIL_COLUMN = "PrimaryEmailAddress"
+ID_PATTERN = r"^[0-9]+$"
+EMAIL_PATTERN = (
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$"
+)
+DEFAULT_TEXT_LENGTH_LIMIT = 255
+THRIVE_LENGTH_LIMITS: Mapping[str, int] = MappingProxyType({EMAIL_COLUMN: 100, "PreferenceToken": 1000})
+SAMPLE_IDS_PER_RULE = 10
+
+_RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "unexpected_index_column_names": [ID_COLUMN],
+    "partial_unexpected_count": 0,
+    "return_unexpected_index_query": False,
+}
+
+
+class IqaKind(StrEnum):
+    """What an IQA feeds: the contact fields, a target group's membership, or panel fields."""
+
+    CONTACTS = "contacts"
+    LIST = "list"
+    PANEL = "panel"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One expectation in the domain's words; hashable so a suite is built once per distinct rule set."""
+
+    name: str
+    expectation: str
+    kwargs: tuple[tuple[str, Any], ...]
+    blocking: bool
+
+    @property
+    def column(self) -> str | None:
+        return dict(self.kwargs).get("column")
+
+
+class ValidationFailed(Exception):
+    """A blocking expectation failed: the IQA must be fixed before this sync can load anything."""
+
+    def __init__(self, iqa: str, summary: dict[str, Any]) -> None:
+        self.iqa = iqa
+        self.summary = summary
+        blocking = [failure for failure in summary["failed"] if failure["blocking"]]
+        details = "; ".join(_describe_failure(failure) for failure in blocking)
+        super().__init__(
+            f"IQA {iqa!r} failed {len(blocking)} blocking expectation(s) of {summary['evaluated']} "
+            f"on {summary['rows']:,} rows, so nothing was loaded: {details}"
+        )
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """What passed: the rows to load, the quarantined rows and a summary safe for XCom and reports."""
+
+    clean: pd.DataFrame
+    quarantine: pd.DataFrame
+    summary: dict[str, Any] = field(repr=False)
+
+
+def validate_iqa(
+    frame: pd.DataFrame, kind: IqaKind | str, length_limits: Mapping[str, int] = THRIVE_LENGTH_LIMITS
+) -> ValidationOutcome:
+    """Run the kind's suite; raise `ValidationFailed` on a blocking rule, else split clean from quarantined."""
+    kind = IqaKind(kind)
+    iqa = iqa_of(frame)
+    rules = rules_for(kind, frame, length_limits)
+    result = _run_suite(kind, rules, frame)
+    failed = [_failure(check) for check in result.results if not check.success]
+    summary = {
+        "iqa": iqa,
+        "kind": kind.value,
+        "rows": len(frame),
+        "evaluated": len(result.results),
+        "failed": [{key: value for key, value in failure.items() if key != "ids"} for failure in failed],
+    }
+    if any(failure["blocking"] for failure in failed):
+        raise ValidationFailed(iqa, summary | {"success": False})
+    quarantine = _quarantine_frame([failure for failure in failed if not failure["blocking"]])
+    clean = frame[~frame[ID_COLUMN].isin(quarantine[ID_COLUMN])]
+    summary |= {
+        "success": True,
+        "clean_rows": len(clean),
+        "quarantined_rows": len(frame) - len(clean),
+    }
+    return ValidationOutcome(clean=clean, quarantine=quarantine, summary=summary)
+
+
+def rules_for(kind: IqaKind, frame: pd.DataFrame, length_limits: Mapping[str, int]) -> tuple[Rule, ...]:
+    """The rules this frame must meet; value rules only for columns it has (a missing one blocks anyway)."""
+    columns = set(frame.columns)
+    required = _required_columns(kind)
+    rules = [_rule("required_column", "ExpectColumnToExist", blocking=True, column=name) for name in required]
+    if ID_COLUMN not in columns:
+        return tuple(rules)
+    rules += [
+        _rule("id_not_null", "ExpectColumnValuesToNotBeNull", blocking=True, column=ID_COLUMN),
+        _rule("id_unique", "ExpectColumnValuesToBeUnique", blocking=True, column=ID_COLUMN),
+        _rule("id_numeric", "ExpectColumnValuesToMatchRegex", blocking=True, column=ID_COLUMN, regex=ID_PATTERN),
+    ]
+    rules += _active_record_rules(kind, columns)
+    if kind is IqaKind.CONTACTS and EMAIL_COLUMN in columns:
+        rules += [
+            _rule("email_missing", "ExpectColumnValuesToNotBeNull", blocking=False, column=EMAIL_COLUMN),
+            _rule(
+                "email_invalid", "ExpectColumnValuesToMatchRegex", blocking=False,
+                column=EMAIL_COLUMN, regex=EMAIL_PATTERN,
+            ),
+        ]
+    for name in _thrive_text_columns(kind, frame):
+        limit = length_limits.get(name, DEFAULT_TEXT_LENGTH_LIMIT)
+        rules.append(
+            _rule(
+                f"longer_than_{limit}", "ExpectColumnValueLengthsToBeBetween", blocking=False,
+                column=name, max_value=limit,
+            )
+        )
+    return tuple(rules)
+
+
+def _required_columns(kind: IqaKind) -> list[str]:
+    if kind is IqaKind.CONTACTS:
+        return [ID_COLUMN, STATUS_COLUMN, *DEFAULT_PERSONALIZATION_MAP.values()]
+    return [ID_COLUMN]
+
+
+def _active_record_rules(kind: IqaKind, columns: set[str]) -> list[Rule]:
+    """A list IQA is usable only with an active record (DESIGN §1); without a Status column, any record."""
+    if STATUS_COLUMN in columns and kind is not IqaKind.PANEL:
+        return [
+            _rule(
+                "active_record", "ExpectColumnDistinctValuesToContainSet", blocking=True,
+                column=STATUS_COLUMN, value_set=[ACTIVE_STATUS],
+            )
+        ]
+    if kind is IqaKind.LIST:
+        return [_rule("has_records", "ExpectTableRowCountToBeBetween", blocking=True, min_value=1)]
+    return []
+
+
+def _thrive_text_columns(kind: IqaKind, frame: pd.DataFrame) -> list[str]:
+    """Text columns whose values reach a Thrive field (the email has its own limit among them)."""
+    if kind is IqaKind.CONTACTS:
+        candidates = list(DEFAULT_PERSONALIZATION_MAP.values())
+    elif kind is IqaKind.PANEL:
+        candidates = [name for name in frame.columns if name != ID_COLUMN]
+    else:
+        return []
+    return [
+        name for name in candidates
+        if name in frame.columns and isinstance(frame[name].dtype, pd.StringDtype)
+    ]
+
+
+def _rule(name: str, expectation: str, blocking: bool, **kwargs: Any) -> Rule:
+    frozen = tuple((key, tuple(value) if isinstance(value, list) else value) for key, value in kwargs.items())
+    return Rule(name=name, expectation=expectation, kwargs=frozen, blocking=blocking)
+
+
+def _failure(check: Any) -> dict[str, Any]:
+    """One failed expectation as counts and IDs; raw values (`unexpected_list`, samples) stay behind."""
+    config = check.expectation_config
+    result = check.result or {}
+    ids = [str(row[ID_COLUMN]) for row in result.get("unexpected_index_list") or [] if pd.notna(row[ID_COLUMN])]
+    failure: dict[str, Any] = {
+        "rule": config.meta["rule"],
+        "expectation": config.type,
+        "column": config.kwargs.get("column"),
+        "blocking": config.meta["blocking"],
+        "unexpected_count": result.get("unexpected_count"),
+        "sample_ids": list(dict.fromkeys(ids))[:SAMPLE_IDS_PER_RULE],
+        "ids": ids,
+    }
+    if "observed_value" in result and isinstance(result["observed_value"], int):
+        failure["observed_value"] = result["observed_value"]
+    if check.exception_info and check.exception_info.get("raised_exception"):
+        failure["error"] = "GX raised while evaluating this expectation"
+    return failure
+
+
+def _describe_failure(failure: Mapping[str, Any]) -> str:
+    rule, column = failure["rule"], failure["column"]
+    if rule == "required_column":
+        return f"required_column: the IQA does not return column {column!r}"
+    if rule == "active_record":
+        return f"active_record: no record has {STATUS_COLUMN} {ACTIVE_STATUS!r}"
+    if rule == "has_records":
+        return "has_records: the IQA returned no records"
+    examples = f" (e.g. ID {', '.join(failure['sample_ids'])})" if failure["sample_ids"] else ""
+    return (
+        f"{rule}: {failure['expectation']} on {column!r} found {failure['unexpected_count']:,} "
+        f"unexpected value(s){examples}"
+    )
+
+
+def _quarantine_frame(failures: list[dict[str, Any]]) -> pd.DataFrame:
+    parts = [
+        pd.DataFrame({ID_COLUMN: failure["ids"], "column": failure["column"], "reason": failure["rule"]})
+        for failure in failures
+    ]
+    empty = pd.DataFrame({ID_COLUMN: [], "column": [], "reason": []})
+    return pd.concat([empty, *parts], ignore_index=True).astype("str")
+
+
+_gx_lock = threading.Lock()
+
+
+def _run_suite(kind: IqaKind, rules: tuple[Rule, ...], frame: pd.DataFrame) -> ExpectationSuiteValidationResult:
+    with _gx_lock:
+        definition = _validation_definition(kind, rules)
+        return definition.run(batch_parameters={"dataframe": frame}, result_format=_RESULT_FORMAT)
+
+
+@functools.lru_cache(maxsize=64)
+def _validation_definition(kind: IqaKind, rules: tuple[Rule, ...]) -> Any:
+    """The GX validation definition for one rule set, registered once in the process's context."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    context, batch_definition = _gx_context()
+    name = f"{kind.value}-{hashlib.sha256(repr(rules).encode()).hexdigest()[:16]}"
+    expectations = [
+        getattr(gxe, rule.expectation)(
+            **{key: list(value) if isinstance(value, tuple) else value for key, value in rule.kwargs},
+            meta={"rule": rule.name, "blocking": rule.blocking},
+        )
+        for rule in rules
+    ]
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+    return context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
+
+
+@functools.cache
+def _gx_context() -> tuple[Any, BatchDefinition]:
+    """One ephemeral context per process, progress bars off: tqdm output would flood the task logs."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_definition = (
+        context.data_sources.add_pandas("imis")
+        .add_dataframe_asset("iqa_frame")
+        .add_batch_definition_whole_dataframe("whole_frame")
+    )
+    return context, batch_definition

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from include.imis_thrive.sync.diff import (
+    DuplicateIds,
+    diff_contacts,
+    diff_membership,
+    row_hashes,
+)
+from include.imis_thrive.sync.field_map import to_thrive_contacts
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _contacts(frames, ids: list[str], **columns: list) -> pd.DataFrame:
+    return frames.iqa(
+        "$/HigherLogic/Contacts/Contacts",
+        ID=frames.text(*ids),
+        **{name: values if isinstance(values, pd.Series) else frames.text(*values) for name, values in columns.items()},
+    )
+
+
+def test_added_changed_removed_and_unchanged(frames) -> None:
+    previous = _contacts(frames, ["1", "2", "3", "4"], FirstName=["Ann", "Bo", "Cy", "Di"], LastName=["A", "B", "C", "D"])
+    current = _contacts(frames, ["2", "3", "4", "5"], FirstName=["Bo", "Cyrus", "Di", "Ed"], LastName=["B", "C", "Dee", "E"])
+
+    diff = diff_contacts(previous, current)
+
+    assert diff.added.tolist() == ["5"]
+    assert diff.removed.tolist() == ["1"]
+    assert diff.changed.tolist() == ["3", "4"]
+    assert diff.unchanged == 1
+    assert diff.change_count == 4
+    assert diff.summary() == {
+        "previous": 4, "added": 1, "changed": 2, "removed": 1, "unchanged": 1,
+        "changed_by_column": {"FirstName": 1, "LastName": 1},
+    }
+    json.dumps(diff.summary())
+
+
+def test_each_changed_id_lists_its_changed_columns(frames) -> None:
+    previous = _contacts(frames, ["1", "2", "3"], FirstName=["Ann", "Bo", "Cy"], Title=["Dr", "Mr", "Ms"])
+    current = _contacts(frames, ["1", "2", "3"], FirstName=["Anne", "Bo", "Cyd"], Title=["Prof", "Sir", "Ms"])
+
+    diff = diff_contacts(previous, current)
+
+    assert diff.changed_columns.to_dict() == {
+        "1": ("FirstName", "Title"), "2": ("Title",), "3": ("FirstName",),
+    }
+
+
+def test_na_nan_none_and_empty_text_are_all_the_same_empty_value(frames) -> None:
+    previous = _contacts(frames, ["1", "2", "3"], MiddleName=[None, "", None])
+    current = frames.iqa(
+        "$/HigherLogic/Contacts/Contacts",
+        ID=frames.text("1", "2", "3"),
+        MiddleName=pd.Series(["", np.nan, pd.NA], dtype="object"),
+    )
+
+    diff = diff_contacts(previous, current)
+
+    assert diff.changed.empty and diff.unchanged == 3
+
+
+def test_a_value_appearing_or_disappearing_is_a_change(frames) -> None:
+    previous = _contacts(frames, ["1", "2"], MiddleName=[None, "Q"])
+    current = _contacts(frames, ["1", "2"], MiddleName=["J", None])
+
+    assert diff_contacts(previous, current).changed_columns.to_dict() == {"1": ("MiddleName",), "2": ("MiddleName",)}
+
+
+def test_a_dtype_change_with_the_same_thrive_text_is_not_a_change(frames) -> None:
+    previous = _contacts(
+        frames, ["1", "2", "3"],
+        Years=pd.Series([5, None, 7], dtype="Int64"),
+        IsMember=pd.Series([True, False, None], dtype="boolean"),
+    )
+    current = _contacts(
+        frames, ["1", "2", "3"],
+        Years=pd.Series([5.0, None, 7.5], dtype="Float64"),
+        IsMember=["true", "false", None],
+    )
+
+    assert diff_contacts(previous, current).changed_columns.to_dict() == {"3": ("Years",)}
+
+
+def test_typed_contacts_and_their_thrive_bound_form_compare_equal(frames) -> None:
+    contacts = frames.contacts(4)
+
+    diff = diff_contacts(to_thrive_contacts(contacts), to_thrive_contacts(contacts))
+
+    assert diff.change_count == 0 and diff.unchanged == 4
+
+
+def test_datetime_changes_are_seen_to_the_second(frames) -> None:
+    previous = _contacts(frames, ["1", "2"], MemberExpiresOn=frames.datetimes("2026-12-31", "2026-06-30 12:00:00"))
+    current = _contacts(frames, ["1", "2"], MemberExpiresOn=frames.datetimes("2027-12-31", "2026-06-30 12:00:00"))
+
+    assert diff_contacts(previous, current).changed.tolist() == ["1"]
+
+
+def test_no_previous_snapshot_means_everything_is_added(frames) -> None:
+    current = _contacts(frames, ["1", "2"], FirstName=["Ann", "Bo"])
+
+    for previous in (None, _contacts(frames, [], FirstName=[])):
+        diff = diff_contacts(previous, current)
+        assert diff.added.tolist() == ["1", "2"]
+        assert diff.removed.empty and diff.changed.empty and diff.unchanged == 0 and diff.previous_count == 0
+
+
+def test_an_empty_current_frame_removes_everyone(frames) -> None:
+    previous = _contacts(frames, ["1", "2"], FirstName=["Ann", "Bo"])
+
+    diff = diff_contacts(previous, _contacts(frames, [], FirstName=[]))
+
+    assert diff.removed.tolist() == ["1", "2"] and diff.added.empty
+
+
+def test_a_new_column_changes_only_the_rows_that_have_a_value_in_it(frames) -> None:
+    previous = _contacts(frames, ["1", "2"], Chapter=["North", "South"])
+    current = _contacts(frames, ["1", "2"], Chapter=["North", "South"], Committee=[None, "Finance"])
+
+    diff = diff_contacts(previous, current)
+
+    assert diff.changed_columns.to_dict() == {"2": ("Committee",)}
+
+
+def test_columns_limits_the_comparison(frames) -> None:
+    previous = _contacts(frames, ["1"], FirstName=["Ann"], Status=["A"])
+    current = _contacts(frames, ["1"], FirstName=["Ann"], Status=["I"])
+
+    assert diff_contacts(previous, current, columns=["FirstName"]).change_count == 0
+    assert diff_contacts(previous, current).changed.tolist() == ["1"]
+
+
+def test_upserts_are_the_added_and_changed_rows_of_the_current_frame(frames) -> None:
+    previous = _contacts(frames, ["1", "2", "3"], FirstName=["Ann", "Bo", "Cy"])
+    current = _contacts(frames, ["1", "2", "4"], FirstName=["Ann", "Bob", "Di"])
+
+    upserts = diff_contacts(previous, current).upserts(current)
+
+    assert upserts["ID"].tolist() == ["2", "4"]
+
+
+def test_duplicate_ids_cannot_be_diffed_and_the_iqa_is_named(frames) -> None:
+    current = _contacts(frames, ["1", "1"], FirstName=["Ann", "Ann"])
+
+    with pytest.raises(DuplicateIds, match=r"current frame of IQA '\$/HigherLogic/Contacts/Contacts' repeats 1 ID"):
+        diff_contacts(None, current)
+
+
+def test_row_hashes_are_the_same_in_another_process_with_another_hash_seed(frames) -> None:
+    text = pd.DataFrame({"FirstName": frames.text("Ann", "", "Zoë"), "City": frames.text("Québec", "Oslo", "")})
+    script = textwrap.dedent(
+        """
+        import pandas as pd
+        from include.imis_thrive.sync.diff import row_hashes
+        text = pd.DataFrame({"FirstName": pd.Series(["Ann", "", "Zoë"], dtype="str"),
+                             "City": pd.Series(["Québec", "Oslo", ""], dtype="str")})
+        print(",".join(str(value) for value in row_hashes(text)))
+        """
+    )
+    environment = os.environ | {"PYTHONHASHSEED": "12345", "PYTHONPATH": str(PROJECT_ROOT)}
+
+    other = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, check=True)
+
+    assert other.stdout.strip() == ",".join(str(value) for value in row_hashes(text))
+
+
+def test_membership_diff_from_previous_and_current_ids() -> None:
+    diff = diff_membership("Board Members", ["1", "2", "3"], ["2", "3", "4", "5"])
+
+    assert diff.added.tolist() == ["4", "5"]
+    assert diff.removed.tolist() == ["1"]
+    assert diff.summary() == {"target_group": "Board Members", "previous": 3, "current": 4, "added": 2, "removed": 1}
+
+
+def test_membership_diff_on_a_first_run_adds_everyone_once() -> None:
+    diff = diff_membership("Board Members", None, pd.Series(["9", "8", "9"], dtype="str"))
+
+    assert diff.added.tolist() == ["9", "8"] and diff.removed.empty and diff.previous_count == 0
