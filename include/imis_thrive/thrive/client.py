@@ -1,0 +1,386 @@
+"""HTTP client for Thrive Marketing Professional's AAPI: grids page by page, subscriber upserts, interests.
+
+Knows nothing of Airflow (plugins/thrive_hook.py builds it from the `thrive_default` connection) and
+nothing of XML shapes (`wire.py` owns those). Every call goes through `_post`, which retries what the shared
+policy says is worth retrying and turns everything else into a typed `ThriveError` naming the call.
+
+Never resubscribes anyone: the only interest actions it sends are add-or-update and membership removal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, Field, SecretStr
+
+from include.imis_thrive.http_retry import RetryPolicy, TransientHTTPError, send_with_retry
+from include.imis_thrive.thrive import wire
+from include.imis_thrive.thrive.errors import (
+    InterestNotFound,
+    ThriveActionFailed,
+    ThriveHTTPError,
+    ThriveProtocolError,
+    ThriveUnavailable,
+    UploadFailed,
+    UploadTimeout,
+)
+from include.imis_thrive.thrive.models import (
+    Interest,
+    InterestMember,
+    OutcomeStatus,
+    Subscriber,
+    SubscriberOutcome,
+    UploadStatus,
+    UpsertResult,
+)
+from include.imis_thrive.thrive.wire import Comparator, Condition, Grid, GridQuery, InterestAction, Record
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ThriveConfig(BaseModel):
+    """Where and how to reach one Thrive brand (built from the `thrive_default` connection)."""
+
+    endpoint: str = Field(description="The full AAPI URL, e.g. https://partner.informz.net/aapi/InformzService.svc")
+    brand_id: str
+    brand_name: str
+    user: str
+    password: SecretStr
+    timeout_s: float = 120.0
+    bulk_threshold: int = Field(5000, ge=0, description="Above this many subscribers, upsert with BulkUpload")
+    bulk_chunk_size: int = Field(50_000, ge=1, description="Rows per BulkUpload")
+    poll_interval_s: float = Field(5.0, ge=0)
+    poll_timeout_s: float = Field(3600.0, gt=0)
+    field_types: dict[str, str] = Field(default_factory=dict, description="Personalization field -> DataType")
+    retry: RetryPolicy = RetryPolicy()
+
+    def brand(self) -> wire.Brand:
+        return wire.Brand(self.brand_id, self.brand_name, self.user, self.password.get_secret_value())
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def rejection_reason(subscriber: Subscriber) -> str | None:
+    """Why Thrive would refuse this subscriber, checked before sending so one bad row never fails a batch."""
+    if not subscriber.contact_id.isdigit():
+        return f"contact ID {subscriber.contact_id!r} is not an integer (Thrive's remote <ID> is Int)"
+    email = subscriber.email.strip()
+    if not email:
+        return "email is empty"
+    if len(email) > wire.EMAIL_MAX_LENGTH:
+        return f"email is longer than {wire.EMAIL_MAX_LENGTH} characters"
+    local, at, domain = email.partition("@")
+    if not at or not local or "@" in domain or "." not in domain or any(c.isspace() for c in email):
+        return "email is malformed"
+    for name, value in subscriber.fields.items():
+        reason = wire.unsendable_reason(name) or (wire.unsendable_reason(value) if value else None)
+        if reason:
+            return f"personalization field {name!r} {reason}"
+    return None
+
+
+def screen_subscribers(subscribers: Iterable[Subscriber]) -> tuple[list[Subscriber], list[SubscriberOutcome]]:
+    """Split into what can be sent and what is rejected (unsendable, or a duplicate ID or email in this call)."""
+    sendable: list[Subscriber] = []
+    rejected: list[SubscriberOutcome] = []
+    seen_ids: set[str] = set()
+    seen_emails: set[str] = set()
+    for subscriber in subscribers:
+        reason = rejection_reason(subscriber)
+        email_key = subscriber.email.strip().lower()
+        if reason is None and subscriber.contact_id in seen_ids:
+            reason = "contact ID appears more than once in this upsert"
+        elif reason is None and email_key in seen_emails:
+            reason = "email appears more than once in this upsert (Thrive keys subscribers by email too)"
+        if reason:
+            rejected.append(SubscriberOutcome(subscriber.contact_id, subscriber.email, OutcomeStatus.REJECTED, reason))
+            continue
+        seen_ids.add(subscriber.contact_id)
+        seen_emails.add(email_key)
+        sendable.append(subscriber)
+    return sendable, rejected
+
+
+_RESULT_STATUS = {
+    "created": OutcomeStatus.CREATED, "new": OutcomeStatus.CREATED, "updated": OutcomeStatus.UPDATED,
+    "unsubscribed": OutcomeStatus.KEPT_UNSUBSCRIBED, "kept_unsubscribed": OutcomeStatus.KEPT_UNSUBSCRIBED,
+    "rejected": OutcomeStatus.REJECTED, "failure": OutcomeStatus.REJECTED, "error": OutcomeStatus.REJECTED,
+}
+
+
+def subscribe_outcomes(response: ET.Element, sent: Sequence[Subscriber]) -> list[SubscriberOutcome]:
+    """One outcome per sent subscriber, from the per-subscriber results when the tenant sends them."""
+    status, message = wire.action_status(response)
+    if status != "success":
+        raise ThriveActionFailed("Subscribe", status, message)
+    results = {row.get("id"): row for row in wire.subscriber_results(response)}
+    outcomes = []
+    for subscriber in sent:
+        row = results.get(subscriber.contact_id)
+        if row is None:
+            outcomes.append(SubscriberOutcome(subscriber.contact_id, subscriber.email, OutcomeStatus.ACCEPTED))
+            continue
+        outcome = _RESULT_STATUS.get((row.get("status") or "").lower(), OutcomeStatus.ACCEPTED)
+        outcomes.append(SubscriberOutcome(subscriber.contact_id, subscriber.email, outcome, row.get("reason")))
+    return outcomes
+
+
+def upload_status_from(record: Record) -> UploadStatus:
+    def number(name: str) -> int | None:
+        value = record.get(name)
+        return int(value) if value not in (None, "") else None
+
+    uploaded = record.get("date")
+    return UploadStatus(
+        upload_id=number("upload_id") or 0,
+        status=record.get("status") or "",
+        total_count=number("total_email_count"),
+        new_count=number("new_count"),
+        changed_count=number("changed_email_count"),
+        invalid_email_count=number("invalid_email_count"),
+        uploaded_at=wire.parse_timestamp(uploaded) if uploaded else None,
+    )
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "y"}
+
+
+class ThriveClient:
+    """One brand's AAPI endpoint; thread-compatible (one httpx client, one request at a time per call)."""
+
+    def __init__(
+        self,
+        config: ThriveConfig,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self._brand = config.brand()
+        self._sleep = sleep
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
+            transport=transport,
+            headers={"Content-Type": wire.CONTENT_TYPE, "SOAPAction": f'"{wire.SOAP_ACTION}"'},
+        )
+        self.calls = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ThriveClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transport ----------------------------------------------------------------------------------------
+    def _post(self, document: str, what: str) -> ET.Element:
+        """Send one document and return the reply document.
+
+        Every AAPI call is sent as idempotent: grids are reads, Subscribe is an upsert, and a repeated
+        BulkUpload re-applies the same upsert or removal, so resending after an unknown outcome is safe.
+        """
+        body = wire.request_envelope(document)
+
+        def send() -> httpx.Response:
+            self.calls += 1
+            response = self._http.post(self.config.endpoint, content=body)
+            if response.status_code >= 400 and b"Fault" in response.content:
+                # A SOAP fault arrives as HTTP 500 but is the tenant's final word: raise it, never retry it.
+                fault = wire.fault_from(wire.parse_envelope(response.content, what), what)
+                if fault is not None:
+                    raise fault
+            return response
+
+        try:
+            response = send_with_retry(send, what, self.config.retry, idempotent=True, sleep=self._sleep)
+        except TransientHTTPError as error:
+            raise ThriveUnavailable(f"{what}: gave up after {self.config.retry.max_attempts} attempts: {error}") from error
+        except httpx.TransportError as error:
+            raise ThriveUnavailable(
+                f"{what}: could not reach {self.config.endpoint} after {self.config.retry.max_attempts} attempts: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        if response.status_code != 200:
+            raise ThriveHTTPError(what, response.status_code, response.text[:200])
+        return wire.document_from_reply(response.content, what)
+
+    # --- grids --------------------------------------------------------------------------------------------
+    def grid_page(self, query: GridQuery) -> list[Record]:
+        what = f"grid {query.grid} rows {query.start_row}+{query.number_of_rows}"
+        grids = wire.grid_records(self._post(wire.grid_request(self._brand, [query]), what), what)
+        return grids.get(query.grid.lower(), [])
+
+    def iter_grid(
+        self,
+        grid: str,
+        sort_field: str,
+        conditions: Sequence[Condition] = (),
+        return_fields: Sequence[str] = (),
+        descending: bool = False,
+        page_size: int = wire.MAX_GRID_ROWS,
+    ) -> Iterator[Record]:
+        """Every matching row, page by page; `sort_field` must be a stable key or pages may skip rows."""
+        if not 0 < page_size <= wire.MAX_GRID_ROWS:
+            raise ValueError(f"page_size must be 1..{wire.MAX_GRID_ROWS}, got {page_size}")
+        start = 0
+        while True:
+            rows = self.grid_page(GridQuery(grid, tuple(conditions), tuple(return_fields), sort_field, descending,
+                                            start, page_size))
+            yield from rows
+            if len(rows) < page_size:
+                return
+            start += len(rows)
+
+    def count(self, grid: str, conditions: Sequence[Condition] = ()) -> int:
+        rows = self.grid_page(GridQuery(grid, tuple(conditions), (wire.COUNT,), number_of_rows=1))
+        value = rows[0].get("count") if rows else None
+        if value is None or not value.strip().isdigit():
+            raise ThriveProtocolError(f"grid {grid}: the Count reply holds no number: {rows[:1]}")
+        return int(value)
+
+    # --- interests ----------------------------------------------------------------------------------------
+    def interests(self) -> list[Interest]:
+        """Every interest (target group) of the brand, deleted ones flagged."""
+        return [
+            Interest(
+                interest_id=int(row.get("target_group_id") or 0),
+                name=row.get("target_group_name") or "",
+                is_deleted=_flag(row.get("is_deleted")),
+                in_active_campaign=_flag(row.get("is_in_active_campaign")),
+            )
+            for row in self.iter_grid(Grid.INTEREST_TARGET_GROUP, "target_group_id")
+        ]
+
+    def campaign_interests(self) -> list[str]:
+        """Names of the live interests an active campaign mails to: the ones to re-sync hourly."""
+        return [interest.name for interest in self.interests() if interest.in_active_campaign and not interest.is_deleted]
+
+    def require_interest(self, name: str) -> Interest:
+        """The live interest of that name (compared case-insensitively, as Thrive compares values).
+
+        The AAPI has no action that creates an interest, so a missing one is an error a person must fix.
+        """
+        for interest in self.interests():
+            if not interest.is_deleted and interest.name.lower() == name.lower():
+                return interest
+        raise InterestNotFound(name)
+
+    def interest_members(self, interest: str) -> Iterator[InterestMember]:
+        """Current members of one interest, ordered by Thrive's subscriber id (a stable paging key)."""
+        condition = Condition.single("interest_name", Comparator.EQ, interest)
+        for row in self.iter_grid(Grid.SUBSCRIBER_INTERESTS, "subscriber_id", [condition],
+                                  ("subscriber_id", "user_id", "email")):
+            yield InterestMember(contact_id=row.get("user_id"), email=row.get("email") or "")
+
+    # --- writes -------------------------------------------------------------------------------------------
+    def upsert_subscribers(self, subscribers: Iterable[Subscriber], interest: str | None = None) -> UpsertResult:
+        """Insert or update subscribers (keyed by contact ID) with their personalization fields.
+
+        Up to `bulk_threshold` records go as `Subscribe` calls of <= 1,000; more go as BulkUploads of
+        `bulk_chunk_size` rows, each polled in `upload_history` until done. With `interest`, each record is
+        also added to that interest. An unsubscribed subscriber stays unsubscribed. A field that some
+        records name and others lack is cleared on the others, so pass every record's full field set.
+        """
+        interests = [self.require_interest(interest).name] if interest else []
+        sendable, rejected = screen_subscribers(subscribers)
+        result = UpsertResult(outcomes=list(rejected))
+        if rejected:
+            log.warning("upsert: %d subscribers rejected before sending (first: contact %s, %s)",
+                        len(rejected), rejected[0].contact_id, rejected[0].reason)
+        if len(sendable) > self.config.bulk_threshold:
+            for chunk in batched(sendable, self.config.bulk_chunk_size):
+                result.extend(self._bulk_upsert(chunk, interests))
+        else:
+            for chunk in batched(sendable, wire.MAX_SUBSCRIBE):
+                result.extend(self._subscribe(chunk, interests))
+        return result
+
+    def add_interest_members(self, interest: str, members: Iterable[Subscriber | InterestMember]) -> UpsertResult:
+        """Add subscribers to an interest without touching their personalization fields."""
+        subscribers = [Subscriber(member.contact_id or "", member.email) for member in members]
+        return self.upsert_subscribers(subscribers, interest=interest)
+
+    def remove_interest_members(self, interest: str, members: Iterable[Subscriber | InterestMember]) -> list[UploadStatus]:
+        """Take subscribers out of one interest (BulkUpload `RemoveSubscribers`): not an unsubscribe.
+
+        Members not in the interest are counted as processed by Thrive, not reported as errors.
+        """
+        name = self.require_interest(interest).name
+        rows = [Subscriber(member.contact_id or "", member.email) for member in members]
+        statuses = []
+        for chunk in batched(rows, self.config.bulk_chunk_size):
+            what = f"remove {len(chunk)} members from interest {name!r}"
+            action = wire.bulk_upload_action(chunk, [name], InterestAction.REMOVE)
+            statuses.append(self._run_upload(action, what))
+        return statuses
+
+    def _subscribe(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
+        what = f"Subscribe {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
+        document = wire.action_request(self._brand, [wire.subscribe_action(chunk, interests, self.config.field_types)])
+        responses = wire.action_responses(self._post(document, what), what)
+        if not responses:
+            raise ThriveProtocolError(f"{what}: the ActionResponse holds no Subscribe response")
+        outcomes = subscribe_outcomes(responses[0], chunk)
+        rejected = sum(not outcome.accepted for outcome in outcomes)
+        log.info("%s: %d accepted, %d rejected", what, len(outcomes) - rejected, rejected)
+        return UpsertResult(outcomes=outcomes, calls=1)
+
+    def _bulk_upsert(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
+        what = f"BulkUpload {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
+        action = wire.bulk_upload_action(chunk, interests, InterestAction.ADD_OR_UPDATE, self.config.field_types)
+        status = self._run_upload(action, what)
+        # BulkUpload reports counts only (per-row outcomes go to the status e-mail), so rows are "accepted".
+        outcomes = [SubscriberOutcome(s.contact_id, s.email, OutcomeStatus.ACCEPTED) for s in chunk]
+        if status.invalid_email_count:
+            log.warning("%s: Thrive counted %d invalid emails (named only in its status e-mail)",
+                        what, status.invalid_email_count)
+        return UpsertResult(outcomes=outcomes, calls=1, uploads=[status])
+
+    def _run_upload(self, action: ET.Element, what: str) -> UploadStatus:
+        responses = wire.action_responses(self._post(wire.action_request(self._brand, [action]), what), what)
+        if not responses:
+            raise ThriveProtocolError(f"{what}: the ActionResponse holds no BulkUpload response")
+        status, message = wire.action_status(responses[0])
+        if status != "success":
+            raise ThriveActionFailed("BulkUpload", status, message)
+        upload_id = wire.upload_id_of(responses[0], what)
+        log.info("%s: upload %d queued", what, upload_id)
+        return self.wait_for_upload(upload_id, what)
+
+    # --- uploads ------------------------------------------------------------------------------------------
+    def upload_status(self, upload_id: int) -> UploadStatus | None:
+        condition = Condition.single("upload_id", Comparator.EQ, upload_id)
+        rows = self.grid_page(GridQuery(Grid.UPLOAD_HISTORY, (condition,), wire.GRID_ELEMENTS[Grid.UPLOAD_HISTORY],
+                                        "upload_id", number_of_rows=1))
+        return upload_status_from(rows[0]) if rows else None
+
+    def wait_for_upload(self, upload_id: int, what: str = "BulkUpload") -> UploadStatus:
+        """Poll `upload_history` until the upload is done; raises `UploadFailed` or `UploadTimeout`."""
+        started = time.monotonic()
+        slept = 0.0
+        while True:
+            status = self.upload_status(upload_id)
+            state = status.status.strip().lower() if status else "not yet listed"
+            if status is not None and state in wire.UPLOAD_DONE_STATUSES:
+                log.info("%s: upload %d %s (%s rows, %s new)", what, upload_id, status.status,
+                         status.total_count, status.new_count)
+                return status
+            if state in wire.UPLOAD_FAILED_STATUSES:
+                raise UploadFailed(upload_id, what, state)
+            waited = max(time.monotonic() - started, slept)
+            if waited >= self.config.poll_timeout_s:
+                raise UploadTimeout(upload_id, what, waited, state)
+            self._sleep(self.config.poll_interval_s)
+            slept += self.config.poll_interval_s
+
