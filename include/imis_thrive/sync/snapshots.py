@@ -1,0 +1,222 @@
+"""Committed snapshots of what Thrive was last sent, shared by every worker through object storage.
+
+Layout under the base (a local folder by default, or any fsspec URL: `s3://bucket/prefix`, `memory://x`):
+
+    <name>/CURRENT.json                            the pointer: which snapshot is committed, and its history
+    <name>/snapshots/<staged-at>-<run>-<token>.parquet
+    <key>.json                                     small documents (run reports, quarantine state)
+
+A run *stages* its new snapshot under a name of its own, loads Thrive, and only then *commits*: one whole
+write of the pointer (one PUT on S3, temp file + `os.replace` locally), so a reader sees either the old
+snapshot or the new one, never a mix. A staged snapshot that is never committed (the load failed, the
+worker was killed) is invisible and the next run diffs against the previous one and resends what was missed.
+After a commit, snapshots older than the last `keep` committed ones are deleted.
+
+fsspec is used directly rather than `airflow.sdk.ObjectStoragePath`: without the Amazon provider and an
+Airflow connection, ObjectStoragePath has no filesystem for `s3://` ("No filesystem registered for scheme
+s3"), and these modules must run and be tested without Airflow. Credentials come from `storage_options`
+(a hook can build them from a connection) or the environment, never from this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
+
+log = logging.getLogger(__name__)
+
+POINTER_OBJECT = "CURRENT.json"
+SNAPSHOT_FOLDER = "snapshots"
+DEFAULT_KEEP = 3
+_SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+_UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9]+")
+
+
+class SnapshotError(Exception):
+    """The snapshot store is not in the state this operation needs; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class SnapshotHandle:
+    """A staged snapshot: small and JSON-friendly, so it can travel in XCom from the stage to the commit."""
+
+    name: str
+    key: str  # object path relative to the store's base
+    run_id: str
+    rows: int
+    staged_at: str  # UTC, sortable: %Y%m%dT%H%M%S%fZ
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> SnapshotHandle:
+        return cls(**{name: document[name] for name in cls.__dataclass_fields__})
+
+
+def snapshot_name(subject: str) -> str:
+    """A storage-safe, readable and collision-free name for an IQA path or target group.
+
+    `$/HigherLogic/MailingLists/Board Members` → `higherlogic-mailinglists-board-members-<8 hex>`; the hash
+    of the exact text keeps `Board Members` and `Board_Members` apart.
+    """
+    slug = _UNSAFE_CHARACTERS.sub("-", subject).strip("-").lower()[:80]
+    digest = hashlib.sha256(subject.encode()).hexdigest()[:8]
+    return f"{slug}-{digest}" if slug else digest
+
+
+class SnapshotStore:
+    """Stage, commit and read Parquet snapshots and small JSON documents under one base URL or folder."""
+
+    def __init__(self, base: str, keep: int = DEFAULT_KEEP, storage_options: Mapping[str, Any] | None = None):
+        if keep < 1:
+            raise ValueError(f"SnapshotStore keep must be at least 1 (the committed snapshot), got {keep}")
+        self.base = base
+        self.keep = keep
+        self.fs, self._root = fsspec.core.url_to_fs(base, **dict(storage_options or {}))
+        self._local = isinstance(self.fs, LocalFileSystem)
+
+    def __repr__(self) -> str:
+        return f"SnapshotStore({self.base!r}, keep={self.keep})"
+
+    def stage(self, name: str, frame: pd.DataFrame, run_id: str) -> SnapshotHandle:
+        """Write `frame` as a new, not yet visible snapshot of `name`; commit the handle after loading."""
+        staged_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        run_part = _UNSAFE_CHARACTERS.sub("_", run_id).strip("_")[:80]
+        key = f"{_checked(name)}/{SNAPSHOT_FOLDER}/{staged_at}-{run_part}-{uuid.uuid4().hex[:8]}.parquet"
+        path = self._path(key)
+        self._make_parent(path)
+        with self.fs.open(path, "wb") as sink:
+            frame.to_parquet(sink, engine="pyarrow", index=False)
+        handle = SnapshotHandle(name=name, key=key, run_id=run_id, rows=len(frame), staged_at=staged_at)
+        log.info("staged snapshot %s: %d rows at %s", name, len(frame), key)
+        return handle
+
+    def commit(self, handle: SnapshotHandle) -> None:
+        """Make the staged snapshot the committed one (one atomic pointer write), then prune old ones.
+
+        Committing the already-committed handle again is a no-op, so the commit task is safe to retry.
+        """
+        pointer = self._read_pointer(handle.name)
+        current = pointer["current"] if pointer else None
+        if current and current["key"] == handle.key:
+            return
+        if current and current["staged_at"] > handle.staged_at:
+            raise SnapshotError(
+                f"snapshot {handle.key!r} of {handle.name!r} was staged before the committed "
+                f"{current['key']!r}; committing it would roll the baseline back, so it was not committed"
+            )
+        if not self.fs.exists(self._path(handle.key)):
+            raise SnapshotError(
+                f"staged snapshot {handle.key!r} of {handle.name!r} no longer exists in {self.base!r} "
+                "(pruned after a newer commit, or never written); re-run the sync to stage it again"
+            )
+        history = [handle.key, *(pointer["history"] if pointer else [])][: self.keep]
+        committed = handle.as_dict() | {"committed_at": datetime.now(UTC).isoformat()}
+        self._write_whole(self._pointer_path(handle.name), _json_bytes({"current": committed, "history": history}))
+        log.info("committed snapshot %s: %d rows at %s", handle.name, handle.rows, handle.key)
+        self._prune(handle, history)
+
+    def read(self, name: str) -> pd.DataFrame | None:
+        """The committed snapshot of `name`, with its dtypes, or None when nothing was committed yet."""
+        handle = self.current(name)
+        if handle is None:
+            return None
+        try:
+            with self.fs.open(self._path(handle.key), "rb") as source:
+                return pd.read_parquet(source, engine="pyarrow")
+        except FileNotFoundError as missing:
+            raise SnapshotError(
+                f"the pointer of {name!r} in {self.base!r} names {handle.key!r}, which is missing; restore "
+                f"that object, or delete {name}/{POINTER_OBJECT} to start again from a first run"
+            ) from missing
+
+    def current(self, name: str) -> SnapshotHandle | None:
+        """The handle of the committed snapshot of `name`, or None."""
+        pointer = self._read_pointer(name)
+        return SnapshotHandle.from_dict(pointer["current"]) if pointer else None
+
+    def write_json(self, key: str, document: Mapping[str, Any]) -> str:
+        """Store a small JSON document whole at `<key>.json` (atomically, like the pointer); returns its URL."""
+        path = self._path(f"{_checked(key)}.json")
+        self._write_whole(path, _json_bytes(document))
+        return self.fs.unstrip_protocol(path)
+
+    def read_json(self, key: str) -> dict[str, Any] | None:
+        """The document stored at `<key>.json`, or None."""
+        try:
+            return json.loads(self.fs.cat_file(self._path(f"{_checked(key)}.json")))
+        except FileNotFoundError:
+            return None
+
+    def _read_pointer(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(self._pointer_path(name)))
+        except FileNotFoundError:
+            return None
+
+    def _prune(self, committed: SnapshotHandle, history: list[str]) -> None:
+        """Delete snapshots outside the kept history that were staged before the committed one.
+
+        Later-staged ones may belong to a run still loading, so they are left for that run's commit.
+        """
+        folder = self._path(f"{committed.name}/{SNAPSHOT_FOLDER}")
+        self.fs.invalidate_cache(folder)
+        kept = {self._path(key) for key in history}
+        stale = [
+            path for path in self.fs.ls(folder, detail=False)
+            if path not in kept and posixpath.basename(path) < posixpath.basename(committed.key)
+        ]
+        if stale:
+            self.fs.rm(stale)
+            log.info("pruned %d old snapshot(s) of %s", len(stale), committed.name)
+
+    def _write_whole(self, path: str, data: bytes) -> None:
+        """Replace an object in one step: a single PUT remotely, temp file + fsync + rename locally."""
+        self._make_parent(path)
+        if not self._local:
+            self.fs.pipe_file(path, data)
+            return
+        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(temporary, "wb") as sink:
+            sink.write(data)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(temporary, path)
+
+    def _make_parent(self, path: str) -> None:
+        if self._local:
+            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+
+    def _pointer_path(self, name: str) -> str:
+        return self._path(f"{_checked(name)}/{POINTER_OBJECT}")
+
+    def _path(self, key: str) -> str:
+        return posixpath.join(self._root, key) if self._root else key
+
+
+def _checked(key: str) -> str:
+    """Keys are relative, slash-separated and plain (no `..`, no spaces): safe on every filesystem."""
+    if not _SAFE_KEY.fullmatch(key):
+        raise ValueError(
+            f"snapshot store key {key!r} must be letters, digits, '.', '_' or '-' segments separated by '/'; "
+            "use snapshot_name() to derive one from an IQA path"
+        )
+    return key
+
+
+def _json_bytes(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()

@@ -1,0 +1,93 @@
+"""The snapshot store against a real S3-compatible server (moto) on a free loopback port."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+import s3fs
+from moto.server import ThreadedMotoServer
+
+from include.imis_thrive.sync.snapshots import SnapshotError, SnapshotStore, snapshot_name
+
+pytestmark = pytest.mark.integration
+
+GROUP = snapshot_name("$/HigherLogic/MailingLists/Board Members")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def store(s3_endpoint: str, monkeypatch) -> SnapshotStore:
+    """A fresh bucket per test; dummy credentials exist only inside the test's environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox-access-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox-secret-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    options = {"endpoint_url": s3_endpoint, "skip_instance_cache": True}
+    bucket = f"snapshots-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(**options).mkdir(bucket)
+    return SnapshotStore(f"s3://{bucket}/imis-thrive", keep=2, storage_options=options)
+
+
+def _members(*ids: str) -> pd.DataFrame:
+    return pd.DataFrame({"ID": pd.Series(list(ids), dtype="str")})
+
+
+def test_stage_commit_and_read_on_s3(store: SnapshotStore) -> None:
+    assert store.read(GROUP) is None
+    first = store.stage(GROUP, _members("1", "2"), run_id="scheduled__2026-03-01T10:00:00+00:00")
+
+    assert store.read(GROUP) is None
+    store.commit(first)
+    pd.testing.assert_frame_equal(store.read(GROUP), _members("1", "2"))
+
+
+def test_a_failed_load_leaves_the_committed_snapshot_on_s3(store: SnapshotStore) -> None:
+    store.commit(store.stage(GROUP, _members("1"), run_id="run-1"))
+
+    store.stage(GROUP, _members("1", "2"), run_id="run-2")  # never committed: the load failed
+
+    assert store.read(GROUP)["ID"].tolist() == ["1"]
+
+
+def test_dtypes_round_trip_through_s3(store: SnapshotStore) -> None:
+    tz = "America/New_York"
+    contacts = pd.DataFrame(
+        {
+            "ID": pd.Series(["363593", "363594"], dtype="str"),
+            "FirstName": pd.Series(["Ann", None], dtype="str"),
+            "IsMember": pd.Series([True, None], dtype="boolean"),
+            "Years": pd.Series([3, None], dtype="Int64"),
+            "Dues": pd.Series([120.5, None], dtype="Float64"),
+            "MemberExpiresOn": pd.Series(
+                [pd.Timestamp("2026-12-31", tz=tz), None], dtype=f"datetime64[us, {tz}]"
+            ),
+        }
+    )
+
+    store.commit(store.stage("contacts", contacts, run_id="run-1"))
+
+    pd.testing.assert_frame_equal(store.read("contacts"), contacts)
+
+
+def test_pruning_and_json_documents_on_s3(store: SnapshotStore) -> None:
+    handles = [store.stage(GROUP, _members(str(run)), run_id=f"run-{run}") for run in range(3)]
+    for handle in handles:
+        store.commit(handle)
+
+    remaining = sorted(store.fs.ls(store._path(f"{GROUP}/snapshots"), detail=False))
+    assert remaining == sorted(store._path(handle.key) for handle in handles[-2:])
+    with pytest.raises(SnapshotError):
+        store.commit(handles[0])
+
+    url = store.write_json(f"{GROUP}/reports/run-2", {"added": 1})
+    assert url.startswith("s3://") and store.read_json(f"{GROUP}/reports/run-2") == {"added": 1}
