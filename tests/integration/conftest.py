@@ -9,14 +9,10 @@ import pytest
 from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
 from include.imis_thrive.sandbox.server import SandboxServer
 
-IMIS_USER = "hl_integration"
-IMIS_PASSWORD = "sandbox-imis-password"
-
-
 @pytest.fixture
 def imis_sandbox() -> ImisSandbox:
     """A small iMIS instance with the broken lists switched on, fresh for each test."""
-    return ImisSandbox(ImisSandboxConfig(users={IMIS_USER: IMIS_PASSWORD}, contacts=300, broken_lists=True))
+    return ImisSandbox(ImisSandboxConfig(users={"hl_integration": "sandbox-imis-password"}, contacts=300, broken_lists=True))
 
 
 @pytest.fixture
