@@ -1,0 +1,124 @@
+"""The IQA package as data, and the check that compares a real instance's IQA with it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from include.imis_thrive.imis.iqa_package import (
+    CONTACTS_IQA,
+    MAILING_LISTS_FOLDER,
+    PANEL_FIELDS_IQA,
+    PERSONALIZATION_ALIASES,
+    IqaColumn,
+    IqaDefinition,
+    IqaFilter,
+    ImisDataType,
+    list_iqa_definition,
+    package_mismatches,
+)
+
+
+def _query_definition(path: str, *columns: tuple[str, str], prompts: tuple[str | None, ...] = ()) -> dict[str, Any]:
+    """A minimal QueryDefinition FindByPath answer (20.x shape), columns given as (alias, DataTypeName)."""
+    return {"Result": {
+        "Path": path,
+        "Properties": {"$values": [{"Name": f"CsContact.{alias}", "Alias": alias, "DataTypeName": data_type,
+                                    "DisplayOrder": order} for order, (alias, data_type) in enumerate(columns)]},
+        "Parameters": {"$values": [{"PropertyName": "Status", "Operation": "Equal", "Prompt": prompt,
+                                    "Values": {"$values": ["A"]}} for prompt in prompts]},
+    }}
+
+
+def test_contacts_iqa_has_the_integration_columns_in_order() -> None:
+    assert CONTACTS_IQA.aliases[:3] == ("ID", "AlternativeContactId", "Birthday")
+    assert CONTACTS_IQA.aliases[-2:] == ("PreferenceToken", "Status")
+    assert len(PERSONALIZATION_ALIASES) == 22 and "Prefix" in PERSONALIZATION_ALIASES
+    assert CONTACTS_IQA.required_aliases == CONTACTS_IQA.aliases
+    assert {c.alias for c in CONTACTS_IQA.columns if c.data_type is ImisDataType.BOOLEAN} == {
+        "DoNotEmail", "ExcludeFromDirectory", "IsMember", "IsOrganization"}
+    assert {c.alias for c in CONTACTS_IQA.columns if c.data_type is ImisDataType.DATETIME} == {
+        "Birthday", "MemberSince", "MemberExpiresOn"}
+
+
+def test_panel_template_mixes_every_type() -> None:
+    assert {c.data_type for c in PANEL_FIELDS_IQA.columns} == set(ImisDataType)
+    assert PANEL_FIELDS_IQA.required_aliases == ("ID",)
+
+
+@pytest.mark.parametrize("name, expected", [("Int32", ImisDataType.INT32), ("System.Decimal", ImisDataType.DECIMAL)])
+def test_data_type_accepts_both_spellings(name: str, expected: ImisDataType) -> None:
+    assert ImisDataType.parse(name) is expected
+    assert expected.short_name == expected.value.removeprefix("System.")
+
+
+def test_unsupported_data_type_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="unsupported iMIS data type 'Money'.*System.String"):
+        ImisDataType.parse("Money")
+
+
+@pytest.mark.parametrize("prompt, is_prompt", [(None, False), ("No", False), ("", False), ("Required", True),
+                                               ("Optional", True)])
+def test_only_a_real_prompt_counts(prompt: str | None, is_prompt: bool) -> None:
+    assert IqaFilter("Status", prompt=prompt).is_prompt is is_prompt
+
+
+def test_list_iqa_lives_in_the_mailing_lists_folder() -> None:
+    definition = list_iqa_definition("Newsletter")
+
+    assert definition.folder == MAILING_LISTS_FOLDER and definition.name == "Newsletter"
+    assert definition.required_aliases == ("ID",)
+    with pytest.raises(ValueError, match="must not contain '/'"):
+        list_iqa_definition("Lists/Newsletter")
+
+
+def test_definition_rejects_bad_paths_and_duplicate_aliases() -> None:
+    with pytest.raises(ValueError, match="must start with"):
+        IqaDefinition("HigherLogic/Contacts", (IqaColumn("ID"),))
+    with pytest.raises(ValueError, match="duplicate column aliases"):
+        IqaDefinition("$/X", (IqaColumn("ID"), IqaColumn("ID")))
+
+
+def test_with_column_extends_once() -> None:
+    extended = PANEL_FIELDS_IQA.with_column(IqaColumn("MentorLevel", ImisDataType.INT32))
+
+    assert extended.aliases[-1] == "MentorLevel" and PANEL_FIELDS_IQA.aliases[-1] != "MentorLevel"
+    with pytest.raises(ValueError, match="already has a column 'MentorLevel'"):
+        extended.with_column(IqaColumn("MentorLevel"))
+
+
+def test_reads_a_query_definition_in_display_order_both_shapes() -> None:
+    answer = _query_definition("$/HigherLogic/MailingLists/Newsletter", ("ID", "String"), ("Since", "DateTime"))
+    legacy = answer["Result"]  # iMIS 2017 answers without the Result wrapper
+
+    for payload in (answer, legacy):
+        found = IqaDefinition.from_query_definition(payload)
+        assert found.aliases == ("ID", "Since")
+        assert found.column("Since").data_type is ImisDataType.DATETIME
+
+
+def test_missing_definition_says_the_path_does_not_exist() -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        IqaDefinition.from_query_definition({"Result": None})
+
+
+def test_a_conforming_iqa_has_no_mismatches() -> None:
+    found = IqaDefinition.from_query_definition(_query_definition(
+        PANEL_FIELDS_IQA.path, *((c.alias, c.data_type.short_name) for c in PANEL_FIELDS_IQA.columns),
+        ("ExtraColumn", "String"), prompts=("No",)))
+
+    assert package_mismatches(PANEL_FIELDS_IQA, found) == []
+
+
+def test_mismatches_name_the_iqa_column_and_fix() -> None:
+    found = IqaDefinition.from_query_definition(_query_definition(
+        CONTACTS_IQA.path, ("ContactKey", "String"), ("IsMember", "String"), prompts=("Required",)))
+
+    problems = [str(m) for m in package_mismatches(CONTACTS_IQA, found)]
+
+    assert "IQA $/HigherLogic/Contacts/Contacts, column ID: required column missing (add a display column " \
+           "aliased 'ID')" in problems
+    assert "IQA $/HigherLogic/Contacts/Contacts, column IsMember: has type System.String, expected " \
+           "System.Boolean" in problems
+    assert "IQA $/HigherLogic/Contacts/Contacts: filter on Status is a prompt (Required); set Prompt to No" in problems
