@@ -100,8 +100,8 @@ def test_bad_credentials_answer_400_with_an_oauth_error(http: httpx.Client, form
 def test_second_login_of_the_same_user_kills_the_first_token(http: httpx.Client) -> None:
     first, second = _login(http), _login(http)
 
-    stale = http.get("/api/IQA", params={"QueryName": CONTACTS, "Limit": 1}, headers={"Authorization": f"Bearer {first}"})
-    fresh = http.get("/api/IQA", params={"QueryName": CONTACTS, "Limit": 1}, headers={"Authorization": f"Bearer {second}"})
+    stale = http.get("/api/IQA", params={"QueryName": CONTACTS}, headers={"Authorization": f"Bearer {first}"})
+    fresh = http.get("/api/IQA", params={"QueryName": CONTACTS}, headers={"Authorization": f"Bearer {second}"})
 
     assert stale.status_code == 401 and stale.json() == {"$type": HTTP_ERROR, "Message": DENIED}
     assert fresh.status_code == 200
@@ -242,7 +242,8 @@ def test_non_numeric_limit_names_the_parameter(authed: httpx.Client) -> None:
 # ---- lists, documents and definitions ------------------------------------------------------------------
 
 def test_list_iqas_are_discovered_through_the_folder(authed: httpx.Client) -> None:
-    folder = _execute(authed, "DocumentSummary", "FindByPath", {"$type": "System.String", "$value": MAILING_LISTS_FOLDER})
+    path = {"$type": "System.String", "$value": MAILING_LISTS_FOLDER}
+    folder = _execute(authed, "DocumentSummary", "FindByPath", path)
     documents = _execute(authed, "DocumentSummary", "FindDocumentsInFolder", folder["DocumentId"],
                          {"$type": "System.String[]", "$values": ["IQD"]}, {"$type": "System.Boolean", "$value": False})
 
@@ -377,7 +378,8 @@ def test_activity_get_filters_by_party_and_property(authed: httpx.Client, imis_s
     assert keys(PartyId=ids[0], uf_1="eq:K-2") == ["k-2"]
     assert keys(UNITS="gt:3") == ["k-2", "k-3"] and keys(UNITS="le:5") == ["k-1", "k-2"]
     assert keys(UF_1="ne:k-1") == ["k-2", "k-3"]
-    assert keys(DESCRIPTION="contains:spring k-3") == ["k-3"] and keys(DESCRIPTION="startsWith:mail") == ["k-1", "k-2", "k-3"]
+    assert keys(DESCRIPTION="contains:spring k-3") == ["k-3"]
+    assert keys(DESCRIPTION="startsWith:mail") == ["k-1", "k-2", "k-3"]
     assert keys(NOTE="eq:x") == []
     paged = authed.get("/api/Activity", params={"Limit": 2, "Offset": 2}).json()
     assert (paged["Count"], paged["TotalCount"], paged["HasNext"], paged["NextOffset"]) == (1, 3, False, 0)
@@ -440,12 +442,12 @@ def test_admin_move_changes_list_membership(authed: httpx.Client) -> None:
 def test_admin_panel_column_shows_in_definition_and_rows(authed: httpx.Client) -> None:
     added = authed.post("/_sandbox/panel/columns", json={"name": "MentorLevel", "data_type": "System.Int32"})
     definition = _execute(authed, "QueryDefinition", "FindByPath", PANEL_FIELDS_IQA_PATH)
-    row = authed.get("/api/query", params={"QueryName": PANEL_FIELDS_IQA_PATH, "Limit": 1}).json()["Items"]["$values"][0]
+    page = authed.get("/api/query", params={"QueryName": PANEL_FIELDS_IQA_PATH, "Limit": 1}).json()
 
     assert added.json() == {"alias": "MentorLevel", "data_type": "System.Int32"}
     assert definition["Properties"]["$values"][-1]["Alias"] == "MentorLevel"
     assert definition["Properties"]["$values"][-1]["DataTypeName"] == "Int32"
-    assert isinstance(row["MentorLevel"], int)
+    assert isinstance(page["Items"]["$values"][0]["MentorLevel"], int)
 
 
 def test_admin_activities_and_reset(authed: httpx.Client, imis_sandbox: ImisSandbox) -> None:

@@ -24,7 +24,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
@@ -75,7 +75,7 @@ T_SERVICE_RESPONSE = f"Asi.Soa.Core.DataContracts.ServiceResponse, {_CONTRACTS}"
 class ImisSandboxConfig(BaseModel):
     """How one sandbox instance behaves; the defaults mirror a stock iMIS 20.3 tenant."""
 
-    users: dict[str, str] = Field(description="username -> password of the application users")
+    users: dict[str, str] = Field(repr=False, description="username -> password of the application users")
     contacts: int = Field(500, ge=10, le=1_000_000)
     seed: int = 1
     broken_lists: bool = Field(False, description="Also serve lists that each break one list requirement")
@@ -105,18 +105,20 @@ class ImisSandboxConfig(BaseModel):
 class ImisWireError(Exception):
     """An answer other than 2xx, carried to the exception handler with its iMIS-shaped body."""
 
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(status, body)
-        self.status, self.body, self.headers = status, body, headers or {}
+        self.status, self.body = status, body
 
 
-def http_error(status: int, message: str) -> ImisWireError:
+def _http_error(status: int, message: str) -> ImisWireError:
+    """ASP.NET Web API's error shape, used by iMIS for 401, 404 and request errors."""
     return ImisWireError(status, {"$type": T_HTTP_ERROR, "Message": message})
 
 
-def validation_error(message: str) -> ImisWireError:
+def _validation_error(message: str) -> ImisWireError:
+    """A 400 for a write iMIS refuses; clients read `Errors.$values[0].Message`."""
     return ImisWireError(400, {"$type": f"Asi.Soa.Core.DataContracts.ValidationResultsData, {_CONTRACTS}",
-                               "Errors": {"$type": T_STRINGS, "$values": [{"Message": message}]}})
+                               "Errors": _contract_list("ValidationResultData", [{"Message": message}])})
 
 
 @dataclass
@@ -164,6 +166,7 @@ class ImisSandbox:
             return self.seed.mutate_contacts(count, seed)
 
     def move_list_members(self, list_name: str, count: int, seed: int) -> dict[str, list[str]]:
+        """Add and remove up to `count` members of one list; the IDs `added` and `removed`."""
         with self._lock:
             return self.seed.move_list_members(list_name, count, seed)
 
@@ -189,6 +192,7 @@ class ImisSandbox:
         return purged
 
     def summary(self) -> dict[str, Any]:
+        """What a demo shows on `GET /_sandbox`: sizes and counts, never tokens or passwords."""
         with self._lock:
             seed = self.seed
             return {"contacts": seed.size, "seed": seed.seed, "active_tokens": len(self._tokens),
@@ -199,6 +203,7 @@ class ImisSandbox:
     # ---- tokens -----------------------------------------------------------------------------------
 
     def issue_token(self, form: dict[str, str]) -> dict[str, Any]:
+        """Password grant; the user's previous token dies, as in iMIS, so workers must share one token."""
         if form.get("grant_type") != "password":
             raise ImisWireError(400, {"error": "unsupported_grant_type"})
         known = self._passwords.get(form.get("username", "").casefold())
@@ -226,7 +231,7 @@ class ImisSandbox:
                 self._user_tokens.pop(held.user.casefold(), None)
                 held = None
         if held is None:
-            raise http_error(401, DENIED)
+            raise _http_error(401, DENIED)
         return held.user
 
     # ---- IQA ----------------------------------------------------------------------------------------
@@ -235,12 +240,12 @@ class ImisSandbox:
         """One page of an IQA, as `/api/IQA` (GenericEntityData rows) or `/api/query` (flat rows)."""
         query_name = _single(params, "queryname")
         if not query_name:
-            raise http_error(400, "QueryName is required.")
+            raise _http_error(400, "QueryName is required.")
         limit, offset = _paging(params)
         with self._lock:
             definition, rows, shared = self._resolve(query_name)
             if not shared:
-                raise http_error(self.config.not_shared_status, DENIED)
+                raise _http_error(self.config.not_shared_status, DENIED)
             rows = self._apply_prompts(definition, rows, params.get("parameter", []))
             page = rows[offset:offset + limit]
             columns = [(c.alias, c.data_type, _to_python(self.seed.column(c.alias, page), c.data_type))
@@ -257,7 +262,7 @@ class ImisSandbox:
             return self.seed.panel_definition, self.seed.all_rows, True
         seed_list = self._list_at(key)
         if seed_list is None:
-            raise http_error(404, f"The query '{query_name}' was not found.")
+            raise _http_error(404, f"The query '{query_name}' was not found.")
         return seed_list.definition, seed_list.members, seed_list.shared_with_everyone
 
     def _list_at(self, casefolded_path: str) -> SeedList | None:
@@ -270,8 +275,8 @@ class ImisSandbox:
         for prompt, value in zip(definition.prompts, values):
             op, _, expected = value.partition(":") if ":" in value else ("eq", "", value)
             if op.casefold() not in ("eq", "=="):
-                raise http_error(400, f"In IQA query, parameters must be Parameter Equal (got {op!r} "
-                                      f"for {prompt.property_name}).")
+                raise _http_error(400, f"In IQA query, parameters must be Parameter Equal (got {op!r} "
+                                       f"for {prompt.property_name}).")
             if expected:
                 rows = rows[self.seed.column(prompt.property_name, rows) == expected]
         return rows
@@ -285,6 +290,7 @@ class ImisSandbox:
         return [_document_summary(path, "FOL") for path in folders] + [_document_summary(p, "IQD") for p in queries]
 
     def execute_document_summary(self, operation: str, parameters: list[Any]) -> dict[str, Any]:
+        """`FindByPath` (one summary or null) and `FindDocumentsInFolder` (folder id, type ids, recursive)."""
         with self._lock:
             documents = self._documents()
         if operation == "findbypath" and parameters:
@@ -292,17 +298,18 @@ class ImisSandbox:
             return _service_response(next((d for d in documents if d["Path"].casefold() == path), None))
         if operation == "finddocumentsinfolder" and parameters:
             folder_id = str(parameters[0]).casefold()
-            folder = next((d for d in documents if d["DocumentId"] == folder_id), None)
+            folder = next((d["Path"].casefold() for d in documents if d["DocumentId"] == folder_id), None)
             types = {str(t).upper() for t in (parameters[1] if len(parameters) > 1 and parameters[1] else [])}
-            found = [d for d in documents if folder is not None and d["FolderPath"].casefold() == folder["Path"].casefold()
+            found = [d for d in documents if d["FolderPath"].casefold() == folder
                      and (not types or d["DocumentTypeId"] in types)]
             return _service_response(_contract_list("DocumentSummaryData", found))
-        raise http_error(400, f"DocumentSummary does not support operation {operation!r} with "
-                              f"{len(parameters)} parameter(s); use FindByPath or FindDocumentsInFolder.")
+        raise _http_error(400, f"DocumentSummary does not support operation {operation!r} with "
+                               f"{len(parameters)} parameter(s); use FindByPath or FindDocumentsInFolder.")
 
     def execute_query_definition(self, operation: str, parameters: list[Any]) -> dict[str, Any]:
+        """`FindByPath`: the IqaQueryDefinitionData a list check reads (aliases, prompts, AccessId), or null."""
         if operation != "findbypath" or not parameters:
-            raise http_error(400, f"QueryDefinition does not support operation {operation!r}; use FindByPath.")
+            raise _http_error(400, f"QueryDefinition does not support operation {operation!r}; use FindByPath.")
         with self._lock:
             try:
                 definition, _, shared = self._resolve(str(parameters[0]))
@@ -313,23 +320,24 @@ class ImisSandbox:
     # ---- activities and parties ---------------------------------------------------------------------
 
     def create_activity(self, body: Any) -> dict[str, Any]:
+        """Insert one activity, as posted, under a new SEQN; iMIS has no idempotency, so neither has this."""
         if not isinstance(body, dict):
-            raise validation_error("The request body must be a GenericEntityData JSON object.")
+            raise _validation_error("The request body must be a GenericEntityData JSON object.")
         properties = [p for p in (body.get("Properties") or {}).get("$values", []) if isinstance(p, dict)]
         lookup = {str(p.get("Name", "")).casefold(): _unwrap(p.get("Value")) for p in properties}
         parent = ((body.get("PrimaryParentIdentity") or {}).get("IdentityElements") or {}).get("$values") or []
         party_id = str(lookup.get("partyid") or (parent[0] if parent else "") or "").strip()
         if not party_id:
-            raise validation_error("PartyId is required: set PrimaryParentIdentity or a PartyId property.")
+            raise _validation_error("PartyId is required: set PrimaryParentIdentity or a PartyId property.")
         if not str(lookup.get("activity_type") or "").strip():
-            raise validation_error("ACTIVITY_TYPE is required.")
+            raise _validation_error("ACTIVITY_TYPE is required.")
         if "transaction_date" not in lookup:
-            local_now = datetime.now(timezone.utc).astimezone(self.zone).replace(tzinfo=None, microsecond=0)
+            local_now = datetime.fromtimestamp(self._clock(), self.zone).replace(tzinfo=None, microsecond=0)
             properties.append(_property("TRANSACTION_DATE", local_now.isoformat()))
             lookup["transaction_date"] = local_now.isoformat()
         with self._lock:
             if self.seed.row_of(party_id) is None:
-                raise validation_error(f"Party '{party_id}' does not exist.")
+                raise _validation_error(f"Party '{party_id}' does not exist.")
             seqn = self._next_seqn
             self._next_seqn += 1
             kept = [p for p in properties if str(p.get("Name", "")).casefold() not in ("seqn", "partyid")]
@@ -340,6 +348,7 @@ class ImisSandbox:
         return _activity_entity(activity)
 
     def find_activities(self, params: dict[str, list[str]]) -> bytes:
+        """A page of activities matching every `Name=op:value` filter (PartyId included), in SEQN order."""
         limit, offset = _paging(params)
         filters = [(name, value) for name, values in params.items() if name not in ("limit", "offset")
                    for value in values]
@@ -350,17 +359,20 @@ class ImisSandbox:
         return _paged(page, offset, limit, len(matching), flat=False)
 
     def get_activity(self, seqn: str) -> dict[str, Any]:
+        """One activity by SEQN; SEQNs are dense from FIRST_SEQN, so the position is the lookup."""
+        position = int(seqn) - FIRST_SEQN if seqn.strip().isdigit() else -1
         with self._lock:
-            found = next((a for a in self._activities if str(a.seqn) == seqn.strip()), None)
+            found = self._activities[position] if 0 <= position < len(self._activities) else None
         if found is None:
-            raise http_error(404, f"Activity with SEQN '{seqn}' was not found.")
+            raise _http_error(404, f"Activity with SEQN '{seqn}' was not found.")
         return _activity_entity(found)
 
     def get_party(self, party_id: str) -> dict[str, Any]:
+        """PersonData or OrganizationData for one contact, built from the same columns the IQAs serve."""
         with self._lock:
             row = self.seed.row_of(party_id.strip())
             if row is None:
-                raise http_error(404, f"Party '{party_id}' was not found.")
+                raise _http_error(404, f"Party '{party_id}' was not found.")
             contact = {alias: self.seed.contacts[alias][row] for alias in CONTACTS_IQA.aliases}
         return _party(contact)
 
@@ -372,7 +384,7 @@ class ImisSandbox:
 
         @app.exception_handler(ImisWireError)
         async def wire_error(_: Request, error: ImisWireError) -> Response:
-            return _json_response(error.body, error.status, error.headers)
+            return _json_response(error.body, error.status)
 
         @app.exception_handler(StarletteHTTPException)
         async def no_such_resource(request: Request, error: StarletteHTTPException) -> Response:
@@ -447,14 +459,14 @@ class ImisSandbox:
             try:
                 return self.move_list_members(request.list_name, request.count, request.seed)
             except SeedError as error:
-                raise http_error(404, str(error)) from None
+                raise _http_error(404, str(error)) from None
 
         @router.post("/panel/columns")
         def add_column(request: PanelColumnRequest) -> dict[str, str]:
             try:
                 return self.add_panel_column(request.name, request.data_type)
             except SeedError as error:
-                raise http_error(400, str(error)) from None
+                raise _http_error(400, str(error)) from None
 
         @router.get("/activities")
         def list_written() -> dict[str, Any]:
@@ -549,7 +561,7 @@ def _paging(params: dict[str, list[str]]) -> tuple[int, int]:
         try:
             numbers[name] = int(raw) if raw else 0
         except ValueError:
-            raise http_error(400, f"The value '{raw}' is not valid for {name.capitalize()}.") from None
+            raise _http_error(400, f"The value '{raw}' is not valid for {name.capitalize()}.") from None
     limit = numbers["limit"] if numbers["limit"] > 0 else DEFAULT_LIMIT
     return min(limit, MAX_LIMIT), max(numbers["offset"], 0)
 
@@ -680,14 +692,14 @@ async def _json_body(request: Request) -> Any:
     try:
         return json.loads(await request.body() or b"null")
     except ValueError:
-        raise validation_error("The request body is not valid JSON.") from None
+        raise _validation_error("The request body is not valid JSON.") from None
 
 
 async def _execute_request(request: Request) -> tuple[str, list[Any]]:
     """`OperationName` (lower-cased) and unwrapped `Parameters` of a GenericExecuteRequest."""
     body = await _json_body(request)
     if not isinstance(body, dict) or not body.get("OperationName"):
-        raise http_error(400, "The body must be a GenericExecuteRequest with an OperationName.")
+        raise _http_error(400, "The body must be a GenericExecuteRequest with an OperationName.")
     values = (body.get("Parameters") or {}).get("$values", [])
     parameters = [_unwrap(v) for v in values]
     parameters = [p["$values"] if isinstance(p, dict) and "$values" in p else p for p in parameters]

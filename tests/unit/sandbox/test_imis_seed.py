@@ -43,7 +43,7 @@ def test_same_seed_same_instance_and_other_seed_differs() -> None:
 
     assert all(_column_equal(first.contacts[a], again.contacts[a]) for a in CONTACTS_IQA.aliases)
     assert all(_column_equal(first.panel[a], again.panel[a]) for a in first.panel)
-    assert {n: l.members.tolist() for n, l in first.lists.items()} == {n: l.members.tolist() for n, l in again.lists.items()}
+    assert all(first.lists[name].members.tolist() == again.lists[name].members.tolist() for name in first.lists)
     assert first.contacts["PreferenceToken"].tolist() != other.contacts["PreferenceToken"].tolist()
 
 
