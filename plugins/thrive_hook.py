@@ -1,0 +1,80 @@
+"""Airflow hook: the `thrive_default` connection -> a `ThriveClient`.
+
+Connection fields: host = the full AAPI endpoint URL (e.g. https://partner.informz.net/aapi/InformzService.svc),
+login and password = the API user. Extras: `brand_id` and `brand_name` (required: every document carries
+them), and optionally `bulk_threshold`, `bulk_chunk_size`, `poll_interval_s`, `poll_timeout_s`, `timeout_s`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
+
+OPTIONAL_EXTRAS = ("bulk_threshold", "bulk_chunk_size", "poll_interval_s", "poll_timeout_s", "timeout_s")
+
+
+class ThriveHook(BaseHook):
+    """Builds the Thrive client; all the SOAP behaviour lives in `include/imis_thrive/thrive/client.py`."""
+
+    conn_name_attr = "thrive_conn_id"
+    default_conn_name = "thrive_default"
+    conn_type = "thrive"
+    hook_name = "Higher Logic Thrive Marketing Professional (Informz AAPI)"
+
+    def __init__(self, thrive_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.thrive_conn_id = thrive_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"host": "AAPI endpoint URL", "login": "API user", "password": "API password"},
+            "placeholders": {
+                "host": "https://partner.informz.net/aapi/InformzService.svc",
+                "login": "api_user",
+                "extra": '{"brand_id": "1234", "brand_name": "My Association"}',
+            },
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import IntegerField, StringField
+        from wtforms.validators import NumberRange, Optional
+
+        return {
+            "brand_id": StringField(lazy_gettext("Brand ID"), widget=BS3TextFieldWidget()),
+            "brand_name": StringField(lazy_gettext("Brand name"), widget=BS3TextFieldWidget()),
+            "bulk_threshold": IntegerField(lazy_gettext("BulkUpload above this many subscribers"),
+                                           validators=[Optional(), NumberRange(0)]),
+        }
+
+    def get_config(self) -> ThriveConfig:
+        from include.imis_thrive.thrive.client import ThriveConfig
+
+        connection = self.get_connection(self.thrive_conn_id)
+        extra = connection.extra_dejson
+        missing = [name for name, value in (("host", connection.host), ("login", connection.login),
+                                            ("password", connection.password), ("extra brand_id", extra.get("brand_id")),
+                                            ("extra brand_name", extra.get("brand_name"))) if not value]
+        if missing:
+            raise ValueError(f"connection {self.thrive_conn_id}: set {', '.join(missing)}")
+        endpoint = connection.host if "://" in connection.host else f"https://{connection.host}"
+        settings = {key: extra[key] for key in OPTIONAL_EXTRAS if extra.get(key) not in (None, "")}
+        return ThriveConfig(endpoint=endpoint, brand_id=str(extra["brand_id"]), brand_name=str(extra["brand_name"]),
+                            user=connection.login, password=connection.password, **settings)
+
+    def get_client(self) -> ThriveClient:
+        from airflow.sdk.log import mask_secret
+
+        from include.imis_thrive.thrive.client import ThriveClient
+
+        config = self.get_config()
+        mask_secret(config.password.get_secret_value())
+        return ThriveClient(config)

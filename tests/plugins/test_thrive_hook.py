@@ -1,0 +1,87 @@
+import json
+import logging
+import sys
+import types
+
+import pytest
+
+from include.imis_thrive.thrive.client import ThriveClient
+from thrive_hook import ThriveHook
+
+PASSWORD = "s3cret-thrive-pass"
+
+
+@pytest.fixture
+def thrive_connection(monkeypatch):
+    def set_connection(**fields):
+        document = {"conn_type": "thrive", "host": "https://partner.informz.net/aapi/InformzService.svc",
+                    "login": "api_user", "password": PASSWORD,
+                    "extra": {"brand_id": 7001, "brand_name": "My Association", "bulk_threshold": "2500"}}
+        document.update(fields)
+        monkeypatch.setenv("AIRFLOW_CONN_THRIVE_DEFAULT", json.dumps(document))
+
+    return set_connection
+
+
+def test_connection_becomes_client_config(thrive_connection):
+    thrive_connection()
+    config = ThriveHook().get_config()
+
+    assert config.endpoint == "https://partner.informz.net/aapi/InformzService.svc"
+    assert (config.brand_id, config.brand_name, config.user) == ("7001", "My Association", "api_user")
+    assert config.password.get_secret_value() == PASSWORD
+    assert config.bulk_threshold == 2500
+    assert PASSWORD not in repr(config)
+
+
+def test_a_host_without_scheme_gets_https_and_defaults_apply(thrive_connection):
+    thrive_connection(host="partnertest.informz.net/aapi/InformzService.svc", extra={"brand_id": "1", "brand_name": "B"})
+    config = ThriveHook().get_config()
+
+    assert config.endpoint == "https://partnertest.informz.net/aapi/InformzService.svc"
+    assert (config.bulk_threshold, config.poll_interval_s) == (5000, 5.0)
+
+
+def test_missing_fields_are_named(thrive_connection):
+    thrive_connection(password=None, extra={"brand_name": "B"})
+
+    with pytest.raises(ValueError, match="connection thrive_default: set password, extra brand_id"):
+        ThriveHook().get_config()
+
+
+def test_get_client_masks_the_password_and_never_logs_it(thrive_connection, caplog, monkeypatch):
+    thrive_connection()
+    masked = []
+    monkeypatch.setattr("airflow.sdk.log.mask_secret", lambda secret, name=None: masked.append(secret))
+
+    with caplog.at_level(logging.DEBUG):
+        client = ThriveHook().get_client()
+
+    assert isinstance(client, ThriveClient)
+    assert PASSWORD in masked
+    assert PASSWORD not in caplog.text
+    client.close()
+
+
+def test_connection_form_relabels_fields_and_declares_brand_extras(monkeypatch):
+    behaviour = ThriveHook.get_ui_field_behaviour()
+    assert behaviour["hidden_fields"] == ["schema", "port"]
+    assert behaviour["relabeling"]["host"] == "AAPI endpoint URL"
+
+    # The webserver's form libraries are not installed in this environment; stand-ins record what is declared.
+    def field(kind):
+        return lambda label, **kwargs: (kind, label)
+
+    stubs = {
+        "flask_appbuilder.fieldwidgets": types.SimpleNamespace(BS3TextFieldWidget=lambda: None),
+        "flask_babel": types.SimpleNamespace(lazy_gettext=str),
+        "wtforms": types.SimpleNamespace(IntegerField=field("int"), StringField=field("str")),
+        "wtforms.validators": types.SimpleNamespace(NumberRange=lambda *a: None, Optional=lambda: None),
+    }
+    for name, module in stubs.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+    assert ThriveHook.get_connection_form_widgets() == {
+        "brand_id": ("str", "Brand ID"), "brand_name": ("str", "Brand name"),
+        "bulk_threshold": ("int", "BulkUpload above this many subscribers"),
+    }

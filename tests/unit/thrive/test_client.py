@@ -1,0 +1,216 @@
+"""The client's batching, screening and error handling, over an in-process transport (no sockets)."""
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from include.imis_thrive.http_retry import RetryPolicy
+from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
+from include.imis_thrive.thrive import wire
+from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig, screen_subscribers, subscribe_outcomes
+from include.imis_thrive.thrive.errors import (
+    InterestNotFound,
+    ThriveActionFailed,
+    ThriveFault,
+    ThriveHTTPError,
+    ThriveUnavailable,
+    UploadFailed,
+    UploadTimeout,
+)
+from include.imis_thrive.thrive.models import OutcomeStatus, Subscriber
+
+ENDPOINT = "https://partner.example/aapi/InformzService.svc"
+
+
+def _config(**overrides) -> ThriveConfig:
+    settings = dict(endpoint=ENDPOINT, brand_id="7001", brand_name="Sandbox Association", user="hl_api_user",
+                    password="sandbox-thrive-password", poll_interval_s=0, bulk_threshold=1500,
+                    retry=RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001))
+    return ThriveConfig(**{**settings, **overrides})
+
+
+def _subscribers(count: int, first: int = 1) -> list[Subscriber]:
+    return [Subscriber(str(i), f"m{i}@example.org", {"FirstName": f"N{i}"}) for i in range(first, first + count)]
+
+
+@pytest.fixture
+def sandbox() -> ThriveSandbox:
+    return ThriveSandbox(ThriveSandboxConfig(interests=["Newsletter"]))
+
+
+@pytest.fixture
+def make_client(sandbox) -> Callable[..., ThriveClient]:
+    def build(**overrides) -> ThriveClient:
+        def answer(request: httpx.Request) -> httpx.Response:
+            status, body = sandbox.handle(request.content)
+            return httpx.Response(status, content=body)
+
+        transport = httpx.MockTransport(answer)
+        return ThriveClient(_config(**overrides), transport=transport, sleep=lambda _: None)
+
+    return build
+
+
+@pytest.mark.parametrize(("count", "subscribe_calls"), [(999, 1), (1000, 1), (1001, 2), (1500, 2)])
+def test_upserts_go_as_subscribe_calls_of_at_most_one_thousand(make_client, sandbox, count, subscribe_calls):
+    result = make_client().upsert_subscribers(_subscribers(count))
+
+    assert (result.calls, result.accepted_count, result.uploads) == (subscribe_calls, count, [])
+    assert sandbox.counters()["actions"] == {"Subscribe": subscribe_calls}
+    assert sandbox.counters()["records_written"] == {"Subscribe": count}
+    assert {outcome.status for outcome in result.outcomes} == {OutcomeStatus.CREATED}
+
+
+def test_above_the_threshold_upserts_go_as_bulk_uploads_polled_to_completion(make_client, sandbox):
+    result = make_client(bulk_chunk_size=1000).upsert_subscribers(_subscribers(1501))
+
+    assert result.calls == 2
+    assert [(u.status, u.total_count, u.new_count) for u in result.uploads] == [("Complete", 1000, 1000),
+                                                                                 ("Complete", 501, 501)]
+    assert sandbox.counters()["actions"] == {"BulkUpload": 2}
+    assert len(sandbox.subscribers()) == 1501
+    assert sandbox.subscriber("1501")["fields"] == {"FirstName": "N1501"}
+
+
+def test_rows_thrive_would_refuse_are_rejected_before_sending_with_a_reason():
+    sendable, rejected = screen_subscribers([
+        Subscriber("A-12", "a@example.org"), Subscriber("1", ""), Subscriber("2", "two@@example.org"),
+        Subscriber("3", "x" * 95 + "@e.org"), Subscriber("4", "ok@example.org", {"Bio": "bell\x07"}),
+        Subscriber("5", "five@example.org"), Subscriber("5", "again@example.org"), Subscriber("6", "FIVE@example.org"),
+    ])
+
+    assert [s.contact_id for s in sendable] == ["5"]
+    assert [(o.contact_id, o.reason) for o in rejected] == [
+        ("A-12", "contact ID 'A-12' is not an integer (Thrive's remote <ID> is Int)"),
+        ("1", "email is empty"),
+        ("2", "email is malformed"),
+        ("3", "email is longer than 100 characters"),
+        ("4", "personalization field 'Bio' contains character U+0007, which XML cannot carry"),
+        ("5", "contact ID appears more than once in this upsert"),
+        ("6", "email appears more than once in this upsert (Thrive keys subscribers by email too)"),
+    ]
+
+
+def test_server_side_rejections_come_back_per_subscriber(make_client):
+    result = make_client().upsert_subscribers([Subscriber("1", "typo@example.com.com"), Subscriber("2", "b@example.org")])
+
+    assert [(o.contact_id, o.status, o.reason) for o in result.outcomes] == [
+        ("1", OutcomeStatus.REJECTED, "email domain repeats its suffix (e.g. .com.com)"),
+        ("2", OutcomeStatus.CREATED, None),
+    ]
+
+
+def test_a_tenant_that_reports_only_counts_yields_accepted_outcomes():
+    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe><NewSubscriberCount>2</NewSubscriberCount>'
+                "<ActionStatus><Status>success</Status></ActionStatus></Subscribe></Responses></ActionResponse>")
+    response = wire.action_responses(wire.parse_document(document, "t"), "t")[0]
+
+    outcomes = subscribe_outcomes(response, _subscribers(2))
+
+    assert [o.status for o in outcomes] == [OutcomeStatus.ACCEPTED, OutcomeStatus.ACCEPTED]
+
+
+def test_a_failure_status_without_a_fault_is_raised_naming_the_action():
+    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe><ActionStatus><Status>failure</Status>'
+                "<Message>quota exceeded</Message></ActionStatus></Subscribe></Responses></ActionResponse>")
+    response = wire.action_responses(wire.parse_document(document, "t"), "t")[0]
+
+    with pytest.raises(ThriveActionFailed, match="Subscribe: Thrive reported status 'failure': quota exceeded"):
+        subscribe_outcomes(response, _subscribers(1))
+
+
+def test_an_unknown_interest_fails_before_anything_is_written(make_client, sandbox):
+    with pytest.raises(InterestNotFound, match="'Board' does not exist in Thrive; create the target group"):
+        make_client().upsert_subscribers(_subscribers(3), interest="Board")
+
+    assert sandbox.counters()["records_written"] == {}
+
+
+def _scripted(responses: list[httpx.Response]) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return responses.pop(0)
+
+    return httpx.MockTransport(handler), seen
+
+
+def _grid_reply(rows: int) -> httpx.Response:
+    records = "".join(f'<Record row="{i}"><Fields><Field element="upload_id">{i}</Field></Fields></Record>'
+                      for i in range(rows))
+    document = (f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="upload_history">{records}</Grid>'
+                "</Grids></GridResponse>")
+    return httpx.Response(200, content=wire.response_envelope(document))
+
+
+def test_a_soap_fault_is_final_and_never_retried():
+    transport, seen = _scripted([httpx.Response(500, content=wire.fault_envelope("UnknownActionException", "nope"))])
+    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+
+    with pytest.raises(ThriveFault, match="UnknownActionException: nope"):
+        client.count("subscriber")
+    assert len(seen) == 1
+
+
+def test_transient_statuses_are_retried_then_succeed():
+    transport, seen = _scripted([httpx.Response(503, headers={"Retry-After": "0"}), httpx.Response(500, text="oops"),
+                                 _grid_reply(1)])
+    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+
+    assert client.upload_status(0).upload_id == 0
+    assert len(seen) == 3
+    assert seen[0].headers["SOAPAction"] == f'"{wire.SOAP_ACTION}"'
+
+
+def test_retries_running_out_raise_unavailable_naming_the_call():
+    transport, _ = _scripted([httpx.Response(502)] * 3)
+    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+
+    with pytest.raises(ThriveUnavailable, match="^grid upload_history rows 0\\+1: gave up after 3 attempts"):
+        client.upload_status(9)
+
+
+def test_a_non_soap_error_status_points_at_the_connection_host():
+    transport, _ = _scripted([httpx.Response(404, text="Not Found")])
+    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+
+    with pytest.raises(ThriveHTTPError, match="HTTP 404 from the Thrive endpoint \\(check the connection host\\)"):
+        client.count("subscriber")
+
+
+def test_grid_paging_stops_on_a_short_page_and_advances_start_row():
+    transport, seen = _scripted([_grid_reply(3), _grid_reply(3), _grid_reply(1)])
+    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+
+    rows = list(client.iter_grid("upload_history", "upload_id", page_size=3))
+
+    assert len(rows) == 7
+    starts = [wire.parse_document(wire.soap_argument(wire.parse_envelope(r.content, "t"), wire.OPERATION,
+                                                     wire.ARGUMENT, "t"), "t").findtext(
+        f".//{{{wire.NAMESPACE}}}StartRow") for r in seen]
+    assert starts == ["0", "3", "6"]
+
+
+def _upload_reply(status: str) -> httpx.Response:
+    document = (f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="upload_history"><Record row="1"><Fields>'
+                f'<Field element="upload_id">5</Field><Field element="status">{status}</Field></Fields></Record>'
+                "</Grid></Grids></GridResponse>")
+    return httpx.Response(200, content=wire.response_envelope(document))
+
+
+def test_a_failed_upload_is_raised_with_its_id():
+    transport, _ = _scripted([_upload_reply("Processing"), _upload_reply("Failed")])
+    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+
+    with pytest.raises(UploadFailed, match="BulkUpload 5 ended with status 'failed'"):
+        client.wait_for_upload(5)
+
+
+def test_an_upload_still_running_after_the_poll_timeout_says_rerunning_is_safe():
+    transport, _ = _scripted([_upload_reply("Processing")] * 4)
+    client = ThriveClient(_config(poll_interval_s=1, poll_timeout_s=3), transport=transport, sleep=lambda _: None)
+
+    with pytest.raises(UploadTimeout, match="still 'processing' after 3s.*safe"):
+        client.wait_for_upload(5)

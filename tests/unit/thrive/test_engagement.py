@@ -1,0 +1,50 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from include.imis_thrive.thrive import wire
+from include.imis_thrive.thrive.engagement import EngagementKind, event_from_record, iter_engagement
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+END = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def test_eight_kinds_each_have_a_grid():
+    assert [kind.value for kind in EngagementKind] == [
+        "Bad Email", "Landing Page Submit", "Unsubscribe", "Resubscribe", "Web Tracking Page Visit",
+        "Mail Sent", "Mail Open", "Link Click",
+    ]
+    assert set(wire.ENGAGEMENT_GRIDS) == set(EngagementKind)
+
+
+def test_a_click_row_becomes_a_normalised_event_whatever_the_case_of_its_elements():
+    spec = wire.ENGAGEMENT_GRIDS[EngagementKind.LINK_CLICK]
+    record = {"user_id": "1001", "email": "a@example.org", "link_date": "2026-03-01T10:00:00.1234567Z",
+              "mailing_id": "7", "mailing_instance_id": "70", "link": "https://example.org/?a=1&b=2"}
+
+    event = event_from_record(EngagementKind.LINK_CLICK, spec, record)
+
+    assert event.kind is EngagementKind.LINK_CLICK
+    assert (event.contact_id, event.email, event.mailing_id, event.mailing_instance_id) == ("1001", "a@example.org", "7", "70")
+    assert event.occurred_at == datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    assert (event.url, event.page) == ("https://example.org/?a=1&b=2", None)
+
+
+def test_a_web_visit_keeps_url_and_page_title_and_a_row_without_a_date_is_no_event():
+    spec = wire.ENGAGEMENT_GRIDS[EngagementKind.WEB_PAGE_VISIT]
+    record = {"remote_id": "5", "subscriber_email": "b@example.org", "create_date": "2026-03-01T00:00:00.0000000Z",
+              "url": "https://example.org/events", "page_title": "Events"}
+
+    event = event_from_record(EngagementKind.WEB_PAGE_VISIT, spec, record)
+
+    assert (event.contact_id, event.url, event.page, event.mailing_id) == ("5", "https://example.org/events", "Events", None)
+    assert event_from_record(EngagementKind.WEB_PAGE_VISIT, spec, {**record, "create_date": None}) is None
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    (datetime(2026, 3, 1), END, "timezone-aware"),
+    (END, START, "empty engagement window"),
+])
+def test_windows_must_be_aware_and_non_empty(start, end, message):
+    with pytest.raises(ValueError, match=message):
+        next(iter_engagement(None, EngagementKind.MAIL_OPEN, start, end))
