@@ -151,5 +151,7 @@ def _format_datetimes(distinct: pd.DatetimeIndex) -> Sequence[str]:
 def _iso_offsets(offset_minutes: np.ndarray) -> np.ndarray:
     """`-05:00` style suffixes; a zone has only a few distinct offsets, so format those once."""
     codes, distinct = pd.factorize(offset_minutes)
-    suffixes = [f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}" for minutes in distinct]
+    suffixes = [
+        f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}" for minutes in distinct
+    ]
     return np.asarray(suffixes)[codes]

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
+log = logging.getLogger(__name__)
 
 STATUS_COLUMN = "Status"
 ACTIVE_STATUS = "A"
@@ -57,12 +58,6 @@ DEFAULT_TEXT_LENGTH_LIMIT = 255
 THRIVE_LENGTH_LIMITS: Mapping[str, int] = MappingProxyType({EMAIL_COLUMN: 100, "PreferenceToken": 1000})
 SAMPLE_IDS_PER_RULE = 10
 
-_RESULT_FORMAT = {
-    "result_format": "COMPLETE",
-    "unexpected_index_column_names": [ID_COLUMN],
-    "partial_unexpected_count": 0,
-    "return_unexpected_index_query": False,
-}
 
 
 class IqaKind(StrEnum):
@@ -214,24 +209,37 @@ def _failure(check: Any) -> dict[str, Any]:
     config = check.expectation_config
     result = check.result or {}
     ids = [str(row[ID_COLUMN]) for row in result.get("unexpected_index_list") or [] if pd.notna(row[ID_COLUMN])]
-    failure: dict[str, Any] = {
+    errors = _evaluation_errors(check.exception_info)
+    for message in errors:
+        log.warning("GX could not evaluate rule %s (%s): %s", config.meta["rule"], config.type, message)
+    return {
         "rule": config.meta["rule"],
         "expectation": config.type,
         "column": config.kwargs.get("column"),
-        "blocking": config.meta["blocking"],
+        # a rule GX could not evaluate vouches for no row: fail closed
+        "blocking": config.meta["blocking"] or bool(errors),
         "unexpected_count": result.get("unexpected_count"),
         "sample_ids": list(dict.fromkeys(ids))[:SAMPLE_IDS_PER_RULE],
+        "evaluation_error": bool(errors),
         "ids": ids,
     }
-    if "observed_value" in result and isinstance(result["observed_value"], int):
-        failure["observed_value"] = result["observed_value"]
-    if check.exception_info and check.exception_info.get("raised_exception"):
-        failure["error"] = "GX raised while evaluating this expectation"
-    return failure
+
+
+def _evaluation_errors(exception_info: Mapping[str, Any] | None) -> list[str]:
+    """GX reports a raised metric either flat or keyed by metric id; collect the messages of both shapes."""
+    info = exception_info or {}
+    entries = [info] if "raised_exception" in info else list(info.values())
+    return [
+        str(entry.get("exception_message"))
+        for entry in entries
+        if isinstance(entry, Mapping) and entry.get("raised_exception")
+    ]
 
 
 def _describe_failure(failure: Mapping[str, Any]) -> str:
     rule, column = failure["rule"], failure["column"]
+    if failure["evaluation_error"]:
+        return f"{rule}: GX could not evaluate {failure['expectation']} on {column!r} (the task log has the error)"
     if rule == "required_column":
         return f"required_column: the IQA does not return column {column!r}"
     if rule == "active_record":
@@ -260,7 +268,17 @@ _gx_lock = threading.Lock()
 def _run_suite(kind: IqaKind, rules: tuple[Rule, ...], frame: pd.DataFrame) -> ExpectationSuiteValidationResult:
     with _gx_lock:
         definition = _validation_definition(kind, rules)
-        return definition.run(batch_parameters={"dataframe": frame}, result_format=_RESULT_FORMAT)
+        return definition.run(batch_parameters={"dataframe": frame}, result_format=_result_format())
+
+
+def _result_format() -> dict[str, Any]:
+    """COMPLETE for the offending rows' IDs (to quarantine them); their values are dropped in `_failure`."""
+    return {
+        "result_format": "COMPLETE",
+        "unexpected_index_column_names": [ID_COLUMN],
+        "partial_unexpected_count": 0,
+        "return_unexpected_index_query": False,
+    }
 
 
 @functools.lru_cache(maxsize=64)

@@ -31,8 +31,12 @@ def _contacts(frames, ids: list[str], **columns: list) -> pd.DataFrame:
 
 
 def test_added_changed_removed_and_unchanged(frames) -> None:
-    previous = _contacts(frames, ["1", "2", "3", "4"], FirstName=["Ann", "Bo", "Cy", "Di"], LastName=["A", "B", "C", "D"])
-    current = _contacts(frames, ["2", "3", "4", "5"], FirstName=["Bo", "Cyrus", "Di", "Ed"], LastName=["B", "C", "Dee", "E"])
+    previous = _contacts(
+        frames, ["1", "2", "3", "4"], FirstName=["Ann", "Bo", "Cy", "Di"], LastName=["A", "B", "C", "D"]
+    )
+    current = _contacts(
+        frames, ["2", "3", "4", "5"], FirstName=["Bo", "Cyrus", "Di", "Ed"], LastName=["B", "C", "Dee", "E"]
+    )
 
     diff = diff_contacts(previous, current)
 

@@ -120,7 +120,9 @@ def test_panel_fields_map_every_custom_column_to_itself_with_no_code_change(fram
         BoardMember=pd.Series([True, False], dtype="boolean"),
     )
 
-    assert panel_field_map(panel) == {"Chapter": "Chapter", "YearsOfService": "YearsOfService", "BoardMember": "BoardMember"}
+    assert panel_field_map(panel) == {
+        "Chapter": "Chapter", "YearsOfService": "YearsOfService", "BoardMember": "BoardMember",
+    }
     thrive_bound = to_thrive_panel_fields(panel)
     assert thrive_bound.to_dict("list") == {
         "ID": ["1", "2"], "Chapter": ["North", ""], "YearsOfService": ["12", ""], "BoardMember": ["true", "false"],

@@ -94,7 +94,9 @@ def test_limits_are_configurable() -> None:
     assert check_membership_removals(diff, limits).blocked is False
     with pytest.raises(MassChangeBlocked, match="above the 10% limit"):
         check_contact_changes(
-            diff_contacts(_contacts(_ids(10)), _contacts(_ids(8))), CONTACTS_IQA, MassChangeLimits(max_changed_share=0.1)
+            diff_contacts(_contacts(_ids(10)), _contacts(_ids(8))),
+            CONTACTS_IQA,
+            MassChangeLimits(max_changed_share=0.1),
         )
 
 

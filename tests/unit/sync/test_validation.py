@@ -5,11 +5,12 @@ import json
 import pandas as pd
 import pytest
 
+from include.imis_thrive.sync import validation
 from include.imis_thrive.sync.field_map import CONTACTS_IQA
 from include.imis_thrive.sync.validation import (
+    THRIVE_LENGTH_LIMITS,
     IqaKind,
     ValidationFailed,
-    THRIVE_LENGTH_LIMITS,
     rules_for,
     validate_iqa,
 )
@@ -65,7 +66,8 @@ def test_duplicate_ids_block_and_the_message_names_them(frames) -> None:
     failure = _blocked(board, IqaKind.LIST)
 
     assert BOARD_IQA in str(failure)
-    assert "id_unique: expect_column_values_to_be_unique on 'ID' found 2 unexpected value(s) (e.g. ID 7)" in str(failure)
+    expected = "id_unique: expect_column_values_to_be_unique on 'ID' found 2 unexpected value(s) (e.g. ID 7)"
+    assert expected in str(failure)
 
 
 def test_a_non_numeric_id_blocks(frames) -> None:
@@ -206,3 +208,18 @@ def test_rules_per_kind_are_plain_data(frames) -> None:
     assert [rule.name for rule in rules_for(IqaKind.LIST, no_id, THRIVE_LENGTH_LIMITS)] == ["required_column"]
     blocking = {rule.name for rule in rules_for(IqaKind.CONTACTS, contacts, THRIVE_LENGTH_LIMITS) if rule.blocking}
     assert blocking == {"required_column", "id_not_null", "id_unique", "id_numeric", "active_record"}
+
+
+def test_a_quarantine_rule_gx_cannot_evaluate_blocks_instead_of_passing_rows(frames, monkeypatch) -> None:
+    panel = frames.iqa(PANEL_IQA, ID=frames.text("1"), Chapter=frames.text("North"))
+    unevaluable = validation.Rule(
+        name="email_invalid", expectation="ExpectColumnValuesToMatchRegex",
+        kwargs=(("column", "NotReturned"), ("regex", "@")), blocking=False,
+    )
+    monkeypatch.setattr(validation, "rules_for", lambda kind, frame, limits: (unevaluable,))
+
+    failure = _blocked(panel, IqaKind.PANEL)
+
+    assert PANEL_IQA in str(failure)
+    assert "email_invalid: GX could not evaluate expect_column_values_to_match_regex on 'NotReturned'" in str(failure)
+    assert failure.summary["failed"][0]["evaluation_error"] is True
