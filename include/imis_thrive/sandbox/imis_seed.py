@@ -41,17 +41,19 @@ FIRST_ID = 1_000_000  # IDs stay 7 digits up to 1M contacts, so string order equ
 DAY = np.timedelta64(1, "D")
 _NAT = np.datetime64("NaT", "s")
 
-# (first name, informal name): accents, apostrophes and hyphens on purpose.
+# (first name, informal name, gender): accents, apostrophes and hyphens on purpose.
 _FIRST_NAMES = (
-    ("James", "Jim"), ("Mary", "Mary"), ("Zoë", "Zoë"), ("José", "Pepe"), ("Renée", "Renée"),
-    ("François", "François"), ("Siobhán", "Siobhán"), ("Bjørn", "Bjørn"), ("Łukasz", "Łukasz"),
-    ("Chloé", "Chloé"), ("Mary-Kate", "MK"), ("William", "Bill"), ("Elizabeth", "Liz"), ("Robert", "Bob"),
-    ("Patricia", "Pat"), ("Michael", "Mike"), ("Jennifer", "Jen"), ("David", "Dave"), ("Linda", "Linda"),
-    ("Ngozi", "Ngozi"), ("Mei", "Mei"), ("Hiroshi", "Hiroshi"), ("Aoife", "Aoife"), ("Søren", "Søren"),
-    ("Inés", "Inés"), ("Ximena", "Xime"), ("Ana", "Ana"), ("Priya", "Priya"), ("Olúwaseun", "Seun"),
-    ("Thomas", "Tom"), ("Sarah", "Sarah"), ("D'Arcy", "D'Arcy"), ("Jean-Luc", "Jean-Luc"), ("Ahmed", "Ahmed"),
-    ("Fatima", "Fatima"), ("Katarzyna", "Kasia"), ("Giulia", "Giulia"), ("Héctor", "Héctor"), ("Emily", "Em"),
-    ("Christopher", "Chris"),
+    ("James", "Jim", "M"), ("Mary", "Mary", "F"), ("Zoë", "Zoë", "F"), ("José", "Pepe", "M"),
+    ("Renée", "Renée", "F"), ("François", "François", "M"), ("Siobhán", "Siobhán", "F"), ("Bjørn", "Bjørn", "M"),
+    ("Łukasz", "Łukasz", "M"), ("Chloé", "Chloé", "F"), ("Mary-Kate", "MK", "F"), ("William", "Bill", "M"),
+    ("Elizabeth", "Liz", "F"), ("Robert", "Bob", "M"), ("Patricia", "Pat", "F"), ("Michael", "Mike", "M"),
+    ("Jennifer", "Jen", "F"), ("David", "Dave", "M"), ("Linda", "Linda", "F"), ("Ngozi", "Ngozi", "F"),
+    ("Mei", "Mei", "F"), ("Hiroshi", "Hiroshi", "M"), ("Aoife", "Aoife", "F"), ("Søren", "Søren", "M"),
+    ("Inés", "Inés", "F"), ("Ximena", "Xime", "F"), ("Ana", "Ana", "F"), ("Priya", "Priya", "F"),
+    ("Olúwaseun", "Seun", "M"), ("Thomas", "Tom", "M"), ("Sarah", "Sarah", "F"), ("D'Arcy", "D'Arcy", "M"),
+    ("Jean-Luc", "Jean-Luc", "M"), ("Ahmed", "Ahmed", "M"), ("Fatima", "Fatima", "F"),
+    ("Katarzyna", "Kasia", "F"), ("Giulia", "Giulia", "F"), ("Héctor", "Héctor", "M"), ("Emily", "Em", "F"),
+    ("Christopher", "Chris", "M"),
 )
 _LAST_NAMES = (
     "O'Brien", "Núñez", "D'Angelo", "Müller", "García", "Smith", "Nguyen", "van der Berg", "St. John",
@@ -77,7 +79,8 @@ _TITLES = (
     "Responsable des adhésions", "Vice President, Operations", "Student", "Retired",
 )
 _DESIGNATIONS = ("CAE", "CPA", "PhD", "MBA", "RN", "PE", "CAE, CPA", "FASAE")
-_PREFIXES = ("Mr.", "Ms.", "Mrs.", "Dr.", "Prof.", "Mx.")
+_PREFIXES = {"Male": ("Mr.", "Mr.", "Dr.", "Prof."), "Female": ("Ms.", "Mrs.", "Dr.", "Prof."),
+             "Non-binary": ("Mx.", "Dr.")}
 _SUFFIXES = ("Jr.", "Sr.", "II", "III", "Esq.")
 _MEMBER_TYPES = ("Regular Member", "Student Member", "Retired Member")
 _WEBMAIL = ("gmail.com", "outlook.com", "yahoo.com", "icloud.com", "orange.fr", "web.de", "hotmail.co.uk")
@@ -231,8 +234,8 @@ def _contact_columns(rng: np.random.Generator, id_numbers: np.ndarray) -> dict[s
     org_rows = np.flatnonzero(is_org)
 
     first_idx = rng.integers(len(_FIRST_NAMES), size=n)
-    first = _masked(_pool(name for name, _ in _FIRST_NAMES)[first_idx], person)
-    informal = _masked(_pool(nick for _, nick in _FIRST_NAMES)[first_idx], person & (rng.random(n) < 0.8))
+    first = _masked(_pool(name for name, _, _ in _FIRST_NAMES)[first_idx], person)
+    informal = _masked(_pool(nick for _, nick, _ in _FIRST_NAMES)[first_idx], person & (rng.random(n) < 0.8))
     last_idx = rng.integers(len(_LAST_NAMES), size=n)
     last = _masked(_pool(_LAST_NAMES)[last_idx], person)
     head_idx, tail_idx = rng.integers(len(_ORG_HEADS), size=n), rng.integers(len(_ORG_TAILS), size=n)
@@ -253,6 +256,12 @@ def _contact_columns(rng: np.random.Generator, id_numbers: np.ndarray) -> dict[s
     member_since = np.where(history, expires_on - rng.integers(365, 9000, n) * DAY, _NAT)
     birthday = np.where(person & (rng.random(n) < 0.7),
                         np.datetime64("1940-01-01", "s") + rng.integers(0, 24_100, n) * DAY, _NAT)
+    gender = _pool(("Female" if g == "F" else "Male" for _, _, g in _FIRST_NAMES))[first_idx]
+    gender[rng.random(n) < 0.02] = "Non-binary"
+    prefix = np.where(gender == "Male", _pick(rng, _PREFIXES["Male"], n),
+                      np.where(gender == "Female", _pick(rng, _PREFIXES["Female"], n),
+                               _pick(rng, _PREFIXES["Non-binary"], n)))
+    gender = _masked(gender, person & (rng.random(n) < 0.95))
     types = _pool(("Company", "Non-Member", *_MEMBER_TYPES))
     contact_type = types[np.where(is_org, 0, np.where(is_member, 2 + rng.integers(len(_MEMBER_TYPES), size=n), 1))]
 
@@ -265,8 +274,7 @@ def _contact_columns(rng: np.random.Generator, id_numbers: np.ndarray) -> dict[s
         "DoNotEmail": rng.random(n) < 0.03,
         "ExcludeFromDirectory": rng.random(n) < 0.1,
         "FirstName": first,
-        "Gender": _masked(_pick(rng, ("Female", "Male", "Female", "Male", "Non-binary"), n),
-                          person & (rng.random(n) < 0.95)),
+        "Gender": gender,
         "InformalName": informal,
         "IsMember": is_member,
         "IsOrganization": is_org,
@@ -277,7 +285,7 @@ def _contact_columns(rng: np.random.Generator, id_numbers: np.ndarray) -> dict[s
                               person & (rng.random(n) < 0.4)),
         "OrganizationName": organization_name.astype(object),
         "ParentContactId": parent_id,
-        "Prefix": _masked(_pick(rng, _PREFIXES, n), person & (rng.random(n) < 0.6)),
+        "Prefix": _masked(prefix, person & (rng.random(n) < 0.6)),
         "PrimaryEmailAddress": _emails(rng, first_idx, last_idx, is_org, company_slugs, parent_row),
         "Suffix": _masked(_pick(rng, _SUFFIXES, n), person & (rng.random(n) < 0.05)),
         "Title": _masked(_pick(rng, _TITLES, n), person & (rng.random(n) < 0.75)),
@@ -291,7 +299,7 @@ def _emails(rng: np.random.Generator, first_idx: np.ndarray, last_idx: np.ndarra
             company_slugs: np.ndarray, parent_row: np.ndarray) -> np.ndarray:
     """Emails from the name (accents and apostrophes folded), a few missing and a fixed share malformed."""
     n = len(first_idx)
-    local = (_pool(_slug(name) for name, _ in _FIRST_NAMES)[first_idx] + "."
+    local = (_pool(_slug(name) for name, _, _ in _FIRST_NAMES)[first_idx] + "."
              + _pool(_slug(name) for name in _LAST_NAMES)[last_idx])
     numbered = rng.random(n) < 0.5
     local[numbered] = local[numbered] + rng.integers(1, 100, int(numbered.sum())).astype("U2").astype(object)
@@ -389,7 +397,7 @@ def _changed_value(name: str, old: object, rng: np.random.Generator, row: int) -
         return f"updated.{row}.{int(rng.integers(1_000_000))}@{_WEBMAIL[int(rng.integers(len(_WEBMAIL)))]}"
     if name == "WebsiteURL":
         return f"https://www.updated-{row}-{int(rng.integers(1_000_000))}.org"
-    pool = {"FirstName": [n for n, _ in _FIRST_NAMES], "InformalName": [n for _, n in _FIRST_NAMES],
+    pool = {"FirstName": [n for n, _, _ in _FIRST_NAMES], "InformalName": [n for _, n, _ in _FIRST_NAMES],
             "LastName": _LAST_NAMES, "Title": _TITLES, "Designation": _DESIGNATIONS}[name]
     choices = [value for value in pool if value != old]
     return choices[int(rng.integers(len(choices)))]

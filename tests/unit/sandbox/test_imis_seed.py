@@ -83,6 +83,14 @@ def test_names_carry_accents_and_apostrophes(large: ImisSeed) -> None:
     assert {"Zoë", "O'Brien", "Núñez", "D'Angelo"} <= names
 
 
+def test_prefixes_agree_with_gender(large: ImisSeed) -> None:
+    frame = large.contacts_frame()
+
+    assert set(frame.loc[frame["Prefix"] == "Mr.", "Gender"].dropna()) == {"Male"}
+    assert set(frame.loc[frame["Prefix"].isin(["Ms.", "Mrs."]), "Gender"].dropna()) == {"Female"}
+    assert frame.loc[frame["IsOrganization"], ["Gender", "Prefix"]].isna().all().all()
+
+
 def test_organisations_are_contacts_and_persons_link_to_them(large: ImisSeed) -> None:
     frame = large.contacts_frame()
     organisations = frame[frame["IsOrganization"]]
