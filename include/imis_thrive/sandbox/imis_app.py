@@ -154,7 +154,7 @@ class ImisSandbox:
         """Back to the freshly seeded instance: data, tokens and activities."""
         seed = build_seed(self.config.contacts, self.config.seed, self.config.broken_lists)
         with self._lock:
-            self.seed = seed
+            self.seed: ImisSeed = seed
             self._tokens: dict[str, _Token] = {}
             self._user_tokens: dict[str, str] = {}
             self._activities: list[_Activity] = []
