@@ -612,16 +612,11 @@ def grid_records(document: ET.Element, what: str) -> dict[str, list[Record]]:
     if local_name(document.tag) != "GridResponse":
         raise ThriveProtocolError(f"{what}: expected a GridResponse, got <{local_name(document.tag)}>")
     grids: dict[str, list[Record]] = {}
-    container = child(document, "Grids")
-    for grid in children(container, "Grid") if container is not None else []:
-        rows: list[Record] = []
-        for record in children(grid, "Record"):
-            fields = child(record, "Fields")
-            rows.append({
-                (item.get("element") or "").lower(): (item.text or None)
-                for item in (children(fields, "Field") if fields is not None else [])
-            })
-        grids[(grid.get("type") or "").lower()] = rows
+    for grid in nested(document, "Grids", "Grid"):
+        grids[(grid.get("type") or "").lower()] = [
+            {(item.get("element") or "").lower(): (item.text or None) for item in record.iter() if "element" in item.attrib}
+            for record in children(grid, "Record")
+        ]
     return grids
 
 
