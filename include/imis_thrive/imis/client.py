@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
@@ -28,6 +28,7 @@ from include.imis_thrive.imis.errors import (
     ImisRequestError,
 )
 from include.imis_thrive.imis.iqa import rows_to_frame
+from include.imis_thrive.imis.iqa_package import IqaDefinition
 from include.imis_thrive.imis.tokens import PROCESS_TOKEN_STORE, Token, TokenStore
 
 log = logging.getLogger(__name__)
@@ -90,24 +91,6 @@ class DocumentSummary:
     path: str
     name: str
     status: str | None = None
-
-
-@dataclass(frozen=True)
-class QueryDefinition:
-    """What the integration checks in an IQA's definition: its aliases, its prompts, who may run it."""
-
-    path: str
-    aliases: tuple[str, ...]
-    prompts: tuple[str, ...]
-    access_id: str | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-
-@dataclass
-class ExtractionStats:
-    pages: int = 0
-    rows: int = 0
-    seconds: float = 0.0
 
 
 class ImisClient:
@@ -309,11 +292,12 @@ class ImisClient:
         values = result.get("$values", []) if isinstance(result, Mapping) else list(result or [])
         return [_document(item) for item in values]
 
-    def query_definition(self, path: str) -> QueryDefinition:
+    def query_definition(self, path: str) -> IqaDefinition:
+        """The IQA's display columns and filters, to check it against the package before running it."""
         result = self._execute("QueryDefinition", "FindByPath", [_string(path)], f"IQA definition {path}")
         if not result:
             raise ImisNotFound(f"IQA {path} does not exist (or is not visible to the integration user)")
-        return _query_definition(path, result)
+        return IqaDefinition.from_query_definition({"Path": path, **result})
 
     # -- activities (reference §3) --------------------------------------------------------------------
 
@@ -385,23 +369,6 @@ def _string(value: str) -> dict[str, str]:
 def _document(data: Mapping[str, Any]) -> DocumentSummary:
     return DocumentSummary(document_id=str(data.get("DocumentId", "")), document_type=str(data.get("DocumentTypeId", "")),
                            path=str(data.get("Path", "")), name=str(data.get("Name", "")), status=data.get("Status"))
-
-
-_NO_PROMPT = {None, "", "none", "no", "false", False, 0}
-
-
-def _query_definition(path: str, data: Mapping[str, Any]) -> QueryDefinition:
-    def values(key: str) -> list[Mapping[str, Any]]:
-        block = data.get(key) or {}
-        return list(block.get("$values", [])) if isinstance(block, Mapping) else list(block)
-
-    aliases = tuple(str(p.get("Alias") or p.get("Name") or "") for p in values("Properties"))
-    prompts = tuple(
-        str(c.get("PropertyName", "?")) for c in values("Parameters")
-        if (c.get("Prompt").lower() if isinstance(c.get("Prompt"), str) else c.get("Prompt")) not in _NO_PROMPT
-    )
-    document = data.get("Document") or {}
-    return QueryDefinition(path=path, aliases=aliases, prompts=prompts, access_id=document.get("AccessId"), raw=data)
 
 
 def activity_entity(party_id: str, properties: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""`make sandbox`: run the iMIS and Thrive sandboxes in the foreground, where airflow_settings.yaml says.
+
+    python -m include.imis_thrive.sandbox [--contacts N] [--seed S] [--broken-lists]
+
+The ports, path prefixes and credentials come from the `imis_default` and `thrive_default` connections in
+airflow_settings.yaml, so the DAGs reach the sandboxes with the very settings they would use for real systems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+from include.imis_thrive.airflow_settings import AirflowSettings, load_settings
+from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
+from include.imis_thrive.sandbox.server import SandboxServer
+from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
+
+
+@dataclass
+class RunningSandboxes:
+    imis: ImisSandbox
+    thrive: ThriveSandbox
+    imis_server: SandboxServer
+    thrive_server: SandboxServer
+
+
+def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int,
+                    broken_lists: bool) -> tuple[ImisSandbox, ThriveSandbox]:
+    imis = settings.connection("imis_default")
+    thrive = settings.connection("thrive_default")
+    imis_sandbox = ImisSandbox(ImisSandboxConfig(
+        users={imis.conn_login or "": imis.conn_password or ""}, contacts=contacts, seed=seed,
+        broken_lists=broken_lists, timezone=str(imis.conn_extra.get("timezone", "UTC")),
+        path_prefix=imis.url_path().rstrip("/"),
+    ))
+    thrive_sandbox = ThriveSandbox(ThriveSandboxConfig(
+        brand_id=str(thrive.conn_extra.get("brand_id", "")), brand_name=str(thrive.conn_extra.get("brand_name", "")),
+        users={thrive.conn_login or "": thrive.conn_password or ""}, seed=seed, endpoint_path=thrive.url_path(),
+    ))
+    return imis_sandbox, thrive_sandbox
+
+
+@contextmanager
+def running_sandboxes(settings: AirflowSettings | None = None, contacts: int = 2000, seed: int = 1,
+                      broken_lists: bool = False) -> Iterator[RunningSandboxes]:
+    """Both sandboxes served in background threads on the settings file's ports, stopped on exit."""
+    settings = settings or load_settings()
+    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts, seed, broken_lists)
+    with ExitStack() as stack:
+        imis_server = stack.enter_context(
+            SandboxServer(imis_sandbox.app, port=settings.connection("imis_default").loopback_port()))
+        thrive_server = stack.enter_context(
+            SandboxServer(thrive_sandbox.app, port=settings.connection("thrive_default").loopback_port()))
+        yield RunningSandboxes(imis_sandbox, thrive_sandbox, imis_server, thrive_server)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=2000, help="contacts to seed (10 to 1,000,000)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--broken-lists", action="store_true", help="also serve lists that break each requirement")
+    args = parser.parse_args()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with running_sandboxes(contacts=args.contacts, seed=args.seed, broken_lists=args.broken_lists) as running:
+        print(f"iMIS sandbox:   {running.imis_server.url}{running.imis.config.path_prefix}  ({args.contacts} contacts)")
+        print(f"Thrive sandbox: {running.thrive_server.url}{running.thrive.config.endpoint_path}")
+        print("Ctrl-C to stop.", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
