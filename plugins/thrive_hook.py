@@ -60,9 +60,9 @@ class ThriveHook(BaseHook):
 
         connection = self.get_connection(self.thrive_conn_id)
         extra = connection.extra_dejson
-        missing = [name for name, value in (("host", connection.host), ("login", connection.login),
-                                            ("password", connection.password), ("extra brand_id", extra.get("brand_id")),
-                                            ("extra brand_name", extra.get("brand_name"))) if not value]
+        required = (("host", connection.host), ("login", connection.login), ("password", connection.password),
+                    ("extra brand_id", extra.get("brand_id")), ("extra brand_name", extra.get("brand_name")))
+        missing = [name for name, value in required if not value]
         if missing:
             raise ValueError(f"connection {self.thrive_conn_id}: set {', '.join(missing)}")
         endpoint = connection.host if "://" in connection.host else f"https://{connection.host}"

@@ -33,7 +33,16 @@ from include.imis_thrive.sandbox.thrive_store import (
 )
 from include.imis_thrive.thrive import wire
 from include.imis_thrive.thrive.errors import ThriveProtocolError
-from include.imis_thrive.thrive.wire import FaultCode, Grid, InterestAction, child, child_text, children, local_name, nested
+from include.imis_thrive.thrive.wire import (
+    FaultCode,
+    Grid,
+    InterestAction,
+    child,
+    child_text,
+    children,
+    local_name,
+    nested,
+)
 
 _SUBSCRIBE_ACTIONS = frozenset({InterestAction.ADD_OR_UPDATE, InterestAction.REPLACE_ALL})
 _FIRST_NAMES = ("Ana", "Ben", "Chloé", "Dmitri", "Eun-ji", "Farah", "Gus", "Hana", "Ivan", "José")
@@ -225,8 +234,8 @@ class ThriveSandbox:
         start_row = _integer(child_text(request, "StartRow") or "0", "StartRow")
         rows = _integer(child_text(request, "NumberOfRows") or str(wire.MAX_GRID_ROWS), "NumberOfRows")
         if start_row < 0 or not 0 < rows <= wire.MAX_GRID_ROWS:
-            raise SandboxFault(FaultCode.INVALID_DATA_FORMAT,
-                               f"StartRow must be >= 0 and NumberOfRows 1..{wire.MAX_GRID_ROWS} (got {start_row}, {rows})")
+            raise SandboxFault(FaultCode.INVALID_DATA_FORMAT, f"StartRow must be >= 0 and NumberOfRows "
+                                                              f"1..{wire.MAX_GRID_ROWS} (got {start_row}, {rows})")
         if grid is Grid.UPLOAD_HISTORY:
             self.store.advance_uploads()
         conditions = [_condition(item) for item in nested(request, "Conditions", "Condition")]
@@ -313,9 +322,10 @@ class ThriveSandbox:
         if interest_action is InterestAction.REMOVE and not interests:
             raise SandboxFault(FaultCode.INSUFFICIENT_INFORMATION, "RemoveSubscribers needs <InterestNames>")
         details = child(action, "UploadDetails")
-        delimiter = (child_text(details, "ColumnDelimiter") if details is not None else None) or wire.BULK_COLUMN_DELIMITER
-        clear_blank = ((child_text(details, "RemovePersonalInfoIfBlank") if details is not None else None)
-                       or "").strip().lower() == wire.BULK_TRUE
+        if details is None:
+            details = ET.Element("UploadDetails")
+        delimiter = child_text(details, "ColumnDelimiter") or wire.BULK_COLUMN_DELIMITER
+        clear_blank = (child_text(details, "RemovePersonalInfoIfBlank") or "").strip().lower() == wire.BULK_TRUE
         data = child(action, "SubscriberData")
         if data is None:
             raise SandboxFault(FaultCode.INSUFFICIENT_DATA, "BulkUpload holds no <SubscriberData>")
@@ -452,7 +462,8 @@ def _records_xml(first_row: int, labels: list[str], columns: list[list[str | Non
     heads = [f'<Field element="{_attr(label)}"' for label in labels]
     return "".join(
         f'<Record row="{first_row + offset}"><Fields>'
-        + "".join(f"{head}/>" if value is None else f"{head}>{escape(value)}</Field>" for head, value in zip(heads, values))
+        + "".join(f"{head}/>" if value is None else f"{head}>{escape(value)}</Field>"
+                  for head, value in zip(heads, values))
         + "</Fields></Record>"
         for offset, values in enumerate(zip(*columns))
     )
@@ -482,7 +493,8 @@ def _id_of(record: ET.Element) -> str | None:
     """The `<ID>` of a subscriber element; the vendor requires the tag in upper case."""
     for item in record:
         if local_name(item.tag).lower() == "id" and local_name(item.tag) != "ID":
-            raise SandboxFault(FaultCode.INVALID_DATA_FORMAT, f"The <ID> tag must be upper case, got <{local_name(item.tag)}>")
+            raise SandboxFault(FaultCode.INVALID_DATA_FORMAT,
+                               f"The <ID> tag must be upper case, got <{local_name(item.tag)}>")
     text = (child_text(record, "ID") or "").strip()
     return text or None
 

@@ -167,7 +167,8 @@ def generate_engagement(
     events = {
         EngagementKind.MAIL_SENT: frame(send_instance, send_recipient, send_ns),
         EngagementKind.MAIL_OPEN: frame(send_instance[opened], send_recipient[opened], open_ns),
-        EngagementKind.LINK_CLICK: frame(send_instance[click_send], send_recipient[click_send], click_ns, url=click_url),
+        EngagementKind.LINK_CLICK: frame(send_instance[click_send], send_recipient[click_send], click_ns,
+                                         url=click_url),
         EngagementKind.LANDING_PAGE_SUBMIT: frame(
             send_instance[click_send[landed]], send_recipient[click_send[landed]],
             _after(rng, click_ns[landed], end_ns, 2.0), page=form, mailing=False),

@@ -395,7 +395,8 @@ class ThriveStore:
         if grid is Grid.SUBSCRIBER_INTERESTS:
             return self._membership_grid()
         if grid is Grid.INTEREST_TARGET_GROUP:
-            rows = [(i.interest_id, i.name, int(i.is_deleted), int(i.in_active_campaign)) for i in self.interests.values()]
+            rows = [(i.interest_id, i.name, int(i.is_deleted), int(i.in_active_campaign))
+                    for i in self.interests.values()]
             return _frame(grid, rows)
         if grid is Grid.MAILING_INSTANCE:
             frames = [frame for frame in self._mailings if len(frame)]
@@ -448,7 +449,9 @@ class ThriveStore:
         frame[spec.date_element.lower()] = pd.to_datetime(frame[spec.date_element.lower()], utc=True)
         return frame
 
-    def query(self, grid: Grid, conditions: list[ConditionSpec], sort_field: str | None, descending: bool) -> pd.DataFrame:
+    def query(
+        self, grid: Grid, conditions: list[ConditionSpec], sort_field: str | None, descending: bool
+    ) -> pd.DataFrame:
         """Matching rows in order (stable: ties keep insertion order); cached per unchanged grid."""
         frame = self.grid_frame(grid)
         key = (grid, self._frames[grid][0], tuple(conditions), (sort_field or "").lower(), descending)
@@ -504,8 +507,10 @@ def _condition_mask(frame: pd.DataFrame, grid: Grid, condition: ConditionSpec) -
             series = series.astype("str").str.lower().where(series.notna())
             values = [value.lower() for value in condition.values]
     except ValueError as error:
-        raise SandboxFault(FaultCode.INVALID_DATA_FORMAT,
-                           f"value {condition.values!r} does not fit data element '{condition.element}': {error}") from error
+        raise SandboxFault(
+            FaultCode.INVALID_DATA_FORMAT,
+            f"value {condition.values!r} does not fit data element '{condition.element}': {error}",
+        ) from error
     operator = condition.operator
     if operator in ("IN", "NOTIN"):
         mask = series.isin(values)

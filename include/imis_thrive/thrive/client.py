@@ -156,7 +156,7 @@ def _flag(value: str | None) -> bool:
 
 
 class ThriveClient:
-    """One brand's AAPI endpoint; thread-compatible (one httpx client, one request at a time per call)."""
+    """One brand's AAPI endpoint over one pooled httpx client; use one client per thread."""
 
     def __init__(
         self,
@@ -205,7 +205,8 @@ class ThriveClient:
         try:
             response = send_with_retry(send, what, self.config.retry, idempotent=True, sleep=self._sleep)
         except TransientHTTPError as error:
-            raise ThriveUnavailable(f"{what}: gave up after {self.config.retry.max_attempts} attempts: {error}") from error
+            attempts = self.config.retry.max_attempts
+            raise ThriveUnavailable(f"{what}: gave up after {attempts} attempts: {error}") from error
         except httpx.TransportError as error:
             raise ThriveUnavailable(
                 f"{what}: could not reach {self.config.endpoint} after {self.config.retry.max_attempts} attempts: "
@@ -264,7 +265,8 @@ class ThriveClient:
 
     def campaign_interests(self) -> list[str]:
         """Names of the live interests an active campaign mails to: the ones to re-sync hourly."""
-        return [interest.name for interest in self.interests() if interest.in_active_campaign and not interest.is_deleted]
+        return [interest.name for interest in self.interests()
+                if interest.in_active_campaign and not interest.is_deleted]
 
     def require_interest(self, name: str) -> Interest:
         """The live interest of that name (compared case-insensitively, as Thrive compares values).
@@ -311,7 +313,9 @@ class ThriveClient:
         subscribers = [Subscriber(member.contact_id or "", member.email) for member in members]
         return self.upsert_subscribers(subscribers, interest=interest)
 
-    def remove_interest_members(self, interest: str, members: Iterable[Subscriber | InterestMember]) -> list[UploadStatus]:
+    def remove_interest_members(
+        self, interest: str, members: Iterable[Subscriber | InterestMember]
+    ) -> list[UploadStatus]:
         """Take subscribers out of one interest (BulkUpload `RemoveSubscribers`): not an unsubscribe.
 
         Members not in the interest are counted as processed by Thrive, not reported as errors.

@@ -69,7 +69,9 @@ class UploadFailed(ThriveError):
 
     def __init__(self, upload_id: int, what: str, status: str) -> None:
         self.upload_id = upload_id
-        super().__init__(f"{what}: BulkUpload {upload_id} ended with status {status!r}; see it in Thrive's upload history")
+        super().__init__(
+            f"{what}: BulkUpload {upload_id} ended with status {status!r}; see it in Thrive's upload history"
+        )
 
 
 class UploadTimeout(ThriveError):

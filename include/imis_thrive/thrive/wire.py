@@ -614,7 +614,8 @@ def grid_records(document: ET.Element, what: str) -> dict[str, list[Record]]:
     grids: dict[str, list[Record]] = {}
     for grid in nested(document, "Grids", "Grid"):
         grids[(grid.get("type") or "").lower()] = [
-            {(item.get("element") or "").lower(): (item.text or None) for item in record.iter() if "element" in item.attrib}
+            {(item.get("element") or "").lower(): (item.text or None)
+             for item in record.iter() if "element" in item.attrib}
             for record in children(grid, "Record")
         ]
     return grids
