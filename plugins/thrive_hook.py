@@ -2,12 +2,13 @@
 
 Connection fields: host = the full AAPI endpoint URL (e.g. https://partner.informz.net/aapi/InformzService.svc),
 login and password = the API user. Extras: `brand_id` and `brand_name` (required: every document carries
-them), and optionally `bulk_threshold`, `bulk_chunk_size`, `poll_interval_s`, `poll_timeout_s`, `timeout_s`.
+them), and optionally `bulk_threshold`, `bulk_chunk_size`, `poll_interval_s`, `poll_timeout_s`, `timeout_s`. The connection form for these fields is declared in
+`include/imis_thrive/provider.py` (Airflow 3.2+ reads forms from provider metadata, not from hook methods).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
@@ -28,32 +29,6 @@ class ThriveHook(BaseHook):
     def __init__(self, thrive_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.thrive_conn_id = thrive_conn_id
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "AAPI endpoint URL", "login": "API user", "password": "API password"},
-            "placeholders": {
-                "host": "https://partner.informz.net/aapi/InformzService.svc",
-                "login": "api_user",
-                "extra": '{"brand_id": "1234", "brand_name": "My Association"}',
-            },
-        }
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import IntegerField, StringField
-        from wtforms.validators import NumberRange, Optional
-
-        return {
-            "brand_id": StringField(lazy_gettext("Brand ID"), widget=BS3TextFieldWidget()),
-            "brand_name": StringField(lazy_gettext("Brand name"), widget=BS3TextFieldWidget()),
-            "bulk_threshold": IntegerField(lazy_gettext("BulkUpload above this many subscribers"),
-                                           validators=[Optional(), NumberRange(0)]),
-        }
 
     def get_config(self) -> ThriveConfig:
         from include.imis_thrive.thrive.client import ThriveConfig

@@ -57,7 +57,9 @@ THRIVE_CONNECTION = {
     },
     "conn-fields": {
         "brand_id": _text("Brand ID", "The Thrive brand (account) id carried in every document"),
-        "brand_name": _text("Brand name", "Shown in reports only"),
+        "brand_name": _text("Brand name", "The brand's name, as Thrive shows it"),
+        "bulk_threshold": _integer("BulkUpload threshold", "Above this many subscribers, upsert with BulkUpload "
+                                   "instead of Subscribe calls of 1,000", 5000, 0, 10_000_000),
     },
 }
 

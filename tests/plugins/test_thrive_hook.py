@@ -1,7 +1,5 @@
 import json
 import logging
-import sys
-import types
 
 import pytest
 
@@ -63,25 +61,12 @@ def test_get_client_masks_the_password_and_never_logs_it(thrive_connection, capl
     client.close()
 
 
-def test_connection_form_relabels_fields_and_declares_brand_extras(monkeypatch):
-    behaviour = ThriveHook.get_ui_field_behaviour()
-    assert behaviour["hidden_fields"] == ["schema", "port"]
-    assert behaviour["relabeling"]["host"] == "AAPI endpoint URL"
+def test_the_connection_form_is_registered_with_airflow():
+    from airflow.providers_manager import ProvidersManager
 
-    # The webserver's form libraries are not installed in this environment; stand-ins record what is declared.
-    def field(kind):
-        return lambda label, **kwargs: (kind, label)
-
-    stubs = {
-        "flask_appbuilder.fieldwidgets": types.SimpleNamespace(BS3TextFieldWidget=lambda: None),
-        "flask_babel": types.SimpleNamespace(lazy_gettext=str),
-        "wtforms": types.SimpleNamespace(IntegerField=field("int"), StringField=field("str")),
-        "wtforms.validators": types.SimpleNamespace(NumberRange=lambda *a: None, Optional=lambda: None),
-    }
-    for name, module in stubs.items():
-        monkeypatch.setitem(sys.modules, name, module)
-
-    assert ThriveHook.get_connection_form_widgets() == {
-        "brand_id": ("str", "Brand ID"), "brand_name": ("str", "Brand name"),
-        "bulk_threshold": ("int", "BulkUpload above this many subscribers"),
-    }
+    manager = ProvidersManager()
+    assert manager.hooks["thrive"].hook_class_name == "thrive_hook.ThriveHook"
+    assert manager.field_behaviours["thrive"]["hidden_fields"] == ["schema", "port"]
+    assert manager.field_behaviours["thrive"]["relabeling"]["host"] == "AAPI endpoint URL"
+    assert {"extra__thrive__brand_id", "extra__thrive__brand_name", "extra__thrive__bulk_threshold"} <= set(
+        manager.connection_form_widgets)

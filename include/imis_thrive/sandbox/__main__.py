@@ -21,6 +21,10 @@ from include.imis_thrive.sandbox.server import SandboxServer
 from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 
 
+# The sandbox lists an active campaign mails to, i.e. the ones the hourly schedule syncs.
+CAMPAIGN_LISTS = ("Newsletter", "Annual Conference 2026")
+
+
 @dataclass
 class RunningSandboxes:
     imis: ImisSandbox
@@ -38,9 +42,11 @@ def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int,
         broken_lists=broken_lists, timezone=str(imis.conn_extra.get("timezone", "UTC")),
         path_prefix=imis.url_path().rstrip("/"),
     ))
-    thrive_sandbox = ThriveSandbox(ThriveSandboxConfig(
-        brand_id=str(thrive.conn_extra.get("brand_id", "")), brand_name=str(thrive.conn_extra.get("brand_name", "")),
-        users={thrive.conn_login or "": thrive.conn_password or ""}, seed=seed, endpoint_path=thrive.url_path(),
+    # Higher Logic creates a target group for each list IQA; the AAPI cannot, so the sandbox starts with them.
+    lists = sorted(imis_sandbox.seed.lists)
+    thrive_sandbox = ThriveSandbox(ThriveSandboxConfig.from_connection(
+        thrive, seed=seed, interests=lists,
+        campaign_interests=[name for name in lists if name in CAMPAIGN_LISTS],
     ))
     return imis_sandbox, thrive_sandbox
 

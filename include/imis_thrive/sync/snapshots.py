@@ -144,6 +144,17 @@ class SnapshotStore:
                 f"that object, or delete {name}/{POINTER_OBJECT} to start again from a first run"
             ) from missing
 
+    def load(self, handle: SnapshotHandle) -> pd.DataFrame:
+        """A staged (or committed) snapshot by its handle: how later tasks of the same run read a stage."""
+        try:
+            with self.fs.open(self._path(handle.key), "rb") as source:
+                return pd.read_parquet(source, engine="pyarrow")
+        except FileNotFoundError as missing:
+            raise SnapshotError(
+                f"staged snapshot {handle.key!r} of {handle.name!r} is gone from {self.base!r} (pruned after a "
+                "newer commit?); re-run the sync to stage it again"
+            ) from missing
+
     def current(self, name: str) -> SnapshotHandle | None:
         """The handle of the committed snapshot of `name`, or None."""
         pointer = self._read_pointer(name)

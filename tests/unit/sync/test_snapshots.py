@@ -57,6 +57,21 @@ def test_a_staged_snapshot_is_invisible_until_committed(store: SnapshotStore) ->
     assert store.read(GROUP)["ID"].tolist() == ["1", "2"]
 
 
+def test_a_staged_snapshot_is_readable_by_its_handle_before_commit(store: SnapshotStore) -> None:
+    staged = store.stage(GROUP, _members("7", "8"), run_id="run-1")
+
+    pd.testing.assert_frame_equal(store.load(staged), _members("7", "8"))
+    assert store.read(GROUP) is None
+
+
+def test_loading_a_pruned_stage_says_to_rerun(store: SnapshotStore) -> None:
+    stale = store.stage(GROUP, _members("1"), run_id="run-1")
+    store.commit(store.stage(GROUP, _members("2"), run_id="run-2"))  # prunes the earlier, uncommitted stage
+
+    with pytest.raises(SnapshotError, match="re-run the sync"):
+        store.load(stale)
+
+
 def test_a_failed_commit_keeps_the_previous_snapshot(store: SnapshotStore, monkeypatch) -> None:
     store.commit(store.stage(GROUP, _members("1"), run_id="run-1"))
     staged = store.stage(GROUP, _members("2"), run_id="run-2")

@@ -1,0 +1,61 @@
+"""Records Thrive rejected: kept between runs, retried each run, flagged once they keep failing.
+
+A rejected contact is left out of the snapshot, so the next run's diff sends it again; this ledger only
+remembers *why* and *for how many runs in a row*, so the run report can flag the ones a person must fix
+(a malformed email in iMIS, say) instead of retrying them silently forever. IDs and reasons only: the
+reasons come from the Thrive client, which never quotes member data in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.thrive.models import SubscriberOutcome
+
+FLAG_AFTER_RUNS = 3
+REPORTED_IDS = 50
+
+
+@dataclass
+class RejectionLedger:
+    """Per contact ID: the last reason, consecutive failed runs, and when it first failed."""
+
+    name: str
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: SnapshotStore, name: str) -> RejectionLedger:
+        document = store.read_json(cls.key(name)) or {}
+        return cls(name, dict(document.get("entries", {})))
+
+    @staticmethod
+    def key(name: str) -> str:
+        return f"quarantine/{name}"
+
+    def save(self, store: SnapshotStore) -> str:
+        return store.write_json(self.key(self.name), {"entries": self.entries})
+
+    def record(self, run_id: str, accepted: Iterable[str], rejected: Iterable[SubscriberOutcome]) -> None:
+        """Accepted contacts leave the ledger; each rejected one counts one more failed run (once per run)."""
+        for contact_id in accepted:
+            self.entries.pop(contact_id, None)
+        for outcome in rejected:
+            entry = self.entries.setdefault(outcome.contact_id, {"runs": 0, "first_run": run_id})
+            if entry.get("last_run") != run_id:
+                entry["runs"] += 1
+            entry.update(last_run=run_id, reason=outcome.reason or outcome.status.value)
+
+    def flagged(self) -> list[str]:
+        """Contacts rejected in `FLAG_AFTER_RUNS` or more runs in a row: a person must fix them in iMIS."""
+        return sorted(cid for cid, entry in self.entries.items() if entry["runs"] >= FLAG_AFTER_RUNS)
+
+    def summary(self) -> dict[str, Any]:
+        flagged = self.flagged()
+        reasons: dict[str, int] = {}
+        for entry in self.entries.values():
+            reasons[entry["reason"]] = reasons.get(entry["reason"], 0) + 1
+        return {"open": len(self.entries), "by_reason": reasons, "flagged_count": len(flagged),
+                "flagged_ids": flagged[:REPORTED_IDS], "flag_after_runs": FLAG_AFTER_RUNS}

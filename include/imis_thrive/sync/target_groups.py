@@ -1,0 +1,399 @@
+"""Target-group sync (iMIS list IQAs -> Thrive interests): the steps of `imis_to_thrive_target_groups`.
+
+Each public function is one task of the DAG and runs without Airflow: it takes the clients and the
+snapshot store, returns a small JSON-friendly summary (counts, names, snapshot handles; never member data),
+and raises a typed error a person can act on. The order, and why:
+
+1. `discover_target_groups`: the IQAs of `$/HigherLogic/MailingLists`, each checked against the list
+   requirements its definition can show (ID alias, no prompts, a matching Thrive target group).
+2. `extract_contacts`: the contacts IQA, validated (blocking rules fail here, before any load) and mapped
+   to Thrive fields; staged, not committed.
+3. `plan_target_group` (one per list): the list extracted and checked (shared with Everyone, one active
+   record), its membership diffed against the group's snapshot and passed through the mass-change guard.
+   A list that fails a requirement is planned as skipped with the reason; the others go on.
+4. `upsert_contacts`: the fields of members that are new to Thrive or changed since they were last sent,
+   in one upsert for all groups; Thrive's rejections are quarantined. Commits the contacts snapshot.
+5. `load_target_group` (one per list): interest additions for members Thrive now holds, removals (never an
+   unsubscribe) for those who left; then commits the group's snapshot.
+6. `finish_run`: the run report; raises if any list was skipped or blocked, so alerting fires.
+
+A failed or killed run leaves every snapshot it did not commit as it was, so the next run resends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from include.imis_thrive.imis.client import ImisClient
+from include.imis_thrive.imis.errors import ImisAuthError
+from include.imis_thrive.imis.iqa_package import (
+    ACTIVE_STATUS,
+    CONTACTS_IQA,
+    CONTACTS_IQA_PATH,
+    ID_ALIAS,
+    LIST_IQA_COLUMNS,
+    MAILING_LISTS_FOLDER,
+    STATUS_ALIAS,
+    ListRequirement,
+)
+from include.imis_thrive.progress import page_progress
+from include.imis_thrive.sync.diff import diff_contacts, diff_membership
+from include.imis_thrive.sync.field_map import to_thrive_contacts
+from include.imis_thrive.sync.guard import (
+    MassChangeBlocked,
+    MassChangeLimits,
+    check_contact_changes,
+    check_membership_removals,
+)
+from include.imis_thrive.sync.quarantine import RejectionLedger
+from include.imis_thrive.sync.snapshots import SnapshotHandle, SnapshotStore, snapshot_name
+from include.imis_thrive.sync.validation import IqaKind, ValidationFailed, validate_iqa
+from include.imis_thrive.thrive.client import ThriveClient
+from include.imis_thrive.thrive.models import InterestMember, Subscriber, SubscriberOutcome
+
+log = logging.getLogger(__name__)
+
+CONTACTS_SNAPSHOT = "contacts"
+EMAIL_FIELD = "PrimaryEmailAddress"
+CHANGE_COLUMN = "change"  # in a membership plan: "add", "remove" or "keep"
+
+
+class UnknownTargetGroup(Exception):
+    """A manual run named a target group that is not a list IQA."""
+
+
+class TargetGroupSkipped(Exception):
+    """The list fails a requirement (or the guard); nothing was loaded for it."""
+
+
+class SyncIncomplete(Exception):
+    """The run loaded what it could, but some lists were skipped or blocked; the report says which."""
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    """A list IQA and the Thrive target group (interest) of the same name."""
+
+    name: str
+    iqa: str
+    problem: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> TargetGroup:
+        return cls(document["name"], document["iqa"], document.get("problem"))
+
+
+def group_snapshot(name: str) -> str:
+    return f"target_groups/{snapshot_name(name)}"
+
+
+def requirement_problem(iqa: str, requirement: ListRequirement, detail: str) -> str:
+    return f"list IQA {iqa} is skipped: it must be an IQA that {requirement.value} ({detail})"
+
+
+# -- 1. discover ---------------------------------------------------------------------------------------------
+
+def discover_target_groups(imis: ImisClient, thrive: ThriveClient, only: str | None = None,
+                           campaign_only: bool = False) -> list[TargetGroup]:
+    """The list IQAs to sync this run: one named group, the groups of active campaigns, or all of them."""
+    documents = imis.list_folder(MAILING_LISTS_FOLDER)
+    interests = {i.name.casefold(): i for i in thrive.interests() if not i.is_deleted}
+    if only:
+        chosen = [d for d in documents if d.name.casefold() == only.strip().casefold()]
+        if not chosen:
+            available = ", ".join(sorted(d.name for d in documents)) or "none"
+            raise UnknownTargetGroup(
+                f"no list IQA named {only!r} in {MAILING_LISTS_FOLDER} (available: {available})")
+        documents = chosen
+    elif campaign_only:
+        documents = [d for d in documents if (i := interests.get(d.name.casefold())) and i.in_active_campaign]
+    groups = []
+    for document in sorted(documents, key=lambda d: d.name.casefold()):
+        iqa = document.path or f"{MAILING_LISTS_FOLDER}/{document.name}"
+        problem = _definition_problem(imis, iqa)
+        if problem is None and document.name.casefold() not in interests:
+            problem = (f"list IQA {iqa} is skipped: Thrive has no target group named {document.name!r}; "
+                       "create it in Thrive (the AAPI cannot) or rename the IQA")
+        groups.append(TargetGroup(document.name, iqa, problem))
+    log.info("discovered %d target group(s): %s", len(groups), ", ".join(g.name for g in groups) or "none")
+    return groups
+
+
+def _definition_problem(imis: ImisClient, iqa: str) -> str | None:
+    try:
+        definition = imis.query_definition(iqa)
+    except ImisAuthError as denied:
+        return requirement_problem(iqa, ListRequirement.SHARED_WITH_EVERYONE, str(denied))
+    if definition.missing_aliases(definition.aliases):
+        columns = ", ".join(definition.aliases) or "none"
+        return requirement_problem(iqa, ListRequirement.ID_ALIAS, f"its display columns are: {columns}")
+    if definition.prompts:
+        prompts = ", ".join(f"{p.property_name} ({p.prompt})" for p in definition.prompts)
+        return requirement_problem(iqa, ListRequirement.NO_PROMPTS, f"prompted filters: {prompts}")
+    return None
+
+
+# -- 2. contacts -------------------------------------------------------------------------------------------
+
+def extract_contacts(imis: ImisClient, store: SnapshotStore, run_id: str) -> dict[str, Any]:
+    """Extract, validate and map the contacts IQA; raises `ValidationFailed` before anything is loaded."""
+    started = time.monotonic()
+    frame = imis.run_iqa(CONTACTS_IQA_PATH, declared_types=_declared_types(CONTACTS_IQA.columns),
+                         progress=page_progress(log, f"IQA {CONTACTS_IQA_PATH}"))
+    outcome = validate_iqa(frame, IqaKind.CONTACTS)
+    candidate = to_thrive_contacts(outcome.clean)
+    candidate[STATUS_ALIAS] = outcome.clean[STATUS_ALIAS].to_numpy()  # for the lists' active-record check
+    handle = store.stage(CONTACTS_SNAPSHOT, candidate, run_id)
+    quarantined = outcome.quarantine
+    log.info("contacts: %d read, %d quarantined by validation, %d staged", len(frame),
+             quarantined[ID_ALIAS].nunique() if len(quarantined) else 0, len(candidate))
+    return {
+        "handle": handle.as_dict(), "rows": len(frame), "staged": len(candidate),
+        "quarantined": _quarantine_summary(quarantined), "validation": outcome.summary,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def _declared_types(columns: Iterable[Any]) -> dict[str, str]:
+    return {column.alias: column.data_type.value for column in columns}
+
+
+def _quarantine_summary(quarantine: pd.DataFrame) -> dict[str, Any]:
+    """Counts per reason and a few IDs: enough to act on, no member data."""
+    if quarantine.empty:
+        return {"rows": 0, "by_reason": {}, "sample_ids": []}
+    return {"rows": int(quarantine[ID_ALIAS].nunique()),
+            "by_reason": {str(k): int(v) for k, v in quarantine["reason"].value_counts().items()},
+            "sample_ids": quarantine[ID_ALIAS].drop_duplicates().head(10).tolist()}
+
+
+# -- 3. plan one group -------------------------------------------------------------------------------------
+
+def plan_target_group(imis: ImisClient, thrive: ThriveClient, store: SnapshotStore, group: TargetGroup,
+                      contacts: Mapping[str, Any], run_id: str, full_resync: bool = False,
+                      override: bool = False, limits: MassChangeLimits = MassChangeLimits()) -> dict[str, Any]:
+    """Extract and check one list, diff its membership and stage the plan; never raises for a bad list."""
+    plan: dict[str, Any] = {"group": group.name, "iqa": group.iqa}
+    if group.problem:
+        return plan | {"status": "skipped", "reason": group.problem}
+    try:
+        members = _list_members(imis, store, group, contacts)
+    except TargetGroupSkipped as skipped:
+        return plan | {"status": "skipped", "reason": str(skipped)}
+    if full_resync:
+        previous = [m.contact_id for m in thrive.interest_members(group.name) if m.contact_id]
+    else:
+        committed = store.read(group_snapshot(group.name))
+        previous = None if committed is None else committed[ID_ALIAS]
+    diff = diff_membership(group.name, previous, members)
+    try:
+        guard = check_membership_removals(diff, limits, override)
+    except MassChangeBlocked as blocked:
+        return plan | {"status": "blocked", "reason": str(blocked), "membership": diff.summary(),
+                       "guard": blocked.check.as_dict()}
+    changes = pd.concat([
+        pd.DataFrame({ID_ALIAS: diff.added, CHANGE_COLUMN: "add"}),
+        pd.DataFrame({ID_ALIAS: diff.removed, CHANGE_COLUMN: "remove"}),
+        pd.DataFrame({ID_ALIAS: pd.Index(members, dtype="str").difference(diff.added), CHANGE_COLUMN: "keep"}),
+    ], ignore_index=True).astype({ID_ALIAS: "str", CHANGE_COLUMN: "str"})
+    handle = store.stage(group_snapshot(group.name), changes, run_id)
+    log.info("target group %r: %d members, %d to add, %d to remove", group.name, diff.current_count,
+             len(diff.added), len(diff.removed))
+    return plan | {"status": "ready", "handle": handle.as_dict(), "membership": diff.summary(),
+                   "guard": guard.as_dict(), "full_resync": full_resync}
+
+
+def _list_members(imis: ImisClient, store: SnapshotStore, group: TargetGroup,
+                  contacts: Mapping[str, Any]) -> pd.Series:
+    """The list's member IDs, after the requirements only running it can show."""
+    try:
+        frame = imis.run_iqa(group.iqa, declared_types=_declared_types(LIST_IQA_COLUMNS),
+                             progress=page_progress(log, f"IQA {group.iqa}"))
+    except ImisAuthError as denied:
+        raise TargetGroupSkipped(requirement_problem(group.iqa, ListRequirement.SHARED_WITH_EVERYONE,
+                                                     str(denied))) from denied
+    if ID_ALIAS not in frame.columns:
+        columns = ", ".join(frame.columns) or "none"
+        raise TargetGroupSkipped(requirement_problem(group.iqa, ListRequirement.ID_ALIAS,
+                                                     f"it returned the columns: {columns}"))
+    try:
+        clean = validate_iqa(frame, IqaKind.LIST).clean
+    except ValidationFailed as failed:
+        raise TargetGroupSkipped(f"list IQA {group.iqa} is skipped: {failed}") from failed
+    if STATUS_ALIAS in clean.columns:
+        active = (clean[STATUS_ALIAS] == ACTIVE_STATUS).any()
+    else:
+        candidate = contacts_status(store, contacts)
+        active = candidate.reindex(clean[ID_ALIAS]).eq(ACTIVE_STATUS).any()
+    if not active:
+        raise TargetGroupSkipped(requirement_problem(
+            group.iqa, ListRequirement.ACTIVE_RECORD, f"none of its {len(clean):,} rows is an active contact"))
+    return clean[ID_ALIAS]
+
+
+def contacts_status(store: SnapshotStore, contacts: Mapping[str, Any]) -> pd.Series:
+    """Status by contact ID, from the contacts this run staged (`extract_contacts`'s summary)."""
+    staged = store.load(SnapshotHandle.from_dict(contacts["handle"]))
+    return staged.set_index(ID_ALIAS)[STATUS_ALIAS]
+
+
+# -- 4. contacts upsert ------------------------------------------------------------------------------------
+
+def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Mapping[str, Any],
+                    plans: Sequence[Mapping[str, Any]], run_id: str, dry_run: bool = False,
+                    full_resync: bool = False, override: bool = False,
+                    limits: MassChangeLimits = MassChangeLimits()) -> dict[str, Any]:
+    """Send the fields of the synced groups' members that Thrive lacks or holds stale, once for all groups.
+
+    Contacts in no synced group are not pushed. The contacts snapshot records what Thrive was sent, per
+    contact, so a contact whose fields changed while it was in no synced group is sent when it joins one.
+    """
+    started = time.monotonic()
+    staged = store.load(SnapshotHandle.from_dict(contacts["handle"])).drop(columns=[STATUS_ALIAS])
+    fields = [column for column in staged.columns if column != ID_ALIAS]
+    members = _planned_members(store, plans)
+    targets = staged[staged[ID_ALIAS].isin(members)].reset_index(drop=True)
+    targets.attrs["iqa"] = CONTACTS_IQA_PATH
+    sent_before = None if full_resync else store.read(CONTACTS_SNAPSHOT)
+    previous = None if sent_before is None else sent_before[sent_before[ID_ALIAS].isin(members)]
+    diff = diff_contacts(previous, targets, columns=fields)
+    guard = _contacts_guard(previous, targets, fields, override, limits)
+    to_send = diff.upserts(targets)
+    summary: dict[str, Any] = {"members": len(members), "missing_from_contacts_iqa": len(members) - len(targets),
+                               "diff": diff.summary(), "guard": guard, "to_send": len(to_send),
+                               "dry_run": dry_run}
+    if dry_run or to_send.empty:
+        return summary | {"sent": 0, "rejected": 0, "calls": 0,
+                          "seconds": round(time.monotonic() - started, 2)}
+    log.info("contacts: sending %d (%d new to Thrive, %d changed)", len(to_send), len(diff.added),
+             len(diff.changed))
+    result = thrive.upsert_subscribers(_subscribers(to_send, fields))
+    rejected = [o for o in result.outcomes if not o.accepted]
+    ledger = RejectionLedger.load(store, CONTACTS_SNAPSHOT)
+    ledger.record(run_id, accepted=[o.contact_id for o in result.outcomes if o.accepted], rejected=rejected)
+    accepted_rows = to_send[~to_send[ID_ALIAS].isin([o.contact_id for o in rejected])]
+    _commit_merged(store, CONTACTS_SNAPSHOT, sent_before, accepted_rows, run_id)
+    ledger.save(store)
+    return summary | {"sent": len(to_send), "rejected": len(rejected), "calls": result.calls,
+                      "outcomes": _outcome_counts(result.outcomes), "quarantine": ledger.summary(),
+                      "seconds": round(time.monotonic() - started, 2)}
+
+
+def _planned_members(store: SnapshotStore, plans: Sequence[Mapping[str, Any]]) -> pd.Index:
+    """Everyone who is (or stays) a member of a group ready to load this run."""
+    frames = [store.load(SnapshotHandle.from_dict(plan["handle"])) for plan in plans if plan["status"] == "ready"]
+    if not frames:
+        return pd.Index([], dtype="str")
+    plan = pd.concat(frames, ignore_index=True)
+    return pd.Index(plan.loc[plan[CHANGE_COLUMN] != "remove", ID_ALIAS], dtype="str").unique()
+
+
+def _contacts_guard(previous: pd.DataFrame | None, targets: pd.DataFrame, fields: list[str], override: bool,
+                    limits: MassChangeLimits) -> dict[str, Any]:
+    """The guard over contacts Thrive already holds: newly synced members are new people, not a rewrite."""
+    if previous is None or previous.empty:
+        return {"blocked": False, "base": 0}
+    known = targets[targets[ID_ALIAS].isin(previous[ID_ALIAS])]
+    known.attrs["iqa"] = CONTACTS_IQA_PATH
+    return check_contact_changes(diff_contacts(previous, known, columns=fields), CONTACTS_IQA_PATH, limits,
+                                 override).as_dict()
+
+
+def _subscribers(rows: pd.DataFrame, fields: list[str]) -> list[Subscriber]:
+    values = rows[fields].astype(object).where(rows[fields].notna(), None)
+    return [Subscriber(contact_id=contact_id, email=record.get(EMAIL_FIELD) or "", fields=record)
+            for contact_id, record in zip(rows[ID_ALIAS], values.to_dict("records"), strict=True)]
+
+
+def _outcome_counts(outcomes: Iterable[SubscriberOutcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
+    return counts
+
+
+def _commit_merged(store: SnapshotStore, name: str, before: pd.DataFrame | None, sent: pd.DataFrame,
+                   run_id: str) -> None:
+    """The snapshot becomes what Thrive now holds: the rows sent this run over the ones sent before."""
+    if before is None or before.empty:
+        merged = sent
+    else:
+        merged = pd.concat([before[~before[ID_ALIAS].isin(sent[ID_ALIAS])], sent], ignore_index=True)
+    store.commit(store.stage(name, merged.reset_index(drop=True), run_id))
+
+
+# -- 5. load one group -------------------------------------------------------------------------------------
+
+def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: Mapping[str, Any], run_id: str,
+                      dry_run: bool = False) -> dict[str, Any]:
+    """Apply one group's membership changes, then commit its snapshot. Raises for a skipped/blocked list."""
+    if plan["status"] != "ready":
+        raise TargetGroupSkipped(plan["reason"])
+    started = time.monotonic()
+    name = plan["group"]
+    changes = store.load(SnapshotHandle.from_dict(plan["handle"]))
+    in_thrive = store.read(CONTACTS_SNAPSHOT)
+    emails = (pd.Series(dtype="str") if in_thrive is None
+              else in_thrive.set_index(ID_ALIAS)[EMAIL_FIELD].astype(object))
+    wanted = changes.loc[changes[CHANGE_COLUMN] == "add", ID_ALIAS]
+    addable = wanted[wanted.isin(emails.index)]
+    leaving = changes.loc[changes[CHANGE_COLUMN] == "remove", ID_ALIAS]
+    summary: dict[str, Any] = {"group": name, "to_add": len(addable), "to_remove": len(leaving),
+                               "not_in_thrive": len(wanted) - len(addable), "dry_run": dry_run}
+    if dry_run:
+        return summary | {"added": 0, "removed": 0, "rejected": 0}
+    rejected_ids: set[str] = set()
+    calls = 0
+    if len(addable):
+        result = thrive.add_interest_members(name, _members(addable, emails))
+        rejected_ids = {o.contact_id for o in result.outcomes if not o.accepted}
+        calls += result.calls
+    if len(leaving):
+        calls += len(thrive.remove_interest_members(name, _members(leaving, emails)))
+    kept = changes.loc[changes[CHANGE_COLUMN] == "keep", ID_ALIAS]
+    added = addable[~addable.isin(rejected_ids)]
+    members = pd.DataFrame({ID_ALIAS: pd.concat([kept, added], ignore_index=True).astype("str")})
+    store.commit(store.stage(group_snapshot(name), members, run_id))
+    log.info("target group %r: %d added, %d removed, %d not added (not in Thrive or rejected)", name,
+             len(added), len(leaving), len(wanted) - len(added))
+    return summary | {"added": len(added), "removed": len(leaving), "rejected": len(rejected_ids),
+                      "members": len(members), "calls": calls, "seconds": round(time.monotonic() - started, 2)}
+
+
+def _members(ids: pd.Series, emails: pd.Series) -> list[InterestMember]:
+    found = emails.reindex(ids.to_numpy())
+    return [InterestMember(contact_id=contact_id, email=email if isinstance(email, str) else "")
+            for contact_id, email in zip(ids, found, strict=True)]
+
+
+# -- 6. finish ----------------------------------------------------------------------------------------------
+
+def finish_run(store: SnapshotStore, run_id: str, plans: Sequence[Mapping[str, Any]],
+               contacts: Mapping[str, Any] | None, upsert: Mapping[str, Any] | None,
+               loads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Write the run report (counts only) next to the snapshots; then raise `SyncIncomplete` naming each
+    list that was not synced, so the run ends failed and alerting fires. `loads` is keyed by group name."""
+    report = {
+        "run_id": run_id, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "contacts": contacts, "upsert": upsert,
+        "target_groups": [dict(plan) | {"load": loads.get(plan["group"])} for plan in plans],
+    }
+    report["location"] = store.write_json(f"reports/target_groups/{snapshot_name(run_id)}", report)
+    log.info("run report written to %s", report["location"])
+    problems = [f"{plan['group']}: {plan['reason']}" for plan in plans if plan["status"] != "ready"]
+    failed_loads = [plan["group"] for plan in plans if plan["status"] == "ready" and not loads.get(plan["group"])]
+    problems += [f"{group}: its load did not finish (see that task's log)" for group in failed_loads]
+    if problems:
+        raise SyncIncomplete(
+            f"{len(problems)} of {len(plans)} target group(s) were not synced:\n" + "\n".join(problems))
+    return report

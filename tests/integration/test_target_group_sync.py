@@ -1,0 +1,166 @@
+"""The target-group sync steps, in DAG order, against both sandboxes on loopback (no scheduler)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from include.imis_thrive.airflow_settings import load_settings
+from include.imis_thrive.http_retry import RetryPolicy
+from include.imis_thrive.imis.client import ImisClient, ImisConfig
+from include.imis_thrive.imis.tokens import MemoryTokenStore
+from include.imis_thrive.sandbox.__main__ import build_sandboxes
+from include.imis_thrive.sandbox.imis_app import ImisSandbox
+from include.imis_thrive.sandbox.server import SandboxServer
+from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
+from include.imis_thrive.sync import target_groups as sync
+from include.imis_thrive.sync.guard import MassChangeBlocked
+from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
+
+pytestmark = pytest.mark.integration
+FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=0.05)
+VALID_LISTS = ["All Members", "Annual Conference 2026", "Lapsed Members", "Newsletter"]
+
+
+@dataclass
+class World:
+    imis_sandbox: ImisSandbox
+    thrive_sandbox: ThriveSandbox
+    imis: ImisClient
+    thrive: ThriveClient
+    store: SnapshotStore
+    runs: int = 0
+
+    def sync(self, only: str | None = None, **options) -> dict:
+        """One run of the DAG's steps; returns the report."""
+        self.runs += 1
+        run_id = f"test-run-{self.runs}"
+        groups = sync.discover_target_groups(self.imis, self.thrive, only=only)
+        contacts = sync.extract_contacts(self.imis, self.store, run_id)
+        plans = [sync.plan_target_group(self.imis, self.thrive, self.store, group, contacts, run_id,
+                                        full_resync=options.get("full_resync", False),
+                                        override=options.get("override", False)) for group in groups]
+        upsert = sync.upsert_contacts(self.thrive, self.store, contacts, plans, run_id,
+                                      dry_run=options.get("dry_run", False),
+                                      full_resync=options.get("full_resync", False),
+                                      override=options.get("override", False))
+        loads = {}
+        for plan in plans:
+            if plan["status"] == "ready":
+                loads[plan["group"]] = sync.load_target_group(self.thrive, self.store, plan, run_id,
+                                                              dry_run=options.get("dry_run", False))
+        return sync.finish_run(self.store, run_id, plans, contacts, upsert, loads)
+
+    def written(self) -> dict[str, int]:
+        return dict(self.thrive_sandbox.counters().get("records_written", {}))
+
+
+@pytest.fixture
+def world(tmp_path) -> Iterator[World]:
+    imis_sandbox, thrive_sandbox = build_sandboxes(load_settings(), contacts=400, seed=3, broken_lists=False)
+    with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server:
+        imis = ImisClient(ImisConfig(base_url=imis_server.url, username="hl_integration",
+                                     password="sandbox-imis-password", timezone="America/New_York", retry=FAST),
+                          token_store=MemoryTokenStore())
+        thrive = ThriveClient(ThriveConfig(
+            endpoint=f"{thrive_server.url}{thrive_sandbox.config.endpoint_path}", brand_id="7001",
+            brand_name="Sandbox Association", user="hl_api_user", password="sandbox-thrive-password",
+            poll_interval_s=0.01, retry=FAST))
+        yield World(imis_sandbox, thrive_sandbox, imis, thrive, SnapshotStore(str(tmp_path / "store")))
+        imis.close()
+        thrive.close()
+
+
+def members_in_iqa(world: World, name: str) -> set[str]:
+    return set(world.imis.run_iqa(f"$/HigherLogic/MailingLists/{name}")["ID"])
+
+
+def quarantined(world: World) -> set[str]:
+    """Contacts Thrive rejected in an earlier run: each run retries them (and they stay rejected)."""
+    return set((world.store.read_json("quarantine/contacts") or {}).get("entries", {}))
+
+
+def group_load(report: dict, name: str) -> dict:
+    return next(g["load"] for g in report["target_groups"] if g["group"] == name)
+
+
+def test_first_run_loads_every_group_and_its_members_fields(world):
+    report = world.sync()
+    sent_to_thrive = {s["contact_id"] for s in world.thrive_sandbox.subscribers()}
+    for name in VALID_LISTS:
+        in_thrive = set(world.thrive_sandbox.interest_members(name))
+        assert in_thrive == members_in_iqa(world, name) & sent_to_thrive - quarantined(world)
+        assert group_load(report, name)["members"] == len(in_thrive) > 0
+    someone = sorted(world.thrive_sandbox.interest_members("Newsletter"))[0]
+    fields = world.thrive_sandbox.subscriber(someone)["fields"]
+    assert {"iMISv2 - Token", "PrefixCode", "SuffixCode", "FirstName", "MemberExpiresOn"} <= fields.keys()
+    assert report["contacts"]["quarantined"]["rows"] > 0  # the seed's malformed emails never reach Thrive
+    assert world.written()["Subscribe"] == report["upsert"]["sent"] + sum(
+        group_load(report, name)["added"] for name in VALID_LISTS)
+
+
+def test_second_run_sends_exactly_the_changes_and_a_third_sends_nothing_new(world):
+    world.sync()
+    members_before = {name: set(world.thrive_sandbox.interest_members(name)) for name in VALID_LISTS}
+    in_thrive_before = set().union(*members_before.values())
+    retried = quarantined(world)
+    written_before = world.written()
+    mutated = set(world.imis_sandbox.mutate_contacts(25, seed=11))
+    moved = world.imis_sandbox.move_list_members("Newsletter", 7, seed=5)
+
+    report = world.sync()
+    written = {k: v - written_before.get(k, 0) for k, v in world.written().items()}
+    newsletter = set(world.thrive_sandbox.interest_members("Newsletter"))
+    joined = newsletter - members_before["Newsletter"]
+    assert members_before["Newsletter"] - newsletter == set(moved["removed"]) & members_before["Newsletter"]
+    assert joined <= set(moved["added"]) and len(joined) >= len(moved["added"]) - 2  # minus bad emails
+    assert report["upsert"]["sent"] == len(mutated & in_thrive_before) + len(joined - in_thrive_before) + len(retried)
+    assert written["Subscribe"] == report["upsert"]["sent"] + len(joined)
+    assert written["BulkUpload"] == len(members_before["Newsletter"] - newsletter)  # the removals
+    assert all(members_before[name] == set(world.thrive_sandbox.interest_members(name))
+               for name in VALID_LISTS if name != "Newsletter")
+
+    before_third = world.written()
+    retried = quarantined(world)
+    report = world.sync()
+    assert world.written() == {**before_third, "Subscribe": before_third["Subscribe"] + len(retried)}
+    assert report["upsert"]["sent"] == len(retried)
+    assert all(group_load(report, name)["added"] + group_load(report, name)["removed"] == 0 for name in VALID_LISTS)
+
+
+def test_contacts_rejected_three_runs_in_a_row_are_flagged(world):
+    for _ in range(3):
+        report = world.sync()
+    flagged = report["upsert"]["quarantine"]["flagged_ids"]
+    assert flagged and set(flagged) == quarantined(world)
+    assert "repeats its suffix" in next(iter(report["upsert"]["quarantine"]["by_reason"]))
+
+
+def test_dry_run_loads_nothing(world):
+    report = world.sync(dry_run=True)
+    assert world.written() == {}
+    assert report["upsert"]["to_send"] > 0
+
+
+def test_an_emptied_list_is_stopped_by_the_mass_change_guard(world):
+    world.sync()
+    seed_list = world.imis_sandbox.seed.find_list("Newsletter")
+    keep = seed_list.members[:1]
+    seed_list.members = keep  # the IQA suddenly returns (almost) nobody
+    with pytest.raises(sync.SyncIncomplete, match="mass-change guard stopped target group 'Newsletter'"):
+        world.sync()
+    assert len(world.thrive_sandbox.interest_members("Newsletter")) > 1  # nothing removed
+    report = world.sync(override=True)
+    assert len(world.thrive_sandbox.interest_members("Newsletter")) <= 1
+    assert report["target_groups"]
+
+
+def test_manual_run_for_one_group_touches_only_that_group(world):
+    world.sync(only="annual conference 2026")
+    assert world.thrive_sandbox.interest_members("Annual Conference 2026")
+    assert not world.thrive_sandbox.interest_members("Newsletter")
+    with pytest.raises(sync.UnknownTargetGroup, match="no list IQA named 'Nope'.*available: All Members"):
+        world.sync(only="Nope")
