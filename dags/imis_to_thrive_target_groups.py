@@ -1,0 +1,159 @@
+"""
+### iMIS → Thrive: target groups, contact fields and the preference token
+
+Each IQA in `$/HigherLogic/MailingLists` is a Thrive target group (an interest of the same name). A run
+extracts `$/HigherLogic/Contacts/Contacts` and every list, validates them with Great Expectations, diffs them
+against the last committed snapshot and loads **only the changes**: the 22 default personalization fields and
+`iMISv2 - Token` for members new to Thrive or changed, interest additions, and interest removals (never an
+unsubscribe). Contacts in no synced group are not pushed.
+
+**Schedules and triggers**
+- hourly: the groups used in an active Thrive campaign;
+- manual: *Trigger DAG* with `target_group` set syncs one group (empty: every group);
+- pre-publish refresh: `bin/refresh-target-group "<group>"` (or `POST /api/v2/dags/imis_to_thrive_target_groups/dagRuns`
+  with `{"conf": {"target_group": "<group>"}}`), see the README.
+
+**Params**: `target_group`, `dry_run` (compute and report the diff, load nothing), `full_resync` (ignore the
+snapshots: resend every member's fields and reconcile membership with Thrive's own list), `allow_mass_change`
+with `max_removed_share` / `max_changed_share` (the mass-change guard, 20% by default).
+
+**When it fails**
+- `plan_target_group` / `load_target_group` for one list: the list breaks a requirement (shared with Everyone,
+  alias `ID`, no prompts, one active record), has no Thrive target group, or the guard stopped it. The log says
+  which; the other lists still synced. Fix the IQA (or re-trigger with `allow_mass_change` if the change is real).
+- `extract_contacts`: a blocking expectation failed (ID missing, null, duplicated, not numeric; a required column
+  missing; no active record). Nothing was loaded; the last good snapshot stays.
+- any task after a connection error: it retries by itself; a failed run leaves the snapshots as they were, so the
+  next run resends what was missed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
+                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15)}
+
+
+@dag(
+    schedule="@hourly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["imis", "thrive", "sync", "target-groups"],
+    default_args=DEFAULT_ARGS,
+    params={
+        "target_group": Param(None, type=["null", "string"], title="Target group",
+                              description="Sync only this group (the list IQA's name). Empty: every group "
+                                          "(scheduled runs: the groups of active campaigns)."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Compute and report the diff; load nothing, commit nothing."),
+        "full_resync": Param(False, type="boolean", title="Full resync",
+                             description="Ignore snapshots: resend every member's fields and reconcile "
+                                         "membership with Thrive's own member list."),
+        "allow_mass_change": Param(False, type="boolean", title="Allow mass change",
+                                   description="Load even if the mass-change guard would stop the run."),
+        "max_removed_share": Param(0.2, type="number", minimum=0, maximum=1, title="Max removed share",
+                                   description="Stop a group losing more than this share of its members."),
+        "max_changed_share": Param(0.2, type="number", minimum=0, maximum=1, title="Max changed share",
+                                   description="Stop if more than this share of contacts changed fields."),
+    },
+)
+def imis_to_thrive_target_groups():
+    @task(pool="imis_api")
+    def discover_target_groups(params: dict, dag_run=None) -> list[dict]:
+        """The list IQAs to sync, each checked against the requirements its definition shows."""
+        from imis_hook import ImisHook
+        from thrive_hook import ThriveHook
+
+        from include.imis_thrive.sync import target_groups
+        from sync_runtime import bad_data_fails_without_retry
+
+        scheduled = dag_run is not None and str(dag_run.run_type).lower().endswith("scheduled")
+        with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
+            groups = target_groups.discover_target_groups(imis, thrive, only=params["target_group"],
+                                                          campaign_only=scheduled and not params["target_group"])
+        return [group.as_dict() for group in groups]
+
+    @task(pool="imis_api")
+    def extract_contacts(run_id: str | None = None) -> dict:
+        """Contacts IQA → typed frame → blocking expectations → Thrive fields, staged for this run."""
+        from imis_hook import ImisHook
+
+        from include.imis_thrive.sync import target_groups
+        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+
+        with ImisHook().get_client() as imis, bad_data_fails_without_retry():
+            return target_groups.extract_contacts(imis, snapshot_store(), run_id)
+
+    @task(pool="imis_api", map_index_template="{{ target_group }}")
+    def plan_target_group(group: dict, contacts: dict, params: dict, run_id: str | None = None) -> dict:
+        """One list: extracted, checked, diffed against its snapshot, guarded; skipped lists say why."""
+        from imis_hook import ImisHook
+        from thrive_hook import ThriveHook
+
+        from include.imis_thrive.sync import target_groups
+        from include.imis_thrive.sync.guard import MassChangeLimits
+        from sync_runtime import snapshot_store
+
+        get_current_context()["target_group"] = group["name"]
+        limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
+        with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
+            return target_groups.plan_target_group(
+                imis, thrive, snapshot_store(), target_groups.TargetGroup.from_dict(group), contacts, run_id,
+                full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
+
+    @task
+    def upsert_contacts(contacts: dict, plans: list[dict], params: dict, run_id: str | None = None) -> dict:
+        """Fields of members new to Thrive or changed, in one upsert for all groups; commits the contacts."""
+        from thrive_hook import ThriveHook
+
+        from include.imis_thrive.sync import target_groups
+        from include.imis_thrive.sync.guard import MassChangeLimits
+        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+
+        limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
+        with ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
+            return target_groups.upsert_contacts(
+                thrive, snapshot_store(), contacts, list(plans), run_id, dry_run=params["dry_run"],
+                full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
+
+    @task(map_index_template="{{ target_group }}")
+    def load_target_group(plan: dict, params: dict, run_id: str | None = None) -> dict:
+        """Interest additions and removals for one group, then its snapshot is committed."""
+        from thrive_hook import ThriveHook
+
+        from include.imis_thrive.sync import target_groups
+        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+
+        get_current_context()["target_group"] = plan["group"]
+        with ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
+            return target_groups.load_target_group(thrive, snapshot_store(), plan, run_id,
+                                                   dry_run=params["dry_run"])
+
+    @task(trigger_rule="all_done")
+    def finish_run(run_id: str | None = None, ti=None) -> dict:
+        """The run report next to the snapshots; fails the run if any list was skipped or blocked."""
+        from include.imis_thrive.sync import target_groups
+        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+
+        plans = [p for p in ti.xcom_pull(task_ids="plan_target_group", default=None) or [] if p]
+        loads = [l for l in ti.xcom_pull(task_ids="load_target_group", default=None) or [] if l]
+        with bad_data_fails_without_retry():
+            return target_groups.finish_run(
+                snapshot_store(), run_id, plans, ti.xcom_pull(task_ids="extract_contacts", default=None),
+                ti.xcom_pull(task_ids="upsert_contacts", default=None), {load["group"]: load for load in loads})
+
+    groups = discover_target_groups()
+    contacts = extract_contacts()
+    plans = plan_target_group.partial(contacts=contacts).expand(group=groups)
+    upsert = upsert_contacts(contacts, plans)
+    loads = load_target_group.expand(plan=plans)
+    upsert >> loads >> finish_run()
+
+
+imis_to_thrive_target_groups()

@@ -1,0 +1,56 @@
+"""What every sync task needs from Airflow: the snapshot store, the clients, and failure semantics.
+
+Kept apart from the DAG files so they stay a table of contents, and cheap to import (the heavy modules
+load inside the functions, at task run time, never when the DAG processor parses a file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from include.imis_thrive.sync.snapshots import SnapshotStore
+
+STORE_URL_VARIABLE = "imis_thrive_store_url"
+STORE_OPTIONS_VARIABLE = "imis_thrive_store_options"
+
+
+def default_store_url() -> str:
+    return str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "imis_thrive_store")
+
+
+def snapshot_store() -> SnapshotStore:
+    """The store named by the `imis_thrive_store_url` Variable (any fsspec URL, e.g. `s3://bucket/imis-thrive`),
+    else a folder in the Airflow home. `imis_thrive_store_options` (JSON) passes fsspec options such as an
+    `endpoint_url`; credentials come from the worker's environment (an IAM role, say), never from here."""
+    from airflow.sdk import Variable
+
+    from include.imis_thrive.sync.snapshots import SnapshotStore
+
+    base = Variable.get(STORE_URL_VARIABLE, default=None) or default_store_url()
+    options = json.loads(Variable.get(STORE_OPTIONS_VARIABLE, default=None) or "{}")
+    return SnapshotStore(base, storage_options=options)
+
+
+@contextmanager
+def bad_data_fails_without_retry() -> Iterator[None]:
+    """Bad input (a failed expectation, a blocked mass change, a broken list) does not fix itself on retry:
+    fail the task at once, with the domain error's message, so the alert says what to fix."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.imis_thrive.sync.diff import DuplicateIds
+    from include.imis_thrive.sync.field_map import MissingIqaColumn
+    from include.imis_thrive.sync.guard import MassChangeBlocked
+    from include.imis_thrive.sync.target_groups import SyncIncomplete, TargetGroupSkipped, UnknownTargetGroup
+    from include.imis_thrive.sync.validation import ValidationFailed
+
+    try:
+        yield
+    except (ValidationFailed, MassChangeBlocked, MissingIqaColumn, DuplicateIds, TargetGroupSkipped,
+            UnknownTargetGroup, SyncIncomplete) as bad:
+        raise AirflowFailException(str(bad)) from bad

@@ -1,0 +1,82 @@
+"""DAG tests: a migrated metadata DB in the test Airflow home, and both sandboxes wired in as connections."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from include.imis_thrive.airflow_settings import load_settings
+from include.imis_thrive.sandbox.__main__ import build_sandboxes
+from include.imis_thrive.sandbox.imis_app import ImisSandbox
+from include.imis_thrive.sandbox.server import SandboxServer
+from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """`airflow db migrate` once per test session, in the throwaway Airflow home of tests/conftest.py."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=os.environ.copy(),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db):
+    from airflow.models import DagBag
+
+    return DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+
+
+@dataclass
+class Sandboxes:
+    imis: ImisSandbox
+    thrive: ThriveSandbox
+    store_url: str
+
+
+def serve_sandboxes(monkeypatch, tmp_path: Path, contacts: int = 300, broken_lists: bool = False,
+                    seed: int = 3) -> Iterator[Sandboxes]:
+    """Both sandboxes on free ports, the three connections and the store Variable pointing at them."""
+    settings = load_settings()
+    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts=contacts, seed=seed, broken_lists=broken_lists)
+    with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server:
+        imis = settings.connection("imis_default")
+        thrive = settings.connection("thrive_default")
+        monkeypatch.setenv("AIRFLOW_CONN_IMIS_DEFAULT", json.dumps({
+            "conn_type": "imis", "host": imis_server.url, "login": imis.conn_login, "password": imis.conn_password,
+            "extra": {**imis.conn_extra, "token_store_dir": str(tmp_path / "tokens")}}))
+        monkeypatch.setenv("AIRFLOW_CONN_THRIVE_DEFAULT", json.dumps({
+            "conn_type": "thrive", "host": f"{thrive_server.url}{thrive.url_path()}", "login": thrive.conn_login,
+            "password": thrive.conn_password, "extra": {**thrive.conn_extra, "poll_interval_s": 0.01}}))
+        store_url = str(tmp_path / "store")
+        monkeypatch.setenv("AIRFLOW_VAR_IMIS_THRIVE_STORE_URL", store_url)
+        yield Sandboxes(imis_sandbox, thrive_sandbox, store_url)
+
+
+@pytest.fixture
+def sandboxes(monkeypatch, tmp_path) -> Iterator[Sandboxes]:
+    yield from serve_sandboxes(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def broken_sandboxes(monkeypatch, tmp_path) -> Iterator[Sandboxes]:
+    yield from serve_sandboxes(monkeypatch, tmp_path, broken_lists=True)
+
+
+def run_dag(dagbag, dag_id: str, **conf):
+    """One `dag.test()` run; returns (run state, {task_id or task_id[map name]: state})."""
+    dag = dagbag.get_dag(dag_id)
+    run = dag.test(run_conf=conf or None)
+    states = {}
+    for ti in run.get_task_instances():
+        key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.rendered_map_index or ti.map_index}]"
+        states[key] = str(ti.state)
+    return str(run.state), states
