@@ -170,6 +170,11 @@ class ImisSandbox:
         with self._lock:
             return self.seed.move_list_members(list_name, count, seed)
 
+    def mutate_panel(self, count: int, seed: int) -> dict[str, list[str]]:
+        """Edit panel values on `count` contacts between two syncs; per changed ID, the columns changed."""
+        with self._lock:
+            return self.seed.mutate_panel(count, seed)
+
     def add_panel_column(self, name: str, data_type: ImisDataType | str) -> dict[str, str]:
         """Simulate a customer extending the panel-field template by one display column."""
         with self._lock:
@@ -460,6 +465,10 @@ class ImisSandbox:
                 return self.move_list_members(request.list_name, request.count, request.seed)
             except SeedError as error:
                 raise _http_error(404, str(error)) from None
+
+        @router.post("/panel/mutate")
+        def mutate_panel(request: MutateRequest) -> dict[str, Any]:
+            return {"changed": self.mutate_panel(request.count, request.seed)}
 
         @router.post("/panel/columns")
         def add_column(request: PanelColumnRequest) -> dict[str, str]:

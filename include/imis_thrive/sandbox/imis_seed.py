@@ -192,6 +192,20 @@ class ImisSeed:
         ids = self.contacts[ID_ALIAS]
         return {"added": ids[np.sort(added)].tolist(), "removed": ids[np.sort(removed)].tolist()}
 
+    def mutate_panel(self, count: int, seed: int) -> dict[str, list[str]]:
+        """Change 1-2 panel values on `count` random contacts; per changed ID, the columns that changed."""
+        rng = np.random.default_rng([self.seed, seed, zlib.crc32(b"panel")])
+        rows = np.sort(rng.choice(self.size, size=min(count, self.size), replace=False))
+        columns = [column for column in self.panel_definition.columns if column.alias != ID_ALIAS]
+        changed: dict[str, list[str]] = {}
+        for row in rows.tolist():
+            picked = rng.choice(len(columns), size=min(int(rng.integers(1, 3)), len(columns)), replace=False)
+            for column in (columns[index] for index in sorted(picked.tolist())):
+                values = self.panel[column.alias]
+                values[row] = _changed_panel_value(column, values[row], rng)
+                changed.setdefault(str(self.contacts[ID_ALIAS][row]), []).append(column.alias)
+        return changed
+
     def add_panel_column(self, alias: str, data_type: ImisDataType | str) -> IqaColumn:
         """Extend the panel template by one column with deterministic values, as a customer would."""
         try:
@@ -401,6 +415,21 @@ def _changed_value(name: str, old: object, rng: np.random.Generator, row: int) -
             "LastName": _LAST_NAMES, "Title": _TITLES, "Designation": _DESIGNATIONS}[name]
     choices = [value for value in pool if value != old]
     return choices[int(rng.integers(len(choices)))]
+
+
+def _changed_panel_value(column: IqaColumn, old: object, rng: np.random.Generator) -> object:
+    """A new panel value of the column's type that is guaranteed to differ from the old one (null included)."""
+    if column.data_type is ImisDataType.STRING:
+        pool = _CHAPTERS if column.alias == "ChapterName" else _PANEL_WORDS
+        choices = [value for value in pool if value != old]
+        return choices[int(rng.integers(len(choices)))]
+    if column.data_type is ImisDataType.INT32:
+        return old + 1
+    if column.data_type is ImisDataType.DECIMAL:
+        return 1.0 if np.isnan(old) else round(float(old) + 1.5, 2)
+    if column.data_type is ImisDataType.BOOLEAN:
+        return not old
+    return AS_OF if np.isnat(old) else old + DAY
 
 
 def _full_names(contacts: dict[str, np.ndarray], rows: np.ndarray | slice) -> np.ndarray:
