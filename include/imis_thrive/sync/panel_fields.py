@@ -1,0 +1,243 @@
+"""Panel-field sync (the panel IQA -> Thrive personalization fields): the steps of `imis_to_thrive_panel_fields`.
+
+The panel IQA `$/HigherLogic/Panels/PanelFields` is a template the customer extends with custom columns;
+every column but `ID` is a Thrive personalization field of the same name, so a new column reaches Thrive
+with no code change. Each public function is one task of the DAG, runs without Airflow, and returns a small
+JSON-friendly summary (counts and field names, never member data):
+
+1. `extract_panel_fields`: the IQA, validated with Great Expectations (a blocking rule fails here, before
+   any load) and rendered as Thrive text; staged, not committed.
+2. `upsert_panel_fields`: only contacts Thrive already holds (the committed `contacts` snapshot of the
+   target-group sync, which also gives the email Thrive keys them by) and never a new subscriber. The rows
+   are diffed against the `panel_fields` snapshot, which records what Thrive was last sent per contact, and
+   each changed row sends only its changed fields (a contact never sent gets all of them). Rows sharing one
+   set of changed fields go in one upsert, because the Thrive client clears a field on the records of a
+   batch that lack it when others name it. Thrive's rejections are quarantined and retried next run; the
+   snapshot is committed after the load, so a failed run resends.
+3. `finish_run`: the run report (GX summary and counts); raises `MassChangeBlocked` if the guard stopped
+   the load, so alerting fires.
+
+The mass-change guard compares only columns the snapshot already had: a brand-new column filling values
+for most contacts is the expected result of extending the template, not a rewrite of Thrive. A contact or a
+column the IQA stops returning is left as Thrive holds it (panel fields are never cleared by omission); an
+empty value in a column the IQA still returns clears the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from include.imis_thrive.imis.client import ImisClient
+from include.imis_thrive.imis.iqa_package import ID_ALIAS, PANEL_FIELDS_IQA, PANEL_FIELDS_IQA_PATH
+from include.imis_thrive.progress import page_progress
+from include.imis_thrive.sync.diff import ContactDiff, diff_contacts
+from include.imis_thrive.sync.field_map import to_thrive_panel_fields
+from include.imis_thrive.sync.guard import GuardCheck, MassChangeBlocked, MassChangeLimits, check_contact_changes
+from include.imis_thrive.sync.quarantine import RejectionLedger
+from include.imis_thrive.sync.snapshots import SnapshotHandle, SnapshotStore, snapshot_name
+from include.imis_thrive.sync.target_groups import CONTACTS_SNAPSHOT, EMAIL_FIELD
+from include.imis_thrive.sync.validation import IqaKind, validate_iqa
+from include.imis_thrive.thrive.client import ThriveClient
+from include.imis_thrive.thrive.models import Subscriber, SubscriberOutcome, UpsertResult
+
+log = logging.getLogger(__name__)
+
+PANEL_FIELDS_SNAPSHOT = "panel_fields"
+REPORT_FOLDER = "reports/panel_fields"
+REPORTED_FIELD_SETS = 20
+SAMPLE_IDS = 10
+
+
+# -- 1. extract ---------------------------------------------------------------------------------------------
+
+def extract_panel_fields(imis: ImisClient, store: SnapshotStore, run_id: str) -> dict[str, Any]:
+    """Extract, validate and render the panel IQA; raises `ValidationFailed` before anything is loaded."""
+    started = time.monotonic()
+    template_types = {column.alias: column.data_type.value for column in PANEL_FIELDS_IQA.columns}
+    frame = imis.run_iqa(PANEL_FIELDS_IQA_PATH, declared_types=template_types,
+                         progress=page_progress(log, f"IQA {PANEL_FIELDS_IQA_PATH}"))
+    outcome = validate_iqa(_with_id_column(frame), IqaKind.PANEL)
+    candidate = to_thrive_panel_fields(outcome.clean)
+    handle = store.stage(PANEL_FIELDS_SNAPSHOT, candidate, run_id)
+    fields = [column for column in candidate.columns if column != ID_ALIAS]
+    custom = [name for name in fields if name not in PANEL_FIELDS_IQA.aliases]
+    log.info("panel fields: %d rows read, %d staged, fields %s (custom: %s)", len(frame), len(candidate),
+             ", ".join(fields) or "none", ", ".join(custom) or "none")
+    return {
+        "iqa": PANEL_FIELDS_IQA_PATH, "handle": handle.as_dict(), "rows": len(frame), "staged": len(candidate),
+        "fields": fields, "custom_fields": custom, "quarantined": _quarantine_summary(outcome.quarantine),
+        "validation": outcome.summary, "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def _with_id_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """An IQA that returned no rows returns no columns either; give it its key so the guard, not a
+    misleading "no ID column" rule, judges an emptied panel IQA."""
+    if len(frame) or ID_ALIAS in frame.columns:
+        return frame
+    keyed = frame.assign(**{ID_ALIAS: pd.Series(dtype="str")})
+    keyed.attrs = dict(frame.attrs)
+    return keyed
+
+
+def _quarantine_summary(quarantine: pd.DataFrame) -> dict[str, Any]:
+    """Counts per rule and field, and a few IDs: enough to fix the rows in iMIS, no member data."""
+    if quarantine.empty:
+        return {"rows": 0, "by_reason": {}, "by_field": {}, "sample_ids": []}
+    return {"rows": int(quarantine[ID_ALIAS].nunique()),
+            "by_reason": {str(k): int(v) for k, v in quarantine["reason"].value_counts().items()},
+            "by_field": {str(k): int(v) for k, v in quarantine["column"].value_counts().items()},
+            "sample_ids": quarantine[ID_ALIAS].drop_duplicates().head(SAMPLE_IDS).tolist()}
+
+
+# -- 2. upsert ----------------------------------------------------------------------------------------------
+
+def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: Mapping[str, Any], run_id: str,
+                        dry_run: bool = False, override: bool = False,
+                        limits: MassChangeLimits = MassChangeLimits()) -> dict[str, Any]:
+    """Send the changed panel fields of contacts Thrive holds, then commit what was sent.
+
+    Returns status `blocked` (nothing sent; `finish_run` raises after writing the report), `dry_run`
+    or `synced`.
+    """
+    started = time.monotonic()
+    fields = list(extracted["fields"])
+    emails = thrive_emails(store)
+    staged = store.load(SnapshotHandle.from_dict(extracted["handle"]))
+    targets = staged[staged[ID_ALIAS].isin(emails.index)].reset_index(drop=True)
+    targets.attrs["iqa"] = PANEL_FIELDS_IQA_PATH
+    sent_before = store.read(PANEL_FIELDS_SNAPSHOT)
+    previous = None if sent_before is None else sent_before[sent_before[ID_ALIAS].isin(emails.index)]
+    diff = diff_contacts(previous, targets, columns=fields)
+    sets = field_sets(diff, fields)
+    summary: dict[str, Any] = {
+        "in_thrive": len(emails), "panel_rows": len(staged), "not_in_thrive": len(staged) - len(targets),
+        "diff": diff.summary(), "to_send": len(sets), "field_sets": _field_set_counts(sets), "dry_run": dry_run,
+    }
+    try:
+        guard = panel_guard(previous, targets, override, limits)
+    except MassChangeBlocked as blocked:
+        log.error("%s", blocked)
+        return summary | {"status": "blocked", "reason": str(blocked), "guard": blocked.check.as_dict(),
+                          "sent": 0, "rejected": 0, "calls": 0}
+    summary["guard"] = guard
+    if dry_run or sets.empty:
+        return summary | {"status": "dry_run" if dry_run else "synced", "sent": 0, "rejected": 0, "calls": 0,
+                          "seconds": round(time.monotonic() - started, 2)}
+    log.info("panel fields: sending %d contacts (%d never sent, %d changed) in %d field set(s)", len(sets),
+             len(diff.added), len(diff.changed), summary["field_sets"]["count"])
+    result = _upsert_by_field_set(thrive, targets.set_index(ID_ALIAS), emails, sets)
+    rejected = [outcome for outcome in result.outcomes if not outcome.accepted]
+    ledger = RejectionLedger.load(store, PANEL_FIELDS_SNAPSHOT)
+    ledger.record(run_id, accepted=[o.contact_id for o in result.outcomes if o.accepted], rejected=rejected)
+    rejected_ids = {outcome.contact_id for outcome in rejected}
+    sent = targets[targets[ID_ALIAS].isin(sets.index) & ~targets[ID_ALIAS].isin(rejected_ids)]
+    _commit_merged(store, sent_before, sent, run_id)
+    ledger.save(store)
+    return summary | {"status": "synced", "sent": len(sets), "rejected": len(rejected), "calls": result.calls,
+                      "outcomes": _outcome_counts(result.outcomes), "quarantine": ledger.summary(),
+                      "seconds": round(time.monotonic() - started, 2)}
+
+
+def thrive_emails(store: SnapshotStore) -> pd.Series:
+    """Email by contact ID of every contact Thrive holds, from the target-group sync's committed snapshot."""
+    contacts = store.read(CONTACTS_SNAPSHOT)
+    if contacts is None:
+        log.warning("no committed %r snapshot yet, so no contact is known to be in Thrive: run "
+                    "imis_to_thrive_target_groups first; panel fields only go to contacts Thrive holds",
+                    CONTACTS_SNAPSHOT)
+        return pd.Series(dtype="str", index=pd.Index([], dtype="str", name=ID_ALIAS))
+    return contacts.set_index(ID_ALIAS)[EMAIL_FIELD]
+
+
+def field_sets(diff: ContactDiff, fields: list[str]) -> pd.Series:
+    """Per contact to send, the tuple of fields it sends: all of them if never sent, else the changed ones."""
+    never_sent = pd.Series([tuple(fields)] * len(diff.added), index=diff.added, dtype=object)
+    sets = pd.concat([never_sent, diff.changed_columns]) if len(diff.changed_columns) else never_sent
+    return sets.rename_axis(ID_ALIAS)
+
+
+def panel_guard(previous: pd.DataFrame | None, targets: pd.DataFrame, override: bool,
+                limits: MassChangeLimits) -> dict[str, Any]:
+    """The guard over contacts and columns the snapshot already had: a contact sent its panel fields for
+    the first time, or a column the customer just added, is new data, not a rewrite."""
+    if previous is None or previous.empty:
+        return {"blocked": False, "base": 0}
+    known_columns = [name for name in previous.columns if name != ID_ALIAS and name in targets.columns]
+    known = targets[targets[ID_ALIAS].isin(previous[ID_ALIAS])]
+    known.attrs["iqa"] = PANEL_FIELDS_IQA_PATH
+    check: GuardCheck = check_contact_changes(diff_contacts(previous, known, columns=known_columns),
+                                              PANEL_FIELDS_IQA_PATH, limits, override)
+    return check.as_dict()
+
+
+def _field_set_counts(sets: pd.Series) -> dict[str, Any]:
+    """How many distinct field sets (one upsert each) and the largest ones, for the report."""
+    counts = sets.value_counts()
+    return {"count": len(counts),
+            "largest": [{"fields": list(fields), "contacts": int(n)} for fields, n in
+                        counts.head(REPORTED_FIELD_SETS).items()]}
+
+
+def _upsert_by_field_set(thrive: ThriveClient, rows: pd.DataFrame, emails: pd.Series,
+                         sets: pd.Series) -> UpsertResult:
+    """One upsert per distinct field set, each record carrying exactly that set (see the module docstring)."""
+    codes, distinct = pd.factorize(sets.to_numpy())
+    result = UpsertResult()
+    for code, field_set in enumerate(distinct):
+        ids = sets.index[codes == code]
+        batch = rows.loc[ids, list(field_set)]
+        log.info("panel fields: upserting %d contacts with field(s) %s", len(ids), ", ".join(field_set))
+        result.extend(thrive.upsert_subscribers(_subscribers(batch, emails.reindex(ids))))
+    return result
+
+
+def _subscribers(batch: pd.DataFrame, emails: pd.Series) -> list[Subscriber]:
+    """Panel values go as the rendered text; an empty one clears the field in Thrive."""
+    records = batch.to_dict("records")
+    return [Subscriber(contact_id=contact_id, email=email, fields=record)
+            for contact_id, email, record in zip(batch.index, emails.fillna("").to_numpy(), records, strict=True)]
+
+
+def _outcome_counts(outcomes: list[SubscriberOutcome]) -> dict[str, int]:
+    return dict(Counter(outcome.status.value for outcome in outcomes))
+
+
+def _commit_merged(store: SnapshotStore, before: pd.DataFrame | None, sent: pd.DataFrame, run_id: str) -> None:
+    """The snapshot becomes what Thrive now holds: the rows sent this run over the ones sent before."""
+    if before is None or before.empty:
+        merged = sent
+    else:
+        merged = pd.concat([before[~before[ID_ALIAS].isin(sent[ID_ALIAS])], sent], ignore_index=True)
+    store.commit(store.stage(PANEL_FIELDS_SNAPSHOT, merged.reset_index(drop=True), run_id))
+
+
+# -- 3. finish ----------------------------------------------------------------------------------------------
+
+def report_key(run_id: str) -> str:
+    """Where a run's report lives in the snapshot store (`SnapshotStore.read_json`)."""
+    return f"{REPORT_FOLDER}/{snapshot_name(run_id)}"
+
+
+def finish_run(store: SnapshotStore, run_id: str, extracted: Mapping[str, Any],
+               upserted: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the run report (counts, field names and the GX summary) next to the snapshots and return a
+    short summary for XCom; raise `MassChangeBlocked` if the guard stopped the load, so alerting fires."""
+    report = {
+        "run_id": run_id, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "iqa": PANEL_FIELDS_IQA_PATH, "extract": dict(extracted), "upsert": dict(upserted),
+    }
+    location = store.write_json(report_key(run_id), report)
+    log.info("run report written to %s", location)
+    if upserted["status"] == "blocked":
+        raise MassChangeBlocked(GuardCheck(**upserted["guard"]))
+    return {"report": location, "status": upserted["status"], "fields": len(extracted["fields"]),
+            "custom_fields": list(extracted["custom_fields"]), "to_send": upserted["to_send"],
+            "sent": upserted["sent"], "rejected": upserted["rejected"]}
