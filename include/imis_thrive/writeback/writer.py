@@ -1,0 +1,261 @@
+"""Post engagement events to iMIS as activities, each exactly once, with bounded concurrency.
+
+One `ImisClient` (thread-safe, one shared token) serves a pool of `concurrency` threads. Events go in
+batches; per batch, the ledger records the keys as intent, the batch is posted, and the keys that landed are
+recorded as written, before the next batch starts. Per event:
+
+- a key the ledger has as written is skipped; a *pending* one (a crashed run's intent) is looked up in iMIS
+  by its key first, and only posted if iMIS does not have it;
+- a post whose outcome is unknown (`AmbiguousWriteError`: a timeout, a dropped connection, a 5xx) is never
+  blindly resent: iMIS is asked for the key, and the post is repeated only if the activity is not there;
+- a contact iMIS does not know (400 "party does not exist") is skipped and reported by ID, never lost silently;
+- any other 400 is reported with iMIS's reason; if the first events are all refused, the writer stops early,
+  since a wrong property name or activity type would otherwise be refused 100,000 times.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from include.imis_thrive.http_retry import AmbiguousWriteError
+from include.imis_thrive.imis.client import ImisClient
+from include.imis_thrive.imis.errors import ImisRequestError
+from include.imis_thrive.thrive.engagement import EngagementEvent
+from include.imis_thrive.thrive.kinds import EngagementKind
+from include.imis_thrive.writeback.activity_map import PlannedActivity, carries_key, find_filters, plan_activity
+from include.imis_thrive.writeback.ledger import ActivityLedger, ledger_hour
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 500
+AMBIGUOUS_ATTEMPTS = 3  # posts of one event whose outcome stayed unknown (each followed by a lookup)
+REJECTIONS_BEFORE_STOP = 20  # refusals, with nothing accepted yet, that prove the mapping itself is wrong
+REPORTED_IDS = 100  # contact IDs listed in the report; the counts are always complete
+# UNCONFIRMED wording (reference/imis-api.md §3.5 leaves the 400 body open); the sandbox says
+# "Party '<id>' does not exist." This matches that and "... was not found" / "... not found".
+UNKNOWN_PARTY = re.compile(r"\bparty\W+\S+\W+(?:does not exist|was not found|not found)", re.IGNORECASE)
+
+
+class Outcome(StrEnum):
+    WRITTEN = "written"  # posted now
+    FOUND = "found_in_imis"  # an earlier, unrecorded attempt had written it: recorded, not posted again
+    UNKNOWN_CONTACT = "unknown_contact"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    activity: PlannedActivity
+    outcome: Outcome
+    seqn: str | None = None
+    reason: str | None = None
+
+
+class ActivitiesRejected(Exception):
+    """iMIS refuses the activities themselves (not an unknown contact): the mapping or the type is wrong."""
+
+
+class WriteOutcomeUnknown(Exception):
+    """An event's post stayed ambiguous through every attempt and lookup; a retry of the task resolves it."""
+
+
+@dataclass
+class WritebackTally:
+    """Counts per kind, and the contact IDs and reasons a person needs: no member data beyond iMIS IDs."""
+
+    read: Counter[str] = field(default_factory=Counter)
+    written: Counter[str] = field(default_factory=Counter)
+    found_in_imis: Counter[str] = field(default_factory=Counter)
+    already_written: Counter[str] = field(default_factory=Counter)
+    no_contact_id: Counter[str] = field(default_factory=Counter)
+    unknown_contact_events: Counter[str] = field(default_factory=Counter)
+    unknown_contacts: Counter[str] = field(default_factory=Counter)  # party ID -> events skipped
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> events
+    rejected_sample: list[dict[str, str]] = field(default_factory=list)
+    duplicates_in_read: int = 0
+    checked_in_imis: int = 0
+
+    def add(self, result: WriteResult) -> None:
+        kind = result.activity.kind.value
+        if result.outcome is Outcome.WRITTEN:
+            self.written[kind] += 1
+        elif result.outcome is Outcome.FOUND:
+            self.found_in_imis[kind] += 1
+        elif result.outcome is Outcome.UNKNOWN_CONTACT:
+            self.unknown_contact_events[kind] += 1
+            self.unknown_contacts[result.activity.party_id] += 1
+        else:
+            self.rejected[result.reason or "no reason given"] += 1
+            if len(self.rejected_sample) < REPORTED_IDS:
+                self.rejected_sample.append({"key": result.activity.key, "contact_id": result.activity.party_id,
+                                             "kind": kind})
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "read": _every_kind(self.read), "written": _every_kind(self.written),
+            "found_in_imis": dict(self.found_in_imis),
+            "already_written": dict(self.already_written), "no_contact_id": dict(self.no_contact_id),
+            "duplicates_in_read": self.duplicates_in_read, "checked_in_imis": self.checked_in_imis,
+            "unknown_contacts": {"events": sum(self.unknown_contact_events.values()),
+                                 "by_kind": dict(self.unknown_contact_events),
+                                 "contacts": len(self.unknown_contacts),
+                                 "ids": sorted(self.unknown_contacts)[:REPORTED_IDS]},
+            "rejected": {"events": sum(self.rejected.values()), "by_reason": dict(self.rejected),
+                         "sample": self.rejected_sample},
+        }
+
+
+def _every_kind(counts: Counter[str]) -> dict[str, int]:
+    """Counts for all eight kinds, zeros included, so a report reads the same for every run."""
+    return {kind.value: counts[kind.value] for kind in EngagementKind}
+
+
+class ActivityWriter:
+    """Writes events through one shared client and one ledger; one writer per run."""
+
+    def __init__(self, imis: ImisClient, ledger: ActivityLedger, concurrency: int | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.imis = imis
+        self.ledger = ledger
+        self.zone = ZoneInfo(imis.config.timezone)
+        self.concurrency = concurrency or imis.config.max_concurrency
+        self.batch_size = batch_size
+        self.tally = WritebackTally()
+        self._unknown_parties: set[str] = set()
+        self._lock = threading.Lock()
+
+    def write(self, events: Iterable[EngagementEvent]) -> WritebackTally:
+        """Plan, deduplicate and post every event; returns the tally (also kept on `self.tally`)."""
+        seen: set[str] = set()
+        batch: list[tuple[PlannedActivity, bool]] = []
+        started, last_log = time.monotonic(), time.monotonic()
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="imis-activity") as pool:
+            for event in events:
+                planned = self._plan(event, seen)
+                if planned is not None:
+                    batch.append(planned)
+                if len(batch) >= self.batch_size:
+                    self._flush(batch, pool)
+                    batch = []
+                    if time.monotonic() - last_log > 5:
+                        last_log = time.monotonic()
+                        self._log_progress(started)
+            if batch:
+                self._flush(batch, pool)
+        self._log_progress(started)
+        return self.tally
+
+    def _plan(self, event: EngagementEvent, seen: set[str]) -> tuple[PlannedActivity, bool] | None:
+        """(activity, check iMIS first) for an event still to write; None once it is counted as skipped."""
+        kind = event.kind.value
+        self.tally.read[kind] += 1
+        if not event.contact_id:
+            self.tally.no_contact_id[kind] += 1
+            return None
+        activity = plan_activity(event, self.zone)
+        if activity.key in seen:
+            self.tally.duplicates_in_read += 1
+            return None
+        seen.add(activity.key)
+        if activity.key in self.ledger.written:
+            self.tally.already_written[kind] += 1
+            return None
+        return activity, self.ledger.is_pending(activity.key)
+
+    def _flush(self, batch: Sequence[tuple[PlannedActivity, bool]], pool: ThreadPoolExecutor) -> None:
+        """Intent, posts, written: in that order, so a crash anywhere loses nothing and duplicates nothing."""
+        intent: dict[str, list[str]] = defaultdict(list)
+        for activity, _ in batch:
+            intent[ledger_hour(activity.occurred_at)].append(activity.key)
+        self.ledger.record_intent(intent)
+        futures: list[Future[WriteResult]] = [pool.submit(self._write_one, activity, check)
+                                              for activity, check in batch]
+        wait(futures)
+        written: dict[str, dict[str, str]] = defaultdict(dict)
+        failures: list[BaseException] = []
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                failures.append(error)
+                continue
+            result = future.result()
+            self.tally.add(result)
+            if result.outcome in (Outcome.WRITTEN, Outcome.FOUND):
+                written[ledger_hour(result.activity.occurred_at)][result.activity.key] = result.seqn or ""
+        self.ledger.record_written(written)
+        if failures:
+            log.error("activities: %d of %d posts in this batch failed; the first error follows", len(failures),
+                      len(batch))
+            raise failures[0]
+        self._stop_if_refused()
+
+    def _write_one(self, activity: PlannedActivity, check_first: bool) -> WriteResult:
+        if check_first:
+            seqn = self._find(activity)
+            if seqn is not None:
+                return WriteResult(activity, Outcome.FOUND, seqn)
+        for attempt in range(1, AMBIGUOUS_ATTEMPTS + 1):
+            if activity.party_id in self._unknown_parties:
+                return WriteResult(activity, Outcome.UNKNOWN_CONTACT)
+            try:
+                return WriteResult(activity, Outcome.WRITTEN, self.imis.post_activity(activity.party_id,
+                                                                                      activity.properties))
+            except AmbiguousWriteError as unsure:
+                log.warning("activity %s for party %s: %s; looking it up before posting again (attempt %d/%d)",
+                            activity.key, activity.party_id, unsure, attempt, AMBIGUOUS_ATTEMPTS)
+                seqn = self._find(activity)
+                if seqn is not None:
+                    return WriteResult(activity, Outcome.FOUND, seqn)
+            except ImisRequestError as refused:
+                return self._refused(activity, refused)
+        raise WriteOutcomeUnknown(
+            f"activity {activity.key} ({activity.kind}) for party {activity.party_id}: every post of "
+            f"{AMBIGUOUS_ATTEMPTS} ended without an answer and iMIS does not show it; the task's retry will "
+            "look it up again before posting"
+        )
+
+    def _find(self, activity: PlannedActivity) -> str | None:
+        """The SEQN of this event's activity if iMIS has it ("" when iMIS does not say), else None."""
+        with self._lock:
+            self.tally.checked_in_imis += 1
+        for row in self.imis.find_activities(find_filters(activity)):
+            if carries_key(row, activity.key):
+                return str(row.get("SEQN") or "")
+        return None
+
+    def _refused(self, activity: PlannedActivity, refused: ImisRequestError) -> WriteResult:
+        reason = str(refused).split(": ", 1)[-1]
+        if refused.status_code == 400 and UNKNOWN_PARTY.search(reason):
+            with self._lock:
+                self._unknown_parties.add(activity.party_id)
+            return WriteResult(activity, Outcome.UNKNOWN_CONTACT, reason=reason)
+        return WriteResult(activity, Outcome.REJECTED, reason=reason)
+
+    def _stop_if_refused(self) -> None:
+        accepted = sum(self.tally.written.values()) + sum(self.tally.found_in_imis.values())
+        refused = sum(self.tally.rejected.values())
+        if accepted == 0 and refused >= REJECTIONS_BEFORE_STOP:
+            reason, count = self.tally.rejected.most_common(1)[0]
+            raise ActivitiesRejected(
+                f"iMIS refused the first {refused} HLOGIC activities and accepted none ({count} with: {reason}); "
+                "check that the activity type HLOGIC exists and that the property names in "
+                "include/imis_thrive/writeback/activity_map.py match GET /api/metadata/Activity"
+            )
+
+    def _log_progress(self, started: float) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        done = sum(self.tally.written.values())
+        log.info("activities: %s read, %s written, %s already written, %s/s", f"{sum(self.tally.read.values()):,}",
+                 f"{done:,}", f"{sum(self.tally.already_written.values()):,}", f"{done / elapsed:,.0f}")
