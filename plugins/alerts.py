@@ -1,0 +1,236 @@
+"""Failure alerts for every task of the iMIS ⇄ Thrive DAGs: a mail through `smtp_default`, optionally a webhook.
+
+DAG files put `notify_failure` in `default_args["on_failure_callback"]`. Airflow calls it only when a task has
+finally failed: a try that fails with retries left calls `on_retry_callback` instead, so a task that succeeds
+after a retry alerts no one. Both channels are read from Airflow Variables when a task fails, never at parse time:
+
+- `imis_thrive_alert_emails`: comma- or semicolon-separated recipients (fallback: the task's own `email`);
+- `imis_thrive_alert_webhook_url`: set it to also POST the alert to a Slack incoming webhook or any JSON endpoint.
+
+An alert names the DAG, the task (and its map index name), the run, the try, the error's first line and the log
+URL; nothing else of the task reaches it, so no connection secret can. Every DAG file imports this module, so
+the SMTP provider, httpx and the retry policy load inside the callback.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import httpx
+    from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
+
+SMTP_CONN_ID = "smtp_default"
+ALERT_EMAILS_VARIABLE = "imis_thrive_alert_emails"
+ALERT_WEBHOOK_VARIABLE = "imis_thrive_alert_webhook_url"
+SLACK_WEBHOOK_HOST = "hooks.slack.com"
+MAX_ERROR_CHARS = 300
+SUBJECT_ERROR_CHARS = 100
+WEBHOOK_TIMEOUT_S = 10.0
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+class AlertConfigError(ValueError):
+    """An alert channel is configured in a way no message can be sent through; names the Variable to fix."""
+
+
+class AlertDeliveryFailed(RuntimeError):
+    """A channel did not take the alert; the message names the channel, never a webhook URL."""
+
+
+def _one_line(text: str, limit: int) -> str:
+    """Collapse whitespace (no header injection through a newline) and cut to `limit` characters."""
+    flat = _WHITESPACE.sub(" ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def error_first_line(error: BaseException | str | None) -> str:
+    """`Type: first line of the message`, with registered secrets masked, as the one line an alert shows.
+
+    Only the first line: later lines of a domain error may list member rows. Airflow masks connection
+    passwords and tokens in logs; this text is not a log line, so it goes through the same masker here.
+    """
+    from airflow.sdk.log import redact
+
+    if error is None:
+        return "no exception recorded (the task was killed or timed out; see the log)"
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else ""
+    if isinstance(error, BaseException):
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return _one_line(str(redact(message)), MAX_ERROR_CHARS)
+
+
+@dataclass(frozen=True)
+class FailureAlert:
+    """What a person needs to find and fix a failed task, built from the callback context alone."""
+
+    dag_id: str
+    task: str
+    run_id: str
+    try_number: int
+    tries: int
+    error: str
+    log_url: str
+
+    @classmethod
+    def from_context(cls, context: Context) -> FailureAlert:
+        ti = context["ti"]
+        task = ti.task_id
+        if ti.map_index is not None and ti.map_index >= 0:
+            task = f"{task}[{_one_line(ti.rendered_map_index or str(ti.map_index), 80)}]"
+        return cls(dag_id=ti.dag_id, task=task, run_id=ti.run_id, try_number=ti.try_number,
+                   tries=ti.max_tries + 1, error=error_first_line(context.get("exception")), log_url=ti.log_url)
+
+    def subject(self) -> str:
+        return (f"Airflow alert: {self.dag_id} / {self.task} failed (try {self.try_number} of {self.tries}, "
+                f"run {self.run_id}): {_one_line(self.error, SUBJECT_ERROR_CHARS)}")
+
+    def html_body(self) -> str:
+        rows = (("DAG", self.dag_id), ("Task", self.task), ("Run", self.run_id),
+                ("Try", f"{self.try_number} of {self.tries}"), ("Error", self.error))
+        table = "".join(f'<tr><th align="left">{name}</th><td>{html.escape(value)}</td></tr>' for name, value in rows)
+        url = html.escape(self.log_url, quote=True)
+        return (f"<p>An Airflow task of the iMIS ⇄ Thrive integration failed for good: its retries are spent "
+                f"or its error is one a retry cannot fix.</p>"
+                f"<table>{table}</table>"
+                f'<p>Log: <a href="{url}">{url}</a></p>'
+                f"<p>The DAG's documentation (<i>When it fails</i>) says what each failure means and what to "
+                f"fix; after fixing, clear the task to run it again.</p>")
+
+    def text(self) -> str:
+        return (f"Airflow task failed: {self.dag_id} / {self.task}, run {self.run_id}, "
+                f"try {self.try_number} of {self.tries}\nError: {self.error}\nLog: {self.log_url}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_recipients(value: str | list[str] | None) -> list[str]:
+    """Addresses from a comma/semicolon-separated string (or a list, like a task's `email`), blanks dropped."""
+    items = value if isinstance(value, list) else re.split(r"[,;]", value or "")
+    recipients = [item.strip() for item in items if item and item.strip()]
+    malformed = [item for item in recipients if "@" not in item or any(c.isspace() for c in item)]
+    if malformed:
+        raise AlertConfigError(f"Variable {ALERT_EMAILS_VARIABLE}: not an email address: {', '.join(malformed)}")
+    return recipients
+
+
+def alert_recipients(context: Context) -> list[str]:
+    """The Variable's addresses, else the task's own `email` (Airflow's per-task setting), else none."""
+    from airflow.sdk import Variable
+
+    configured = parse_recipients(Variable.get(ALERT_EMAILS_VARIABLE, default=None))
+    if configured:
+        return configured
+    task_email = getattr(context.get("task"), "email", None)
+    return parse_recipients(task_email)
+
+
+def send_alert_mail(alert: FailureAlert, recipients: list[str], context: Context) -> None:
+    """Mail through the SMTP provider's notifier; the sender is the connection's `from_email` extra."""
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    notifier = SmtpNotifier(to=recipients, subject=alert.subject(), html_content=alert.html_body(),
+                            smtp_conn_id=SMTP_CONN_ID)
+    # `notify`, not `notifier(context)`: the call would render subject and body as Jinja templates, and the
+    # error line is data from the failed task; braces in it must reach the reader as text, not be evaluated.
+    notifier.notify(context)
+
+
+def webhook_payload(alert: FailureAlert, url: str) -> dict[str, Any]:
+    """Slack incoming webhooks take `text` (mrkdwn, with &, < and > escaped); other endpoints get the fields too."""
+    if urlsplit(url).hostname == SLACK_WEBHOOK_HOST:
+        escaped = alert.text().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return {"text": escaped}
+    return {"text": alert.text(), "alert": alert.as_dict()}
+
+
+def alert_webhook_url() -> str | None:
+    """The webhook URL from its Variable, masked at once: a Slack webhook URL is itself the credential."""
+    from airflow.sdk import Variable
+    from airflow.sdk.log import mask_secret
+
+    url = (Variable.get(ALERT_WEBHOOK_VARIABLE, default=None) or "").strip()
+    if not url:
+        return None
+    mask_secret(url)
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        raise AlertConfigError(f"Variable {ALERT_WEBHOOK_VARIABLE}: not an http(s) URL")
+    return url
+
+
+def post_alert_webhook(alert: FailureAlert, url: str, transport: httpx.BaseTransport | None = None,
+                       sleep: Callable[[float], None] = time.sleep) -> None:
+    """POST the alert as JSON with the project's retry policy, kept short: a callback must not hold a worker long.
+
+    Retried as if idempotent: a duplicate alert is harmless, a lost one is not. Errors never carry the URL.
+    """
+    import httpx
+
+    from include.imis_thrive.http_retry import RetryPolicy, TransientHTTPError, send_with_retry
+
+    what = f"webhook alert (Variable {ALERT_WEBHOOK_VARIABLE})"
+    policy = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=5.0, max_retry_after=10.0)
+    with httpx.Client(timeout=WEBHOOK_TIMEOUT_S, transport=transport) as client:
+        try:
+            response = send_with_retry(lambda: client.post(url, json=webhook_payload(alert, url)), what, policy,
+                                       sleep=sleep)
+        except httpx.TransportError as error:
+            raise AlertDeliveryFailed(f"{what}: {type(error).__name__}") from None
+        except TransientHTTPError as error:  # the last attempt's status; its text names `what`, not the URL
+            raise AlertDeliveryFailed(str(error)) from None
+    if response.is_error:
+        raise AlertDeliveryFailed(f"{what}: HTTP {response.status_code} {response.text[:200]}")
+
+
+def _mail_channel(alert: FailureAlert, context: Context) -> bool:
+    recipients = alert_recipients(context)
+    if not recipients:
+        return False
+    send_alert_mail(alert, recipients, context)
+    log.info("Failure alert for %s / %s mailed to %d recipient(s)", alert.dag_id, alert.task, len(recipients))
+    return True
+
+
+def _webhook_channel(alert: FailureAlert, context: Context) -> bool:
+    url = alert_webhook_url()
+    if url is None:
+        return False
+    post_alert_webhook(alert, url)
+    log.info("Failure alert for %s / %s posted to the webhook", alert.dag_id, alert.task)
+    return True
+
+
+def notify_failure(context: Context) -> None:
+    """`on_failure_callback` for every task: mail the alert and, if configured, post it to the webhook.
+
+    Each channel is tried even if the other fails; then any failure is raised, and Airflow logs it in the
+    task log (a callback error never changes the task's state).
+    """
+    alert = FailureAlert.from_context(context)
+    delivered: list[str] = []
+    problems: list[str] = []
+    channels = ((f"mail through connection {SMTP_CONN_ID}", _mail_channel), ("webhook", _webhook_channel))
+    for channel, send in channels:
+        try:
+            if send(alert, context):
+                delivered.append(channel)
+        except Exception as error:  # one channel's failure must not keep the alert from the other
+            problems.append(f"{channel}: {type(error).__name__}: {error}")
+    if not delivered and not problems:
+        problems.append(f"no alert channel: set the Variable {ALERT_EMAILS_VARIABLE} (comma-separated addresses)"
+                        f" or {ALERT_WEBHOOK_VARIABLE}")
+    if problems:
+        raise AlertDeliveryFailed(f"failure alert for {alert.dag_id} / {alert.task} not delivered: "
+                                  + "; ".join(problems))

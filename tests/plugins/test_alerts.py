@@ -1,0 +1,251 @@
+"""The failure alert: what it says, who gets it, what it never carries, and how each channel delivers it."""
+
+import json
+import socket
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+
+from alerts import (
+    ALERT_EMAILS_VARIABLE,
+    ALERT_WEBHOOK_VARIABLE,
+    AlertConfigError,
+    AlertDeliveryFailed,
+    FailureAlert,
+    alert_recipients,
+    alert_webhook_url,
+    error_first_line,
+    notify_failure,
+    parse_recipients,
+    post_alert_webhook,
+    webhook_payload,
+)
+from include.imis_thrive.sandbox.server import SandboxServer
+from include.imis_thrive.sandbox.smtp import SmtpSink
+
+LOG_URL = "http://airflow.example.org/dags/imis_to_thrive_target_groups/runs/manual__1/tasks/load_target_group"
+SLACK_URL = "https://hooks.slack.com/services/T000/B000/s3cretWebhookToken"
+SECRET = "s3cret-smtp-password-123"
+
+
+def failure_context(error: BaseException | str | None = None, map_index: int = -1,
+                    rendered_map_index: str | None = None, email: str | list[str] | None = None) -> dict:
+    ti = SimpleNamespace(dag_id="imis_to_thrive_target_groups", task_id="load_target_group",
+                         run_id="manual__2026-03-01T10:00:00+00:00", try_number=3, max_tries=2,
+                         map_index=map_index, rendered_map_index=rendered_map_index, log_url=LOG_URL)
+    return {"ti": ti, "task": SimpleNamespace(email=email),
+            "exception": error if error is not None else RuntimeError("Thrive interest 'Newsletter' is missing"),
+            "conn": SimpleNamespace(smtp_default=SimpleNamespace(password=SECRET)),
+            "var": {"value": {"imis_thrive_store_options": SECRET}}}
+
+
+@pytest.fixture
+def smtp_default(monkeypatch):
+    """A real SMTP sink on a free port, `smtp_default` pointing at it; no Variable set yet."""
+    with SmtpSink() as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+            "conn_type": "smtp", "host": sink.host, "port": sink.port,
+            "extra": {"from_email": "airflow@sandbox.invalid", "disable_tls": True, "disable_ssl": True,
+                      "retry_limit": 0, "timeout": 5}}))
+        yield sink
+
+
+@pytest.fixture
+def webhook_receiver(monkeypatch):
+    """A JSON endpoint on loopback that records what it is sent, named by the webhook Variable."""
+    received: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/alerts")
+    async def alerts(request: Request) -> dict:
+        received.append(await request.json())
+        return {"ok": True}
+
+    with SandboxServer(app) as server:
+        monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}", f"{server.url}/alerts")
+        yield received
+
+
+# --- the error line -------------------------------------------------------------------------------------------
+
+def test_error_line_is_the_type_and_the_first_line_only():
+    error = ValueError("list IQA $/HigherLogic/MailingLists/Newsletter has no alias ID\nrow 1000004: Ana Abbott")
+    assert error_first_line(error) == "ValueError: list IQA $/HigherLogic/MailingLists/Newsletter has no alias ID"
+
+
+def test_error_line_without_a_message_or_an_exception():
+    assert error_first_line(KeyError()) == "KeyError"
+    assert error_first_line("Task was killed externally") == "Task was killed externally"
+    assert "no exception recorded" in error_first_line(None)
+
+
+def test_error_line_is_cut_to_a_readable_length():
+    line = error_first_line(RuntimeError("x" * 1000))
+    assert len(line) == 300 and line.endswith("…")
+
+
+def test_error_line_masks_a_registered_secret():
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(SECRET)
+    assert error_first_line(RuntimeError(f"login refused for password {SECRET}")) == \
+        "RuntimeError: login refused for password ***"
+
+
+# --- the alert ------------------------------------------------------------------------------------------------
+
+def test_alert_names_dag_task_run_try_error_and_log():
+    alert = FailureAlert.from_context(failure_context())
+
+    assert alert.subject() == ("Airflow alert: imis_to_thrive_target_groups / load_target_group failed (try 3 of 3, "
+                               "run manual__2026-03-01T10:00:00+00:00): RuntimeError: Thrive interest 'Newsletter' "
+                               "is missing")
+    body = alert.html_body()
+    for text in ("imis_to_thrive_target_groups", "load_target_group", "manual__2026-03-01T10:00:00+00:00",
+                 "3 of 3", "RuntimeError: Thrive interest &#x27;Newsletter&#x27; is missing",
+                 f'<a href="{LOG_URL}">'):
+        assert text in body
+
+
+def test_a_mapped_task_is_named_by_its_map_index_name_or_number():
+    assert FailureAlert.from_context(failure_context(map_index=2, rendered_map_index="Newsletter")).task == \
+        "load_target_group[Newsletter]"
+    assert FailureAlert.from_context(failure_context(map_index=2)).task == "load_target_group[2]"
+
+
+def test_error_text_is_escaped_and_never_evaluated_as_a_template():
+    alert = FailureAlert.from_context(failure_context(RuntimeError("<script>x</script> {{ conn.smtp_default }}")))
+
+    body = alert.html_body()
+    assert "<script>" not in body and "&lt;script&gt;" in body
+    assert "{{ conn.smtp_default }}" in body
+
+
+def test_subject_stays_one_short_line():
+    alert = FailureAlert.from_context(failure_context(map_index=0, rendered_map_index="Board\r\nBcc: x@evil.test",
+                                                      error=RuntimeError("y" * 250)))
+    subject = alert.subject()
+    assert "\n" not in subject and "\r" not in subject
+    error_part = subject.split("): ", 1)[1]
+    assert len(error_part) == 100 and error_part.startswith("RuntimeError: yyy") and error_part.endswith("y…")
+
+
+def test_nothing_but_ids_and_the_error_line_reaches_the_alert():
+    alert = FailureAlert.from_context(failure_context())
+
+    for text in (alert.subject(), alert.html_body(), json.dumps(webhook_payload(alert, "https://ops.example.org/"))):
+        assert SECRET not in text
+
+
+# --- recipients -----------------------------------------------------------------------------------------------
+
+def test_recipients_split_on_commas_and_semicolons():
+    assert parse_recipients(" a@x.org, b@x.org;c@x.org ,, ") == ["a@x.org", "b@x.org", "c@x.org"]
+    assert parse_recipients(["a@x.org", " "]) == ["a@x.org"]
+    assert parse_recipients(None) == []
+
+
+def test_a_malformed_recipient_names_the_variable():
+    with pytest.raises(AlertConfigError, match=f"{ALERT_EMAILS_VARIABLE}: not an email address: data team"):
+        parse_recipients("a@x.org, data team")
+
+
+def test_recipients_come_from_the_variable_first(monkeypatch):
+    monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", "ops@x.org")
+    assert alert_recipients(failure_context(email="owner@x.org")) == ["ops@x.org"]
+
+
+def test_recipients_fall_back_to_the_task_email(monkeypatch):
+    monkeypatch.delenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", raising=False)
+    assert alert_recipients(failure_context(email=["owner@x.org"])) == ["owner@x.org"]
+    assert alert_recipients(failure_context()) == []
+
+
+# --- webhook --------------------------------------------------------------------------------------------------
+
+def test_slack_gets_escaped_text_other_endpoints_get_the_fields_too():
+    alert = FailureAlert.from_context(failure_context(RuntimeError("a < b & c")))
+
+    slack = webhook_payload(alert, SLACK_URL)
+    assert list(slack) == ["text"] and "a &lt; b &amp; c" in slack["text"] and LOG_URL in slack["text"]
+    generic = webhook_payload(alert, "https://ops.example.org/hooks/airflow")
+    assert generic["alert"]["task"] == "load_target_group" and generic["alert"]["try_number"] == 3
+    assert "a < b & c" in generic["text"]
+
+
+def test_webhook_is_off_unless_its_variable_is_set(monkeypatch):
+    monkeypatch.delenv(f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}", raising=False)
+    assert alert_webhook_url() is None
+
+
+def test_webhook_url_must_be_http(monkeypatch):
+    monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}", "hooks.slack.com/services/T/B/x")
+    with pytest.raises(AlertConfigError, match=ALERT_WEBHOOK_VARIABLE):
+        alert_webhook_url()
+
+
+def test_webhook_retries_a_5xx_then_delivers():
+    statuses = iter([503, 200])
+    sent: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(next(statuses))
+
+    alert = FailureAlert.from_context(failure_context())
+    post_alert_webhook(alert, SLACK_URL, transport=httpx.MockTransport(handler), sleep=lambda _: None)
+    assert len(sent) == 2 and "load_target_group" in sent[1]["text"]
+
+
+@pytest.mark.parametrize("handler", [
+    lambda request: httpx.Response(404, text="no_service"),
+    lambda request: httpx.Response(500),
+    lambda request: (_ for _ in ()).throw(httpx.ConnectError(f"cannot reach {request.url}")),
+], ids=["rejected", "server-error", "unreachable"])
+def test_webhook_failure_names_the_variable_never_the_url(handler):
+    alert = FailureAlert.from_context(failure_context())
+    with pytest.raises(AlertDeliveryFailed) as raised:
+        post_alert_webhook(alert, SLACK_URL, transport=httpx.MockTransport(handler), sleep=lambda _: None)
+    assert ALERT_WEBHOOK_VARIABLE in str(raised.value)
+    assert "s3cretWebhookToken" not in str(raised.value) and raised.value.__cause__ is None
+
+
+# --- notify_failure over real loopback servers ----------------------------------------------------------------
+
+def test_notify_failure_mails_the_alert(monkeypatch, smtp_default):
+    monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", "ops@x.org; dev@x.org")
+
+    notify_failure(failure_context(map_index=1, rendered_map_index="Newsletter"))
+
+    [mail] = smtp_default.messages
+    assert mail.recipients == ("ops@x.org", "dev@x.org")
+    assert mail.message["From"] == "airflow@sandbox.invalid"
+    assert "load_target_group[Newsletter] failed (try 3 of 3" in mail.subject
+    assert LOG_URL in mail.body()
+
+
+def test_notify_failure_posts_to_the_webhook_even_when_mail_fails(monkeypatch, webhook_receiver):
+    monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", "ops@x.org")
+    with socket.socket() as bound_not_listening:  # a free port that refuses connections
+        bound_not_listening.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": bound_not_listening.getsockname()[1],
+            "extra": {"from_email": "airflow@sandbox.invalid", "disable_tls": True, "disable_ssl": True,
+                      "retry_limit": 0, "timeout": 2}}))
+
+        with pytest.raises(AlertDeliveryFailed, match="not delivered: mail through connection smtp_default: "
+                                                      "ConnectionRefusedError"):
+            notify_failure(failure_context())
+
+    [payload] = webhook_receiver
+    assert payload["alert"]["dag_id"] == "imis_to_thrive_target_groups"
+
+
+def test_notify_failure_without_any_channel_says_what_to_set(monkeypatch):
+    monkeypatch.delenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", raising=False)
+    monkeypatch.delenv(f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}", raising=False)
+
+    with pytest.raises(AlertDeliveryFailed, match=f"no alert channel: set the Variable {ALERT_EMAILS_VARIABLE}"):
+        notify_failure(failure_context())
