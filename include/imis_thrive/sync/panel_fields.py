@@ -191,8 +191,9 @@ def _upsert_by_field_set(thrive: ThriveClient, rows: pd.DataFrame, emails: pd.Se
     """One upsert per distinct field set, each record carrying exactly that set (see the module docstring)."""
     codes, distinct = pd.factorize(sets.to_numpy())
     result = UpsertResult()
-    for code, field_set in enumerate(distinct):
-        ids = sets.index[codes == code]
+    for code, positions in pd.Series(codes).groupby(codes).indices.items():
+        field_set = distinct[code]
+        ids = sets.index[positions]
         batch = rows.loc[ids, list(field_set)]
         log.info("panel fields: upserting %d contacts with field(s) %s", len(ids), ", ".join(field_set))
         result.extend(thrive.upsert_subscribers(_subscribers(batch, emails.reindex(ids))))
