@@ -38,7 +38,7 @@ from include.imis_thrive.writeback.ledger import ActivityLedger, ledger_hour
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
-AMBIGUOUS_ATTEMPTS = 3  # posts of one event whose outcome stayed unknown (each followed by a lookup)
+AMBIGUOUS_ATTEMPTS = 5  # posts of one event whose outcome stayed unknown (each followed by a lookup)
 REJECTIONS_BEFORE_STOP = 20  # refusals, with nothing accepted yet, that prove the mapping itself is wrong
 REPORTED_IDS = 100  # contact IDs listed in the report; the counts are always complete
 # UNCONFIRMED wording (reference/imis-api.md §3.5 leaves the 400 body open); the sandbox says

@@ -1,0 +1,247 @@
+"""Activity writeback against both sandboxes on loopback: once per event through re-runs, kills and faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from include.imis_thrive.airflow_settings import load_settings
+from include.imis_thrive.http_retry import RetryPolicy
+from include.imis_thrive.imis.client import ImisClient, ImisConfig
+from include.imis_thrive.imis.tokens import MemoryTokenStore
+from include.imis_thrive.sandbox.__main__ import build_sandboxes
+from include.imis_thrive.sandbox.faults import FaultConfig
+from include.imis_thrive.sandbox.imis_app import ImisSandbox
+from include.imis_thrive.sandbox.server import SandboxServer
+from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
+from include.imis_thrive.sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
+from include.imis_thrive.sandbox.thrive_store import UploadRow
+from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
+from include.imis_thrive.thrive.kinds import EngagementKind
+from include.imis_thrive.writeback.activities import write_activities
+
+pytestmark = pytest.mark.integration
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+FAST = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=0.02)
+ZONE = "America/New_York"
+INTEREST = "Newsletter"
+UNKNOWN_TO_IMIS = ("9999001", "9999002")
+# Rich in the rare kinds, so a few hundred events hold every one of the eight.
+RATES = EngagementRates(open_per_send=0.5, click_per_open=0.5, unsubscribe_per_send=0.05,
+                        resubscribe_per_unsubscribe=0.5, bad_email_per_send=0.03, landing_submit_per_click=0.3,
+                        web_visit_per_click=1.0)
+# What the activity's detail field (UF_3) must hold, per kind, from the event's own data.
+DETAIL = {EngagementKind.LINK_CLICK: "url", EngagementKind.WEB_PAGE_VISIT: "url",
+          EngagementKind.LANDING_PAGE_SUBMIT: "page", EngagementKind.BAD_EMAIL: "page"}
+DST_DAY = datetime(2026, 3, 8, 6, tzinfo=UTC)  # 01:00 EST; an hour later the clocks jump to 03:00 EDT
+
+
+class LoseAnswers:
+    """Lets every `every`-th activity POST reach iMIS, then answers 504 as a gateway whose backend timed out.
+
+    `lost` counts the ones iMIS stored (a sandbox fault may have refused it first)."""
+
+    def __init__(self, app, every: int | None = None) -> None:
+        self.app, self.every, self.posts, self.lost = app, every, 0, 0
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].lower().endswith("/api/activity"):
+            with self._lock:
+                self.posts += 1
+                lose = self.every is not None and self.posts % self.every == 0
+            if lose:
+                async def swallow(message) -> None:
+                    if message["type"] == "http.response.start" and message["status"] == 201:
+                        with self._lock:
+                            self.lost += 1  # stored in iMIS, yet the client will never hear of it
+
+                await self.app(scope, receive, swallow)
+                await send({"type": "http.response.start", "status": 504, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class World:
+    imis_sandbox: ImisSandbox
+    thrive_sandbox: ThriveSandbox
+    imis: ImisClient
+    thrive: ThriveClient
+    store: SnapshotStore
+    imis_url: str
+    thrive_url: str
+    lose_answers: LoseAnswers
+    known: list[str]
+
+    def engage(self, start: datetime, end: datetime, volume: int, seed: int = 1) -> GeneratedEngagement:
+        """Mail the interest's members between `start` and `end`; the generated events are the ground truth."""
+        store = self.thrive_sandbox.store
+        with self.thrive_sandbox._lock:
+            generated = generate_engagement(store.subscribed_recipients([store.interest(INTEREST)]), start, end,
+                                            volume, seed, RATES, first_mailing_id=store.next_mailing_id())
+            store.apply_engagement(generated)
+        return generated
+
+    def write(self, start: datetime, end: datetime, **options) -> dict:
+        return write_activities(self.imis, self.thrive, self.store, start, end, **options)
+
+    def write_hourly(self, start: datetime, end: datetime) -> list[dict]:
+        hours = int((end - start) / timedelta(hours=1))
+        return [self.write(start + timedelta(hours=h), start + timedelta(hours=h + 1)) for h in range(hours)]
+
+    def activities(self) -> Counter[tuple]:
+        """What iMIS holds, one tuple per activity: (kind, contact, local time, mailing, detail)."""
+        return Counter((a["Properties"]["SOURCE_CODE"], a["PartyId"], a["Properties"]["TRANSACTION_DATE"],
+                        a["Properties"].get("UF_2"), a["Properties"].get("UF_3"))
+                       for a in self.imis_sandbox.activities() if a["Properties"]["ACTIVITY_TYPE"] == "HLOGIC")
+
+    def expected(self, generated: GeneratedEngagement, start: datetime, end: datetime) -> Counter[tuple]:
+        """The same tuples computed from the generated events of known contacts in `[start, end)`."""
+        expected: Counter[tuple] = Counter()
+        for kind, frame in generated.events.items():
+            rows = frame[frame["user_id"].isin(self.known) & (frame["occurred_at"] >= start)
+                         & (frame["occurred_at"] < end)]
+            local = rows["occurred_at"].dt.tz_convert(ZONE).dt.strftime("%Y-%m-%dT%H:%M:%S")
+            mailing = [None if pd.isna(m) else str(m) for m in rows["mailing_instance_id"].fillna(rows["mailing_id"])]
+            detail = rows[DETAIL[kind]] if kind in DETAIL else [None] * len(rows)
+            for contact, when, instance, text in zip(rows["user_id"], local, mailing, detail, strict=True):
+                expected[(kind.value, contact, when, instance, text)] += 1
+        return expected
+
+
+@pytest.fixture
+def world(tmp_path) -> Iterator[World]:
+    imis_sandbox, thrive_sandbox = build_sandboxes(load_settings(), contacts=200, seed=3, broken_lists=False)
+    known = [str(contact_id) for contact_id in imis_sandbox.seed.contacts["ID"][:40]]
+    with thrive_sandbox._lock:
+        interest = thrive_sandbox.store.interest(INTEREST)
+        for contact_id in [*known, *UNKNOWN_TO_IMIS]:
+            thrive_sandbox.store.upsert(UploadRow(f"m{contact_id}@example.org", contact_id, {}), [interest])
+        thrive_sandbox.store.upsert(UploadRow("no-id@example.org", None, {}), [interest])
+    lose_answers = LoseAnswers(imis_sandbox.app)
+    with SandboxServer(lose_answers) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server:
+        thrive_url = f"{thrive_server.url}{thrive_sandbox.config.endpoint_path}"
+        imis = ImisClient(ImisConfig(base_url=imis_server.url, username="hl_integration",
+                                     password="sandbox-imis-password", timezone=ZONE, retry=FAST),
+                          token_store=MemoryTokenStore())
+        thrive = ThriveClient(ThriveConfig(endpoint=thrive_url, brand_id="7001", brand_name="Sandbox Association",
+                                           user="hl_api_user", password="sandbox-thrive-password", retry=FAST))
+        yield World(imis_sandbox, thrive_sandbox, imis, thrive, SnapshotStore(str(tmp_path / "store")),
+                    imis_server.url, thrive_url, lose_answers, known)
+        imis.close()
+        thrive.close()
+
+
+def test_every_kind_lands_once_with_contact_local_time_and_fields(world):
+    end = DST_DAY + timedelta(hours=2)
+    generated = world.engage(DST_DAY, end, volume=400)
+    reports = world.write_hourly(DST_DAY, end)
+    assert world.activities() == world.expected(generated, DST_DAY, end)
+    kinds = {kind for kind, *_ in world.activities()}
+    assert kinds == {kind.value for kind in EngagementKind}
+    local_hours = {when[11:13] for _, _, when, _, _ in world.activities()}
+    assert local_hours == {"01", "03"}  # 02:xx does not exist on the spring-forward night
+    unknown = [report["unknown_contacts"] for report in reports]
+    assert {contact for u in unknown for contact in u["ids"]} == set(UNKNOWN_TO_IMIS)
+    assert sum(sum(report["no_contact_id"].values()) for report in reports) > 0
+    written = sum(sum(report["written"].values()) for report in reports)
+    assert written == sum(world.activities().values())
+
+
+def test_a_second_run_of_an_interval_writes_nothing(world):
+    end = DST_DAY + timedelta(hours=1)
+    world.engage(DST_DAY, end, volume=300)
+    first = world.write(DST_DAY, end)
+    before = world.imis_sandbox.activities()
+    second = world.write(DST_DAY, end)
+    assert sum(second["written"].values()) == 0
+    assert second["already_written"] == {k: v for k, v in first["written"].items() if v}
+    assert world.imis_sandbox.activities() == before
+
+
+def test_a_three_day_backfill_writes_exactly_those_days_and_again_nothing(world):
+    day = timedelta(days=1)
+    first_day = datetime(2026, 3, 2, tzinfo=UTC)
+    generated = world.engage(first_day - day, first_day + 4 * day, volume=600)
+    world.write_hourly(first_day, first_day + 3 * day)
+    expected = world.expected(generated, first_day, first_day + 3 * day)
+    assert world.activities() == expected
+    assert sum(world.expected(generated, first_day - day, first_day).values()) > 0  # there was more to take
+    again = world.write_hourly(first_day, first_day + 3 * day)
+    assert sum(sum(report["written"].values()) for report in again) == 0
+    assert world.activities() == expected
+
+
+def test_faults_during_writes_still_end_with_one_activity_per_event(world):
+    end = DST_DAY + timedelta(hours=1)
+    generated = world.engage(DST_DAY, end, volume=400)
+    world.imis_sandbox.faults.configure(FaultConfig(rate_429=0.04, rate_500=0.04, rate_503=0.04, drop_rate=0.04,
+                                                    retry_after_s=0, seed=11))
+    world.lose_answers.every = 9  # and some posts land but their answer is lost
+    report = world.write(DST_DAY, end)
+    assert world.activities() == world.expected(generated, DST_DAY, end)
+    assert set(world.imis_sandbox.faults.injected) == {"429", "500", "503", "drop"}
+    assert world.lose_answers.lost > 0
+    assert sum(report["found_in_imis"].values()) == world.lose_answers.lost
+    assert report["checked_in_imis"] > 0
+
+
+CHILD = """
+import sys
+from datetime import datetime
+from include.imis_thrive.imis.client import ImisClient, ImisConfig
+from include.imis_thrive.imis.tokens import MemoryTokenStore
+from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
+from include.imis_thrive.writeback.activities import write_activities
+
+imis_url, thrive_url, store, start, end = sys.argv[1:]
+imis = ImisClient(ImisConfig(base_url=imis_url, username="hl_integration", password="sandbox-imis-password",
+                             timezone="America/New_York", max_concurrency=2), token_store=MemoryTokenStore())
+thrive = ThriveClient(ThriveConfig(endpoint=thrive_url, brand_id="7001", brand_name="Sandbox Association",
+                                   user="hl_api_user", password="sandbox-thrive-password"))
+write_activities(imis, thrive, SnapshotStore(store), datetime.fromisoformat(start), datetime.fromisoformat(end),
+                 batch_size=25)
+"""
+
+
+def test_a_run_killed_halfway_then_rerun_leaves_no_gap_and_no_duplicate(world):
+    end = DST_DAY + timedelta(hours=1)
+    generated = world.engage(DST_DAY, end, volume=400)
+    expected = world.expected(generated, DST_DAY, end)
+    world.imis_sandbox.faults.configure(FaultConfig(latency_ms=5))
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, world.imis_url, world.thrive_url, world.store.base, DST_DAY.isoformat(),
+         end.isoformat()],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(world.imis_sandbox.activities()) < sum(expected.values()) // 2:
+        assert child.poll() is None, child.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the child run did not get halfway in time"
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stderr.close()
+    halfway = sum(world.activities().values())
+    assert 0 < halfway < sum(expected.values())
+    world.imis_sandbox.faults.configure(FaultConfig())
+    report = world.write(DST_DAY, end)
+    assert world.activities() == expected
+    resolved = sum(report["already_written"].values()) + sum(report["found_in_imis"].values())
+    assert resolved == halfway
+    assert sum(report["written"].values()) == sum(expected.values()) - halfway
