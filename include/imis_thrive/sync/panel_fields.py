@@ -129,7 +129,7 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: M
     except MassChangeBlocked as blocked:
         log.error("%s", blocked)
         return summary | {"status": "blocked", "reason": str(blocked), "guard": blocked.check.as_dict(),
-                          "sent": 0, "rejected": 0, "calls": 0}
+                          "sent": 0, "rejected": 0, "calls": 0, "seconds": round(time.monotonic() - started, 2)}
     summary["guard"] = guard
     if dry_run or sets.empty:
         return summary | {"status": "dry_run" if dry_run else "synced", "sent": 0, "rejected": 0, "calls": 0,
