@@ -48,9 +48,11 @@ def bad_data_fails_without_retry() -> Iterator[None]:
     from include.imis_thrive.sync.guard import MassChangeBlocked
     from include.imis_thrive.sync.target_groups import SyncIncomplete, TargetGroupSkipped, UnknownTargetGroup
     from include.imis_thrive.sync.validation import ValidationFailed
+    from include.imis_thrive.writeback.activities import WritebackIncomplete
+    from include.imis_thrive.writeback.writer import ActivitiesRejected
 
     try:
         yield
     except (ValidationFailed, MassChangeBlocked, MissingIqaColumn, DuplicateIds, TargetGroupSkipped,
-            UnknownTargetGroup, SyncIncomplete) as bad:
+            UnknownTargetGroup, SyncIncomplete, ActivitiesRejected, WritebackIncomplete) as bad:
         raise AirflowFailException(str(bad)) from bad

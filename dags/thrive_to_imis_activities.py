@@ -1,0 +1,84 @@
+"""
+### Thrive → iMIS: engagement as `HLOGIC` activities
+
+Every hour, for the run's data interval `[data_interval_start, data_interval_end)`, reads the eight engagement
+kinds from Thrive (Bad Email, Landing Page Submit, Unsubscribe, Resubscribe, Web Tracking Page Visit, Mail
+Sent, Mail Open, Link Click) and writes **one iMIS activity per event**, type `HLOGIC`, on the contact whose
+iMIS ID Thrive holds. Times are converted from UTC to the iMIS instance's time zone (the `timezone` extra of
+`imis_default`). Which activity field carries what is set in `include/imis_thrive/writeback/activity_map.py`.
+
+**Exactly once.** Each event has a deterministic key, written into the activity (`UF_1`) and into a ledger next
+to the snapshots. Re-running a run, a task retry, or backfilling an interval again writes nothing twice; a run
+killed halfway loses nothing (the next run checks iMIS for the keys it may have written, then writes the rest).
+
+**Backfill** (the schedule has real data intervals):
+`airflow backfill create --dag-id thrive_to_imis_activities --from-date 2026-03-01 --to-date 2026-03-04`
+(add `--reprocess-behavior completed` to run intervals again: safe, they write 0), or *Trigger → Backfill*.
+
+**Params**: `kinds`, the engagement kinds to write (default: all eight), e.g. to backfill only link clicks.
+
+**When it fails**
+- `write_activities`: a connection error or iMIS stayed unreachable; it retries by itself, and each retry
+  writes only what is missing. If iMIS refused the first activities outright, the log names the reason: check
+  that the `HLOGIC` activity type exists and the property names in `activity_map.py`.
+- `finish_run`: iMIS refused some events (the run report lists the reasons and keys), or `write_activities`
+  failed. Contacts unknown to iMIS are skipped and listed in the report, without failing the run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+
+ENGAGEMENT_KINDS = ["Bad Email", "Landing Page Submit", "Unsubscribe", "Resubscribe", "Web Tracking Page Visit",
+                    "Mail Sent", "Mail Open", "Link Click"]  # the values of EngagementKind, kept import-free here
+DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
+                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15)}
+
+
+@dag(
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["imis", "thrive", "writeback", "activities"],
+    default_args=DEFAULT_ARGS,
+    params={
+        "kinds": Param(ENGAGEMENT_KINDS, type="array", items={"type": "string", "enum": ENGAGEMENT_KINDS},
+                       minItems=1, title="Engagement kinds",
+                       description="Write only these kinds of engagement (default: all eight)."),
+    },
+)
+def thrive_to_imis_activities():
+    @task(pool="imis_api")
+    def write_activities(params: dict, data_interval_start=None, data_interval_end=None) -> dict:
+        """The interval's engagement from Thrive, each event once as an iMIS activity."""
+        from imis_hook import ImisHook
+        from thrive_hook import ThriveHook
+
+        from include.imis_thrive.thrive.kinds import EngagementKind
+        from include.imis_thrive.writeback import activities
+        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+
+        kinds = [EngagementKind(kind) for kind in params["kinds"]]
+        with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
+            return activities.write_activities(imis, thrive, snapshot_store(), data_interval_start,
+                                               data_interval_end, kinds=kinds)
+
+    @task(trigger_rule="all_done")
+    def finish_run(run_id: str | None = None, data_interval_start=None, data_interval_end=None, ti=None) -> dict:
+        """The run report next to the snapshots; fails the run if iMIS refused events or the write failed."""
+        from include.imis_thrive.writeback import activities
+        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+
+        with bad_data_fails_without_retry():
+            return activities.finish_run(snapshot_store(), run_id, data_interval_start, data_interval_end,
+                                         ti.xcom_pull(task_ids="write_activities", default=None))
+
+    write_activities() >> finish_run()
+
+
+thrive_to_imis_activities()
