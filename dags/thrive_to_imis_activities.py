@@ -11,8 +11,9 @@ iMIS ID Thrive holds. Times are converted from UTC to the iMIS instance's time z
 to the snapshots. Re-running a run, a task retry, or backfilling an interval again writes nothing twice; a run
 killed halfway loses nothing (the next run checks iMIS for the keys it may have written, then writes the rest).
 
-**Backfill** (the schedule has real data intervals):
-`airflow backfill create --dag-id thrive_to_imis_activities --from-date 2026-03-01 --to-date 2026-03-04`
+**Backfill** (the schedule has real data intervals; a run's logical date is its interval's start, and both
+dates are included), e.g. the three days of 2–4 March 2026 as 72 hourly runs:
+`airflow backfill create --dag-id thrive_to_imis_activities --from-date 2026-03-02T00:00 --to-date 2026-03-04T23:00`
 (add `--reprocess-behavior completed` to run intervals again: safe, they write 0), or *Trigger → Backfill*.
 
 **Params**: `kinds`, the engagement kinds to write (default: all eight), e.g. to backfill only link clicks.

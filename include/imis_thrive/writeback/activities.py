@@ -54,7 +54,7 @@ def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStor
         "interval": {"start": start.isoformat(), "end": end.isoformat()},
         "timezone": imis.config.timezone,
         **tally.summary(),
-        "ledger": {"records_added": ledger.records_written, "records_compacted": compacted},
+        "ledger": {"records_added": ledger.records_added, "records_compacted": compacted},
         "imis_calls": imis.calls - imis_calls,
         "thrive_calls": thrive.calls - thrive_calls,
         "seconds": round(seconds, 2),

@@ -66,7 +66,7 @@ class ActivityLedger:
         self.hours = sorted(set(hours))
         self.written: dict[str, str] = {}
         self.intent: set[str] = set()
-        self.records_written = 0
+        self.records_added = 0
 
     @classmethod
     def load(cls, store: SnapshotStore, hours: Iterable[str]) -> ActivityLedger:
@@ -79,8 +79,11 @@ class ActivityLedger:
                  len(ledger.pending()), len(ledger.hours))
         return ledger
 
+    def is_written(self, key: str) -> bool:
+        return key in self.written
+
     def seqn(self, key: str) -> str | None:
-        """The SEQN a key was written under, or None if it is not known to be written."""
+        """The SEQN a key was written under ("" when iMIS did not say), or None if it is not known written."""
         return self.written.get(key)
 
     def is_pending(self, key: str) -> bool:
@@ -115,7 +118,7 @@ class ActivityLedger:
     def _append(self, hour: str, document: dict[str, Any]) -> None:
         self._check_hour(hour)
         self.store.write_json(f"{_partition(hour)}/{_record_name()}", document)
-        self.records_written += 1
+        self.records_added += 1
 
     def _check_hour(self, hour: str) -> None:
         if hour not in self.hours:

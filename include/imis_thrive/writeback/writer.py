@@ -121,7 +121,9 @@ def _every_kind(counts: Counter[str]) -> dict[str, int]:
 
 
 class ActivityWriter:
-    """Writes events through one shared client and one ledger; one writer per run."""
+    """Writes events through one shared client and one ledger; one writer per run.
+
+    `concurrency` defaults to the client's `max_concurrency`, which also sizes its connection pool."""
 
     def __init__(self, imis: ImisClient, ledger: ActivityLedger, concurrency: int | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE) -> None:
@@ -169,7 +171,7 @@ class ActivityWriter:
             self.tally.duplicates_in_read += 1
             return None
         seen.add(activity.key)
-        if activity.key in self.ledger.written:
+        if self.ledger.is_written(activity.key):
             self.tally.already_written[kind] += 1
             return None
         return activity, self.ledger.is_pending(activity.key)
