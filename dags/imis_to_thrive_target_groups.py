@@ -34,8 +34,11 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from alerts import notify_failure
+
 DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
-                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15)}
+                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
+                "on_failure_callback": notify_failure}
 
 
 @dag(
@@ -141,12 +144,17 @@ def imis_to_thrive_target_groups():
         from include.imis_thrive.sync import target_groups
         from sync_runtime import bad_data_fails_without_retry, snapshot_store
 
-        plans = [p for p in ti.xcom_pull(task_ids="plan_target_group", default=None) or [] if p]
-        loads = [l for l in ti.xcom_pull(task_ids="load_target_group", default=None) or [] if l]
+        plans = _mapped_results(ti.xcom_pull(task_ids="plan_target_group", default=None))
+        loads = _mapped_results(ti.xcom_pull(task_ids="load_target_group", default=None))
         with bad_data_fails_without_retry():
             return target_groups.finish_run(
                 snapshot_store(), run_id, plans, ti.xcom_pull(task_ids="extract_contacts", default=None),
                 ti.xcom_pull(task_ids="upsert_contacts", default=None), {load["group"]: load for load in loads})
+
+    def _mapped_results(pulled) -> list[dict]:
+        """A mapped task's XComs: a list, or the bare value when only one instance ran; failed ones missing."""
+        results = [pulled] if isinstance(pulled, dict) else list(pulled or [])
+        return [result for result in results if result]
 
     groups = discover_target_groups()
     contacts = extract_contacts()

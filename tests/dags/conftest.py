@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -30,9 +31,17 @@ def airflow_db() -> None:
 
 @pytest.fixture(scope="session")
 def dagbag(airflow_db):
+    """The project's DAGs, with retries kept but their delays zeroed: a test waits for no backoff."""
+    from datetime import timedelta
+
     from airflow.models import DagBag
 
-    return DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            task.retry_delay = timedelta(0)
+            task.max_retry_delay = timedelta(0)
+    return bag
 
 
 @dataclass
@@ -71,9 +80,18 @@ def broken_sandboxes(monkeypatch, tmp_path) -> Iterator[Sandboxes]:
     yield from serve_sandboxes(monkeypatch, tmp_path, broken_lists=True)
 
 
+_DEFAULT_PARAMS: dict = {}
+
+
 def run_dag(dagbag, dag_id: str, **conf):
     """One `dag.test()` run; returns (run state, {task_id or task_id[map name]: state})."""
     dag = dagbag.get_dag(dag_id)
+    # dag.test() writes run_conf into the DAG's and its tasks' params: every run starts from the defaults.
+    defaults = _DEFAULT_PARAMS.setdefault(
+        dag_id, {None: copy.deepcopy(dag.params)} | {t.task_id: copy.deepcopy(t.params) for t in dag.tasks})
+    dag.params = copy.deepcopy(defaults[None])
+    for task in dag.tasks:
+        task.params = copy.deepcopy(defaults[task.task_id])
     run = dag.test(run_conf=conf or None)
     states = {}
     for ti in run.get_task_instances():

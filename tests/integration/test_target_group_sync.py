@@ -16,8 +16,7 @@ from include.imis_thrive.sandbox.imis_app import ImisSandbox
 from include.imis_thrive.sandbox.server import SandboxServer
 from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
 from include.imis_thrive.sync import target_groups as sync
-from include.imis_thrive.sync.guard import MassChangeBlocked
-from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 
 pytestmark = pytest.mark.integration
@@ -35,7 +34,7 @@ class World:
     runs: int = 0
 
     def sync(self, only: str | None = None, **options) -> dict:
-        """One run of the DAG's steps; returns the report."""
+        """One run of the DAG's steps; returns the run report it wrote."""
         self.runs += 1
         run_id = f"test-run-{self.runs}"
         groups = sync.discover_target_groups(self.imis, self.thrive, only=only)
@@ -52,7 +51,8 @@ class World:
             if plan["status"] == "ready":
                 loads[plan["group"]] = sync.load_target_group(self.thrive, self.store, plan, run_id,
                                                               dry_run=options.get("dry_run", False))
-        return sync.finish_run(self.store, run_id, plans, contacts, upsert, loads)
+        sync.finish_run(self.store, run_id, plans, contacts, upsert, loads)
+        return self.store.read_json(f"reports/target_groups/{snapshot_name(run_id)}")
 
     def written(self) -> dict[str, int]:
         return dict(self.thrive_sandbox.counters().get("records_written", {}))

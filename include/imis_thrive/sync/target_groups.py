@@ -226,18 +226,17 @@ def _list_members(imis: ImisClient, store: SnapshotStore, group: TargetGroup,
         columns = ", ".join(frame.columns) or "none"
         raise TargetGroupSkipped(requirement_problem(group.iqa, ListRequirement.ID_ALIAS,
                                                      f"it returned the columns: {columns}"))
+    if STATUS_ALIAS in frame.columns:
+        active = (frame[STATUS_ALIAS] == ACTIVE_STATUS).any()
+    else:
+        active = contacts_status(store, contacts).reindex(frame[ID_ALIAS]).eq(ACTIVE_STATUS).any()
+    if not active:
+        raise TargetGroupSkipped(requirement_problem(
+            group.iqa, ListRequirement.ACTIVE_RECORD, f"none of its {len(frame):,} rows is an active contact"))
     try:
         clean = validate_iqa(frame, IqaKind.LIST).clean
     except ValidationFailed as failed:
         raise TargetGroupSkipped(f"list IQA {group.iqa} is skipped: {failed}") from failed
-    if STATUS_ALIAS in clean.columns:
-        active = (clean[STATUS_ALIAS] == ACTIVE_STATUS).any()
-    else:
-        candidate = contacts_status(store, contacts)
-        active = candidate.reindex(clean[ID_ALIAS]).eq(ACTIVE_STATUS).any()
-    if not active:
-        raise TargetGroupSkipped(requirement_problem(
-            group.iqa, ListRequirement.ACTIVE_RECORD, f"none of its {len(clean):,} rows is an active contact"))
     return clean[ID_ALIAS]
 
 
@@ -388,12 +387,16 @@ def finish_run(store: SnapshotStore, run_id: str, plans: Sequence[Mapping[str, A
         "contacts": contacts, "upsert": upsert,
         "target_groups": [dict(plan) | {"load": loads.get(plan["group"])} for plan in plans],
     }
-    report["location"] = store.write_json(f"reports/target_groups/{snapshot_name(run_id)}", report)
-    log.info("run report written to %s", report["location"])
-    problems = [f"{plan['group']}: {plan['reason']}" for plan in plans if plan["status"] != "ready"]
+    location = store.write_json(f"reports/target_groups/{snapshot_name(run_id)}", report)
+    log.info("run report written to %s", location)
+    problems = [f"{step} did not finish; see its log" for step, summary in
+                (("extract_contacts", contacts), ("upsert_contacts", upsert)) if summary is None]
+    problems += [f"{plan['group']}: {plan['reason']}" for plan in plans if plan["status"] != "ready"]
     failed_loads = [plan["group"] for plan in plans if plan["status"] == "ready" and not loads.get(plan["group"])]
     problems += [f"{group}: its load did not finish (see that task's log)" for group in failed_loads]
     if problems:
-        raise SyncIncomplete(
-            f"{len(problems)} of {len(plans)} target group(s) were not synced:\n" + "\n".join(problems))
-    return report
+        raise SyncIncomplete(f"the run did not sync everything (report: {location}):\n" + "\n".join(problems))
+    return {"report": location, "target_groups": len(plans),
+            "sent": (upsert or {}).get("sent", 0),
+            "added": sum(load.get("added", 0) for load in loads.values()),
+            "removed": sum(load.get("removed", 0) for load in loads.values())}
