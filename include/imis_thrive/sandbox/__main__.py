@@ -1,4 +1,4 @@
-"""`make sandbox`: run the iMIS and Thrive sandboxes in the foreground, where airflow_settings.yaml says.
+"""`make sandbox`: run the iMIS and Thrive sandboxes and the alert-mail sink in the foreground.
 
     python -m include.imis_thrive.sandbox [--contacts N] [--seed S] [--broken-lists]
 
@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from include.imis_thrive.airflow_settings import AirflowSettings, load_settings
 from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
 from include.imis_thrive.sandbox.server import SandboxServer
+from include.imis_thrive.sandbox.smtp import ReceivedMail, SmtpSink
 from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 
 
@@ -31,6 +32,7 @@ class RunningSandboxes:
     thrive: ThriveSandbox
     imis_server: SandboxServer
     thrive_server: SandboxServer
+    smtp: SmtpSink
 
 
 def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int,
@@ -53,8 +55,9 @@ def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int,
 
 @contextmanager
 def running_sandboxes(settings: AirflowSettings | None = None, contacts: int = 2000, seed: int = 1,
-                      broken_lists: bool = False) -> Iterator[RunningSandboxes]:
-    """Both sandboxes served in background threads on the settings file's ports, stopped on exit."""
+                      broken_lists: bool = False,
+                      on_mail: Callable[[ReceivedMail], None] | None = None) -> Iterator[RunningSandboxes]:
+    """iMIS, Thrive and the alert-mail sink in background threads on the settings file's ports."""
     settings = settings or load_settings()
     imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts, seed, broken_lists)
     with ExitStack() as stack:
@@ -62,7 +65,9 @@ def running_sandboxes(settings: AirflowSettings | None = None, contacts: int = 2
             SandboxServer(imis_sandbox.app, port=settings.connection("imis_default").loopback_port()))
         thrive_server = stack.enter_context(
             SandboxServer(thrive_sandbox.app, port=settings.connection("thrive_default").loopback_port()))
-        yield RunningSandboxes(imis_sandbox, thrive_sandbox, imis_server, thrive_server)
+        smtp = stack.enter_context(SmtpSink(port=settings.connection("smtp_default").loopback_port(),
+                                            on_mail=on_mail))
+        yield RunningSandboxes(imis_sandbox, thrive_sandbox, imis_server, thrive_server, smtp)
 
 
 def main() -> None:
@@ -73,9 +78,12 @@ def main() -> None:
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with running_sandboxes(contacts=args.contacts, seed=args.seed, broken_lists=args.broken_lists) as running:
+    with running_sandboxes(contacts=args.contacts, seed=args.seed, broken_lists=args.broken_lists,
+                           on_mail=lambda mail: print(f"alert mail to {', '.join(mail.recipients)}: {mail.subject}",
+                                                      flush=True)) as running:
         print(f"iMIS sandbox:   {running.imis_server.url}{running.imis.config.path_prefix}  ({args.contacts} contacts)")
         print(f"Thrive sandbox: {running.thrive_server.url}{running.thrive.config.endpoint_path}")
+        print(f"SMTP sink:      {running.smtp.host}:{running.smtp.port} (alert mails are printed here)")
         print("Ctrl-C to stop.", flush=True)
         try:
             stop.wait()
