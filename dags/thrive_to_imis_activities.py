@@ -33,10 +33,13 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from alerts import notify_failure
+
 ENGAGEMENT_KINDS = ["Bad Email", "Landing Page Submit", "Unsubscribe", "Resubscribe", "Web Tracking Page Visit",
                     "Mail Sent", "Mail Open", "Link Click"]  # the values of EngagementKind, kept import-free here
 DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
-                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15)}
+                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
+                "on_failure_callback": notify_failure}
 
 
 @dag(
