@@ -17,7 +17,6 @@ import argparse
 import multiprocessing
 import resource
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 

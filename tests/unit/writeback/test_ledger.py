@@ -24,7 +24,8 @@ def store(request, tmp_path) -> SnapshotStore:
 def test_hours_are_utc_partitions():
     assert ledger_hour(datetime(2026, 3, 8, 1, 59, tzinfo=timezone(timedelta(hours=-5)))) == HOUR
     assert hours_between(datetime(2026, 3, 8, 6, tzinfo=UTC), datetime(2026, 3, 8, 8, tzinfo=UTC)) == [HOUR, NEXT]
-    assert hours_between(datetime(2026, 3, 8, 6, 30, tzinfo=UTC), datetime(2026, 3, 8, 7, 1, tzinfo=UTC)) == [HOUR, NEXT]
+    late_start, early_end = datetime(2026, 3, 8, 6, 30, tzinfo=UTC), datetime(2026, 3, 8, 7, 1, tzinfo=UTC)
+    assert hours_between(late_start, early_end) == [HOUR, NEXT]
     with pytest.raises(ValueError, match="empty interval"):
         hours_between(datetime(2026, 3, 8, 6, tzinfo=UTC), datetime(2026, 3, 8, 6, tzinfo=UTC))
 

@@ -91,7 +91,8 @@ class FakeImis:
         return [row["UF_1"] for row in self.activities]
 
 
-def events(count: int, contact: str = "1000004", kind: EngagementKind = EngagementKind.MAIL_OPEN) -> list[EngagementEvent]:
+def events(count: int, contact: str = "1000004",
+           kind: EngagementKind = EngagementKind.MAIL_OPEN) -> list[EngagementEvent]:
     return [EngagementEvent(kind, contact, None, "12", "34", START + timedelta(seconds=index))
             for index in range(count)]
 
