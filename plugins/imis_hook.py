@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from sync_runtime import quiet_request_logs
+
 if TYPE_CHECKING:
     from include.imis_thrive.imis.client import ImisClient, ImisConfig
 
@@ -53,6 +55,7 @@ class ImisHook(BaseHook):
 
         config = self.get_config()
         mask_secret(config.password.get_secret_value())
+        quiet_request_logs()
         extra = self.get_connection(self.imis_conn_id).extra_dejson
         store_dir = extra.get("token_store_dir") or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "imis_tokens"
         return ImisClient(config, token_store=FileTokenStore(store_dir), on_token=mask_secret)

@@ -7,6 +7,7 @@ load inside the functions, at task run time, never when the DAG processor parses
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,13 @@ def snapshot_store() -> SnapshotStore:
     base = Variable.get(STORE_URL_VARIABLE, default=None) or default_store_url()
     options = json.loads(Variable.get(STORE_OPTIONS_VARIABLE, default=None) or "{}")
     return SnapshotStore(base, storage_options=options)
+
+
+def quiet_request_logs() -> None:
+    """httpx logs every request at INFO: a 100k-activity run would bury the task log in request lines.
+    The clients log pages, batches and retries themselves, which is what an operator follows."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @contextmanager

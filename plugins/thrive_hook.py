@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
+from sync_runtime import quiet_request_logs
+
 if TYPE_CHECKING:
     from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 
@@ -52,4 +54,5 @@ class ThriveHook(BaseHook):
 
         config = self.get_config()
         mask_secret(config.password.get_secret_value())
+        quiet_request_logs()
         return ThriveClient(config)
