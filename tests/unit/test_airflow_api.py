@@ -1,0 +1,135 @@
+"""The Airflow API client's decisions (re-login, a retried trigger, waiting), on a scripted transport."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from include.imis_thrive.airflow_api import (
+    AirflowApiClient,
+    AirflowLoginRefused,
+    DagRunRejected,
+    DagRunTimeout,
+    main,
+    manual_run_id,
+    target_group_conf,
+)
+from include.imis_thrive.http_retry import RetryPolicy
+
+DAG = "imis_to_thrive_target_groups"
+FAST = RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0)
+
+
+def run_body(run_id: str, state: str = "queued", conf: dict | None = None) -> dict:
+    return {"dag_id": DAG, "dag_run_id": run_id, "state": state, "conf": conf or {}}
+
+
+class FakeAirflow:
+    """Answers like the API server; `answers` maps (method, path) to a list of (status, body) used in turn."""
+
+    def __init__(self, answers: dict[tuple[str, str], list[tuple[int, dict]]]) -> None:
+        self.answers = answers
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        queue = self.answers[(request.method, request.url.path)]
+        status, body = queue.pop(0) if len(queue) > 1 else queue[0]
+        return httpx.Response(status, json=body)
+
+    def client(self, **kwargs) -> AirflowApiClient:
+        return AirflowApiClient("http://airflow.test", "refresher", "s3cret", policy=FAST,
+                                transport=httpx.MockTransport(self), **kwargs)
+
+
+def test_logs_in_once_and_sends_the_token_with_the_trigger():
+    airflow = FakeAirflow({
+        ("POST", "/auth/token"): [(201, {"access_token": "jwt-1"})],
+        ("POST", f"/api/v2/dags/{DAG}/dagRuns"): [(200, run_body("r1", conf={"target_group": "Newsletter"}))],
+    })
+    with airflow.client() as client:
+        run = client.trigger_dag_run(DAG, {"target_group": "Newsletter"}, run_id="r1")
+    assert (run.run_id, run.state, run.conf) == ("r1", "queued", {"target_group": "Newsletter"})
+    login, trigger = airflow.requests
+    assert json.loads(login.content) == {"username": "refresher", "password": "s3cret"}
+    assert trigger.headers["Authorization"] == "Bearer jwt-1"
+    assert json.loads(trigger.content) == {"dag_run_id": "r1", "logical_date": None,
+                                           "conf": {"target_group": "Newsletter"}, "note": None}
+
+
+def test_an_expired_token_is_renewed_once():
+    airflow = FakeAirflow({
+        ("POST", "/auth/token"): [(201, {"access_token": "jwt-2"})],
+        ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [(401, {"detail": "Token Expired"}), (200, run_body("r1"))],
+    })
+    client = airflow.client(token="jwt-old")
+    assert client.get_dag_run(DAG, "r1").state == "queued"
+    assert [r.headers.get("Authorization") for r in airflow.requests] == ["Bearer jwt-old", None, "Bearer jwt-2"]
+
+
+def test_a_refused_login_names_the_user_not_the_password():
+    airflow = FakeAirflow({("POST", "/auth/token"): [(401, {"detail": "Invalid credentials"})]})
+    with pytest.raises(AirflowLoginRefused, match="user 'refresher'.*Invalid credentials") as refused:
+        airflow.client().trigger_dag_run(DAG, {})
+    assert "s3cret" not in str(refused.value) and "s3cret" not in repr(airflow.client())
+
+
+def test_a_repeated_trigger_reads_back_the_run_its_first_attempt_created():
+    conf = {"target_group": "Newsletter", "dry_run": False}
+    airflow = FakeAirflow({
+        ("POST", "/auth/token"): [(201, {"access_token": "jwt"})],
+        ("POST", f"/api/v2/dags/{DAG}/dagRuns"): [(409, {"detail": "Unique constraint violation"})],
+        ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [(200, run_body("r1", conf=conf))],
+    })
+    assert airflow.client().trigger_dag_run(DAG, conf, run_id="r1").run_id == "r1"
+
+
+def test_a_run_id_taken_by_another_conf_is_refused():
+    airflow = FakeAirflow({
+        ("POST", "/auth/token"): [(201, {"access_token": "jwt"})],
+        ("POST", f"/api/v2/dags/{DAG}/dagRuns"): [(409, {"detail": "Unique constraint violation"})],
+        ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [(200, run_body("r1", conf={"target_group": "Other"}))],
+    })
+    with pytest.raises(DagRunRejected, match="'r1' is already taken"):
+        airflow.client().trigger_dag_run(DAG, {"target_group": "Newsletter"}, run_id="r1")
+
+
+def test_wait_reports_each_state_change_until_the_run_finishes():
+    airflow = FakeAirflow({
+        ("POST", "/auth/token"): [(201, {"access_token": "jwt"})],
+        ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [
+            (200, run_body("r1", "queued")), (200, run_body("r1", "running")), (200, run_body("r1", "running")),
+            (200, run_body("r1", "success"))],
+    })
+    heard, sleeps = [], []
+    run = airflow.client().wait_for_dag_run(DAG, "r1", timeout_s=60, poll_s=2, on_state=lambda r: heard.append(r.state),
+                                            sleep=sleeps.append, clock=lambda: 0.0)
+    assert run.state == "success"
+    assert heard == ["queued", "running", "success"] and sleeps == [2, 2, 2]
+
+
+def test_wait_gives_up_at_the_deadline_and_says_where_the_run_is():
+    airflow = FakeAirflow({
+        ("POST", "/auth/token"): [(201, {"access_token": "jwt"})],
+        ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [(200, run_body("r1", "running"))],
+    })
+    now = iter([0.0, 5.0, 10.0, 15.0])
+    with pytest.raises(DagRunTimeout, match=r"still running after 10s.*/dags/imis_to_thrive_target_groups/runs/r1"):
+        airflow.client().wait_for_dag_run(DAG, "r1", timeout_s=10, poll_s=5, sleep=lambda _: None,
+                                          clock=lambda: next(now))
+
+
+def test_manual_run_ids_have_airflows_shape():
+    assert manual_run_id().startswith("manual__") and manual_run_id().endswith("+00:00")
+
+
+def test_an_empty_target_group_is_refused_before_any_call():
+    with pytest.raises(ValueError, match="target group name is empty"):
+        target_group_conf("  ", dry_run=False)
+
+
+def test_the_script_wants_the_login_from_the_environment(capsys):
+    assert main(["Newsletter"], env={"AIRFLOW_API_URL": "http://airflow.test"}) == 2
+    assert "set AIRFLOW_API_USER and AIRFLOW_API_PASSWORD" in capsys.readouterr().err
