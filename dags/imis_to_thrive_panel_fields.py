@@ -34,9 +34,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 
 from alerts import notify_failure
+from sync_assets import THRIVE_PANEL_FIELDS
 
 DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
@@ -88,14 +89,17 @@ def imis_to_thrive_panel_fields():
                 thrive, snapshot_store(), extracted, run_id, dry_run=params["dry_run"],
                 override=params["allow_mass_change"], limits=limits)
 
-    @task
+    @task(outlets=[THRIVE_PANEL_FIELDS])
     def finish_run(extracted: dict, upserted: dict, run_id: str | None = None) -> dict:
         """The run report next to the snapshots; fails the run if the mass-change guard stopped the load."""
+        from include.imis_thrive import reports
         from include.imis_thrive.sync import panel_fields
         from sync_runtime import bad_data_fails_without_retry, snapshot_store
 
         with bad_data_fails_without_retry():
-            return panel_fields.finish_run(snapshot_store(), run_id, extracted, upserted)
+            summary = panel_fields.finish_run(snapshot_store(), run_id, extracted, upserted)
+        get_current_context()["outlet_events"][THRIVE_PANEL_FIELDS].extra = reports.panel_figures(extracted, upserted)
+        return summary
 
     extracted = extract_panel_fields()
     finish_run(extracted, upsert_panel_fields(extracted))

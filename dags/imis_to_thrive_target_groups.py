@@ -35,6 +35,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from alerts import notify_failure
+from sync_assets import THRIVE_CONTACTS, THRIVE_TARGET_GROUPS, target_group_asset
 
 DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
@@ -110,33 +111,42 @@ def imis_to_thrive_target_groups():
                 imis, thrive, snapshot_store(), target_groups.TargetGroup.from_dict(group), contacts, run_id,
                 full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
 
-    @task
+    @task(outlets=[THRIVE_CONTACTS])
     def upsert_contacts(contacts: dict, plans: list[dict], params: dict, run_id: str | None = None) -> dict:
         """Fields of members new to Thrive or changed, in one upsert for all groups; commits the contacts."""
         from thrive_hook import ThriveHook
 
+        from include.imis_thrive import reports
         from include.imis_thrive.sync import target_groups
         from include.imis_thrive.sync.guard import MassChangeLimits
         from sync_runtime import bad_data_fails_without_retry, snapshot_store
 
         limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
         with ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
-            return target_groups.upsert_contacts(
+            upserted = target_groups.upsert_contacts(
                 thrive, snapshot_store(), contacts, list(plans), run_id, dry_run=params["dry_run"],
                 full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
+        get_current_context()["outlet_events"][THRIVE_CONTACTS].extra = reports.contacts_figures(contacts, upserted)
+        return upserted
 
-    @task(map_index_template="{{ target_group }}")
+    @task(map_index_template="{{ target_group }}", outlets=[THRIVE_TARGET_GROUPS])
     def load_target_group(plan: dict, params: dict, run_id: str | None = None) -> dict:
         """Interest additions and removals for one group, then its snapshot is committed."""
         from thrive_hook import ThriveHook
 
+        from include.imis_thrive import reports
         from include.imis_thrive.sync import target_groups
         from sync_runtime import bad_data_fails_without_retry, snapshot_store
 
-        get_current_context()["target_group"] = plan["group"]
+        context = get_current_context()
+        context["target_group"] = plan["group"]
         with ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
-            return target_groups.load_target_group(thrive, snapshot_store(), plan, run_id,
-                                                   dry_run=params["dry_run"])
+            loaded = target_groups.load_target_group(thrive, snapshot_store(), plan, run_id,
+                                                     dry_run=params["dry_run"])
+        if not params["dry_run"]:
+            context["outlet_events"][THRIVE_TARGET_GROUPS].add(
+                target_group_asset(plan["group"]), extra=reports.target_group_figures(plan, loaded))
+        return loaded
 
     @task(trigger_rule="all_done")
     def finish_run(run_id: str | None = None, ti=None) -> dict:

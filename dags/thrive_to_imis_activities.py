@@ -31,9 +31,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from alerts import notify_failure
+from sync_assets import IMIS_HLOGIC_ACTIVITIES
 
 ENGAGEMENT_KINDS = ["Bad Email", "Landing Page Submit", "Unsubscribe", "Resubscribe", "Web Tracking Page Visit",
                     "Mail Sent", "Mail Open", "Link Click"]  # the values of EngagementKind, kept import-free here
@@ -72,15 +73,18 @@ def thrive_to_imis_activities():
             return activities.write_activities(imis, thrive, snapshot_store(), data_interval_start,
                                                data_interval_end, kinds=kinds)
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", outlets=[IMIS_HLOGIC_ACTIVITIES])
     def finish_run(run_id: str | None = None, data_interval_start=None, data_interval_end=None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if iMIS refused events or the write failed."""
+        from include.imis_thrive import reports
         from include.imis_thrive.writeback import activities
         from sync_runtime import bad_data_fails_without_retry, snapshot_store
 
+        written = ti.xcom_pull(task_ids="write_activities", default=None)
         with bad_data_fails_without_retry():
-            return activities.finish_run(snapshot_store(), run_id, data_interval_start, data_interval_end,
-                                         ti.xcom_pull(task_ids="write_activities", default=None))
+            report = activities.finish_run(snapshot_store(), run_id, data_interval_start, data_interval_end, written)
+        get_current_context()["outlet_events"][IMIS_HLOGIC_ACTIVITIES].extra = reports.activity_figures(written)
+        return report
 
     write_activities() >> finish_run()
 

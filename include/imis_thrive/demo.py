@@ -59,7 +59,8 @@ def main() -> int:
                 _mutate(sandboxes)
             rows += _run_round(round_number, sandboxes, store, workdir, hour + timedelta(hours=round_number - 1))
     _print_table(rows)
-    print(f"\nRun reports (JSON) and snapshots: {workdir / 'store'}")
+    print(f"\nRun reports (Markdown and JSON):  {workdir / 'store' / 'reports'}")
+    print(f"Snapshots and ledgers:            {workdir / 'store'}")
     print(f"Airflow task logs of each run:    {workdir / 'logs'}")
     failed = [row for row in rows if row.state != "success"]
     if failed:
@@ -116,12 +117,13 @@ REPORT_FOLDERS = {"imis_to_thrive_target_groups": "reports/target_groups",
 
 
 def _newest_report(store: SnapshotStore, dag_id: str) -> dict[str, Any] | None:
+    """The JSON report of the DAG's latest run (each run also leaves a readable `.md` beside it)."""
     folder = REPORT_FOLDERS[dag_id]
-    path = store._path(folder)
-    if not store.fs.exists(path):
+    reports = store.fs.glob(store._path(f"{folder}/*.json"))
+    if not reports:
         return None
-    reports = sorted(store.fs.ls(path, detail=True), key=lambda item: item.get("mtime") or item.get("created", 0))
-    return store.read_json(f"{folder}/{Path(reports[-1]['name']).stem}") if reports else None
+    newest = max(reports, key=lambda path: store.fs.info(path).get("mtime") or 0)
+    return store.read_json(f"{folder}/{Path(newest).stem}")
 
 
 def _target_group_figures(report: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def written(sandboxes) -> dict[str, int]:
 
 def latest_report(store_url: str) -> dict:
     store = SnapshotStore(store_url)
-    [newest] = sorted(store.fs.ls(store._path("reports/target_groups"), detail=False))[-1:]
+    [newest] = sorted(store.fs.glob(store._path("reports/target_groups/*.json")))[-1:]
     return store.read_json(f"reports/target_groups/{newest.rsplit('/', 1)[1].removesuffix('.json')}")
 
 
@@ -145,3 +145,29 @@ def test_a_missing_required_column_fails_naming_it(dagbag, sandboxes, monkeypatc
     state, tasks = run_dag(dagbag, DAG_ID)
     assert state == "failed" and tasks["extract_contacts"] == "failed"
     assert written(sandboxes) == {}
+
+
+def test_each_synced_group_and_the_contacts_publish_an_asset_event_with_the_figures(dagbag, sandboxes):
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    state, _ = run_dag(dagbag, DAG_ID, target_group="Newsletter")
+    assert state == "success"
+    with create_session() as session:
+        events = {event.uri: event.extra for event in session.query(AssetEvent).all()
+                  if event.uri.startswith("thrive://")}
+    newsletter = events["thrive://target-groups/newsletter"]
+    assert newsletter["added"] == len(sandboxes.thrive.interest_members("Newsletter")) > 0
+    assert {"rows", "added", "removed", "quarantined", "api_calls", "seconds"} <= newsletter.keys()
+    contacts = events["thrive://contacts/default-fields"]
+    assert contacts["rows"] == 300 and contacts["sent"] > 0 and "changed" in contacts
+
+
+def test_the_readable_report_names_the_groups_and_quarantine_reasons_without_emails(dagbag, sandboxes):
+    state, _ = run_dag(dagbag, DAG_ID)
+    assert state == "success"
+    store = SnapshotStore(sandboxes.store_url)
+    [markdown] = store.fs.glob(store._path("reports/target_groups/*.md"))
+    text = store.fs.cat_file(markdown).decode()
+    assert "| Newsletter | ready |" in text and "email_invalid" in text
+    assert "@" not in text  # counts and IDs only: no member email reaches a report

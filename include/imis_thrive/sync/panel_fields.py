@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.iqa_package import ID_ALIAS, PANEL_FIELDS_IQA, PANEL_FIELDS_IQA_PATH
 from include.imis_thrive.progress import page_progress
+from include.imis_thrive.reports import render_panel_fields
 from include.imis_thrive.sync.diff import ContactDiff, diff_contacts
 from include.imis_thrive.sync.field_map import to_thrive_panel_fields
 from include.imis_thrive.sync.guard import GuardCheck, MassChangeBlocked, MassChangeLimits, check_contact_changes
@@ -246,7 +247,8 @@ def finish_run(store: SnapshotStore, run_id: str, extracted: Mapping[str, Any],
         "iqa": PANEL_FIELDS_IQA_PATH, "extract": dict(extracted), "upsert": dict(upserted),
     }
     location = store.write_json(report_key(run_id), report)
-    log.info("run report written to %s", location)
+    readable = store.write_text(report_key(run_id), render_panel_fields(report))
+    log.info("run report written to %s (readable: %s)", location, readable)
     if upserted["status"] == "blocked":
         raise MassChangeBlocked(GuardCheck(**upserted["guard"]))
     return {"report": location, "status": upserted["status"], "fields": len(extracted["fields"]),

@@ -166,6 +166,12 @@ class SnapshotStore:
         self._write_whole(path, _json_bytes(document))
         return self.fs.unstrip_protocol(path)
 
+    def write_text(self, key: str, text: str, suffix: str = ".md") -> str:
+        """Store a small text document (a readable run report) whole at `<key><suffix>`; returns its URL."""
+        path = self._path(f"{_checked(key)}{suffix}")
+        self._write_whole(path, text.encode())
+        return self.fs.unstrip_protocol(path)
+
     def read_json(self, key: str) -> dict[str, Any] | None:
         """The document stored at `<key>.json`, or None."""
         try:

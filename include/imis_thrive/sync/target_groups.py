@@ -44,6 +44,7 @@ from include.imis_thrive.imis.iqa_package import (
     ListRequirement,
 )
 from include.imis_thrive.progress import page_progress
+from include.imis_thrive.reports import render_target_groups
 from include.imis_thrive.sync.diff import diff_contacts, diff_membership
 from include.imis_thrive.sync.field_map import to_thrive_contacts
 from include.imis_thrive.sync.guard import (
@@ -387,8 +388,10 @@ def finish_run(store: SnapshotStore, run_id: str, plans: Sequence[Mapping[str, A
         "contacts": contacts, "upsert": upsert,
         "target_groups": [dict(plan) | {"load": loads.get(plan["group"])} for plan in plans],
     }
-    location = store.write_json(f"reports/target_groups/{snapshot_name(run_id)}", report)
-    log.info("run report written to %s", location)
+    key = f"reports/target_groups/{snapshot_name(run_id)}"
+    location = store.write_json(key, report)
+    readable = store.write_text(key, render_target_groups(report))
+    log.info("run report written to %s (readable: %s)", location, readable)
     problems = [f"{step} did not finish; see its log" for step, summary in
                 (("extract_contacts", contacts), ("upsert_contacts", upsert)) if summary is None]
     problems += [f"{plan['group']}: {plan['reason']}" for plan in plans if plan["status"] != "ready"]

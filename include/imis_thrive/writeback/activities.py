@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from include.imis_thrive.imis.client import ImisClient
+from include.imis_thrive.reports import render_activities
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.client import ThriveClient
 from include.imis_thrive.thrive.engagement import iter_all_engagement
@@ -70,8 +71,10 @@ def finish_run(store: SnapshotStore, run_id: str, start: datetime, end: datetime
         "interval": {"start": _utc(start).isoformat(), "end": _utc(end).isoformat()},
         "writeback": dict(writeback) if writeback else None,
     }
-    report["location"] = store.write_json(f"{REPORT_PREFIX}/{snapshot_name(run_id)}", report)
-    log.info("run report written to %s", report["location"])
+    key = f"{REPORT_PREFIX}/{snapshot_name(run_id)}"
+    report["location"] = store.write_json(key, report)
+    readable = store.write_text(key, render_activities(report))
+    log.info("run report written to %s (readable: %s)", report["location"], readable)
     if writeback is None:
         raise WritebackIncomplete(
             f"activities for [{report['interval']['start']}, {report['interval']['end']}) were not all written: "
