@@ -239,7 +239,8 @@ def _run_problems(client: ImisClient, path: str) -> list[PackageMismatch]:
         return [PackageMismatch(path, f"the integration user may not run it (HTTP 401/403); {_SHARE_WITH_EVERYONE}")]
     except ImisNotFound:
         return [PackageMismatch(path, f"its definition exists but running it through /api/{client.config.endpoint} "
-                                      "answers 404; on iMIS before 20.3.77 use endpoint iqa (connection extra, or --endpoint iqa)")]
+                                      "answers 404; on iMIS before 20.3.77 use endpoint iqa "
+                                      "(the connection's extra, or --endpoint iqa)")]
     except ImisRequestError as rejected:
         return [PackageMismatch(path, f"running it is rejected (HTTP {rejected.status_code}): {rejected}")]
     return []
