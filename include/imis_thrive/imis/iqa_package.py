@@ -36,6 +36,12 @@ class ImisDataType(StrEnum):
     DATETIME = "System.DateTime"
     INT32 = "System.Int32"
     DECIMAL = "System.Decimal"
+    # Also seen in customers' IQAs; the package itself uses only the five above.
+    INT16 = "System.Int16"
+    INT64 = "System.Int64"
+    DOUBLE = "System.Double"
+    GUID = "System.Guid"
+    BYTE = "System.Byte"
 
     @classmethod
     def parse(cls, name: str) -> ImisDataType:
@@ -143,7 +149,7 @@ class IqaDefinition:
         properties = sorted(definition.get("Properties", {}).get("$values", []),
                             key=lambda p: p.get("DisplayOrder", 0))
         columns = tuple(
-            IqaColumn(p.get("Alias") or p["Name"], ImisDataType.parse(p.get("DataTypeName", "String")))
+            IqaColumn(p.get("Alias") or p["Name"], _column_type(p.get("DataTypeName") or "String"))
             for p in properties
         )
         filters = tuple(
@@ -152,6 +158,15 @@ class IqaDefinition:
             for c in definition.get("Parameters", {}).get("$values", [])
         )
         return cls(definition["Path"], columns, filters, required_aliases)
+
+
+def _column_type(name: str) -> ImisDataType:
+    """A definition's column type; a type the package never uses (Money, Byte[], …) counts as text, since a
+    customer's extra column must not stop the integration from reading the IQA's aliases and prompts."""
+    try:
+        return ImisDataType.parse(name)
+    except ValueError:
+        return ImisDataType.STRING
 
 
 @dataclass(frozen=True)

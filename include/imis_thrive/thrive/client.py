@@ -300,12 +300,15 @@ class ThriveClient:
         if rejected:
             log.warning("upsert: %d subscribers rejected before sending (first: contact %s, %s)",
                         len(rejected), rejected[0].contact_id, rejected[0].reason)
-        if len(sendable) > self.config.bulk_threshold:
-            for chunk in batched(sendable, self.config.bulk_chunk_size):
-                result.extend(self._bulk_upsert(chunk, interests))
-        else:
-            for chunk in batched(sendable, wire.MAX_SUBSCRIBE):
-                result.extend(self._subscribe(chunk, interests))
+        bulk = len(sendable) > self.config.bulk_threshold
+        size = self.config.bulk_chunk_size if bulk else wire.MAX_SUBSCRIBE
+        batches = -(-len(sendable) // size)
+        started, done = time.monotonic(), 0
+        for number, chunk in enumerate(batched(sendable, size), start=1):
+            result.extend(self._bulk_upsert(chunk, interests) if bulk else self._subscribe(chunk, interests))
+            done += len(chunk)
+            log.info("upsert: batch %d/%d sent, %s/%s subscribers, %s/s", number, batches, f"{done:,}",
+                     f"{len(sendable):,}", f"{done / max(time.monotonic() - started, 1e-6):,.0f}")
         return result
 
     def add_interest_members(self, interest: str, members: Iterable[Subscriber | InterestMember]) -> UpsertResult:

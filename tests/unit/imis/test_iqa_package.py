@@ -43,7 +43,8 @@ def test_contacts_iqa_has_the_integration_columns_in_order() -> None:
 
 
 def test_panel_template_mixes_every_type() -> None:
-    assert {c.data_type for c in PANEL_FIELDS_IQA.columns} == set(ImisDataType)
+    assert {c.data_type for c in PANEL_FIELDS_IQA.columns} == {
+        ImisDataType.STRING, ImisDataType.BOOLEAN, ImisDataType.DATETIME, ImisDataType.INT32, ImisDataType.DECIMAL}
     assert PANEL_FIELDS_IQA.required_aliases == ("ID",)
 
 
@@ -122,3 +123,12 @@ def test_mismatches_name_the_iqa_column_and_fix() -> None:
     assert "IQA $/HigherLogic/Contacts/Contacts, column IsMember: has type System.String, expected " \
            "System.Boolean" in problems
     assert "IQA $/HigherLogic/Contacts/Contacts: filter on Status is a prompt (Required); set Prompt to No" in problems
+
+
+def test_a_definition_with_a_column_type_the_package_never_uses_is_still_read() -> None:
+    definition = IqaDefinition.from_query_definition({"Result": {"Path": "$/HigherLogic/MailingLists/Board", "Properties": {
+        "$values": [{"Alias": "ID", "DataTypeName": "String"}, {"Alias": "Dues", "DataTypeName": "Money"},
+                    {"Alias": "Key", "DataTypeName": "Guid"}]}}})
+    assert definition.aliases == ("ID", "Dues", "Key")
+    assert definition.column("Key").data_type is ImisDataType.GUID
+    assert definition.column("Dues").data_type is ImisDataType.STRING
