@@ -138,10 +138,12 @@ def test_a_blocking_expectation_fails_before_anything_is_loaded_and_keeps_the_sn
     assert store.current(CONTACTS_SNAPSHOT) == committed  # the last good snapshot stays
 
 
-def test_a_missing_required_column_fails_naming_it(dagbag, sandboxes, monkeypatch):
-    without_first_name = iqa_package.IqaDefinition(
-        iqa_package.CONTACTS_IQA_PATH, tuple(c for c in iqa_package.CONTACTS_IQA.columns if c.alias != "FirstName"))
-    monkeypatch.setattr(imis_app, "CONTACTS_IQA", without_first_name)
+@pytest.mark.parametrize("column", ["ID", "FirstName"])
+def test_a_missing_id_or_required_column_fails_before_loading(dagbag, sandboxes, monkeypatch, column):
+    without = iqa_package.IqaDefinition(
+        iqa_package.CONTACTS_IQA_PATH, tuple(c for c in iqa_package.CONTACTS_IQA.columns if c.alias != column),
+        required_aliases=())
+    monkeypatch.setattr(imis_app, "CONTACTS_IQA", without)
     state, tasks = run_dag(dagbag, DAG_ID)
     assert state == "failed" and tasks["extract_contacts"] == "failed"
     assert written(sandboxes) == {}

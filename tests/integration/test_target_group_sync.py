@@ -18,6 +18,7 @@ from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
 from include.imis_thrive.sync import target_groups as sync
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
+from include.imis_thrive.thrive.models import InterestMember
 
 pytestmark = pytest.mark.integration
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=0.05)
@@ -164,3 +165,18 @@ def test_manual_run_for_one_group_touches_only_that_group(world):
     assert not world.thrive_sandbox.interest_members("Newsletter")
     with pytest.raises(sync.UnknownTargetGroup, match="no list IQA named 'Nope'.*available: All Members"):
         world.sync(only="Nope")
+
+
+def test_full_resync_reconciles_membership_with_what_thrive_really_holds(world):
+    world.sync()
+    stray = sorted(world.thrive_sandbox.interest_members("All Members"))[:3]
+    world.thrive.remove_interest_members(
+        "All Members", [InterestMember(contact_id, "") for contact_id in stray])  # someone edited Thrive by hand
+    assert world.sync()["upsert"]["sent"] == len(quarantined(world))  # snapshots alone see no change
+    assert not set(stray) & set(world.thrive_sandbox.interest_members("All Members"))
+
+    report = world.sync(full_resync=True)
+    assert set(stray) <= set(world.thrive_sandbox.interest_members("All Members"))
+    assert group_load(report, "All Members")["added"] == len(stray)
+    upsert = report["upsert"]
+    assert upsert["sent"] == upsert["members"] - upsert["missing_from_contacts_iqa"]  # every member's fields again
