@@ -31,17 +31,12 @@ quarantined, the fields (custom ones named), the diff per field, the guard's ver
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from alerts import notify_failure
 from sync_assets import THRIVE_PANEL_FIELDS
+from sync_runtime import DEFAULT_ARGS
 
-DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
-                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
-                "on_failure_callback": notify_failure}
 
 
 @dag(

@@ -29,17 +29,12 @@ with `max_removed_share` / `max_changed_share` (the mass-change guard, 20% by de
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from alerts import notify_failure
 from sync_assets import THRIVE_CONTACTS, THRIVE_TARGET_GROUPS, target_group_asset
+from sync_runtime import DEFAULT_ARGS
 
-DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
-                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
-                "on_failure_callback": notify_failure}
 
 
 @dag(

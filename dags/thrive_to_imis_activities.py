@@ -28,19 +28,14 @@ dates are included), e.g. the three days of 2–4 March 2026 as 72 hourly runs:
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-from alerts import notify_failure
 from sync_assets import IMIS_HLOGIC_ACTIVITIES
+from sync_runtime import DEFAULT_ARGS
 
 ENGAGEMENT_KINDS = ["Bad Email", "Landing Page Submit", "Unsubscribe", "Resubscribe", "Web Tracking Page Visit",
                     "Mail Sent", "Mail Open", "Link Click"]  # the values of EngagementKind, kept import-free here
-DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
-                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
-                "on_failure_callback": notify_failure}
 
 
 @dag(

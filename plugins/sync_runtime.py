@@ -11,11 +11,20 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alerts import notify_failure
+
 if TYPE_CHECKING:
     from include.imis_thrive.sync.snapshots import SnapshotStore
+
+# Every task of the three DAGs: transport trouble retries (2 more tries, 2 → 4 min apart, at most 15), and
+# the final failure mails the team. Bad data fails at once instead (`bad_data_fails_without_retry`).
+DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
+                "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
+                "on_failure_callback": notify_failure}
 
 STORE_URL_VARIABLE = "imis_thrive_store_url"
 STORE_OPTIONS_VARIABLE = "imis_thrive_store_options"

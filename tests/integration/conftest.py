@@ -21,3 +21,4 @@ def imis_server(imis_sandbox: ImisSandbox) -> Iterator[SandboxServer]:
     with SandboxServer(imis_sandbox.app, port=0) as server:
         yield server
 from tests.integration.thrive_fixtures import *  # noqa: F401,F403
+

@@ -7,14 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from include.imis_thrive.airflow_settings import load_settings
-from include.imis_thrive.http_retry import RetryPolicy
-from include.imis_thrive.imis.client import ImisClient, ImisConfig
+from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.iqa_package import PANEL_FIELDS_IQA
-from include.imis_thrive.imis.tokens import MemoryTokenStore
-from include.imis_thrive.sandbox.__main__ import build_sandboxes
 from include.imis_thrive.sandbox.imis_app import ImisSandbox
-from include.imis_thrive.sandbox.server import SandboxServer
 from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
 from include.imis_thrive.sync import panel_fields as sync
 from include.imis_thrive.sync import target_groups
@@ -22,10 +17,11 @@ from include.imis_thrive.sync.field_map import to_thrive_panel_fields
 from include.imis_thrive.sync.guard import MassChangeBlocked, MassChangeLimits
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.sync.validation import ValidationFailed
-from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
+from include.imis_thrive.thrive.client import ThriveClient
+
+from tests.integration.sandbox_pair import serve_pair
 
 pytestmark = pytest.mark.integration
-FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=0.05)
 TEMPLATE_FIELDS = [alias for alias in PANEL_FIELDS_IQA.aliases if alias != "ID"]
 
 
@@ -78,18 +74,9 @@ class World:
 
 @pytest.fixture
 def world(tmp_path) -> Iterator[World]:
-    imis_sandbox, thrive_sandbox = build_sandboxes(load_settings(), contacts=300, seed=3, broken_lists=False)
-    with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server:
-        imis = ImisClient(ImisConfig(base_url=imis_server.url, username="hl_integration",
-                                     password="sandbox-imis-password", timezone="America/New_York", retry=FAST),
-                          token_store=MemoryTokenStore())
-        thrive = ThriveClient(ThriveConfig(
-            endpoint=f"{thrive_server.url}{thrive_sandbox.config.endpoint_path}", brand_id="7001",
-            brand_name="Sandbox Association", user="hl_api_user", password="sandbox-thrive-password",
-            poll_interval_s=0.01, retry=FAST))
-        yield World(imis_sandbox, thrive_sandbox, imis, thrive, SnapshotStore(str(tmp_path / "store")))
-        imis.close()
-        thrive.close()
+    with serve_pair(contacts=300) as pair:
+        yield World(pair.imis_sandbox, pair.thrive_sandbox, pair.imis, pair.thrive,
+                    SnapshotStore(str(tmp_path / "store")))
 
 
 @pytest.fixture

@@ -1,0 +1,44 @@
+"""Both sandboxes of airflow_settings.yaml on free loopback ports, with a client for each: the setup of every
+test that drives a whole sync step by step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from include.imis_thrive.airflow_settings import load_settings
+from include.imis_thrive.http_retry import RetryPolicy
+from include.imis_thrive.imis.client import ImisClient, ImisConfig
+from include.imis_thrive.imis.tokens import MemoryTokenStore
+from include.imis_thrive.sandbox.__main__ import build_sandboxes
+from include.imis_thrive.sandbox.imis_app import ImisSandbox
+from include.imis_thrive.sandbox.server import SandboxServer
+from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
+from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
+
+
+@dataclass
+class SandboxPair:
+    """The iMIS and Thrive sandboxes of airflow_settings.yaml, served on free ports, with a client for each."""
+
+    imis_sandbox: ImisSandbox
+    thrive_sandbox: ThriveSandbox
+    imis: ImisClient
+    thrive: ThriveClient
+
+
+@contextmanager
+def serve_pair(contacts: int = 300, seed: int = 3, broken_lists: bool = False) -> Iterator[SandboxPair]:
+    imis_sandbox, thrive_sandbox = build_sandboxes(load_settings(), contacts=contacts, seed=seed,
+                                                   broken_lists=broken_lists)
+    retry = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=0.05)
+    with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server, \
+            ImisClient(ImisConfig(base_url=imis_server.url, username="hl_integration",
+                                  password="sandbox-imis-password", timezone="America/New_York", retry=retry),
+                       token_store=MemoryTokenStore()) as imis, \
+            ThriveClient(ThriveConfig(endpoint=f"{thrive_server.url}{thrive_sandbox.config.endpoint_path}",
+                                      brand_id="7001", brand_name="Sandbox Association", user="hl_api_user",
+                                      password="sandbox-thrive-password", poll_interval_s=0.01,
+                                      retry=retry)) as thrive:
+        yield SandboxPair(imis_sandbox, thrive_sandbox, imis, thrive)
