@@ -135,25 +135,21 @@ class SnapshotStore:
         handle = self.current(name)
         if handle is None:
             return None
-        try:
-            with self.fs.open(self._path(handle.key), "rb") as source:
-                return pd.read_parquet(source, engine="pyarrow")
-        except FileNotFoundError as missing:
-            raise SnapshotError(
-                f"the pointer of {name!r} in {self.base!r} names {handle.key!r}, which is missing; restore "
-                f"that object, or delete {name}/{POINTER_OBJECT} to start again from a first run"
-            ) from missing
+        return self._read_frame(handle, f"the pointer of {name!r} in {self.base!r} names {handle.key!r}, which is "
+                                        f"missing; restore that object, or delete {name}/{POINTER_OBJECT} to start "
+                                        "again from a first run")
 
     def load(self, handle: SnapshotHandle) -> pd.DataFrame:
         """A staged (or committed) snapshot by its handle: how later tasks of the same run read a stage."""
+        return self._read_frame(handle, f"staged snapshot {handle.key!r} of {handle.name!r} is gone from "
+                                        f"{self.base!r} (pruned after a newer commit?); re-run the sync to stage it again")
+
+    def _read_frame(self, handle: SnapshotHandle, when_missing: str) -> pd.DataFrame:
         try:
             with self.fs.open(self._path(handle.key), "rb") as source:
                 return pd.read_parquet(source, engine="pyarrow")
         except FileNotFoundError as missing:
-            raise SnapshotError(
-                f"staged snapshot {handle.key!r} of {handle.name!r} is gone from {self.base!r} (pruned after a "
-                "newer commit?); re-run the sync to stage it again"
-            ) from missing
+            raise SnapshotError(when_missing) from missing
 
     def current(self, name: str) -> SnapshotHandle | None:
         """The handle of the committed snapshot of `name`, or None."""
