@@ -168,6 +168,24 @@ class SnapshotStore:
         self._write_whole(path, text.encode())
         return self.fs.unstrip_protocol(path)
 
+    def json_names(self, folder: str) -> list[str]:
+        """The JSON documents directly under `folder`, by name without `.json`, sorted (none: empty list)."""
+        path = self._path(_checked(folder))
+        self.fs.invalidate_cache(path)
+        try:
+            paths = self.fs.ls(path, detail=False)
+        except FileNotFoundError:
+            return []
+        names = (posixpath.basename(item) for item in paths)
+        return sorted(name.removesuffix(".json") for name in names if name.endswith(".json"))
+
+    def delete_json(self, key: str) -> None:
+        """Remove the document at `<key>.json`; one already gone is not an error (a concurrent delete won)."""
+        try:
+            self.fs.rm(self._path(f"{_checked(key)}.json"))
+        except FileNotFoundError:
+            pass
+
     def read_json(self, key: str) -> dict[str, Any] | None:
         """The document stored at `<key>.json`, or None."""
         try:

@@ -20,7 +20,6 @@ only ever add keys, so two compactions of one partition racing each other lose n
 from __future__ import annotations
 
 import logging
-import posixpath
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -135,21 +134,9 @@ def _record_name() -> str:
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
 
 
-def _folder(store: SnapshotStore, hour: str) -> str:
-    """The partition's folder on the store's filesystem: the store lists nothing itself, so the ledger does."""
-    return posixpath.join(store.fs._strip_protocol(store.base), _partition(hour))
-
-
 def _record_names(store: SnapshotStore, hour: str) -> list[str]:
     """The record documents of one partition, oldest first (none before its first record)."""
-    folder = _folder(store, hour)
-    store.fs.invalidate_cache(folder)
-    try:
-        paths = store.fs.ls(folder, detail=False)
-    except FileNotFoundError:
-        return []
-    names = (posixpath.basename(path) for path in paths)
-    return sorted(name[: -len(".json")] for name in names if name.endswith(".json"))
+    return store.json_names(_partition(hour))
 
 
 def _read_partition(store: SnapshotStore, hour: str) -> tuple[dict[str, str], set[str], list[str]]:
@@ -178,11 +165,7 @@ def _compact_partition(store: SnapshotStore, hour: str) -> int:
         return 0
     store.write_json(f"{_partition(hour)}/{_record_name()}",
                      {"intent": sorted(intent - written.keys()), "written": written})
-    folder = _folder(store, hour)
     for name in names:
-        try:
-            store.fs.rm(posixpath.join(folder, f"{name}.json"))
-        except FileNotFoundError:
-            pass  # a concurrent compaction merged it first
+        store.delete_json(f"{_partition(hour)}/{name}")  # gone already: a concurrent compaction merged it
     log.info("ledger %s: compacted %d records (%d written keys)", hour, len(names), len(written))
     return len(names)

@@ -211,3 +211,14 @@ def test_snapshot_names_are_readable_safe_and_distinct() -> None:
 def test_keep_must_leave_the_committed_snapshot(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="keep must be at least 1"):
         SnapshotStore(str(tmp_path), keep=0)
+
+
+def test_json_documents_of_a_folder_are_listed_and_deleted(store: SnapshotStore) -> None:
+    assert store.json_names("ledger/2026-03-02T10") == []
+    store.write_json("ledger/2026-03-02T10/b", {"n": 2})
+    store.write_json("ledger/2026-03-02T10/a", {"n": 1})
+
+    assert store.json_names("ledger/2026-03-02T10") == ["a", "b"]
+    store.delete_json("ledger/2026-03-02T10/a")
+    store.delete_json("ledger/2026-03-02T10/a")  # already gone: not an error
+    assert store.json_names("ledger/2026-03-02T10") == ["b"]
