@@ -7,7 +7,7 @@ VENV := .venv
 UV_VERSION := 0.13.9
 ENV := source bin/env.sh &&
 
-.PHONY: venv test demo sandbox bench clean
+.PHONY: venv test demo sandbox bench clean airflow
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ sandbox: venv
 
 bench: venv
 	$(ENV) for script in bench/bench_*.py; do $(VENV)/bin/python $$script || exit 1; done
+
+# A real Airflow (standalone: scheduler, UI, LocalExecutor, SQLite) on the sandboxes; Ctrl-C stops all.
+airflow: venv
+	bin/airflow-local
 
 clean:
 	rm -rf $(VENV) .airflow .data
