@@ -7,7 +7,7 @@ VENV := .venv
 UV_VERSION := 0.13.9
 ENV := source bin/env.sh &&
 
-.PHONY: venv test demo sandbox bench clean airflow
+.PHONY: venv test demo sandbox bench clean airflow ui-check
 
 venv: $(VENV)/.installed
 
@@ -36,6 +36,12 @@ bench: venv
 # A real Airflow (standalone: scheduler, UI, LocalExecutor, SQLite) on the sandboxes; Ctrl-C stops all.
 airflow: venv
 	bin/airflow-local
+
+# Clicks through the UI of `make airflow` (started if none runs) in headless Chromium, installed when missing.
+ui-check: venv
+	command -v chromium >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; }
+	bin/ui-check
 
 clean:
 	rm -rf $(VENV) .airflow .data

@@ -1,0 +1,265 @@
+"""`make ui-check`: click through the real Airflow UI in headless Chromium, as a data-team member would.
+
+    bin/ui-check [--url URL] [--target-group NAME] [--out DIR] [--timeout SECONDS]
+
+Logs in, opens the DAG list and each of the three DAGs, triggers `imis_to_thrive_target_groups` through its
+*Trigger* form (Run Parameters: the target group; Advanced Options: a run id of its own), waits for the run to
+succeed and saves a screenshot of every step under `.data/ui-check/`. It uses the Airflow at --url (default
+$AIRFLOW_API_URL, else http://127.0.0.1:8080) when one answers there, e.g. a `make airflow` in another terminal;
+otherwise it starts `bin/airflow-local` on that port itself and stops it at the end.
+
+Login: $AIRFLOW_API_USER / $AIRFLOW_API_PASSWORD, else `admin` with the password SimpleAuthManager generated in
+$AIRFLOW_HOME. Browser: Debian's Chromium ($CHROMIUM, default `chromium` on PATH), driven by Playwright's
+Python package; nothing is downloaded. A developer tool, not part of `make test`: it needs a browser and takes
+a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from include.imis_thrive.airflow_api import (  # noqa: E402
+    PASSWORD_ENV,
+    TARGET_GROUP_DAG,
+    URL_ENV,
+    USER_ENV,
+    AirflowApiClient,
+    AirflowApiError,
+    DagRun,
+)
+
+DAG_IDS = (TARGET_GROUP_DAG, "imis_to_thrive_panel_fields", "thrive_to_imis_activities")
+STARTUP_TIMEOUT_S = 240.0
+SHUTDOWN_TIMEOUT_S = 120.0
+UI_TIMEOUT_MS = 30_000
+
+
+class UiCheckFailed(Exception):
+    """A step of the walk-through did not show what it should; the message names the step."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        with airflow_at(args.url, args.out) as url:
+            username, password = login_from_environment()
+            run = walk_through(url, username, password, args.target_group, args.out, args.timeout)
+    except UiCheckFailed as failed:
+        print(f"ui-check FAILED: {failed}", file=sys.stderr)
+        return 1
+    print(f"ui-check passed: run {run.run_id} of {run.dag_id} for {args.target_group!r} succeeded; "
+          f"screenshots in {args.out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ui-check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=os.environ.get(URL_ENV) or "http://127.0.0.1:8080")
+    parser.add_argument("--target-group", default="Newsletter", help="the group the trigger form syncs")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".data" / "ui-check", help="screenshot folder")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the triggered run")
+    return parser
+
+
+def login_from_environment() -> tuple[str, str]:
+    """The API user from the environment, else the admin SimpleAuthManager generated a password for."""
+    if os.environ.get(USER_ENV) and os.environ.get(PASSWORD_ENV):
+        return os.environ[USER_ENV], os.environ[PASSWORD_ENV]
+    passwords = Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    try:
+        return "admin", json.loads(passwords.read_text())["admin"]
+    except (OSError, ValueError, KeyError) as missing:
+        raise UiCheckFailed(f"no login: set {USER_ENV} / {PASSWORD_ENV}, or start Airflow with `make airflow` "
+                            f"so that {passwords} holds the admin password ({missing})") from missing
+
+
+# --- the Airflow to check ------------------------------------------------------------------------------------
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/v2/version", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def airflow_at(url: str, out: Path) -> Iterator[str]:
+    """The Airflow already at `url`, or `bin/airflow-local` started on its port for the duration."""
+    if answers(url):
+        print(f"using the Airflow at {url}")
+        yield url
+        return
+    port = urlsplit(url).port or 8080
+    log_path = out / "airflow-local.log"
+    print(f"no Airflow at {url}: starting bin/airflow-local on port {port} (log: {log_path})", flush=True)
+    with log_path.open("wb") as log:
+        airflow = subprocess.Popen([str(PROJECT_ROOT / "bin" / "airflow-local")], cwd=PROJECT_ROOT,
+                                   env=os.environ | {"AIRFLOW_PORT": str(port)}, stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_banner(airflow, log_path)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(airflow)
+
+
+def _wait_for_banner(airflow: subprocess.Popen, log_path: Path) -> None:
+    """bin/airflow-local prints the UI URL after the API answers and the DAGs are unpaused."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while "Airflow UI:" not in log_path.read_text(errors="replace"):
+        if airflow.poll() is not None or time.monotonic() > deadline:
+            raise UiCheckFailed(f"bin/airflow-local did not come up within {STARTUP_TIMEOUT_S:g}s; "
+                                f"last lines of {log_path}:\n{_tail(log_path)}")
+        time.sleep(1)
+
+
+def _stop(airflow: subprocess.Popen) -> None:
+    """SIGINT, as Ctrl-C would: bin/airflow-local then stops Airflow and the sandboxes itself."""
+    if airflow.poll() is None:
+        os.killpg(airflow.pid, signal.SIGINT)
+        try:
+            airflow.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(airflow.pid, signal.SIGKILL)
+            airflow.wait()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- the walk-through --------------------------------------------------------------------------------------
+
+def walk_through(url: str, username: str, password: str, target_group: str, out: Path,
+                 timeout_s: float) -> DagRun:
+    with sync_playwright() as playwright, _chromium(playwright) as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        shot = _screenshots(page, out)
+        try:
+            log_in(page, url, username, password, shot)
+            open_each_dag(page, url, shot)
+            run_id = trigger_target_group(page, url, target_group, shot)
+            with AirflowApiClient(url, username, password) as api:
+                run = wait_for_run(api, run_id, target_group, timeout_s)
+            show_run(page, url, run, shot)
+        except (AssertionError, PlaywrightError, AirflowApiError, UiCheckFailed) as failed:
+            shot("failure")
+            first_line = str(failed).strip().splitlines()[0]
+            raise UiCheckFailed(f"{first_line} (at {page.url}; see failure.png)") from failed
+    return run
+
+
+@contextmanager
+def _chromium(playwright) -> Iterator[Browser]:
+    executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        raise UiCheckFailed(f"no Chromium at {executable}: `apt-get install chromium` (make ui-check does it)")
+    # Chromium refuses to run as root inside its own sandbox; a root shell in a container needs this flag.
+    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    browser = playwright.chromium.launch(executable_path=executable, headless=True, args=args)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+def _screenshots(page: Page, out: Path) -> Callable[[str], None]:
+    counter = iter(range(1, 100))
+
+    def shot(name: str) -> None:
+        path = out / (f"{next(counter):02d}-{name}.png" if name != "failure" else "failure.png")
+        page.screenshot(path=str(path), full_page=True)
+        print(f"  screenshot {path.name}", flush=True)
+
+    return shot
+
+
+def log_in(page: Page, url: str, username: str, password: str, shot: Callable[[str], None]) -> None:
+    """The SimpleAuthManager's sign-in form; success lands on the home page with its navigation."""
+    page.goto(url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    shot("login")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name="Dags", exact=True)).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    shot("home")
+
+
+def open_each_dag(page: Page, url: str, shot: Callable[[str], None]) -> None:
+    """The DAG list shows the three DAGs; each DAG's page shows its tasks."""
+    page.goto(f"{url}/dags")
+    for dag_id in DAG_IDS:
+        expect(page.get_by_role("link", name=dag_id, exact=True)).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    shot("dags")
+    for dag_id in DAG_IDS:
+        page.goto(f"{url}/dags/{dag_id}")
+        expect(page.get_by_role("link", name="Code", exact=True)).to_be_visible()
+        expect(page.get_by_role("button", name="Trigger Dag")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        shot(f"dag-{dag_id}")
+
+
+def trigger_target_group(page: Page, url: str, target_group: str, shot: Callable[[str], None]) -> str:
+    """The Trigger form: Run Parameters take the group, Advanced Options a run id to follow; returns it."""
+    run_id = f"ui_check__{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    page.goto(f"{url}/dags/{TARGET_GROUP_DAG}")
+    page.get_by_role("button", name="Trigger Dag").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text(f"Trigger Dag - {TARGET_GROUP_DAG}")).to_be_visible()
+    dialog.locator("input[name=element_target_group]").fill(target_group)
+    shot("trigger-form-params")
+    dialog.get_by_role("button", name="Advanced Options").click()
+    dialog.locator("input[name=dagRunId]").fill(run_id)
+    shot("trigger-form-run-id")
+    dialog.get_by_role("button", name="Trigger", exact=True).click()
+    expect(dialog).to_be_hidden()
+    return run_id
+
+
+def wait_for_run(api: AirflowApiClient, run_id: str, target_group: str, timeout_s: float) -> DagRun:
+    """The run the form created, read through the API: its conf carries the group, and it must succeed."""
+    run = api.get_dag_run(TARGET_GROUP_DAG, run_id)
+    if run.conf.get("target_group") != target_group:
+        raise UiCheckFailed(f"run {run_id} was triggered with conf {run.conf}, not target_group={target_group!r}")
+    run = api.wait_for_dag_run(TARGET_GROUP_DAG, run_id, timeout_s, poll_s=3,
+                               on_state=lambda changed: print(f"  run {run_id}: {changed.state}", flush=True))
+    if run.state != "success":
+        raise UiCheckFailed(f"run {run_id} of {TARGET_GROUP_DAG} ended {run.state}: see its task logs in the UI")
+    return run
+
+
+def show_run(page: Page, url: str, run: DagRun, shot: Callable[[str], None]) -> None:
+    """The run's page in the UI says success too (the screenshot a reviewer looks at)."""
+    page.goto(f"{url}/dags/{run.dag_id}/runs/{run.run_id}")
+    expect(page.get_by_text(run.run_id).first).to_be_visible()
+    expect(page.get_by_text("success", exact=False).first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    shot("run-success")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
