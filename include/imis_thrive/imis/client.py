@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Literal
 
 import httpx
@@ -225,9 +227,17 @@ class ImisClient:
         if first.total_count is None or workers <= 1 or first.limit <= 0:
             yield from self._follow_next_offsets(query_name, first, parameters)
             return
-        offsets = list(range(first.count, first.total_count, first.limit or first.count))
+        offsets = iter(range(first.count, first.total_count, first.limit or first.count))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imis-page") as pool:
-            yield from pool.map(lambda offset: self.fetch_page(query_name, offset, parameters), offsets)
+            # A window of 2 x workers pages in flight: pages keep coming while the caller digests one, and a
+            # slow caller never has the whole IQA parsed and waiting in memory.
+            window = deque(pool.submit(self.fetch_page, query_name, offset, parameters)
+                           for offset in islice(offsets, 2 * workers))
+            while window:
+                page = window.popleft().result()
+                for offset in islice(offsets, 1):
+                    window.append(pool.submit(self.fetch_page, query_name, offset, parameters))
+                yield page
 
     def _follow_next_offsets(self, query_name: str, page: Page, parameters: Sequence[str]) -> Iterator[Page]:
         while page.has_next and page.count > 0 and page.next_offset != 0:
@@ -247,15 +257,19 @@ class ImisClient:
         `progress(pages_done, pages_total, rows_so_far)` is called after each page so a long run can be
         followed in the task log."""
         started = time.monotonic()
-        rows: list[dict[str, Any]] = []
-        pages_total: int | None = None
-        for number, page in enumerate(self.iter_pages(query_name, parameters), start=1):
-            if number == 1 and page.total_count is not None and page.limit:
-                pages_total = max(1, -(-page.total_count // page.limit))
-            rows.extend(page.rows)
-            if progress:
-                progress(number, pages_total, len(rows))
-        frame = rows_to_frame(rows, query_name, self.config.timezone, declared_types)
+
+        def rows() -> Iterator[dict[str, Any]]:
+            """Row by row, page by page: each page's raw JSON is dropped once its values are in the columns."""
+            pages_total, seen = None, 0
+            for number, page in enumerate(self.iter_pages(query_name, parameters), start=1):
+                if number == 1 and page.total_count is not None and page.limit:
+                    pages_total = max(1, -(-page.total_count // page.limit))
+                yield from page.rows
+                seen += len(page.rows)
+                if progress:
+                    progress(number, pages_total, seen)
+
+        frame = rows_to_frame(rows(), query_name, self.config.timezone, declared_types)
         frame.attrs["extraction_seconds"] = round(time.monotonic() - started, 3)
         return frame
 
