@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ID_COLUMN = "ID"
+from include.imis_thrive.imis.iqa_package import ID_ALIAS
+
+ID_COLUMN = ID_ALIAS  # the iMIS ID column of every frame, as the IQA package names it
 
 _BOOL_TYPES = {"System.Boolean"}
 _INT_TYPES = {"System.Int16", "System.Int32", "System.Int64", "System.Byte", "System.SByte", "System.UInt16",

@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-CONTACTS_IQA = "$/HigherLogic/Contacts/Contacts"
-ID_COLUMN = "ID"
+from include.imis_thrive.imis.iqa_package import CONTACTS_IQA_PATH, ID_ALIAS
+
+CONTACTS_IQA = CONTACTS_IQA_PATH
+ID_COLUMN = ID_ALIAS  # the iMIS ID column of every frame, as the IQA package names it
 PREFERENCE_TOKEN_FIELD = "iMISv2 - Token"
 PREFERENCE_TOKEN_COLUMN = "PreferenceToken"
 
