@@ -18,6 +18,7 @@ from itertools import islice
 from typing import Any, Literal
 
 import httpx
+import msgspec
 import pandas as pd
 from pydantic import BaseModel, Field, SecretStr
 
@@ -213,7 +214,7 @@ class ImisClient:
                                          ("Offset", offset)]
         params += [("Parameter", value) for value in parameters]
         response = self._request("GET", endpoint, f"IQA {query_name} (offset {offset})", params=params)
-        return Page.from_envelope(response.json(), offset)
+        return Page.from_envelope(_decode(response), offset)
 
     def iter_pages(self, query_name: str, parameters: Sequence[str] = (),
                    concurrency: int | None = None) -> Iterator[Page]:
@@ -338,6 +339,16 @@ class ImisClient:
 
 
 # -- wire helpers -----------------------------------------------------------------------------------------
+
+def _decode(response: httpx.Response) -> Any:
+    """An IQA page's JSON. msgspec parses the nested `/api/IQA` rows several times faster than `json`, and
+    parsing, not the network, is what bounds an extraction."""
+    try:
+        return msgspec.json.decode(response.content)
+    except msgspec.DecodeError as bad:
+        raise ImisError(f"{response.request.method} {response.request.url.path}: the answer is not JSON ({bad}): "
+                        f"{response.text[:200]}") from bad
+
 
 def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
     try:

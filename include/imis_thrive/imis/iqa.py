@@ -43,7 +43,7 @@ def row_values(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """One wire row as `{alias: value}`, plus the .NET type of every wrapped value seen in it."""
     types: dict[str, str] = {}
     properties = row.get("Properties")
-    if isinstance(properties, Mapping):
+    if isinstance(properties, dict):  # decoded JSON: plain dicts (and `dict` is checked far faster than Mapping)
         values: dict[str, Any] = {}
         for prop in properties.get("$values") or ():
             name = prop.get("Name")
@@ -55,7 +55,7 @@ def row_values(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _unwrap(value: Any, name: str, types: dict[str, str]) -> Any:
-    if isinstance(value, Mapping) and "$value" in value:
+    if type(value) is dict and "$value" in value:  # this runs once per cell: millions of times per extraction
         if "$type" in value:
             types[name] = _wire_type(str(value["$type"]))
         return value["$value"]
