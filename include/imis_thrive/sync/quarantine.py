@@ -8,6 +8,7 @@ reasons come from the Thrive client, which never quotes member data in them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,13 @@ class RejectionLedger:
         flagged = self.flagged()
         reasons: dict[str, int] = {}
         for entry in self.entries.values():
-            reasons[entry["reason"]] = reasons.get(entry["reason"], 0) + 1
+            reason = _reason_kind(entry["reason"])
+            reasons[reason] = reasons.get(reason, 0) + 1
         return {"open": len(self.entries), "by_reason": reasons, "flagged_count": len(flagged),
                 "flagged_ids": flagged[:REPORTED_IDS], "flag_after_runs": FLAG_AFTER_RUNS}
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason with the IDs it quotes replaced by `#`, so the report counts one line per kind of rejection
+    ("email already belongs to subscriber with ID #") instead of one per contact; the ledger keeps the full text."""
+    return re.sub(r"\b\d{3,}\b", "#", reason)

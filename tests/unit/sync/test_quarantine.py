@@ -1,0 +1,32 @@
+from include.imis_thrive.sync.quarantine import FLAG_AFTER_RUNS, RejectionLedger
+from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.thrive.models import OutcomeStatus, SubscriberOutcome
+
+
+def rejected(contact_id: str, reason: str) -> SubscriberOutcome:
+    return SubscriberOutcome(contact_id, "", OutcomeStatus.REJECTED, reason)
+
+
+def test_a_contact_rejected_in_consecutive_runs_is_flagged_and_leaves_once_accepted(tmp_path):
+    store = SnapshotStore(str(tmp_path))
+    for run in range(FLAG_AFTER_RUNS):
+        ledger = RejectionLedger.load(store, "contacts")
+        ledger.record(f"run-{run}", accepted=[], rejected=[rejected("1001", "email is malformed")])
+        ledger.record(f"run-{run}", accepted=[], rejected=[rejected("1001", "email is malformed")])  # same run
+        ledger.save(store)
+    assert RejectionLedger.load(store, "contacts").flagged() == ["1001"]
+
+    ledger = RejectionLedger.load(store, "contacts")
+    ledger.record("run-9", accepted=["1001"], rejected=[])
+    assert ledger.entries == {} and ledger.summary()["flagged_count"] == 0
+
+
+def test_the_summary_counts_kinds_of_reasons_not_one_line_per_quoted_id():
+    ledger = RejectionLedger("contacts")
+    ledger.record("run-1", accepted=[], rejected=[
+        rejected("1001", "email already belongs to subscriber with ID 1000041"),
+        rejected("1002", "email already belongs to subscriber with ID 1000086"),
+        rejected("1003", "email is malformed")])
+    summary = ledger.summary()
+    assert summary["by_reason"] == {"email already belongs to subscriber with ID #": 2, "email is malformed": 1}
+    assert ledger.entries["1001"]["reason"].endswith("1000041")  # the ledger keeps the whole reason
