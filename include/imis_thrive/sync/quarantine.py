@@ -66,4 +66,4 @@ class RejectionLedger:
 def _reason_kind(reason: str) -> str:
     """A reason with the IDs it quotes replaced by `#`, so the report counts one line per kind of rejection
     ("email already belongs to subscriber with ID #") instead of one per contact; the ledger keeps the full text."""
-    return re.sub(r"\b\d{3,}\b", "#", reason)
+    return re.sub(r"\b(ID|id|contact|subscriber) \d+\b", r"\1 #", reason)

@@ -30,3 +30,11 @@ def test_the_summary_counts_kinds_of_reasons_not_one_line_per_quoted_id():
     summary = ledger.summary()
     assert summary["by_reason"] == {"email already belongs to subscriber with ID #": 2, "email is malformed": 1}
     assert ledger.entries["1001"]["reason"].endswith("1000041")  # the ledger keeps the whole reason
+
+
+def test_only_quoted_ids_are_grouped_not_other_numbers_in_a_reason():
+    ledger = RejectionLedger("panel_fields")
+    ledger.record("run-1", accepted=[], rejected=[
+        rejected("1001", "personalization field 'ChapterName' contains character U+0001, which XML cannot carry")])
+    assert list(ledger.summary()["by_reason"]) == [
+        "personalization field 'ChapterName' contains character U+0001, which XML cannot carry"]
