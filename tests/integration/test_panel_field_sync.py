@@ -7,30 +7,24 @@ from dataclasses import dataclass
 
 import pytest
 
-from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.iqa_package import PANEL_FIELDS_IQA
-from include.imis_thrive.sandbox.imis_app import ImisSandbox
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
 from include.imis_thrive.sync import panel_fields as sync
 from include.imis_thrive.sync import target_groups
 from include.imis_thrive.sync.field_map import to_thrive_panel_fields
 from include.imis_thrive.sync.guard import MassChangeBlocked, MassChangeLimits
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.sync.validation import ValidationFailed
-from include.imis_thrive.thrive.client import ThriveClient
 
-from tests.integration.sandbox_pair import serve_pair
+from tests.integration.sandbox_pair import SandboxPair, serve_pair
 
 pytestmark = pytest.mark.integration
 TEMPLATE_FIELDS = [alias for alias in PANEL_FIELDS_IQA.aliases if alias != "ID"]
 
 
 @dataclass
-class World:
-    imis_sandbox: ImisSandbox
-    thrive_sandbox: ThriveSandbox
-    imis: ImisClient
-    thrive: ThriveClient
+class World(SandboxPair):
+    """Both sandboxes and their clients, plus the snapshot store the sync steps share across runs."""
+
     store: SnapshotStore
     runs: int = 0
 
@@ -75,8 +69,7 @@ class World:
 @pytest.fixture
 def world(tmp_path) -> Iterator[World]:
     with serve_pair(contacts=300) as pair:
-        yield World(pair.imis_sandbox, pair.thrive_sandbox, pair.imis, pair.thrive,
-                    SnapshotStore(str(tmp_path / "store")))
+        yield World(**vars(pair), store=SnapshotStore(str(tmp_path / "store")))
 
 
 @pytest.fixture

@@ -7,26 +7,20 @@ from dataclasses import dataclass
 
 import pytest
 
-from include.imis_thrive.imis.client import ImisClient
-from include.imis_thrive.sandbox.imis_app import ImisSandbox
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
 from include.imis_thrive.sync import target_groups as sync
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
-from include.imis_thrive.thrive.client import ThriveClient
 from include.imis_thrive.thrive.models import InterestMember
 
-from tests.integration.sandbox_pair import serve_pair
+from tests.integration.sandbox_pair import SandboxPair, serve_pair
 
 pytestmark = pytest.mark.integration
 VALID_LISTS = ["All Members", "Annual Conference 2026", "Lapsed Members", "Newsletter"]
 
 
 @dataclass
-class World:
-    imis_sandbox: ImisSandbox
-    thrive_sandbox: ThriveSandbox
-    imis: ImisClient
-    thrive: ThriveClient
+class World(SandboxPair):
+    """Both sandboxes and their clients, plus the snapshot store the sync steps share across runs."""
+
     store: SnapshotStore
     runs: int = 0
 
@@ -58,8 +52,7 @@ class World:
 @pytest.fixture
 def world(tmp_path) -> Iterator[World]:
     with serve_pair(contacts=400) as pair:
-        yield World(pair.imis_sandbox, pair.thrive_sandbox, pair.imis, pair.thrive,
-                    SnapshotStore(str(tmp_path / "store")))
+        yield World(**vars(pair), store=SnapshotStore(str(tmp_path / "store")))
 
 
 def members_in_iqa(world: World, name: str) -> set[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from include.imis_thrive.airflow_settings import AirflowSettings, load_settings
 from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
 from include.imis_thrive.sandbox.server import SandboxServer
-from include.imis_thrive.sandbox.smtp import ReceivedMail, SmtpSink
+from include.imis_thrive.sandbox.smtp import ReceivedMail, SmtpSink, print_mail
 from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 
 
@@ -79,8 +79,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with running_sandboxes(contacts=args.contacts, seed=args.seed, broken_lists=args.broken_lists,
-                           on_mail=lambda mail: print(f"alert mail to {', '.join(mail.recipients)}: {mail.subject}",
-                                                      flush=True)) as running:
+                           on_mail=print_mail) as running:
         print(f"iMIS sandbox:   {running.imis_server.url}{running.imis.config.path_prefix}  ({args.contacts} contacts)")
         print(f"Thrive sandbox: {running.thrive_server.url}{running.thrive.config.endpoint_path}")
         print(f"SMTP sink:      {running.smtp.host}:{running.smtp.port} (alert mails are printed here)")

@@ -1,19 +1,15 @@
 """A loopback SMTP sink: the mail server the `smtp_default` connection points at in the demo and the tests.
 
 Failure alerts go out through Airflow's `SmtpNotifier`; this sink receives them on 127.0.0.1, keeps the last
-messages in memory and (in the foreground) prints one line per message, so the demo shows an alert arriving
+messages in memory and (under `make sandbox`) prints one line per message, so an alert can be seen arriving
 and a test can assert on its subject and body. It accepts every envelope: it is never a relay.
-
-    python -m include.imis_thrive.sandbox.smtp [--port N]     # default: the port of smtp_default
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import email
 import email.policy
-import signal
 import socket
 import threading
 from collections import deque
@@ -123,26 +119,6 @@ class SmtpSink:
         self.stop()
 
 
-def _print_mail(mail: ReceivedMail) -> None:
-    print(f"mail to {', '.join(mail.recipients)}: {mail.subject}", flush=True)
-
-
-def main() -> None:
-    from include.imis_thrive.airflow_settings import load_settings
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, help="port to listen on (default: smtp_default's conn_port)")
-    args = parser.parse_args()
-    port = args.port if args.port is not None else load_settings().connection("smtp_default").loopback_port()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with SmtpSink(port=port, on_mail=_print_mail) as sink:
-        print(f"SMTP sink: smtp://{sink.host}:{sink.port}  (Ctrl-C to stop)", flush=True)
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
-
-
-if __name__ == "__main__":
-    main()
+def print_mail(mail: ReceivedMail) -> None:
+    """One line per alert received, for a sink running in the foreground (`make sandbox`)."""
+    print(f"alert mail to {', '.join(mail.recipients)}: {mail.subject}", flush=True)
