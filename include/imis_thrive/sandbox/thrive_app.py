@@ -9,6 +9,8 @@ on `ThriveSandbox`) inspect and reset it, generate engagement and switch faults 
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -318,20 +320,22 @@ class ThriveSandbox:
         return response
 
     def _bulk_upload(self, action: ET.Element) -> ET.Element:
-        interest_action, interests = self._interest_details(action)
+        # The vendor samples' layout: InterestDetails and StatusEmailRecipients inside UploadDetails,
+        # FieldDefinitions and Data directly under BulkUpload, ColumnIndex from 1, flags 1/0.
+        details = child(action, "UploadDetails")
+        if details is None or child(action, "SubscriberData") is not None or child(action, "InterestDetails") is not None:
+            raise SandboxFault(FaultCode.INVALID_DOCUMENT, "BulkUpload wants UploadDetails (with InterestDetails and "
+                               "StatusEmailRecipients), FieldDefinitions and Data; there is no SubscriberData")
+        if not [item for item in nested(details, "StatusEmailRecipients", "Email") if (item.text or "").strip()]:
+            raise SandboxFault(FaultCode.INSUFFICIENT_INFORMATION, "BulkUpload needs StatusEmailRecipients/Email")
+        interest_action, interests = self._interest_details(details)
         if interest_action is InterestAction.REMOVE and not interests:
             raise SandboxFault(FaultCode.INSUFFICIENT_INFORMATION, "RemoveSubscribers needs <InterestNames>")
-        details = child(action, "UploadDetails")
-        if details is None:
-            details = ET.Element("UploadDetails")
-        delimiter = child_text(details, "ColumnDelimiter") or wire.BULK_COLUMN_DELIMITER
-        clear_blank = (child_text(details, "RemovePersonalInfoIfBlank") or "").strip().lower() == wire.BULK_TRUE
-        data = child(action, "SubscriberData")
-        if data is None:
-            raise SandboxFault(FaultCode.INSUFFICIENT_DATA, "BulkUpload holds no <SubscriberData>")
-        columns = _bulk_columns(data)
+        delimiter = child_text(details, "ColumnDelimiter") or ","
+        clear_blank = (child_text(details, "RemovePersonalInfoIfBlank") or "").strip() == "1"
+        columns = _bulk_columns(action)
         rows = [_bulk_row(values, number, columns, clear_blank)
-                for number, values in enumerate(wire.read_bulk_rows(child_text(data, "Data") or "", delimiter), 1)]
+                for number, values in enumerate(_bulk_rows(child_text(action, "Data") or "", delimiter), 1)]
         self._counters["records_written"]["BulkUpload"] += len(rows)
         upload = self.store.queue_upload(interest_action, interests, rows, self.config.upload_polls)
         response = ET.Element("BulkUpload")
@@ -511,12 +515,18 @@ def _subscribe_row(record: ET.Element, defined: dict[str, str]) -> UploadRow:
     return UploadRow(child_text(record, "Email") or "", _id_of(record), fields)
 
 
+def _bulk_rows(data: str, delimiter: str) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(data), delimiter=delimiter) if row]
+
+
 def _bulk_columns(data: ET.Element) -> dict[str, tuple[int, str]]:
     """Field name -> (column index, FieldType) from a BulkUpload's FieldDefinitions."""
     columns = {}
     for item in nested(data, "FieldDefinitions", "FieldDefinition"):
         name = child_text(item, "Name") or ""
-        index = _integer(child_text(item, "ColumnIndex") or "", f"ColumnIndex of {name}") - wire.BULK_FIRST_COLUMN_INDEX
+        index = _integer(child_text(item, "ColumnIndex") or "", f"ColumnIndex of {name}") - 1
+        if index < 0:
+            raise SandboxFault(FaultCode.INVALID_DATA_FORMAT, f"ColumnIndex of {name} must start at 1")
         columns[name] = (index, (child_text(item, "FieldType") or "PersonalInfo").strip().lower())
     if not any(field_type == "email" for _, field_type in columns.values()):
         raise SandboxFault(FaultCode.INSUFFICIENT_DATA, "BulkUpload needs a FieldDefinition with FieldType Email")

@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -374,6 +374,7 @@ class ThriveStore:
         return {
             Grid.SUBSCRIBER: ("subscribers",), Grid.SUBSCRIBER_INTERESTS: ("subscribers", "members", "interests"),
             Grid.INTEREST_TARGET_GROUP: ("interests",), Grid.MAILING_INSTANCE: ("mailings",),
+            Grid.TARGET_GROUP_COUNTS: ("interests", "members"),
             Grid.UPLOAD_HISTORY: ("uploads",),
         }[grid]
 
@@ -395,8 +396,14 @@ class ThriveStore:
         if grid is Grid.SUBSCRIBER_INTERESTS:
             return self._membership_grid()
         if grid is Grid.INTEREST_TARGET_GROUP:
-            rows = [(i.interest_id, i.name, int(i.is_deleted), int(i.in_active_campaign))
-                    for i in self.interests.values()]
+            rows = [(i.interest_id, i.name, int(i.is_deleted)) for i in self.interests.values()]
+            return _frame(grid, rows)
+        if grid is Grid.TARGET_GROUP_COUNTS:
+            # A campaign interest was "last used" now; the others never were.
+            now = datetime.now(UTC)
+            members = self._membership_grid()
+            rows = [(i.interest_id, i.name, "Demographic", int((members["interest_id"] == i.interest_id).sum()), now,
+                     now if i.in_active_campaign else None) for i in self.interests.values()]
             return _frame(grid, rows)
         if grid is Grid.MAILING_INSTANCE:
             frames = [frame for frame in self._mailings if len(frame)]
@@ -474,7 +481,8 @@ class ThriveStore:
 _EVENT_GRIDS: dict[Grid, EngagementKind] = {
     grid: kind for kind, spec in wire.ENGAGEMENT_GRIDS.items() for grid in spec.grids if grid is not Grid.SUBSCRIBER
 }
-_DATE_ELEMENTS = {"modified_date", "service_since_date", "cancellation_date", "bounce_date", "mailing_date", "date"}
+_DATE_ELEMENTS = {"modified_date", "service_since_date", "cancellation_date", "bounce_date", "mailing_date", "date",
+                  "count_date", "last_used_date"}
 
 
 def _frame(grid: Grid, rows: list[tuple[object, ...]]) -> pd.DataFrame:
