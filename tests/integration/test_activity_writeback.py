@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,15 +28,19 @@ from include.imis_thrive.sandbox.server import SandboxServer
 from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
 from include.imis_thrive.sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
 from include.imis_thrive.sandbox.thrive_store import UploadRow
+from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
+from include.imis_thrive.thrive.errors import ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
-from include.imis_thrive.writeback.activities import write_activities
+from include.imis_thrive.thrive.wire import DERIVED_KINDS
+from include.imis_thrive.writeback.activities import WritebackIncomplete, finish_run, write_activities
 
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=0.02)
 ZONE = "America/New_York"
+GRID_KINDS = tuple(kind for kind in EngagementKind if kind not in DERIVED_KINDS)
 INTEREST = "Newsletter"
 UNKNOWN_TO_IMIS = ("9999001", "9999002")
 # Rich in the rare kinds, so a few hundred events hold every one of the eight.
@@ -104,16 +108,23 @@ class World:
         hours = int((end - start) / timedelta(hours=1))
         return [self.write(start + timedelta(hours=h), start + timedelta(hours=h + 1)) for h in range(hours)]
 
-    def activities(self) -> Counter[tuple]:
-        """What iMIS holds, one tuple per activity: (kind, contact, local time, mailing, detail)."""
+    def activities(self, kinds: Iterable[EngagementKind] = GRID_KINDS) -> Counter[tuple]:
+        """What iMIS holds of `kinds`, one tuple per activity: (kind, contact, local time, mailing, detail).
+
+        By default the six kinds read from Thrive's grids, whose events the generator's ground truth dates; the
+        two derived kinds have tests of their own."""
+        names = {kind.value for kind in kinds}
         return Counter((a["Properties"]["SOURCE_CODE"], a["PartyId"], a["Properties"]["TRANSACTION_DATE"],
                         a["Properties"].get("UF_2"), a["Properties"].get("UF_3"))
-                       for a in self.imis_sandbox.activities() if a["Properties"]["ACTIVITY_TYPE"] == "HLOGIC")
+                       for a in self.imis_sandbox.activities()
+                       if a["Properties"]["ACTIVITY_TYPE"] == "HLOGIC" and a["Properties"]["SOURCE_CODE"] in names)
 
     def expected(self, generated: GeneratedEngagement, start: datetime, end: datetime) -> Counter[tuple]:
         """The same tuples computed from the generated events of known contacts in `[start, end)`."""
         expected: Counter[tuple] = Counter()
         for kind, frame in generated.events.items():
+            if kind not in GRID_KINDS:
+                continue
             rows = frame[frame["user_id"].isin(self.known) & (frame["occurred_at"] >= start)
                          & (frame["occurred_at"] < end)]
             local = rows["occurred_at"].dt.tz_convert(ZONE).dt.strftime("%Y-%m-%dT%H:%M:%S")
@@ -153,14 +164,14 @@ def test_every_kind_lands_once_with_contact_local_time_and_fields(world):
     reports = world.write_hourly(DST_DAY, end)
     assert world.activities() == world.expected(generated, DST_DAY, end)
     kinds = {kind for kind, *_ in world.activities()}
-    assert kinds == {kind.value for kind in EngagementKind}
+    assert kinds == {kind.value for kind in GRID_KINDS}
     local_hours = {when[11:13] for _, _, when, _, _ in world.activities()}
     assert local_hours == {"01", "03"}  # 02:xx does not exist on the spring-forward night
     unknown = [report["unknown_contacts"] for report in reports]
     assert {contact for u in unknown for contact in u["ids"]} == set(UNKNOWN_TO_IMIS)
     assert sum(sum(report["no_contact_id"].values()) for report in reports) > 0
     written = sum(sum(report["written"].values()) for report in reports)
-    assert written == sum(world.activities().values())
+    assert written == sum(world.activities(EngagementKind).values())
 
 
 def test_a_second_run_of_an_interval_writes_nothing(world):
@@ -206,6 +217,7 @@ import sys
 from datetime import datetime
 from include.imis_thrive.imis.client import ImisClient, ImisConfig
 from include.imis_thrive.imis.tokens import MemoryTokenStore
+from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.writeback.activities import write_activities
@@ -242,6 +254,61 @@ def test_a_run_killed_halfway_then_rerun_leaves_no_gap_and_no_duplicate(world):
     world.imis_sandbox.faults.configure(FaultConfig())
     report = world.write(DST_DAY, end)
     assert world.activities() == expected
-    resolved = sum(report["already_written"].values()) + sum(report["found_in_imis"].values())
+    grid_kinds = {kind.value for kind in GRID_KINDS}
+    resolved = sum(count for kind, count in [*report["already_written"].items(), *report["found_in_imis"].items()]
+                   if kind in grid_kinds)
     assert resolved == halfway
-    assert sum(report["written"].values()) == sum(expected.values()) - halfway
+    assert sum(report["written"][kind] for kind in grid_kinds) == sum(expected.values()) - halfway
+
+
+def test_a_resubscribe_is_derived_from_the_recorded_unsubscribe_and_written_once(world):
+    end = DST_DAY + timedelta(hours=1)
+    generated = world.engage(DST_DAY, end, volume=2000, seed=4)
+    comebacks = set(generated.events[EngagementKind.RESUBSCRIBE]["user_id"]) & set(world.known)
+    assert comebacks, "the generator should make some unsubscribers come back"
+
+    first = world.write(DST_DAY, end)
+    again = world.write(DST_DAY, end)
+
+    written = world.activities([EngagementKind.RESUBSCRIBE])
+    assert {contact for _, contact, *_ in written} == comebacks and set(written.values()) == {1}
+    assert first["written"]["Resubscribe"] == len(comebacks) and again["written"]["Resubscribe"] == 0
+    later = world.write(end, end + timedelta(hours=1))
+    assert later["written"]["Resubscribe"] == 0  # they are subscribed now: nothing left to derive
+
+
+def test_a_malformed_address_the_sync_added_becomes_one_bad_email_activity(world):
+    contact = world.known[0]
+    contacts = pd.DataFrame({"ID": [contact, world.known[1]],
+                             "PrimaryEmailAddress": ["jo@example.com.com", "fine@example.org"]})
+    assert record_bad_emails(world.store, contacts, "ID", "PrimaryEmailAddress", now=DST_DAY + timedelta(minutes=5)) == 1
+    assert record_bad_emails(world.store, contacts, "ID", "PrimaryEmailAddress", now=DST_DAY + timedelta(hours=3)) == 0
+
+    report = world.write(DST_DAY, DST_DAY + timedelta(hours=1), kinds=[EngagementKind.BAD_EMAIL])
+    world.write(DST_DAY, DST_DAY + timedelta(hours=1), kinds=[EngagementKind.BAD_EMAIL])
+
+    assert report["written"]["Bad Email"] == 1
+    assert list(world.activities([EngagementKind.BAD_EMAIL])) == [
+        ("Bad Email", contact, "2026-03-08T01:05:00", None, "the domain ends in a doubled .com")]
+
+
+def test_a_kind_thrive_refuses_fails_alone_and_the_run_names_it(world, monkeypatch):
+    end = DST_DAY + timedelta(hours=1)
+    generated = world.engage(DST_DAY, end, volume=400)
+    refused = ThriveFault("grid subscriber_web_tracking_pages", "InvalidGridCategoryException",
+                          "Grid type 'subscriber_web_tracking_pages' is not available")
+    real_iter_grid = world.thrive.iter_grid
+
+    def iter_grid(grid, *args, **kwargs):
+        if grid == "subscriber_web_tracking_pages":
+            raise refused
+        return real_iter_grid(grid, *args, **kwargs)
+
+    monkeypatch.setattr(world.thrive, "iter_grid", iter_grid)
+    report = world.write(DST_DAY, end)
+
+    expected = world.expected(generated, DST_DAY, end)
+    assert world.activities() == Counter({k: v for k, v in expected.items() if k[0] != "Web Tracking Page Visit"})
+    assert list(report["failed_kinds"]) == ["Web Tracking Page Visit"]
+    with pytest.raises(WritebackIncomplete, match="Web Tracking Page Visit: .*InvalidGridCategoryException"):
+        finish_run(world.store, "run-1", DST_DAY, end, report)

@@ -480,7 +480,7 @@ class ThriveStore:
 
 _EVENT_GRIDS: dict[Grid, EngagementKind] = {
     grid: kind for kind, spec in wire.ENGAGEMENT_GRIDS.items() for grid in spec.grids if grid is not Grid.SUBSCRIBER
-}
+} | {Grid.SUBSCRIBER_MAILING_HISTORY_ALL: EngagementKind.MAIL_SENT}
 _DATE_ELEMENTS = {"modified_date", "service_since_date", "cancellation_date", "bounce_date", "mailing_date", "date",
                   "count_date", "last_used_date"}
 

@@ -45,6 +45,7 @@ from include.imis_thrive.imis.iqa_package import (
 )
 from include.imis_thrive.progress import page_progress
 from include.imis_thrive.reports import render_target_groups
+from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.diff import diff_contacts, diff_membership
 from include.imis_thrive.sync.field_map import to_thrive_contacts
 from include.imis_thrive.sync.guard import (
@@ -176,6 +177,7 @@ def extract_contacts(imis: ImisClient, store: SnapshotStore, run_id: str) -> dic
     frame = imis.run_iqa(CONTACTS_IQA_PATH, declared_types=_declared_types(CONTACTS_IQA.columns),
                          progress=page_progress(log, f"IQA {CONTACTS_IQA_PATH}"))
     outcome = validate_iqa(frame, IqaKind.CONTACTS)
+    new_bad_emails = record_bad_emails(store, frame, ID_ALIAS, EMAIL_FIELD)
     candidate = to_thrive_contacts(outcome.clean)
     candidate[STATUS_ALIAS] = outcome.clean[STATUS_ALIAS].to_numpy()  # for the lists' active-record check
     handle = store.stage(CONTACTS_SNAPSHOT, candidate, run_id)
@@ -185,7 +187,7 @@ def extract_contacts(imis: ImisClient, store: SnapshotStore, run_id: str) -> dic
     return {
         "handle": handle.as_dict(), "rows": len(frame), "staged": len(candidate),
         "quarantined": _quarantine_summary(quarantined), "validation": outcome.summary,
-        "seconds": round(time.monotonic() - started, 2),
+        "new_bad_emails": new_bad_emails, "seconds": round(time.monotonic() - started, 2),
     }
 
 

@@ -163,10 +163,6 @@ def upload_status_from(record: Record) -> UploadStatus:
     )
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "y"}
-
-
 class ThriveClient:
     """One brand's AAPI endpoint over one pooled httpx client; use one client per thread."""
 
@@ -307,7 +303,7 @@ class ThriveClient:
             Interest(
                 interest_id=int(row.get("target_group_id") or 0),
                 name=row.get("target_group_name") or "",
-                is_deleted=_flag(row.get("is_deleted")),
+                is_deleted=wire.flag(row.get("is_deleted")),
             )
             for row in self.iter_grid(Grid.INTEREST_TARGET_GROUP, "target_group_id", (), INTEREST_FIELDS)
         ]

@@ -1,24 +1,45 @@
 """Engagement readers: for `[start, end)` and each kind, an iterator of normalised events.
 
-Each kind is read from the grid(s) `wire.ENGAGEMENT_GRIDS` names, windowed and sorted on that grid's date
-element, so the activity writeback (DESIGN.md §3) sees one shape whatever grid an event came from.
+Six kinds are read from the grid `wire.ENGAGEMENT_GRIDS` names, windowed and sorted on that grid's date
+element, so the activity writeback (DESIGN.md §3) sees one shape whatever grid an event came from. No grid
+records the other two, so they are derived: a Resubscribe is a subscriber the previous run recorded as
+unsubscribed who is subscribed again (`resubscribes`), and a Bad Email is a malformed address the sync itself
+tried to add (`sync/bad_emails.py`). A grid the tenant refuses makes only its own kind fail (`KindUnavailable`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from include.imis_thrive.thrive import wire
-from include.imis_thrive.thrive.client import ThriveClient
+from include.imis_thrive.thrive.client import ThriveClient, batched
+from include.imis_thrive.thrive.errors import ThriveError, ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
-from include.imis_thrive.thrive.wire import Comparator, Condition, EngagementGrid, Record
+from include.imis_thrive.thrive.wire import Comparator, Condition, EngagementGrid, FaultCode, Grid, Record
 
-__all__ = ["EngagementEvent", "EngagementKind", "event_from_record", "iter_engagement", "iter_all_engagement"]
+__all__ = ["EngagementEvent", "EngagementKind", "KindUnavailable", "event_from_record", "iter_engagement",
+           "resubscribes"]
 
 log = logging.getLogger(__name__)
+
+# Faults that mean "this tenant does not serve that grid or element", not "the request was wrong this time".
+_REFUSED_GRID = frozenset({FaultCode.INVALID_GRID, FaultCode.UNEXPECTED_INPUT, FaultCode.INVALID_DATA_FORMAT})
+SUBSCRIBER_STATE_FIELDS = ("user_id", "email", "is_unsubscriber", "cancellation_date", "modified_date")
+STATE_BATCH = 500  # contact IDs per `IN` condition when reading the state of recorded unsubscribers
+
+
+class KindUnavailable(ThriveError):
+    """The tenant refuses the grid one engagement kind is read from; the other kinds are still read."""
+
+    def __init__(self, kind: EngagementKind, grid: str, fault: ThriveFault) -> None:
+        self.kind = kind
+        super().__init__(
+            f"{kind}: Thrive refused grid {grid} ({fault.code}: {fault.reason}). No vendor page documents this grid, "
+            f"so this tenant may not serve it: ask Higher Logic to enable it, or leave {kind!r} out of the "
+            "DAG's `kinds` param")
 
 
 @dataclass(frozen=True)
@@ -56,40 +77,87 @@ def event_from_record(kind: EngagementKind, spec: EngagementGrid, record: Record
     )
 
 
+def _check_window(start: datetime, end: datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("engagement window bounds must be timezone-aware (UTC)")
+    if end <= start:
+        raise ValueError(f"empty engagement window [{start.isoformat()}, {end.isoformat()})")
+
+
+def grids_for_window(kind: EngagementKind, start: datetime, now: datetime) -> tuple[str, ...]:
+    """The grids holding `kind`'s events from `start` on: Mail Sent older than 100 days lives in the `_all` twin."""
+    grids: tuple[str, ...] = wire.ENGAGEMENT_GRIDS[kind].grids
+    if kind is EngagementKind.MAIL_SENT and start < now - timedelta(days=wire.MAIL_HISTORY_DAYS):
+        grids += (Grid.SUBSCRIBER_MAILING_HISTORY_ALL,)
+    return grids
+
+
 def iter_engagement(
     client: ThriveClient,
     kind: EngagementKind,
     start: datetime,
     end: datetime,
     page_size: int = wire.MAX_GRID_ROWS,
+    now: datetime | None = None,
 ) -> Iterator[EngagementEvent]:
-    """Events of one kind with `start <= occurred_at < end` (both aware datetimes), oldest first per grid."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("engagement window bounds must be timezone-aware (UTC)")
-    if end <= start:
-        raise ValueError(f"empty engagement window [{start.isoformat()}, {end.isoformat()})")
+    """Events of one grid-read kind with `start <= occurred_at < end`, oldest first per grid."""
+    _check_window(start, end)
+    if kind in wire.DERIVED_KINDS:
+        raise ValueError(f"{kind} is derived, not read from a grid (see resubscribes / sync.bad_emails)")
     spec = wire.ENGAGEMENT_GRIDS[kind]
     window = (Condition.single(spec.date_element, Comparator.GTE, start),
               Condition.single(spec.date_element, Comparator.LT, end))
-    for grid in spec.grids:
+    for grid in grids_for_window(kind, start, now or datetime.now(start.tzinfo)):
         undated = 0
-        for record in client.iter_grid(grid, spec.date_element, window, spec.return_fields(), page_size=page_size):
-            event = event_from_record(kind, spec, record)
-            if event is None:
-                undated += 1
-                continue
-            yield event
+        rows = client.iter_grid(grid, spec.date_element, window, spec.return_fields(), page_size=page_size)
+        try:
+            for record in rows:
+                event = event_from_record(kind, spec, record)
+                if event is None:
+                    undated += 1
+                    continue
+                yield event
+        except ThriveFault as fault:
+            if fault.code in _REFUSED_GRID:
+                raise KindUnavailable(kind, grid, fault) from fault
+            raise
         if undated:
             log.warning("%s: %d rows of grid %s had no %s and were skipped", kind, undated, grid, spec.date_element)
 
 
-def iter_all_engagement(
+def resubscribes(
     client: ThriveClient,
+    unsubscribed: Mapping[str, str],
     start: datetime,
     end: datetime,
-    kinds: Iterable[EngagementKind] = tuple(EngagementKind),
-    page_size: int = wire.MAX_GRID_ROWS,
-) -> Iterator[EngagementEvent]:
-    """Every kind's events for the window, one kind after another."""
-    for kind in kinds:
-        yield from iter_engagement(client, kind, start, end, page_size)
+) -> tuple[list[EngagementEvent], dict[str, str]]:
+    """Resubscribe events of `[start, end)`, and who is still unsubscribed afterwards.
+
+    `unsubscribed` maps contact ID -> the cancellation date recorded when they unsubscribed. Each is read back
+    from the documented `subscriber` grid; one who is subscribed again is a Resubscribe, dated by the grid's
+    `modified_date` kept inside the window (so re-running the interval gives the same event and key).
+    """
+    _check_window(start, end)
+    events: list[EngagementEvent] = []
+    still: dict[str, str] = {}
+    last_moment = end - timedelta(microseconds=1)
+    for contacts in batched(sorted(unsubscribed), STATE_BATCH):
+        condition = Condition("user_id", Comparator.IN, tuple(contacts))
+        found = {row.get("user_id"): row for row in
+                 client.iter_grid(Grid.SUBSCRIBER, "subscriber_id", (condition,), SUBSCRIBER_STATE_FIELDS)}
+        for contact in contacts:
+            row = found.get(contact)
+            if row is None or wire.flag(row.get("is_unsubscriber")):
+                still[contact] = unsubscribed[contact]
+                continue
+            modified = row.get("modified_date")
+            moment = wire.parse_timestamp(modified) if modified else start
+            events.append(EngagementEvent(EngagementKind.RESUBSCRIBE, contact, row.get("email"), None, None,
+                                          min(max(moment, start), last_moment)))
+    log.info("resubscribes: %d of %d recorded unsubscribers are subscribed again", len(events), len(unsubscribed))
+    return events, still
+
+
+def unsubscribed_state(events: Sequence[EngagementEvent]) -> dict[str, str]:
+    """contact ID -> cancellation moment, from this window's Unsubscribe events (the state the next run checks)."""
+    return {event.contact_id: event.occurred_at.isoformat() for event in events if event.contact_id}

@@ -123,13 +123,12 @@ class Grid(StrEnum):
     UPLOAD_HISTORY = "upload_history"
     SUBSCRIBER_MAILING_HISTORY = "subscriber_mailing_history"  # mailings of the last 100 days
     SUBSCRIBER_MAILING_HISTORY_ALL = "subscriber_mailing_history_all"  # only mailings older than 100 days
-    MAILING_ACTIVITY_OPENS = "mailing_activity_opens"  # token seen only in third-party metadata
-    MAILING_ACTIVITY_CLICKS = "mailing_activity_clicks"  # token seen only in third-party metadata
-    SUPPRESSED_SUBSCRIBERS = "suppressed_subscribers"  # token seen only in third-party metadata
-    SUBSCRIBER_FORM_USAGE = "subscriber_form_usage"  # token seen only in third-party metadata
-    SUBSCRIBER_WEB_TRACKING_PAGES = "subscriber_web_tracking_pages"  # token seen only in third-party metadata
-    # UNCONFIRMED and invented: no vendor grid records a resubscribe event (thrive-grids.md §4).
-    SUBSCRIBER_RESUBSCRIBES = "subscriber_resubscribes"
+    # Third-party only (no vendor page names them, thrive-vendor-facts.md): read when the tenant serves them; a
+    # kind whose grid the tenant refuses fails alone, naming the grid.
+    MAILING_ACTIVITY_OPENS = "mailing_activity_opens"
+    MAILING_ACTIVITY_CLICKS = "mailing_activity_clicks"
+    SUBSCRIBER_FORM_USAGE = "subscriber_form_usage"
+    SUBSCRIBER_WEB_TRACKING_PAGES = "subscriber_web_tracking_pages"
 
 
 COUNT = "Count"  # ask for this element alone to get one record holding the number of matching rows
@@ -165,14 +164,10 @@ GRID_ELEMENTS: dict[Grid, tuple[str, ...]] = {
     Grid.MAILING_ACTIVITY_CLICKS: (
         "Id", "Link", "link_name", "link_date", "mailing_id", "mailing_instance_id", "Email", "user_id",
     ),
-    Grid.SUPPRESSED_SUBSCRIBERS: (
-        "subscriber_id", "email", "user_id", "reason", "mailing_id", "mailing_instance_id", "mailing_date",
-    ),
     Grid.SUBSCRIBER_FORM_USAGE: ("subscriber_id", "email", "user_id", "form_id", "form_name", "activity_date"),
     Grid.SUBSCRIBER_WEB_TRACKING_PAGES: (
         "subscriber_id", "remote_id", "subscriber_email", "url", "page_title", "create_date",
     ),
-    Grid.SUBSCRIBER_RESUBSCRIBES: ("subscriber_id", "email", "user_id", "resubscribe_date"),
 }
 GRID_ELEMENTS[Grid.SUBSCRIBER_MAILING_HISTORY_ALL] = GRID_ELEMENTS[Grid.SUBSCRIBER_MAILING_HISTORY]
 
@@ -201,9 +196,10 @@ class EngagementGrid:
 
 
 ENGAGEMENT_GRIDS: dict[EngagementKind, EngagementGrid] = {
-    # Vendor-named grid; the `_all` twin holds mailings older than 100 days, so both halves are read.
+    # Vendor-named grid of the last 100 days; its `_all` twin (older mailings, third-party only) is read too
+    # when a window reaches further back (see `engagement.grids_for_window`).
     EngagementKind.MAIL_SENT: EngagementGrid(
-        (Grid.SUBSCRIBER_MAILING_HISTORY, Grid.SUBSCRIBER_MAILING_HISTORY_ALL), "Mailing_date", "User_id", "Email",
+        (Grid.SUBSCRIBER_MAILING_HISTORY,), "Mailing_date", "User_id", "Email",
         mailing_id_element="Mailing_id", mailing_instance_element="Mailing_instance_id",
     ),
     EngagementKind.MAIL_OPEN: EngagementGrid(
@@ -214,20 +210,11 @@ ENGAGEMENT_GRIDS: dict[EngagementKind, EngagementGrid] = {
         (Grid.MAILING_ACTIVITY_CLICKS,), "link_date", "user_id", "Email",
         mailing_id_element="mailing_id", mailing_instance_element="mailing_instance_id", url_element="Link",
     ),
-    # UNCONFIRMED choice: suppressed addresses are the per-event bad-email feed; `mailing_activity_bounces`
-    # has no timestamp and `subscriber.bounce_date` keeps only the last bounce.
-    EngagementKind.BAD_EMAIL: EngagementGrid(
-        (Grid.SUPPRESSED_SUBSCRIBERS,), "mailing_date", "user_id", "email",
-        mailing_id_element="mailing_id", mailing_instance_element="mailing_instance_id", page_element="reason",
-    ),
     # Vendor recipe: unsubscribes come from the subscriber grid by cancellation_date. It keeps only the latest
     # unsubscribe per subscriber, so a subscriber who unsubscribes twice in one window yields one event.
     EngagementKind.UNSUBSCRIBE: EngagementGrid(
         (Grid.SUBSCRIBER,), "cancellation_date", "user_id", "email",
         mailing_instance_element="cancellation_mailing_instance_id",
-    ),
-    EngagementKind.RESUBSCRIBE: EngagementGrid(
-        (Grid.SUBSCRIBER_RESUBSCRIBES,), "resubscribe_date", "user_id", "email",
     ),
     # UNCONFIRMED choice: form usage is the closest per-subscriber landing-page submit feed.
     EngagementKind.LANDING_PAGE_SUBMIT: EngagementGrid(
@@ -238,6 +225,11 @@ ENGAGEMENT_GRIDS: dict[EngagementKind, EngagementGrid] = {
         url_element="url", page_element="page_title",
     ),
 }
+# Kinds no grid records, derived instead: Resubscribe from the subscriber state the previous run recorded
+# (`engagement.resubscribes`), Bad Email from the malformed addresses the sync itself tried to add
+# (`sync/bad_emails.py`). No vendor page names a resubscribe grid or a bad-email grid token.
+DERIVED_KINDS = frozenset({EngagementKind.RESUBSCRIBE, EngagementKind.BAD_EMAIL})
+MAIL_HISTORY_DAYS = 100  # subscriber_mailing_history holds this many days; `_all` holds the older ones
 
 # UNCONFIRMED: the values of upload_history.status are undocumented; these are matched case-insensitively.
 UPLOAD_DONE_STATUSES = frozenset({"complete", "completed", "success", "succeeded", "finished", "done", "processed"})
@@ -566,6 +558,11 @@ def fault_envelope(code: str, reason: str) -> bytes:
 
 # --- parsing ----------------------------------------------------------------------------------------------
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+
+def flag(value: str | None) -> bool:
+    """A grid's bit column (`1`/`0`; some tenants and third-party readers say `true`/`false`)."""
+    return (value or "").strip().lower() in {"1", "true", "yes", "y"}
 
 
 def local_name(tag: str) -> str:

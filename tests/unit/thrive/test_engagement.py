@@ -9,12 +9,15 @@ START = datetime(2026, 3, 1, tzinfo=UTC)
 END = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-def test_eight_kinds_each_have_a_grid():
+def test_eight_kinds_each_have_a_grid_or_are_derived():
     assert [kind.value for kind in EngagementKind] == [
         "Bad Email", "Landing Page Submit", "Unsubscribe", "Resubscribe", "Web Tracking Page Visit",
         "Mail Sent", "Mail Open", "Link Click",
     ]
-    assert set(wire.ENGAGEMENT_GRIDS) == set(EngagementKind)
+    assert set(wire.ENGAGEMENT_GRIDS) | wire.DERIVED_KINDS == set(EngagementKind)
+    assert not set(wire.ENGAGEMENT_GRIDS) & wire.DERIVED_KINDS
+    read = {grid for spec in wire.ENGAGEMENT_GRIDS.values() for grid in spec.grids}
+    assert "subscriber_resubscribes" not in read and "suppressed_subscribers" not in read
 
 
 def test_a_click_row_becomes_a_normalised_event_whatever_the_case_of_its_elements():
