@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from include.imis_thrive.imis import iqa_package
-from include.imis_thrive.sandbox import imis_app
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.sync.target_groups import CONTACTS_SNAPSHOT
 from tests.dags.conftest import run_dag
@@ -139,11 +138,8 @@ def test_a_blocking_expectation_fails_before_anything_is_loaded_and_keeps_the_sn
 
 
 @pytest.mark.parametrize("column", ["ID", "FirstName"])
-def test_a_missing_id_or_required_column_fails_before_loading(dagbag, sandboxes, monkeypatch, column):
-    without = iqa_package.IqaDefinition(
-        iqa_package.CONTACTS_IQA_PATH, tuple(c for c in iqa_package.CONTACTS_IQA.columns if c.alias != column),
-        required_aliases=())
-    monkeypatch.setattr(imis_app, "CONTACTS_IQA", without)
+def test_a_missing_id_or_required_column_fails_before_loading(dagbag, sandboxes, column):
+    sandboxes.imis.seed.contacts_definition = sandboxes.imis.seed.contacts_definition.without_column(column)
     state, tasks = run_dag(dagbag, DAG_ID)
     assert state == "failed" and tasks["extract_contacts"] == "failed"
     assert written(sandboxes) == {}

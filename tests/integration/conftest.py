@@ -6,13 +6,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
+from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig, default_flavor
 from include.imis_thrive.sandbox.server import SandboxServer
 
+
 @pytest.fixture
-def imis_sandbox() -> ImisSandbox:
+def imis_flavor() -> str:
+    """The iMIS answers the sandboxes give: `--imis-flavor`, else $IMIS_SANDBOX_FLAVOR, else ems."""
+    return default_flavor()
+
+
+@pytest.fixture
+def imis_sandbox(imis_flavor: str) -> ImisSandbox:
     """A small iMIS instance with the broken lists switched on, fresh for each test."""
-    return ImisSandbox(ImisSandboxConfig(users={"hl_integration": "sandbox-imis-password"}, contacts=300, broken_lists=True))
+    return ImisSandbox(ImisSandboxConfig(users={"hl_integration": "sandbox-imis-password"}, contacts=300,
+                                         broken_lists=True, flavor=imis_flavor))
 
 
 @pytest.fixture

@@ -29,9 +29,12 @@ class SandboxPair:
 
 
 @contextmanager
-def serve_pair(contacts: int = 300, seed: int = 3, broken_lists: bool = False) -> Iterator[SandboxPair]:
+def serve_pair(contacts: int = 300, seed: int = 3, broken_lists: bool = False, flavor: str | None = None,
+               page_cap: int | None = None) -> Iterator[SandboxPair]:
+    """`flavor` None: the suite's (`--imis-flavor` / $IMIS_SANDBOX_FLAVOR, else ems)."""
     imis_sandbox, thrive_sandbox = build_sandboxes(load_settings(), contacts=contacts, seed=seed,
-                                                   broken_lists=broken_lists)
+                                                   broken_lists=broken_lists, flavor=flavor,  # type: ignore[arg-type]
+                                                   page_cap=page_cap)
     retry = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=0.05)
     with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server, \
             ImisClient(ImisConfig(base_url=imis_server.url, username="hl_integration",

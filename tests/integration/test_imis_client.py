@@ -133,3 +133,94 @@ def test_two_concurrent_extractions_in_separate_processes_both_finish(imis_sandb
         worker.join(timeout=30)
     purger.join()
     assert outcomes == [300, 300]
+
+
+# ---- what real tenants answer (issue 10), against the sandbox's realistic shapes -------------------------
+
+@pytest.mark.parametrize("endpoint", ["query", "iqa"])
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_pages_smaller_than_the_echoed_limit_lose_no_rows(endpoint, concurrency):
+    """The instance echoes Limit 500 but serves 100 rows a page: the pager must step by what pages hold."""
+    sandbox = ImisSandbox(ImisSandboxConfig(users={USER: PASSWORD}, contacts=1234, page_cap=100))
+    with SandboxServer(sandbox.app) as server:
+        client = make_client(server.url, endpoint=endpoint, max_concurrency=concurrency)
+        assert client.fetch_page(CONTACTS_IQA_PATH).limit == 500  # the echo the old pager strode by
+        frame = client.run_iqa(CONTACTS_IQA_PATH)
+    assert frame["ID"].tolist() == sandbox.seed.contacts["ID"].tolist()
+
+
+def test_a_result_that_shrinks_while_it_is_read_fails_naming_the_iqa(imis_sandbox, imis_server):
+    """Rows removed between pages (offset drift): an error, never a silently shorter list."""
+    from include.imis_thrive.imis.errors import ImisPagingError
+
+    client = make_client(imis_server.url, page_size=50, max_concurrency=1)
+    path = f"{MAILING_LISTS_FOLDER}/Newsletter"
+    pages = client.iter_pages(path)
+    next(pages)
+    imis_sandbox.seed.lists["Newsletter"].members = imis_sandbox.seed.lists["Newsletter"].members[5:]  # staff edit
+    with pytest.raises(ImisPagingError, match=r"IQA \$/HigherLogic/MailingLists/Newsletter: the page at offset 50"):
+        list(pages)
+
+
+def test_definitions_are_read_by_alias_on_both_flavors(imis_flavor):
+    """Empty Alias (EMS) and GUID Name + Caption (2017): the columns are still the rows' keys."""
+    from include.imis_thrive.imis.iqa_package import CONTACTS_IQA, PANEL_FIELDS_IQA
+
+    for flavor in ("ems", "2017"):
+        sandbox = ImisSandbox(ImisSandboxConfig(users={USER: PASSWORD}, contacts=20, broken_lists=True,
+                                                flavor=flavor))
+        with SandboxServer(sandbox.app) as server:
+            client = make_client(server.url)
+            contacts = client.query_definition(CONTACTS_IQA_PATH)
+            panel = client.query_definition(PANEL_FIELDS_IQA.path)
+            conference = client.query_definition(f"{MAILING_LISTS_FOLDER}/All Members")
+            no_id = client.query_definition(f"{MAILING_LISTS_FOLDER}/Broken - No ID Alias")
+        assert contacts.aliases == CONTACTS_IQA.aliases, flavor
+        assert [c.data_type for c in panel.columns] == [c.data_type for c in PANEL_FIELDS_IQA.columns], flavor
+        assert [(f.property_name, f.operation) for f in conference.filters] == [("IsMember", "Equal"),
+                                                                              ("Status", "Equal")], flavor
+        assert no_id.aliases == ("ContactKey", "FullName", "Status"), flavor
+
+
+def test_query_rows_with_an_integer_id_and_byte_array_wrappers_are_typed(imis_server):
+    client = make_client(imis_server.url, endpoint="query")
+    path = f"{MAILING_LISTS_FOLDER}/Annual Conference 2026"
+    raw = client.fetch_page(path, limit=5).rows
+    assert isinstance(raw[0]["ID"], int) and raw[0]["TimeStamp"]["$type"] == "System.Byte[], mscorlib"
+    frame = client.run_iqa(path)
+    assert frame["ID"].map(type).eq(str).all() and frame["ID"].str.fullmatch(r"\d{7}").all()
+    assert str(frame["TimeStamp"].dtype) == "str" and frame["TimeStamp"].iloc[0] == raw[0]["TimeStamp"]["$value"]
+
+
+def test_iqa_dates_sent_as_plain_strings_become_local_datetimes(imis_server):
+    """/api/IQA sends DateTime values unwrapped: typed from the package's declared types, or from their shape."""
+    from include.imis_thrive.imis.iqa_package import PANEL_FIELDS_IQA
+
+    client = make_client(imis_server.url, endpoint="iqa")
+    raw = client.fetch_page(PANEL_FIELDS_IQA.path, limit=50).rows
+    dates = [p["Value"] for row in raw for p in row["Properties"]["$values"]
+             if p["Name"] == "LastEventDate" and "Value" in p]
+    assert dates and all(isinstance(value, str) for value in dates)
+    declared = {c.alias: c.data_type.value for c in PANEL_FIELDS_IQA.columns}
+    for types in (declared, None):
+        frame = client.run_iqa(PANEL_FIELDS_IQA.path, declared_types=types)
+        assert str(frame["LastEventDate"].dtype) == "datetime64[us, America/New_York]"
+        assert frame["LastEventDate"].notna().any() and frame["LastEventDate"].isna().any()
+
+
+def test_found_activities_carry_seqn_and_party_from_their_identities(imis_server):
+    """Real Activity rows have no SEQN property: the SEQN is in Identity, the party in PrimaryParentIdentity."""
+    client = make_client(imis_server.url)
+    party = client.run_iqa(CONTACTS_IQA_PATH)["ID"][1]
+    seqn = client.post_activity(party, {"ACTIVITY_TYPE": "HLOGIC", "UF_1": "key-9"})
+    [row] = client.find_activities({"PartyId": party, "UF_1": "eq:key-9"})
+    assert (row["SEQN"], row["PartyId"], row["UF_1"]) == (seqn, party, "key-9")
+
+
+def test_a_refused_activity_names_imis_reason_from_the_validation_body(imis_server):
+    from include.imis_thrive.imis.errors import ImisRequestError
+
+    client = make_client(imis_server.url)
+    with pytest.raises(ImisRequestError, match=r"activity for party 999: rejected with HTTP 400: "
+                                               r"Party '999' does not exist"):
+        client.post_activity("999", {"ACTIVITY_TYPE": "HLOGIC"})

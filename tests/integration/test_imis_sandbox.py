@@ -26,6 +26,13 @@ IMIS_USER, IMIS_PASSWORD = "hl_integration", "sandbox-imis-password"  # what the
 
 
 @pytest.fixture
+def imis_sandbox() -> ImisSandbox:
+    """This file pins the EMS answers (the 2017 ones have their own tests below), whatever IMIS_SANDBOX_FLAVOR."""
+    return ImisSandbox(ImisSandboxConfig(users={IMIS_USER: IMIS_PASSWORD}, contacts=300, broken_lists=True,
+                                         flavor="ems"))
+
+
+@pytest.fixture
 def http(imis_server: SandboxServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=imis_server.url, timeout=10) as client:
         yield client
@@ -195,7 +202,7 @@ def test_iqa_rows_are_generic_entities_with_typed_wrappers(authed: httpx.Client,
     assert all(r["IsMember"]["Value"]["$type"] == "System.Boolean" for r in by_name)
     assert all(isinstance(r["FirstName"].get("Value", ""), str) for r in by_name)
     dated = [r["MemberSince"]["Value"] for r in by_name if "Value" in r["MemberSince"]]
-    assert dated and all(v["$type"] == "System.DateTime" and len(v["$value"]) == 19 for v in dated)
+    assert dated and all(isinstance(v, str) and len(v) == 19 for v in dated)  # real tenants: plain strings
     assert any("Value" not in r["Birthday"] for r in by_name)  # a null has no Value key at all
 
 
@@ -205,7 +212,9 @@ def test_panel_iqa_wraps_int_decimal_bool_and_datetime(authed: httpx.Client) -> 
     types = {p["Name"]: p["Value"]["$type"] for row in rows for p in _properties(row)
              if isinstance(p.get("Value"), dict)}
     assert types == {"CommitteeCount": "System.Int32", "CEUCredits": "System.Decimal",
-                     "VolunteerOptIn": "System.Boolean", "LastEventDate": "System.DateTime"}
+                     "VolunteerOptIn": "System.Boolean"}
+    dates = [p["Value"] for row in rows for p in _properties(row) if p["Name"] == "LastEventDate" and "Value" in p]
+    assert dates and all(isinstance(value, str) for value in dates)
 
 
 def test_query_endpoint_returns_flat_rows_with_native_types(authed: httpx.Client) -> None:
@@ -323,7 +332,7 @@ def test_activity_post_assigns_increasing_seqn_and_never_dedupes(authed: httpx.C
     assert seqns[1] == seqns[0] + 1
     assert first.headers["Location"].endswith(f"/api/Activity/{seqns[0]}")
     echoed = {p["Name"]: p.get("Value") for p in _properties(first.json())}
-    assert echoed["SEQN"] == {"$type": "System.Int32", "$value": seqns[0]} and echoed["UF_1"] == "key-1"
+    assert "SEQN" not in echoed and echoed["UF_1"] == "key-1"  # real rows carry the SEQN only in Identity
     assert [a["Properties"]["UF_1"] for a in imis_sandbox.activities()] == ["key-1", "key-1"]
 
 
@@ -413,12 +422,12 @@ def test_party_by_id(authed: httpx.Client, imis_sandbox: ImisSandbox) -> None:
 # ---- admin surface ---------------------------------------------------------------------------------
 
 def test_admin_mutate_changes_what_the_iqa_returns(authed: httpx.Client) -> None:
-    before = {r["ID"]: r for r in authed.get("/api/query", params={"QueryName": CONTACTS, "Limit": 500}).json()
+    before = {str(r["ID"]): r for r in authed.get("/api/query", params={"QueryName": CONTACTS, "Limit": 500}).json()
               ["Items"]["$values"]}
 
     changed = authed.post("/_sandbox/contacts/mutate", json={"count": 7, "seed": 3}).json()["changed"]
 
-    after = {r["ID"]: r for r in authed.get("/api/query", params={"QueryName": CONTACTS, "Limit": 500}).json()
+    after = {str(r["ID"]): r for r in authed.get("/api/query", params={"QueryName": CONTACTS, "Limit": 500}).json()
              ["Items"]["$values"]}
     assert len(changed) == 7
     assert sorted(i for i in before if before[i] != after[i]) == sorted(changed)
@@ -429,7 +438,7 @@ def test_admin_move_changes_list_membership(authed: httpx.Client) -> None:
 
     def members() -> set[str]:
         page = authed.get("/api/query", params={"QueryName": path, "Limit": 500}).json()
-        return {row["ID"] for row in page["Items"]["$values"]}
+        return {str(row["ID"]) for row in page["Items"]["$values"]}
 
     before = members()
     moved = authed.post("/_sandbox/lists/move", json={"list_name": "Newsletter", "count": 4, "seed": 1}).json()
@@ -445,7 +454,7 @@ def test_admin_panel_column_shows_in_definition_and_rows(authed: httpx.Client) -
     page = authed.get("/api/query", params={"QueryName": PANEL_FIELDS_IQA_PATH, "Limit": 1}).json()
 
     assert added.json() == {"alias": "MentorLevel", "data_type": "System.Int32"}
-    assert definition["Properties"]["$values"][-1]["Alias"] == "MentorLevel"
+    assert definition["Properties"]["$values"][-1]["PropertyName"] == "MentorLevel"
     assert definition["Properties"]["$values"][-1]["DataTypeName"] == "Int32"
     assert isinstance(page["Items"]["$values"][0]["MentorLevel"], int)
 
@@ -503,3 +512,91 @@ def test_fault_rates_are_reproducible_per_seed(authed: httpx.Client, imis_sandbo
     first = statuses()
 
     assert set(first) == {200, 500} and statuses() == first
+
+
+# ---- answers as real tenants give them (issue 10) ---------------------------------------------------------
+
+def test_execute_answers_are_ems_envelopes_and_definitions_carry_update_info(authed: httpx.Client) -> None:
+    body = {"$type": "Asi.Soa.Core.DataContracts.GenericExecuteRequest, Asi.Contracts",
+            "EntityTypeName": "QueryDefinition", "OperationName": "FindByPath",
+            "Parameters": {"$values": [{"$type": "System.String", "$value": f"{MAILING_LISTS_FOLDER}/All Members"}]}}
+    answer = authed.post("/api/QueryDefinition/_execute", json=body).json()
+
+    assert {"Result", "StatusCode", "IsCachedResult", "ValidationResults"} <= answer.keys()
+    assert answer["IsCachedResult"] is False and answer["ValidationResults"]["Errors"]["$values"] == []
+    definition = answer["Result"]
+    assert definition["Document"]["UpdateInfo"]["UpdatedBy"] == "MANAGER"
+    properties = definition["Properties"]["$values"]
+    assert properties[0]["Alias"] == "" and properties[0]["PropertyName"] == "ID"  # an empty Alias
+    assert properties[0]["Name"] == "CsContact.ID"
+    assert [c["Operation"] for c in definition["Parameters"]["$values"]] == [3, 3]  # numeric: 3 = Equal
+
+
+def test_the_2017_flavor_answers_a_bare_definition_with_guid_names_and_captions() -> None:
+    sandbox = ImisSandbox(ImisSandboxConfig(users={IMIS_USER: IMIS_PASSWORD}, contacts=10, flavor="2017"))
+    with SandboxServer(sandbox.app) as server, httpx.Client(base_url=server.url) as http:
+        http.headers["Authorization"] = f"Bearer {_login(http)}"
+        body = {"OperationName": "FindByPath", "Parameters": {"$values": [CONTACTS]}}
+        definition = http.post("/api/QueryDefinition/_execute", json=body).json()
+        missing = http.post("/api/QueryDefinition/_execute",
+                            json={"OperationName": "FindByPath", "Parameters": {"$values": ["$/Nowhere"]}})
+
+    assert "Result" not in definition and "Document" not in definition
+    first, email = definition["Properties"]["$values"][0], definition["Properties"]["$values"][19]
+    assert first["Name"].startswith("{") and first["Name"].endswith("}.CL1") and "PropertyName" not in first
+    assert (first["Caption"], first["Alias"]) == ("CsContact.ID", "")
+    assert (email["Caption"], email["Alias"]) == ("CsContact.Email", "PrimaryEmailAddress")
+    assert missing.status_code == 200 and missing.json() is None
+
+
+def test_request_body_keys_match_case_insensitively(authed: httpx.Client, imis_sandbox: ImisSandbox) -> None:
+    body = {"$type": "Asi.Soa.Core.DataContracts.GenericEntityData, Asi.Contracts", "entityTypeName": "Activity",
+            "primaryParentIdentity": {"identityElements": {"$values": [_first_id(imis_sandbox)]}},
+            "properties": {"$values": [{"name": "ACTIVITY_TYPE", "value": "HLOGIC"}, {"NAME": "UF_1", "VALUE": "k"}]}}
+    response = authed.post("/api/Activity", json=body)
+
+    assert response.status_code == 201, response.text
+    assert imis_sandbox.activities()[-1]["Properties"] == {"PartyId": _first_id(imis_sandbox),
+                                                           "ACTIVITY_TYPE": "HLOGIC", "UF_1": "k",
+                                                           "TRANSACTION_DATE": imis_sandbox.activities()[-1]
+                                                           ["Properties"]["TRANSACTION_DATE"]}
+    folder = authed.post("/api/DocumentSummary/_execute",
+                         json={"operationname": "FindByPath", "parameters": {"$VALUES": [MAILING_LISTS_FOLDER]}})
+    assert folder.json()["Result"]["Path"] == MAILING_LISTS_FOLDER
+
+
+def test_a_refused_write_answers_400_with_type_errors_and_warnings(authed: httpx.Client) -> None:
+    response = authed.post("/api/Activity", json=_activity("999"))
+
+    body = response.json()
+    assert response.status_code == 400
+    assert body["$type"].startswith("Asi.Soa.Core.DataContracts.ValidationResultsData")
+    assert body["Warnings"]["$values"] == [] and body["Errors"]["$values"][0]["Message"] == "Party '999' does not exist."
+
+
+def test_activity_rows_carry_seqn_only_in_identity(authed: httpx.Client, imis_sandbox: ImisSandbox) -> None:
+    party = _first_id(imis_sandbox)
+    authed.post("/api/Activity", json=_activity(party, UF_1="only-identity"))
+    [row] = authed.get("/api/Activity", params={"PartyId": party}).json()["Items"]["$values"]
+
+    assert "SEQN" not in {p["Name"] for p in _properties(row)}
+    assert row["Identity"]["IdentityElements"]["$values"] == [str(imis_sandbox.activities()[0]["SEQN"])]
+    assert row["PrimaryParentIdentity"]["IdentityElements"]["$values"] == [party]
+
+
+def test_query_rows_send_an_integer_id_and_byte_array_wrappers(authed: httpx.Client) -> None:
+    rows = authed.get("/api/query", params={"QueryName": f"{MAILING_LISTS_FOLDER}/Annual Conference 2026",
+                                            "Limit": 5}).json()["Items"]["$values"]
+
+    assert all(isinstance(row["ID"], int) for row in rows)
+    assert all(row["TimeStamp"]["$type"] == "System.Byte[], mscorlib" and len(row["TimeStamp"]["$value"]) == 12
+               for row in rows)
+
+
+def test_page_cap_serves_fewer_rows_than_the_echoed_limit() -> None:
+    sandbox = ImisSandbox(ImisSandboxConfig(users={IMIS_USER: IMIS_PASSWORD}, contacts=250, page_cap=100))
+    with SandboxServer(sandbox.app) as server, httpx.Client(base_url=server.url) as http:
+        http.headers["Authorization"] = f"Bearer {_login(http)}"
+        page = _iqa(http, CONTACTS, Limit=500).json()
+
+    assert (page["Limit"], page["Count"], page["HasNext"], page["NextOffset"]) == (500, 100, True, 100)

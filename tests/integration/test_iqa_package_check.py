@@ -17,7 +17,6 @@ from include.imis_thrive.imis.iqa_package import (
     CONTACTS_IQA,
     MAILING_LISTS_FOLDER,
     PANEL_FIELDS_IQA_PATH,
-    IqaDefinition,
 )
 from include.imis_thrive.imis.package_check import (
     EXIT_CANNOT_CHECK,
@@ -77,9 +76,8 @@ def test_each_broken_list_is_named_and_every_good_iqa_is_ok(not_shared_status: i
     assert report.exit_code == EXIT_PROBLEMS
 
 
-def test_a_contacts_column_missing_on_the_instance_is_named(imis_server, monkeypatch: pytest.MonkeyPatch) -> None:
-    trimmed = IqaDefinition(CONTACTS_IQA.path, tuple(c for c in CONTACTS_IQA.columns if c.alias != "MemberSince"))
-    monkeypatch.setattr(imis_app, "CONTACTS_IQA", trimmed)
+def test_a_contacts_column_missing_on_the_instance_is_named(imis_server, imis_sandbox: ImisSandbox) -> None:
+    imis_sandbox.seed.contacts_definition = imis_sandbox.seed.contacts_definition.without_column("MemberSince")
     report = _check(imis_server.url)
     contacts = report.check(CONTACTS_IQA.path)
     assert contacts.status is CheckStatus.MISMATCH and contacts.columns == 24
@@ -89,7 +87,7 @@ def test_a_contacts_column_missing_on_the_instance_is_named(imis_server, monkeyp
 
 
 def test_an_absent_panel_iqa_is_reported_missing_and_the_rest_still_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(imis_app, "PANEL_FIELDS_IQA_PATH", "$/HigherLogic/Panels/PanelFields (old)")
+    monkeypatch.setattr(imis_app, "PANEL_FIELDS_PATH", "$/HigherLogic/Panels/PanelFields (old)")
     sandbox = ImisSandbox(ImisSandboxConfig(users={USER: PASSWORD}, contacts=50))
     with SandboxServer(sandbox.app, port=0) as server:
         report = _check(server.url)
@@ -139,3 +137,27 @@ def test_a_refused_login_is_a_failure_to_check_not_a_list_of_missing_iqas(
     assert package_check.main(["--url", imis_server.url, "--user", USER]) == EXIT_CANNOT_CHECK
     out, err = capsys.readouterr()
     assert out == "" and f"refused the login of user {USER!r}" in err and "not-the-password" not in err
+
+
+def _bin_check(url: str) -> subprocess.CompletedProcess[str]:
+    """`bin/check-iqa-package` itself, as the user runs it."""
+    return subprocess.run([str(PROJECT_ROOT / "bin" / "check-iqa-package"), "--url", url, "--user", USER],
+                          cwd=PROJECT_ROOT, env={**os.environ, "IMIS_PASSWORD": PASSWORD}, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("flavor", ["ems", "2017"])
+def test_the_package_is_complete_on_both_flavors_and_a_missing_column_is_named(flavor: str) -> None:
+    """EMS (empty aliases, numeric operations, envelopes) and 2017 (bare definition, GUID names, Caption)."""
+    sandbox = ImisSandbox(ImisSandboxConfig(users={USER: PASSWORD}, contacts=50, flavor=flavor))
+    with SandboxServer(sandbox.app, port=0) as server:
+        complete = _bin_check(server.url)
+        sandbox.seed.contacts_definition = sandbox.seed.contacts_definition.without_column("PrimaryEmailAddress")
+        broken = _bin_check(server.url)
+    assert complete.returncode == EXIT_OK, complete.stdout + complete.stderr
+    assert complete.stdout.splitlines()[-1] == f"{2 + len(VALID_LISTS)} IQAs checked, {2 + len(VALID_LISTS)} OK: " \
+                                               "the package is complete"
+    assert broken.returncode == EXIT_PROBLEMS, broken.stdout + broken.stderr
+    assert [line for line in broken.stdout.splitlines() if line.startswith("FIX")] == [
+        f"FIX  IQA {CONTACTS_IQA.path}, column PrimaryEmailAddress: required column missing "
+        "(add a display column aliased 'PrimaryEmailAddress')"]

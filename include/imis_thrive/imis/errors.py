@@ -29,3 +29,9 @@ class ImisRequestError(ImisError):
 
 class ImisPagingError(ImisError):
     """The paging envelope contradicts itself (e.g. `NextOffset` does not advance): stop instead of looping."""
+
+
+class ImisUnexpectedAnswer(ImisError, ValueError):
+    """A 2xx answer whose shape the client does not know: raised naming the call, never read as an empty result.
+
+    Also a `ValueError`, so a check that reports unreadable definitions per IQA keeps doing so."""

@@ -2,10 +2,14 @@
 
 Both row shapes are accepted (reference/imis-api.md §2.5-2.6): `/api/IQA` rows are `GenericEntityData` whose
 `Properties.$values` carry `{"Name", "Value"}` pairs (`ResultRow` first, values either bare, wrapped as
-`{"$type": "System.Int32", "$value": 3}`, null, or missing altogether); `/api/query` rows are flat objects
-with native JSON values. The output (the contract every sync module relies on):
+`{"$type": "System.Int32", "$value": 3}`, null, or missing altogether; datetimes often as plain strings);
+`/api/query` rows are flat objects with native JSON values (the ID a JSON integer on real tenants) that can
+still hold typed wrappers, e.g. `{"$type": "System.Byte[], mscorlib", "$value": "<base64>"}`. The output (the
+contract every sync module relies on):
 
-- column `ID` as `str` (iMIS IDs are numeric strings; never let them become floats);
+- column `ID` as `str`, whether the wire sent `"363593"` or `363593` (never let IDs become floats);
+- a `System.Byte[]` value as its base64 text; a plain-string datetime typed from the declared types (the IQA
+  package) or, without them, from its ISO shape;
 - text `str`, booleans `boolean`, integers `Int64`, decimals `Float64`, missing values as NA ("" counts as missing);
 - datetimes tz-aware in the instance's time zone: iMIS sends naive local times, and a naive timestamp
   taken for UTC would shift every birthday and expiry by hours;

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from include.imis_thrive.imis.errors import ImisUnexpectedAnswer
+
 ROOT_FOLDER = "$/HigherLogic"
 CONTACTS_IQA_PATH = "$/HigherLogic/Contacts/Contacts"
 MAILING_LISTS_FOLDER = "$/HigherLogic/MailingLists"
@@ -26,6 +28,9 @@ PREFERENCE_TOKEN_ALIAS = "PreferenceToken"
 
 # Prompt values that mean "this filter is not shown to the person running the IQA".
 _NOT_PROMPTED = frozenset({"", "no", "none"})
+# CriteriaData.Operation arrives as a number on real tenants; only 3 = Equal has been seen. Other numbers are
+# kept as their digits rather than guessed.
+_OPERATION_NAMES = {3: "Equal"}
 
 
 class ImisDataType(StrEnum):
@@ -142,22 +147,61 @@ class IqaDefinition:
     @classmethod
     def from_query_definition(cls, payload: Mapping[str, Any],
                               required_aliases: tuple[str, ...] = (ID_ALIAS,)) -> IqaDefinition:
-        """Read a `POST /api/QueryDefinition/_execute` (FindByPath) answer, 20.x or 2017 shape."""
+        """Read a `POST /api/QueryDefinition/_execute` (FindByPath) answer: EMS (inside `Result`, with
+        `Document`) or iMIS 2017 (the definition at the top level).
+
+        A column is keyed as its rows are: by `Alias`, else by `PropertyName`, else (2017, where the source
+        property is only in `Caption`, e.g. `CsContact.ID`) by the part of `Caption` after the last dot. Never
+        by `Name`, which is an internal id (`CsContact.ID`, or `{GUID}.CL3` on 2017)."""
         definition = payload["Result"] if "Result" in payload else payload
         if not definition:
             raise ValueError("QueryDefinition answer has no Result: the IQA path does not exist")
-        properties = sorted(definition.get("Properties", {}).get("$values", []),
-                            key=lambda p: p.get("DisplayOrder", 0))
-        columns = tuple(
-            IqaColumn(p.get("Alias") or p["Name"], _column_type(p.get("DataTypeName") or "String"))
-            for p in properties
-        )
+        path = str(definition.get("Path") or (definition.get("Document") or {}).get("Path") or "")
+        properties = _values(definition, "Properties", path)
+        properties = sorted(properties, key=lambda p: p.get("DisplayOrder") or 0)
+        columns = tuple(IqaColumn(_column_key(p, path), _column_type(p.get("DataTypeName") or "String"))
+                        for p in properties)
         filters = tuple(
-            IqaFilter(c["PropertyName"], str(c.get("Operation", "")), c.get("Prompt"),
-                      tuple(c.get("Values", {}).get("$values", [])) if isinstance(c.get("Values"), dict) else ())
-            for c in definition.get("Parameters", {}).get("$values", [])
+            IqaFilter(str(c.get("PropertyName") or ""), _operation(c.get("Operation")),
+                      None if c.get("Prompt") is None else str(c.get("Prompt")),
+                      tuple(str(v) for v in (c.get("Values") or {}).get("$values") or ())
+                      if isinstance(c.get("Values"), Mapping) else ())
+            for c in (_values(definition, "Parameters", path) if definition.get("Parameters") is not None else [])
         )
-        return cls(definition["Path"], columns, filters, required_aliases)
+        return cls(path, columns, filters, required_aliases)
+
+
+def _values(definition: Mapping[str, Any], key: str, path: str) -> list[Mapping[str, Any]]:
+    """`definition[key].$values`, or a typed error naming the IQA if the answer is not shaped like that."""
+    container = definition.get(key)
+    values = container.get("$values") if isinstance(container, Mapping) else None
+    if not isinstance(values, list) or not all(isinstance(v, Mapping) for v in values):
+        raise ImisUnexpectedAnswer(
+            f"QueryDefinition of IQA {path or '(no path)'}: expected {key}.$values to be a list of objects, "
+            f"got {type(container).__name__} (keys of the answer: {', '.join(sorted(map(str, definition)))})")
+    return values
+
+
+def _column_key(prop: Mapping[str, Any], path: str) -> str:
+    for key in ("Alias", "PropertyName"):
+        value = prop.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    caption = prop.get("Caption")
+    if isinstance(caption, str) and caption.strip():
+        return caption.rsplit(".", 1)[-1]
+    raise ImisUnexpectedAnswer(f"QueryDefinition of IQA {path}: display property {prop.get('Name')!r} has no "
+                               "Alias, PropertyName or Caption to key its column by")
+
+
+def _operation(value: Any) -> str:
+    """`Operation` as a name: real tenants send a number (3 = Equal), older samples a name."""
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        number = int(value)
+        return _OPERATION_NAMES.get(number, str(number))
+    return str(value)
 
 
 def _column_type(name: str) -> ImisDataType:

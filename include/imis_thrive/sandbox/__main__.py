@@ -1,6 +1,10 @@
 """`make sandbox`: run the iMIS and Thrive sandboxes and the alert-mail sink in the foreground.
 
-    python -m include.imis_thrive.sandbox [--contacts N] [--seed S] [--broken-lists]
+    python -m include.imis_thrive.sandbox [--contacts N] [--seed S] [--broken-lists] [--flavor ems|2017]
+                                          [--page-cap N]
+
+`--flavor 2017` answers QueryDefinition as iMIS 2017 does (default: $IMIS_SANDBOX_FLAVOR, else ems);
+`--page-cap N` serves at most N rows a page while echoing the requested Limit, as some instances do.
 
 The ports, path prefixes and credentials come from the `imis_default` and `thrive_default` connections in
 airflow_settings.yaml, so the DAGs reach the sandboxes with the very settings they would use for real systems.
@@ -16,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from include.imis_thrive.airflow_settings import AirflowSettings, load_settings
-from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
+from include.imis_thrive.sandbox.imis_app import Flavor, ImisSandbox, ImisSandboxConfig, default_flavor
 from include.imis_thrive.sandbox.server import SandboxServer
 from include.imis_thrive.sandbox.smtp import ReceivedMail, SmtpSink, print_mail
 from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
@@ -35,14 +39,14 @@ class RunningSandboxes:
     smtp: SmtpSink
 
 
-def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int,
-                    broken_lists: bool) -> tuple[ImisSandbox, ThriveSandbox]:
+def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int, broken_lists: bool,
+                    flavor: Flavor | None = None, page_cap: int | None = None) -> tuple[ImisSandbox, ThriveSandbox]:
     imis = settings.connection("imis_default")
     thrive = settings.connection("thrive_default")
     imis_sandbox = ImisSandbox(ImisSandboxConfig(
         users={imis.conn_login or "": imis.conn_password or ""}, contacts=contacts, seed=seed,
         broken_lists=broken_lists, timezone=str(imis.conn_extra.get("timezone", "UTC")),
-        path_prefix=imis.url_path().rstrip("/"),
+        path_prefix=imis.url_path().rstrip("/"), flavor=flavor or default_flavor(), page_cap=page_cap,
     ))
     # Higher Logic creates a target group for each list IQA; the AAPI cannot, so the sandbox starts with them.
     lists = sorted(imis_sandbox.seed.lists)
@@ -56,10 +60,11 @@ def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int,
 @contextmanager
 def running_sandboxes(settings: AirflowSettings | None = None, contacts: int = 2000, seed: int = 1,
                       broken_lists: bool = False,
-                      on_mail: Callable[[ReceivedMail], None] | None = None) -> Iterator[RunningSandboxes]:
+                      on_mail: Callable[[ReceivedMail], None] | None = None, flavor: Flavor | None = None,
+                      page_cap: int | None = None) -> Iterator[RunningSandboxes]:
     """iMIS, Thrive and the alert-mail sink in background threads on the settings file's ports."""
     settings = settings or load_settings()
-    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts, seed, broken_lists)
+    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts, seed, broken_lists, flavor, page_cap)
     with ExitStack() as stack:
         imis_server = stack.enter_context(
             SandboxServer(imis_sandbox.app, port=settings.connection("imis_default").loopback_port()))
@@ -75,12 +80,17 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=2000, help="contacts to seed (10 to 1,000,000)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--broken-lists", action="store_true", help="also serve lists that break each requirement")
+    parser.add_argument("--flavor", choices=("ems", "2017"), default=None,
+                        help="iMIS answers to emulate (default: $IMIS_SANDBOX_FLAVOR, else ems)")
+    parser.add_argument("--page-cap", type=int, default=None,
+                        help="serve at most this many rows a page while echoing the requested Limit")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with running_sandboxes(contacts=args.contacts, seed=args.seed, broken_lists=args.broken_lists,
-                           on_mail=print_mail) as running:
-        print(f"iMIS sandbox:   {running.imis_server.url}{running.imis.config.path_prefix}  ({args.contacts} contacts)")
+                           on_mail=print_mail, flavor=args.flavor, page_cap=args.page_cap) as running:
+        print(f"iMIS sandbox:   {running.imis_server.url}{running.imis.config.path_prefix}  ({args.contacts} contacts, "
+              f"iMIS {running.imis.config.flavor} answers)")
         print(f"Thrive sandbox: {running.thrive_server.url}{running.thrive.config.endpoint_path}")
         print(f"SMTP sink:      {running.smtp.host}:{running.smtp.port} (alert mails are printed here)")
         print("Ctrl-C to stop.", flush=True)

@@ -12,11 +12,26 @@ Choices where the reference leaves a detail open, written down here once:
 - usernames match case-insensitively, passwords exactly; nulls in IQA rows omit `Value`;
 - activity filters on a property an activity lacks do not match it (except `ne`);
 - QueryDefinition `DataTypeName` is the short name (`Int32`), value wrappers use `System.Int32`.
+
+How it answers where real tenants were seen to differ from the tidy shapes a client is written for (issue 10):
+- `/api/query` rows carry `ID` as a JSON integer and `System.Byte[]` columns as `{"$type","$value"}` wrappers
+  inside otherwise flat rows; `/api/IQA` rows carry datetimes as plain strings, other types wrapped;
+- `_execute` answers are EMS envelopes (`Result`, `StatusCode`, `IsCachedResult`, `ValidationResults`);
+  a QueryDefinition's `Document` has `UpdateInfo`, criteria `Operation` is a number (`OPERATION_CODES`: only
+  3 = Equal is seen in real answers, the others are this sandbox's guess), and a display property whose alias
+  equals its source property has an empty `Alias` on every other column (the ID column among them);
+- flavor `2017` (`IMIS_SANDBOX_FLAVOR=2017`, `--flavor 2017`) answers QueryDefinition with the bare definition
+  at the top level (no `Result`, no `Document`, JSON `null` for an unknown path), property `Name` like
+  `{GUID}.CL3` and the source in `Caption` (`CsContact.ID`) instead of `PropertyName`;
+- activity rows carry their SEQN only in `Identity` and the party in `PrimaryParentIdentity`;
+- request-body keys match case-insensitively (Json.NET's default), 400 bodies carry `$type` and `Warnings`;
+- `page_cap` makes pages hold fewer rows than the `Limit` echoed back, as some instances do.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 import time
@@ -26,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,14 +51,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from include.imis_thrive.imis.iqa_package import (
-    CONTACTS_IQA,
-    ID_ALIAS,
+from include.imis_thrive.sandbox.imis_package import (
+    CONTACTS,
+    CONTACTS_PATH,
+    ID,
     MAILING_LISTS_FOLDER,
-    PANEL_FIELDS_IQA_PATH,
+    PANEL_FIELDS_PATH,
     ROOT_FOLDER,
-    IqaDefinition,
-    ImisDataType,
+    ServedIqa,
+    WireType,
 )
 from include.imis_thrive.sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultMiddleware, Receive, Scope, Send
 from include.imis_thrive.sandbox.imis_seed import ImisSeed, SeedError, SeedList, build_seed
@@ -70,6 +86,22 @@ T_PROPERTIES = f"Asi.Soa.Core.DataContracts.GenericPropertyDataCollection, {_CON
 T_IDENTITY = f"Asi.Soa.Core.DataContracts.IdentityData, {_CONTRACTS}"
 T_STRINGS = "System.Collections.ObjectModel.Collection`1[[System.String, mscorlib]], mscorlib"
 T_SERVICE_RESPONSE = f"Asi.Soa.Core.DataContracts.ServiceResponse, {_CONTRACTS}"
+T_VALIDATION_RESULTS = f"Asi.Soa.Core.DataContracts.ValidationResultsData, {_CONTRACTS}"
+
+FLAVOR_ENV = "IMIS_SANDBOX_FLAVOR"
+Flavor = Literal["ems", "2017"]
+# CriteriaData.Operation as a number; 3 = Equal is what real definitions showed, the rest is a guess.
+OPERATION_CODES = {"Equal": 3, "NotEqual": 4, "LessThan": 5, "LessThanOrEqual": 6, "GreaterThan": 7,
+                   "GreaterThanOrEqual": 8, "Contains": 9, "StartsWith": 10}
+
+
+def default_flavor() -> Flavor:
+    """The flavor a sandbox gets when none is given: `IMIS_SANDBOX_FLAVOR`, else `ems` (so one environment
+    variable runs the whole test suite against iMIS 2017 answers)."""
+    value = os.environ.get(FLAVOR_ENV, "ems").strip().lower() or "ems"
+    if value not in ("ems", "2017"):
+        raise ValueError(f"{FLAVOR_ENV}={value!r}: expected ems or 2017")
+    return value  # type: ignore[return-value]
 
 
 class ImisSandboxConfig(BaseModel):
@@ -83,6 +115,9 @@ class ImisSandboxConfig(BaseModel):
     timezone: str = Field("America/New_York", description="The instance's local zone; wire datetimes are naive")
     path_prefix: str = Field("", description="Serve under this path, like on-prem `/Asi.Scheduler_X`")
     not_shared_status: int = Field(401, ge=400, le=499)
+    flavor: Flavor = Field(default_factory=default_flavor,
+                           description="ems = iMIS 20.3+/EMS answers, 2017 = iMIS 2017 QueryDefinition shapes")
+    page_cap: int | None = Field(None, ge=1, description="At most this many rows a page, whatever Limit is echoed")
 
     @field_validator("timezone")
     @classmethod
@@ -117,8 +152,17 @@ def _http_error(status: int, message: str) -> ImisWireError:
 
 def _validation_error(message: str) -> ImisWireError:
     """A 400 for a write iMIS refuses; clients read `Errors.$values[0].Message`."""
-    return ImisWireError(400, {"$type": f"Asi.Soa.Core.DataContracts.ValidationResultsData, {_CONTRACTS}",
-                               "Errors": _contract_list("ValidationResultData", [{"Message": message}])})
+    return ImisWireError(400, _validation_results([message]))
+
+
+def _validation_results(errors: list[str]) -> dict[str, Any]:
+    """ValidationResultsData: `$type`, `Errors`, `Warnings` (always present, usually empty), `Summary`."""
+    entries = [{"$type": f"Asi.Soa.Core.DataContracts.ValidationResultData, {_CONTRACTS}", "Message": message}
+               for message in errors]
+    return {"$type": T_VALIDATION_RESULTS, "Errors": _contract_list("ValidationResultData", entries),
+            "Warnings": _contract_list("ValidationResultData", []),
+            "Summary": None if not errors else {"$type": f"Asi.Soa.Core.DataContracts.ValidationResultData, "
+                                                         f"{_CONTRACTS}", "Message": errors[0]}}
 
 
 @dataclass
@@ -131,7 +175,7 @@ class _Token:
 class _Activity:
     seqn: int
     party_id: str
-    properties: list[dict[str, Any]]  # as posted (wire form), SEQN and PartyId first
+    properties: list[dict[str, Any]]  # as posted (wire form), PartyId first; the SEQN lives in Identity
     lookup: dict[str, Any]  # casefolded name -> unwrapped value, for filters
 
 
@@ -175,7 +219,7 @@ class ImisSandbox:
         with self._lock:
             return self.seed.mutate_panel(count, seed)
 
-    def add_panel_column(self, name: str, data_type: ImisDataType | str) -> dict[str, str]:
+    def add_panel_column(self, name: str, data_type: WireType | str) -> dict[str, str]:
         """Simulate a customer extending the panel-field template by one display column."""
         with self._lock:
             column = self.seed.add_panel_column(name, data_type)
@@ -252,18 +296,22 @@ class ImisSandbox:
             if not shared:
                 raise _http_error(self.config.not_shared_status, DENIED)
             rows = self._apply_prompts(definition, rows, params.get("parameter", []))
-            page = rows[offset:offset + limit]
+            page = rows[offset:offset + self._page_rows(limit)]
             columns = [(c.alias, c.data_type, _to_python(self.seed.column(c.alias, page), c.data_type))
                        for c in definition.columns]
-            ids = self.seed.column(ID_ALIAS, page).tolist()
+            ids = self.seed.column(ID, page).tolist()
         items = _flat_rows(columns) if flat else _entity_rows(definition, columns, ids, offset)
         return _paged(items, offset, limit, len(rows), flat)
 
-    def _resolve(self, query_name: str) -> tuple[IqaDefinition, np.ndarray, bool]:
+    def _page_rows(self, limit: int) -> int:
+        """Rows a page holds: the effective `Limit`, or fewer with `page_cap` (the envelope still echoes `Limit`)."""
+        return min(limit, self.config.page_cap or limit)
+
+    def _resolve(self, query_name: str) -> tuple[ServedIqa, np.ndarray, bool]:
         key = query_name.casefold()
-        if key == CONTACTS_IQA.path.casefold():
-            return CONTACTS_IQA, self.seed.all_rows, True
-        if key == PANEL_FIELDS_IQA_PATH.casefold():
+        if key == CONTACTS_PATH.casefold():
+            return self.seed.contacts_definition, self.seed.all_rows, True
+        if key == PANEL_FIELDS_PATH.casefold():
             return self.seed.panel_definition, self.seed.all_rows, True
         seed_list = self._list_at(key)
         if seed_list is None:
@@ -276,7 +324,7 @@ class ImisSandbox:
                 return seed_list
         return None
 
-    def _apply_prompts(self, definition: IqaDefinition, rows: np.ndarray, values: list[str]) -> np.ndarray:
+    def _apply_prompts(self, definition: ServedIqa, rows: np.ndarray, values: list[str]) -> np.ndarray:
         for prompt, value in zip(definition.prompts, values):
             op, _, expected = value.partition(":") if ":" in value else ("eq", "", value)
             if op.casefold() not in ("eq", "=="):
@@ -290,8 +338,8 @@ class ImisSandbox:
 
     def _documents(self) -> list[dict[str, Any]]:
         """Every folder and IQA document of the package, as DocumentSummaryData."""
-        folders = [ROOT_FOLDER, CONTACTS_IQA.folder, MAILING_LISTS_FOLDER, PANEL_FIELDS_IQA_PATH.rsplit("/", 1)[0]]
-        queries = [CONTACTS_IQA.path, PANEL_FIELDS_IQA_PATH, *(l.definition.path for l in self.seed.lists.values())]
+        folders = [ROOT_FOLDER, CONTACTS_PATH.rsplit("/", 1)[0], MAILING_LISTS_FOLDER, PANEL_FIELDS_PATH.rsplit("/", 1)[0]]
+        queries = [CONTACTS_PATH, PANEL_FIELDS_PATH, *(l.definition.path for l in self.seed.lists.values())]
         return [_document_summary(path, "FOL") for path in folders] + [_document_summary(p, "IQD") for p in queries]
 
     def execute_document_summary(self, operation: str, parameters: list[Any]) -> dict[str, Any]:
@@ -311,7 +359,7 @@ class ImisSandbox:
         raise _http_error(400, f"DocumentSummary does not support operation {operation!r} with "
                                f"{len(parameters)} parameter(s); use FindByPath or FindDocumentsInFolder.")
 
-    def execute_query_definition(self, operation: str, parameters: list[Any]) -> dict[str, Any]:
+    def execute_query_definition(self, operation: str, parameters: list[Any]) -> dict[str, Any] | None:
         """`FindByPath`: the IqaQueryDefinitionData a list check reads (aliases, prompts, AccessId), or null."""
         if operation != "findbypath" or not parameters:
             raise _http_error(400, f"QueryDefinition does not support operation {operation!r}; use FindByPath.")
@@ -319,8 +367,9 @@ class ImisSandbox:
             try:
                 definition, _, shared = self._resolve(str(parameters[0]))
             except ImisWireError:
-                return _service_response(None)
-        return _service_response(_query_definition(definition, shared))
+                return None if self.config.flavor == "2017" else _service_response(None)
+        found = _query_definition(definition, shared, self.config.flavor)
+        return found if self.config.flavor == "2017" else _service_response(found)
 
     # ---- activities and parties ---------------------------------------------------------------------
 
@@ -346,8 +395,7 @@ class ImisSandbox:
             seqn = self._next_seqn
             self._next_seqn += 1
             kept = [p for p in properties if str(p.get("Name", "")).casefold() not in ("seqn", "partyid")]
-            stored = [_property("SEQN", {"$type": "System.Int32", "$value": seqn}),
-                      _property("PartyId", party_id), *kept]
+            stored = [_property("PartyId", party_id), *kept]  # the SEQN is in `Identity` only, as in real rows
             activity = _Activity(seqn, party_id, stored, lookup | {"seqn": seqn, "partyid": party_id})
             self._activities.append(activity)
         return _activity_entity(activity)
@@ -360,7 +408,7 @@ class ImisSandbox:
         with self._lock:
             matching = [a for a in self._activities
                         if all(_matches(a.lookup.get(name), value) for name, value in filters)]
-        page = [_encode_text(_activity_entity(a)) for a in matching[offset:offset + limit]]
+        page = [_encode_text(_activity_entity(a)) for a in matching[offset:offset + self._page_rows(limit)]]
         return _paged(page, offset, limit, len(matching), flat=False)
 
     def get_activity(self, seqn: str) -> dict[str, Any]:
@@ -378,7 +426,7 @@ class ImisSandbox:
             row = self.seed.row_of(party_id.strip())
             if row is None:
                 raise _http_error(404, f"Party '{party_id}' was not found.")
-            contact = {alias: self.seed.contacts[alias][row] for alias in CONTACTS_IQA.aliases}
+            contact = {alias: self.seed.contacts[alias][row] for alias in CONTACTS.aliases}
         return _party(contact)
 
     # ---- HTTP ---------------------------------------------------------------------------------------
@@ -586,29 +634,30 @@ def _paged(items: list[str], offset: int, limit: int, total: int, flat: bool) ->
     )).encode()
 
 
-def _to_python(values: np.ndarray, data_type: ImisDataType) -> list[Any]:
+def _to_python(values: np.ndarray, data_type: WireType) -> list[Any]:
     """A column slice as Python values, None for iMIS nulls."""
-    if data_type is ImisDataType.DATETIME:
+    if data_type is WireType.DATETIME:
         return [None if text == "NaT" else text for text in np.datetime_as_string(values, unit="s").tolist()]
-    if data_type is ImisDataType.DECIMAL:
+    if data_type is WireType.DECIMAL:
         return [None if number != number else number for number in values.tolist()]
     return values.tolist()
 
 
-def _value_json(values: list[Any], data_type: ImisDataType) -> list[str | None]:
+def _value_json(values: list[Any], data_type: WireType) -> list[str | None]:
     """Each value as a JSON literal (None stays None); strings escaped by the json module's C encoder."""
-    if data_type is ImisDataType.BOOLEAN:
+    if data_type is WireType.BOOLEAN:
         return [None if v is None else ("true" if v else "false") for v in values]
-    if data_type is ImisDataType.INT32:
+    if data_type is WireType.INT32:
         return [None if v is None else str(int(v)) for v in values]
-    if data_type is ImisDataType.DECIMAL:
+    if data_type is WireType.DECIMAL:
         return [None if v is None else repr(float(v)) for v in values]
     return [None if v is None else _text(v) for v in values]
 
 
-def _entity_rows(definition: IqaDefinition, columns: list[tuple[str, ImisDataType, list[Any]]],
+def _entity_rows(definition: ServedIqa, columns: list[tuple[str, WireType, list[Any]]],
                  ids: list[str], offset: int) -> list[str]:
-    """IQA rows as GenericEntityData JSON: `ResultRow` first, typed wrappers, no `Value` key for nulls.
+    """IQA rows as GenericEntityData JSON: `ResultRow` first, typed wrappers (but datetimes as plain strings,
+    as real tenants send them), no `Value` key for nulls.
 
     Rendered as text from per-column fragments: a 500-row page has ~13,000 property objects, and building
     them as dicts for `json.dumps` costs several times more (allocation and GC) than joining strings.
@@ -618,10 +667,10 @@ def _entity_rows(definition: IqaDefinition, columns: list[tuple[str, ImisDataTyp
     for alias, data_type, values in columns:
         head = '{"$type":' + _text(T_PROPERTY) + ',"Name":' + _text(alias)
         null = head + "}"
-        if data_type is ImisDataType.STRING:
+        if data_type in (WireType.STRING, WireType.DATETIME):
             opening, closing = head + ',"Value":', "}"
         else:
-            opening, closing = head + ',"Value":{"$type":' + _text(data_type.value) + ',"$value":', "}}"
+            opening, closing = head + ',"Value":{"$type":' + _text(data_type.wrapper_type) + ',"$value":', "}}"
         fragments.append([null if v is None else opening + v + closing for v in _value_json(values, data_type)])
     row_head = '{"$type":' + _text(T_ENTITY) + ',"EntityTypeName":' + entity_type + \
         ',"PrimaryParentEntityTypeName":"Party","PrimaryParentIdentity":'
@@ -634,12 +683,20 @@ def _entity_rows(definition: IqaDefinition, columns: list[tuple[str, ImisDataTyp
     ]
 
 
-def _flat_rows(columns: list[tuple[str, ImisDataType, list[Any]]]) -> list[str]:
-    """`/api/query` rows: one flat ExpandoObject per row, native JSON types, null for nulls."""
+def _flat_rows(columns: list[tuple[str, WireType, list[Any]]]) -> list[str]:
+    """`/api/query` rows: one flat ExpandoObject per row, native JSON types, null for nulls; the iMIS ID as a
+    JSON integer and `Byte[]` values wrapped, as real tenants send them."""
     fragments = []
     for alias, data_type, values in columns:
         key = _text(alias) + ":"
-        fragments.append([key + ("null" if v is None else v) for v in _value_json(values, data_type)])
+        if alias == ID:
+            literals = [None if v is None else (v if v.isdigit() else _text(v)) for v in values]
+        else:
+            literals = _value_json(values, data_type)
+        if data_type is WireType.BYTES:
+            opening = '{"$type":' + _text(data_type.wrapper_type) + ',"$value":'
+            literals = [None if v is None else opening + v + "}" for v in literals]
+        fragments.append([key + ("null" if v is None else v) for v in literals])
     head = '{"$type":' + _text(T_EXPANDO) + ","
     return [head + ",".join(parts) + "}" for parts in zip(*fragments)]
 
@@ -697,9 +754,25 @@ def _comparable(value: Any) -> float | str:
         return str(value).casefold()
 
 
+# Data-contract member names a request body may spell in any case: Json.NET binds them case-insensitively and
+# writes them back in this spelling.
+_CONTRACT_KEYS = {name.casefold(): name for name in (
+    "$type", "$values", "$value", "EntityTypeName", "PrimaryParentEntityTypeName", "PrimaryParentIdentity",
+    "Identity", "IdentityElements", "Properties", "Name", "Value", "OperationName", "Parameters")}
+
+
+def _canonical_keys(value: Any) -> Any:
+    """A decoded request body with every known contract key in its canonical spelling, at any depth."""
+    if isinstance(value, dict):
+        return {_CONTRACT_KEYS.get(str(key).casefold(), key): _canonical_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical_keys(item) for item in value]
+    return value
+
+
 async def _json_body(request: Request) -> Any:
     try:
-        return json.loads(await request.body() or b"null")
+        return _canonical_keys(json.loads(await request.body() or b"null"))
     except ValueError:
         raise _validation_error("The request body is not valid JSON.") from None
 
@@ -716,7 +789,9 @@ async def _execute_request(request: Request) -> tuple[str, list[Any]]:
 
 
 def _service_response(result: Any) -> dict[str, Any]:
-    return {"$type": T_SERVICE_RESPONSE, "Result": result, "IsSuccessStatusCode": True, "Message": None}
+    """The EMS `_execute` envelope. `StatusCode`'s real spelling is not known; clients should not read it."""
+    return {"$type": T_SERVICE_RESPONSE, "Result": result, "StatusCode": "OK", "IsCachedResult": False,
+            "ValidationResults": _validation_results([]), "IsSuccessStatusCode": True, "Message": None}
 
 
 def _contract_list(contract: str, values: list[Any]) -> dict[str, Any]:
@@ -736,34 +811,53 @@ def _document_summary(path: str, type_id: str) -> dict[str, Any]:
             "IsSystem": False, "IsFolder": type_id == "FOL"}
 
 
-def _query_definition(definition: IqaDefinition, shared: bool) -> dict[str, Any]:
-    """IqaQueryDefinitionData for one IQA (20.x shape: wrapped in `Result`, with `Document`)."""
+def _query_definition(definition: ServedIqa, shared: bool, flavor: Flavor) -> dict[str, Any]:
+    """IqaQueryDefinitionData for one IQA: EMS (with `Document`, sent inside the `Result` envelope) or 2017
+    (the bare definition, `Name` a GUID-based column id, the source property only in `Caption`)."""
+    query_id = _document_id(definition.path)
+    properties = []
+    for order, c in enumerate(definition.columns, start=1):
+        # "Some properties" have an empty Alias: here, every other one whose alias is its source property.
+        alias = "" if c.alias == c.property_name and order % 2 == 1 else c.alias
+        item = {"$type": f"Asi.Soa.Core.DataContracts.QueryPropertyData, {_CONTRACTS}", "QuerySourceId": c.source,
+                "Alias": alias, "DisplayFormat": "", "DisplayOrder": order, "Link": "",
+                "DataTypeName": c.data_type.short_name}
+        if flavor == "2017":
+            item |= {"Name": f"{{{query_id.upper()}}}.CL{order}", "Caption": f"{c.source}.{c.property_name}"}
+        else:
+            item |= {"Name": f"{c.source}.{c.property_name}", "PropertyName": c.property_name,
+                     "Caption": c.alias}
+        properties.append(item)
+    parameters = [{"$type": f"Asi.Soa.Core.DataContracts.CriteriaData, {_CONTRACTS}", "PropertyName": f.property_name,
+                   "Operation": OPERATION_CODES[f.operation],
+                   "Values": {"$type": T_STRINGS, "$values": list(f.values)}}
+                  | ({"Prompt": f.prompt} if f.prompt is not None else {})
+                  for f in definition.filters]
+    body: dict[str, Any] = {
+        "$type": f"Asi.Soa.Core.DataContracts.IqaQueryDefinitionData, {_CONTRACTS}",
+        "QueryDefinitionId": query_id,
+        "Parameters": _contract_list("CriteriaData", parameters),
+        "Properties": _contract_list("QueryPropertyData", properties),
+        "Sources": _contract_list("QuerySourceData", [{
+            "$type": f"Asi.Soa.Core.DataContracts.QuerySourceData, {_CONTRACTS}", "QuerySourceId": "CsContact",
+            "QuerySourceType": 1, "Name": "CsContact", "BusinessControllerName": "CsContact"}]),
+        "Relations": _contract_list("QueryRelationData", []), "LimitResultsCount": 0}
+    if flavor == "2017":
+        return body
     document = _document_summary(definition.path, "IQD") | {
         "$type": f"Asi.Soa.Core.DataContracts.DocumentData, {_CONTRACTS}",
         "AccessId": EVERYONE_ACCESS_ID if shared else PRIVATE_ACCESS_ID,
-        "StatusUpdatedByUserId": "MANAGER", "StatusUpdatedOn": "2025-11-03T09:15:00"}
-    properties = [{"$type": f"Asi.Soa.Core.DataContracts.QueryPropertyData, {_CONTRACTS}", "QuerySourceId": "CsContact",
-                   "Name": f"CsContact.{c.alias}", "PropertyName": c.alias, "Alias": c.alias, "Caption": c.alias,
-                   "DisplayFormat": "", "DisplayOrder": order, "Link": "", "DataTypeName": c.data_type.short_name}
-                  for order, c in enumerate(definition.columns, start=1)]
-    parameters = [{"$type": f"Asi.Soa.Core.DataContracts.CriteriaData, {_CONTRACTS}", "PropertyName": f.property_name,
-                   "Operation": f.operation, "Values": {"$type": T_STRINGS, "$values": list(f.values)}}
-                  | ({"Prompt": f.prompt} if f.prompt is not None else {})
-                  for f in definition.filters]
-    return {"$type": f"Asi.Soa.Core.DataContracts.IqaQueryDefinitionData, {_CONTRACTS}", "Document": document,
-            "Path": definition.path, "QueryDefinitionId": _document_id(definition.path),
-            "Parameters": _contract_list("CriteriaData", parameters),
-            "Properties": _contract_list("QueryPropertyData", properties),
-            "Sources": _contract_list("QuerySourceData", [{
-                "$type": f"Asi.Soa.Core.DataContracts.QuerySourceData, {_CONTRACTS}", "QuerySourceId": "CsContact",
-                "QuerySourceType": 1, "Name": "CsContact", "BusinessControllerName": "CsContact"}]),
-            "Relations": _contract_list("QueryRelationData", []), "LimitResultsCount": 0}
+        "StatusUpdatedByUserId": "MANAGER", "StatusUpdatedOn": "2025-11-03T09:15:00",
+        "UpdateInfo": {"$type": f"Asi.Soa.Core.DataContracts.EntityUpdateInformationData, {_CONTRACTS}",
+                       "CreatedBy": "MANAGER", "CreatedOn": "2024-02-12T10:04:51.18",
+                       "UpdatedBy": "MANAGER", "UpdatedOn": "2025-11-03T09:15:00.5"}}
+    return {**body, "Document": document, "Path": definition.path}
 
 
 def _party(contact: dict[str, Any]) -> dict[str, Any]:
     """GET /api/Party/{id}: PersonData or OrganizationData with the fields clients read."""
     is_org = bool(contact["IsOrganization"])
-    party_id = contact[ID_ALIAS]
+    party_id = contact[ID]
     name = contact["OrganizationName"] if is_org else f"{contact['FirstName']} {contact['LastName']}"
     email = contact["PrimaryEmailAddress"]
     party: dict[str, Any] = {

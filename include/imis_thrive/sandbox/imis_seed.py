@@ -8,6 +8,7 @@ Row order is ascending iMIS ID, which is the stable sort key every IQA here page
 
 from __future__ import annotations
 
+import base64
 import unicodedata
 import zlib
 from collections.abc import Iterable
@@ -17,19 +18,19 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from include.imis_thrive.imis.iqa_package import (
-    ACTIVE_STATUS,
-    CONTACTS_IQA,
-    ID_ALIAS,
-    LIST_IQA_COLUMNS,
-    PANEL_FIELDS_IQA,
-    STATUS_ALIAS,
-    IqaColumn,
-    IqaDefinition,
-    IqaFilter,
-    ImisDataType,
-    ListRequirement,
-    list_iqa_definition,
+from include.imis_thrive.sandbox.imis_package import (
+    ACTIVE,
+    CONTACTS,
+    ID,
+    LIST_COLUMNS,
+    PANEL_FIELDS,
+    STATUS,
+    ListBreak,
+    ServedColumn,
+    ServedFilter,
+    ServedIqa,
+    WireType,
+    list_iqa,
 )
 
 MIN_CONTACTS = 10
@@ -37,6 +38,9 @@ MAX_CONTACTS = 1_000_000
 MALFORMED_EMAIL_RATE = 0.005
 AS_OF = np.datetime64(date(2026, 1, 1), "s")  # the seed's "today": expiry is relative to it, not the clock
 FIRST_ID = 1_000_000  # IDs stay 7 digits up to 1M contacts, so string order equals numeric order
+
+ROW_VERSION = "TimeStamp"  # a customer's extra list column of type Byte[] (SQL rowversion)
+_ROW_VERSION_COLUMN = ServedColumn(ROW_VERSION, WireType.BYTES, "TIME_STAMP")
 
 DAY = np.timedelta64(1, "D")
 _NAT = np.datetime64("NaT", "s")
@@ -104,10 +108,10 @@ class SeedError(ValueError):
 class SeedList:
     """A list IQA served by the sandbox: its definition and its members (row positions, ascending)."""
 
-    definition: IqaDefinition
+    definition: ServedIqa
     members: np.ndarray
     shared_with_everyone: bool = True
-    breaks: ListRequirement | None = None
+    breaks: ListBreak | None = None
 
     @property
     def name(self) -> str:
@@ -120,11 +124,12 @@ class ImisSeed:
 
     contacts: dict[str, np.ndarray]
     panel: dict[str, np.ndarray]
-    panel_definition: IqaDefinition
+    panel_definition: ServedIqa
     lists: dict[str, SeedList]
     id_numbers: np.ndarray = field(repr=False)  # ascending, for ID -> row lookups by binary search
     all_rows: np.ndarray = field(repr=False)  # every row position, built once for the all-contacts IQAs
     seed: int = 1
+    contacts_definition: ServedIqa = CONTACTS  # a test may take a column out, as a careless edit in iMIS would
 
     @property
     def size(self) -> int:
@@ -155,14 +160,16 @@ class ImisSeed:
         if alias == "FullName":
             return _full_names(self.contacts, rows)
         if alias == "ContactKey":
-            return self.contacts[ID_ALIAS][rows]
+            return self.contacts[ID][rows]
+        if alias == ROW_VERSION:
+            return _row_versions(self.id_numbers[rows])
         raise SeedError(f"no seed column behind IQA alias {alias!r}")
 
     def contacts_frame(self) -> pd.DataFrame:
         """The contacts as a typed DataFrame, for tests and demos (the server never builds it)."""
-        frame = pd.DataFrame({alias: self.contacts[alias] for alias in CONTACTS_IQA.aliases})
-        for column in CONTACTS_IQA.columns:
-            if column.data_type is ImisDataType.STRING:
+        frame = pd.DataFrame({alias: self.contacts[alias] for alias in CONTACTS.aliases})
+        for column in CONTACTS.columns:
+            if column.data_type is WireType.STRING:
                 frame[column.alias] = frame[column.alias].astype("str")
         return frame
 
@@ -175,41 +182,41 @@ class ImisSeed:
             fields = _ORGANIZATION_MUTABLE if is_org[row] else _PERSON_MUTABLE
             for name in rng.choice(fields, size=int(rng.integers(1, 4)), replace=False).tolist():
                 self.contacts[name][row] = _changed_value(name, self.contacts[name][row], rng, row)
-        return self.contacts[ID_ALIAS][rows].tolist()
+        return self.contacts[ID][rows].tolist()
 
     def move_list_members(self, list_name: str, count: int, seed: int) -> dict[str, list[str]]:
         """Add `count` non-members to a list and remove up to `count` members; keeps one active member."""
         seed_list = self.find_list(list_name)
         rng = np.random.default_rng([self.seed, seed, zlib.crc32(seed_list.name.encode())])
         members = seed_list.members
-        active = self.contacts[STATUS_ALIAS][members] == ACTIVE_STATUS
+        active = self.contacts[STATUS][members] == ACTIVE
         keep = members[np.argmax(active)] if active.any() else None
         removable = members[members != keep] if keep is not None else members
         removed = rng.choice(removable, size=min(count, len(removable)), replace=False)
         outsiders = np.setdiff1d(np.arange(self.size), members, assume_unique=True)
         added = rng.choice(outsiders, size=min(count, len(outsiders)), replace=False)
         seed_list.members = np.union1d(np.setdiff1d(members, removed, assume_unique=True), added)
-        ids = self.contacts[ID_ALIAS]
+        ids = self.contacts[ID]
         return {"added": ids[np.sort(added)].tolist(), "removed": ids[np.sort(removed)].tolist()}
 
     def mutate_panel(self, count: int, seed: int) -> dict[str, list[str]]:
         """Change 1-2 panel values on `count` random contacts; per changed ID, the columns that changed."""
         rng = np.random.default_rng([self.seed, seed, zlib.crc32(b"panel")])
         rows = np.sort(rng.choice(self.size, size=min(count, self.size), replace=False))
-        columns = [column for column in self.panel_definition.columns if column.alias != ID_ALIAS]
+        columns = [column for column in self.panel_definition.columns if column.alias != ID]
         changed: dict[str, list[str]] = {}
         for row in rows.tolist():
             picked = rng.choice(len(columns), size=min(int(rng.integers(1, 3)), len(columns)), replace=False)
             for column in (columns[index] for index in sorted(picked.tolist())):
                 values = self.panel[column.alias]
                 values[row] = _changed_panel_value(column, values[row], rng)
-                changed.setdefault(str(self.contacts[ID_ALIAS][row]), []).append(column.alias)
+                changed.setdefault(str(self.contacts[ID][row]), []).append(column.alias)
         return changed
 
-    def add_panel_column(self, alias: str, data_type: ImisDataType | str) -> IqaColumn:
+    def add_panel_column(self, alias: str, data_type: WireType | str) -> ServedColumn:
         """Extend the panel template by one column with deterministic values, as a customer would."""
         try:
-            column = IqaColumn(alias, ImisDataType.parse(str(data_type)))
+            column = ServedColumn(alias, WireType.parse(str(data_type)))
             self.panel_definition = self.panel_definition.with_column(column)
         except ValueError as error:
             raise SeedError(f"cannot add panel column {alias!r}: {error}") from None
@@ -235,7 +242,7 @@ def build_seed(contacts: int, seed: int = 1, broken_lists: bool = False) -> Imis
     lists = _valid_lists(rng, columns)
     if broken_lists:
         lists |= _broken_lists(rng, columns)
-    return ImisSeed(columns, panel, PANEL_FIELDS_IQA, lists, id_numbers, np.arange(contacts), seed)
+    return ImisSeed(columns, panel, PANEL_FIELDS, lists, id_numbers, np.arange(contacts), seed)
 
 
 def _contact_columns(rng: np.random.Generator, id_numbers: np.ndarray) -> dict[str, np.ndarray]:
@@ -280,7 +287,7 @@ def _contact_columns(rng: np.random.Generator, id_numbers: np.ndarray) -> dict[s
     contact_type = types[np.where(is_org, 0, np.where(is_member, 2 + rng.integers(len(_MEMBER_TYPES), size=n), 1))]
 
     return {
-        ID_ALIAS: ids,
+        ID: ids,
         "AlternativeContactId": _masked(_prefixed("LEG-", rng.integers(100_000, 999_999, n)), rng.random(n) < 0.3),
         "Birthday": birthday,
         "ContactType": contact_type,
@@ -305,7 +312,7 @@ def _contact_columns(rng: np.random.Generator, id_numbers: np.ndarray) -> dict[s
         "Title": _masked(_pick(rng, _TITLES, n), person & (rng.random(n) < 0.75)),
         "WebsiteURL": _masked(_COMPANY_URLS[company], is_org | (rng.random(n) < 0.02)),
         "PreferenceToken": _tokens(rng, n),
-        STATUS_ALIAS: _status(rng, n),
+        STATUS: _status(rng, n),
     }
 
 
@@ -335,8 +342,8 @@ def _emails(rng: np.random.Generator, first_idx: np.ndarray, last_idx: np.ndarra
 
 def _status(rng: np.random.Generator, n: int) -> np.ndarray:
     status = _pool(("A", "I", "S"))[rng.choice(3, size=n, p=(0.9, 0.08, 0.02))]
-    if not (status == ACTIVE_STATUS).any():
-        status[0] = ACTIVE_STATUS
+    if not (status == ACTIVE).any():
+        status[0] = ACTIVE
     return status
 
 
@@ -347,41 +354,42 @@ def _tokens(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _valid_lists(rng: np.random.Generator, columns: dict[str, np.ndarray]) -> dict[str, SeedList]:
-    n = len(columns[ID_ALIAS])
-    active = columns[STATUS_ALIAS] == ACTIVE_STATUS
+    n = len(columns[ID])
+    active = columns[STATUS] == ACTIVE
     person = ~columns["IsOrganization"]
     expired = ~columns["IsMember"] & ~np.isnat(columns["MemberExpiresOn"])
     rules = {
         "All Members": (columns["IsMember"] & active,
-                        (IqaFilter("IsMember", "Equal", "No", ("true",)), IqaFilter("Status", "Equal", "No", ("A",)))),
+                        (ServedFilter("IsMember", "Equal", "No", ("true",)), ServedFilter("Status", "Equal", "No", ("A",)))),
         "Newsletter": (person & (rng.random(n) < 0.6), ()),
-        "Annual Conference 2026": (rng.random(n) < 0.1, ()),
-        "Lapsed Members": (expired, (IqaFilter("MemberExpiresOn", "LessThan", "No", ("2026-01-01",)),)),
+        "Annual Conference 2026": (rng.random(n) < 0.1, ()),  # also returns a Byte[] column, see below
+        "Lapsed Members": (expired, (ServedFilter("MemberExpiresOn", "LessThan", "No", ("2026-01-01",)),)),
     }
     lists = {}
     for name, (mask, filters) in rules.items():
         members = np.flatnonzero(mask)
         if not active[members].any():
             members = np.union1d(members, [int(np.argmax(active))])
-        lists[name] = SeedList(list_iqa_definition(name, filters=filters), members)
+        columns_served = LIST_COLUMNS + (_ROW_VERSION_COLUMN,) if name == "Annual Conference 2026" else LIST_COLUMNS
+        lists[name] = SeedList(list_iqa(name, columns=columns_served, filters=filters), members)
     return lists
 
 
 def _broken_lists(rng: np.random.Generator, columns: dict[str, np.ndarray]) -> dict[str, SeedList]:
     """One list per requirement, each failing exactly that one, so the errors can be shown and tested."""
-    n = len(columns[ID_ALIAS])
-    active = columns[STATUS_ALIAS] == ACTIVE_STATUS
-    no_id = (IqaColumn("ContactKey"), *LIST_IQA_COLUMNS[1:])
-    prompt = (IqaFilter(STATUS_ALIAS, "Equal", "Required"),)
+    n = len(columns[ID])
+    active = columns[STATUS] == ACTIVE
+    no_id = (ServedColumn("ContactKey"), *LIST_COLUMNS[1:])
+    prompt = (ServedFilter(STATUS, "Equal", "Required"),)
     broken = (
-        SeedList(list_iqa_definition("Broken - Prompted", filters=prompt), np.flatnonzero(rng.random(n) < 0.2),
-                 breaks=ListRequirement.NO_PROMPTS),
-        SeedList(list_iqa_definition("Broken - No ID Alias", columns=no_id), np.flatnonzero(rng.random(n) < 0.15),
-                 breaks=ListRequirement.ID_ALIAS),
-        SeedList(list_iqa_definition("Broken - Not Shared"), np.flatnonzero(rng.random(n) < 0.15),
-                 shared_with_everyone=False, breaks=ListRequirement.SHARED_WITH_EVERYONE),
-        SeedList(list_iqa_definition("Broken - No Active Records"), np.flatnonzero(~active),
-                 breaks=ListRequirement.ACTIVE_RECORD),
+        SeedList(list_iqa("Broken - Prompted", filters=prompt), np.flatnonzero(rng.random(n) < 0.2),
+                 breaks=ListBreak.NO_PROMPTS),
+        SeedList(list_iqa("Broken - No ID Alias", columns=no_id), np.flatnonzero(rng.random(n) < 0.15),
+                 breaks=ListBreak.ID_ALIAS),
+        SeedList(list_iqa("Broken - Not Shared"), np.flatnonzero(rng.random(n) < 0.15),
+                 shared_with_everyone=False, breaks=ListBreak.SHARED_WITH_EVERYONE),
+        SeedList(list_iqa("Broken - No Active Records"), np.flatnonzero(~active),
+                 breaks=ListBreak.ACTIVE_RECORD),
     )
     for seed_list in broken[:3]:
         if not active[seed_list.members].any():
@@ -389,14 +397,14 @@ def _broken_lists(rng: np.random.Generator, columns: dict[str, np.ndarray]) -> d
     return {seed_list.name: seed_list for seed_list in broken}
 
 
-def _panel_values(data_type: ImisDataType, n: int, rng: np.random.Generator) -> np.ndarray:
-    if data_type is ImisDataType.STRING:
+def _panel_values(data_type: WireType, n: int, rng: np.random.Generator) -> np.ndarray:
+    if data_type is WireType.STRING:
         return _with_nulls(_pick(rng, _PANEL_WORDS, n), rng, 0.1)
-    if data_type is ImisDataType.INT32:
+    if data_type is WireType.INT32:
         return rng.integers(0, 100, size=n).astype(np.int64)
-    if data_type is ImisDataType.DECIMAL:
+    if data_type is WireType.DECIMAL:
         return np.round(rng.random(n) * 500, 2)
-    if data_type is ImisDataType.BOOLEAN:
+    if data_type is WireType.BOOLEAN:
         return rng.random(n) < 0.5
     return np.where(rng.random(n) < 0.1, _NAT, AS_OF - rng.integers(0, 3650, n) * DAY)
 
@@ -417,17 +425,17 @@ def _changed_value(name: str, old: object, rng: np.random.Generator, row: int) -
     return choices[int(rng.integers(len(choices)))]
 
 
-def _changed_panel_value(column: IqaColumn, old: object, rng: np.random.Generator) -> object:
+def _changed_panel_value(column: ServedColumn, old: object, rng: np.random.Generator) -> object:
     """A new panel value of the column's type that is guaranteed to differ from the old one (null included)."""
-    if column.data_type is ImisDataType.STRING:
+    if column.data_type is WireType.STRING:
         pool = _CHAPTERS if column.alias == "ChapterName" else _PANEL_WORDS
         choices = [value for value in pool if value != old]
         return choices[int(rng.integers(len(choices)))]
-    if column.data_type is ImisDataType.INT32:
+    if column.data_type is WireType.INT32:
         return old + 1
-    if column.data_type is ImisDataType.DECIMAL:
+    if column.data_type is WireType.DECIMAL:
         return 1.0 if np.isnan(old) else round(float(old) + 1.5, 2)
-    if column.data_type is ImisDataType.BOOLEAN:
+    if column.data_type is WireType.BOOLEAN:
         return not old
     return AS_OF if np.isnat(old) else old + DAY
 
@@ -438,6 +446,12 @@ def _full_names(contacts: dict[str, np.ndarray], rows: np.ndarray | slice) -> np
     is_org = contacts["IsOrganization"][rows]
     return np.array([org if is_org_row else f"{f} {l}" for f, l, org, is_org_row
                      in zip(first.tolist(), last.tolist(), organization.tolist(), is_org.tolist())], dtype=object)
+
+
+def _row_versions(id_numbers: np.ndarray) -> np.ndarray:
+    """A SQL `timestamp` (rowversion) per contact, base64 as Json.NET writes a `System.Byte[]`."""
+    return np.array([base64.b64encode(int(number * 7919).to_bytes(8, "big")).decode() for number in id_numbers.tolist()],
+                    dtype=object)
 
 
 def _pool(values: Iterable[str]) -> np.ndarray:

@@ -99,12 +99,14 @@ def test_empty_result_is_one_request():
     assert len(fake.requests) == 2  # login + one page
 
 
-def test_stops_when_count_is_zero_even_if_has_next_says_otherwise():
+def test_an_empty_page_that_claims_more_stops_and_says_rows_are_missing():
     fake = FakeImis(total=10)
     fake.override = lambda r: httpx.Response(200, json={
         "Items": {"$values": []}, "Offset": 0, "Limit": 500, "Count": 0, "TotalCount": 10,
         "HasNext": True, "NextOffset": 500}) if "/api/" in r.url.path else None
-    assert client_for(fake).run_iqa("$/X").empty
+    with pytest.raises(ImisPagingError, match=r"IQA \$/X: the page at offset 0 holds 0 rows but says NextOffset 500"):
+        client_for(fake).run_iqa("$/X")
+    assert len(fake.requests) == 2  # login + one page: no loop on HasNext
 
 
 def test_next_offset_that_does_not_advance_is_an_error_not_a_loop():
@@ -115,11 +117,64 @@ def test_next_offset_that_does_not_advance_is_an_error_not_a_loop():
             return None
         offset = int(request.url.params["Offset"])
         return httpx.Response(200, json={"Items": {"$values": [{"ID": str(offset)}]}, "Offset": offset, "Limit": 1,
-                                         "Count": 1, "HasNext": True, "NextOffset": 5 if offset == 0 else offset})
+                                         "Count": 1, "HasNext": True, "NextOffset": 1 if offset == 0 else offset})
 
     fake.override = stuck
-    with pytest.raises(ImisPagingError, match=r"\$/Stuck: NextOffset 5 does not advance"):
+    with pytest.raises(ImisPagingError, match=r"IQA \$/Stuck: .*says NextOffset 1, not 2"):
         client_for(fake).run_iqa("$/Stuck")
+    assert len(fake.requests) == 3
+
+
+def _reshaped(fake, change):
+    """`fake`'s pages passed through `change(offset, body)`: an envelope that lies in one scripted way."""
+    plain = fake.page
+
+    def handler(request):
+        if "/api/" not in request.url.path:
+            return None
+        body = json.loads(plain(request).content)
+        return httpx.Response(200, json=change(int(request.url.params.get("Offset", 0)), body))
+
+    return handler
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_page_holding_fewer_rows_than_its_neighbours_is_a_skip_not_a_short_result(workers):
+    fake = FakeImis(total=1000, page_cap=100)
+
+    def second_page_short(offset, body):
+        if offset == 100:  # holds 60 rows, but says the next page starts at 200 (rows 160-199 never come)
+            body["Items"]["$values"] = body["Items"]["$values"][:60]
+            body["Count"] = 60
+            body["NextOffset"] = 200
+        return body
+
+    fake.override = _reshaped(fake, second_page_short)
+    with pytest.raises(ImisPagingError, match=r"IQA \$/X: the page at offset 100 holds 60 rows but says "
+                                              r"NextOffset 200, not 160"):
+        client_for(fake, max_concurrency=workers).run_iqa("$/X")
+
+
+def test_a_page_answering_for_another_offset_is_a_repeat():
+    fake = FakeImis(total=300, page_cap=100)
+    fake.override = _reshaped(fake, lambda offset, body: body | {"Offset": 100} if offset == 200 else body)
+    with pytest.raises(ImisPagingError, match=r"IQA \$/X: the page at offset 100 repeats rows: after 200 rows"):
+        client_for(fake, max_concurrency=3).run_iqa("$/X")
+
+
+def test_a_total_that_changes_between_pages_fails_the_run():
+    fake = FakeImis(total=300, page_cap=100)
+    fake.override = _reshaped(fake, lambda offset, body: body | {"TotalCount": 301} if offset == 200 else body)
+    with pytest.raises(ImisPagingError, match=r"IQA \$/X: the page at offset 200 says TotalCount 301, the first "
+                                              r"page said 300"):
+        client_for(fake).run_iqa("$/X")
+
+
+def test_count_that_disagrees_with_the_rows_held_is_an_error():
+    fake = FakeImis(total=10)
+    fake.override = _reshaped(fake, lambda offset, body: body | {"Count": 9})
+    with pytest.raises(ImisPagingError, match=r"IQA \$/X: the page at offset 0 says Count 9 but holds 10 rows"):
+        client_for(fake).run_iqa("$/X")
 
 
 def test_missing_total_count_falls_back_to_following_next_offset():

@@ -132,3 +132,54 @@ def test_a_definition_with_a_column_type_the_package_never_uses_is_still_read() 
     assert definition.aliases == ("ID", "Dues", "Key")
     assert definition.column("Key").data_type is ImisDataType.GUID
     assert definition.column("Dues").data_type is ImisDataType.STRING
+
+
+def test_columns_are_keyed_by_alias_else_property_name_never_by_name() -> None:
+    """EMS: `Alias` is empty on some properties; `Name` is the source-qualified id, not what rows carry."""
+    definition = IqaDefinition.from_query_definition({"Result": {"Path": "$/L", "Properties": {"$values": [
+        {"Name": "CsContact.ID", "PropertyName": "ID", "Alias": "", "DataTypeName": "String", "DisplayOrder": 1},
+        {"Name": "CsContact.Email", "PropertyName": "Email", "Alias": "PrimaryEmailAddress", "DisplayOrder": 2},
+        {"Name": "CsContact.Status", "PropertyName": "Status", "DisplayOrder": 3},
+    ]}}})
+    assert definition.aliases == ("ID", "PrimaryEmailAddress", "Status")
+    assert definition.missing_aliases(definition.aliases) == ()
+
+
+def test_an_imis_2017_definition_is_keyed_by_the_caption_tail() -> None:
+    """2017: the definition at the top level, `Name` like `{GUID}.CL3`, the source property in `Caption`."""
+    definition = IqaDefinition.from_query_definition({
+        "Path": "$/HigherLogic/MailingLists/Board",
+        "Properties": {"$values": [
+            {"Name": "{6A1E2F3C-0000-4000-8000-000000000001}.CL1", "Caption": "CsContact.ID", "Alias": "",
+             "DataTypeName": "String", "DisplayOrder": 1},
+            {"Name": "{6A1E2F3C-0000-4000-8000-000000000001}.CL2", "Caption": "CsContact.Email",
+             "Alias": "PrimaryEmailAddress", "DisplayOrder": 2},
+            {"Name": "{6A1E2F3C-0000-4000-8000-000000000001}.CL3", "Caption": "JoinDate", "DataTypeName": "DateTime",
+             "DisplayOrder": 3}]},
+        "Parameters": {"$values": [{"PropertyName": "Status", "Operation": 3, "Prompt": "No",
+                                    "Values": {"$values": ["A"]}}]},
+    })
+    assert definition.aliases == ("ID", "PrimaryEmailAddress", "JoinDate")
+    assert definition.column("JoinDate").data_type is ImisDataType.DATETIME
+    assert definition.filters == (IqaFilter("Status", "Equal", "No", ("A",)),)
+
+
+@pytest.mark.parametrize("operation, name", [(3, "Equal"), ("3", "Equal"), ("Equal", "Equal"), (17, "17"),
+                                             ("LessThan", "LessThan")])
+def test_criteria_operation_is_read_as_a_number_or_a_name(operation: Any, name: str) -> None:
+    definition = IqaDefinition.from_query_definition({"Result": {"Path": "$/L", "Properties": {"$values": [
+        {"Alias": "ID"}]}, "Parameters": {"$values": [{"PropertyName": "Status", "Operation": operation,
+                                                        "Prompt": "Required"}]}}})
+    assert definition.filters[0].operation == name and definition.prompts
+
+
+@pytest.mark.parametrize("answer, problem", [
+    ({"Result": {"Path": "$/L", "Rows": []}}, r"IQA \$/L: expected Properties\.\$values to be a list"),
+    ({"Result": {"Path": "$/L", "Properties": {"$values": [{"Name": "CsContact.ID"}]}}},
+     r"IQA \$/L: display property 'CsContact\.ID' has no Alias, PropertyName or Caption"),
+])
+def test_a_definition_of_unknown_shape_is_a_typed_error_naming_the_iqa(answer: dict[str, Any], problem: str) -> None:
+    from include.imis_thrive.imis.errors import ImisUnexpectedAnswer
+
+    with pytest.raises(ImisUnexpectedAnswer, match=problem):
+        IqaDefinition.from_query_definition(answer)
