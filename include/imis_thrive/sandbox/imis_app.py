@@ -11,7 +11,9 @@ Choices where the reference leaves a detail open, written down here once:
 - a prompt is matched by position against its filter's column, `eq` only, an empty value meaning no filter;
 - usernames match case-insensitively, passwords exactly; nulls in IQA rows omit `Value`;
 - activity filters on a property an activity lacks do not match it (except `ne`);
-- QueryDefinition `DataTypeName` is the short name (`Int32`), value wrappers use `System.Int32`.
+- QueryDefinition `DataTypeName` is the short name (`Int32`), value wrappers use `System.Int32`;
+- an activity iMIS cannot take (`failing_activities`) answers 500 with the HttpError body and iMIS's generic
+  "An error occurred. Please contact the administrator.", and stores nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 FIRST_SEQN = 1_048_000
 DENIED = "Authorization has been denied for this request."
+CANNOT_TAKE = "An error occurred. Please contact the administrator."  # iMIS's 500 for a payload it cannot take
 EVERYONE_ACCESS_ID = "b1fa5a3b-1d42-4a6b-8c1e-5f3b1e0e7e01"
 PRIVATE_ACCESS_ID = "7c2d9e44-0a5e-4f0c-9b7a-2e6d3c1f8a90"
 
@@ -83,6 +86,9 @@ class ImisSandboxConfig(BaseModel):
     timezone: str = Field("America/New_York", description="The instance's local zone; wire datetimes are naive")
     path_prefix: str = Field("", description="Serve under this path, like on-prem `/Asi.Scheduler_X`")
     not_shared_status: int = Field(401, ge=400, le=499)
+    failing_activities: list[str] = Field(default_factory=list, description=(
+        "Answer HTTP 500 to every activity POST whose PartyId, or any property value (an event key), is one of "
+        "these: real iMIS's answer to a payload it cannot take. Also set and cleared at /_sandbox/activities/failing"))
 
     @field_validator("timezone")
     @classmethod
@@ -145,6 +151,7 @@ class ImisSandbox:
         self._clock = clock
         self._lock = threading.Lock()
         self._passwords = {user.casefold(): (user, password) for user, password in config.users.items()}
+        self._failing_activities = set(config.failing_activities)
         self.reset()
         self.app = _WireCompat(FaultMiddleware(self._build_api(), self.faults), config.path_prefix)
 
@@ -187,6 +194,13 @@ class ImisSandbox:
             return [{"SEQN": a.seqn, "PartyId": a.party_id,
                      "Properties": {p["Name"]: _unwrap(p.get("Value")) for p in a.properties}}
                     for a in self._activities]
+
+    def fail_activities(self, matches: list[str]) -> list[str]:
+        """From now on, answer 500 to activity POSTs for these contact IDs or carrying these values (event keys);
+        an empty list clears the knob. Returns what is now matched."""
+        with self._lock:
+            self._failing_activities = {str(match) for match in matches}
+            return sorted(self._failing_activities)
 
     def purge_tokens(self) -> int:
         """Kill every token, as an app-pool restart or "Purge System Cache" does; the number purged."""
@@ -343,6 +357,9 @@ class ImisSandbox:
         with self._lock:
             if self.seed.row_of(party_id) is None:
                 raise _validation_error(f"Party '{party_id}' does not exist.")
+            if self._failing_activities and (party_id in self._failing_activities or any(
+                    str(value) in self._failing_activities for value in lookup.values() if value is not None)):
+                raise _http_error(500, CANNOT_TAKE)
             seqn = self._next_seqn
             self._next_seqn += 1
             kept = [p for p in properties if str(p.get("Name", "")).casefold() not in ("seqn", "partyid")]
@@ -481,6 +498,14 @@ class ImisSandbox:
         def list_written() -> dict[str, Any]:
             return {"activities": self.activities()}
 
+        @router.put("/activities/failing")
+        def fail_activities(request: FailingActivitiesRequest) -> dict[str, list[str]]:
+            return {"failing": self.fail_activities(request.matches)}
+
+        @router.delete("/activities/failing")
+        def clear_failing_activities() -> dict[str, list[str]]:
+            return {"failing": self.fail_activities([])}
+
         @router.post("/tokens/purge")
         def purge() -> dict[str, int]:
             return {"purged": self.purge_tokens()}
@@ -502,6 +527,10 @@ class MoveRequest(BaseModel):
     list_name: str
     count: int = Field(5, ge=0)
     seed: int = 0
+
+
+class FailingActivitiesRequest(BaseModel):
+    matches: list[str] = Field(description="Contact IDs, or values an activity carries (event keys)")
 
 
 class PanelColumnRequest(BaseModel):
