@@ -293,6 +293,8 @@ class ActivityWriter:
         if self._outage:
             return WriteResult(activity, Outcome.NOT_TRIED)
         if check_first:
+            if activity.party_id in self._unknown_parties:  # iMIS has no such party, so no activity of it either
+                return WriteResult(activity, Outcome.UNKNOWN_CONTACT)
             seqn = self._find(activity)
             if seqn is not None:
                 return WriteResult(activity, Outcome.FOUND, seqn)

@@ -191,6 +191,15 @@ def test_unknown_contacts_are_skipped_counted_and_listed(store):
     assert summary["written"]["Mail Open"] == 2 and summary["written"]["Link Click"] == 0
 
 
+def test_a_rerun_looks_up_an_unknown_contact_once_not_each_of_its_pending_events(store):
+    imis = FakeImis(max_concurrency=1)
+    batch = events(2) + events(30, contact="9999999")
+    write(imis, store, batch)
+    tally = write(imis, store, batch).tally  # the 30 keys are pending: intent recorded, never written
+    assert tally.checked_in_imis == 1 and imis.posts == 3 + 1
+    assert tally.summary()["unknown_contacts"]["events"] == 30
+
+
 def test_activities_refused_from_the_start_stop_the_writer(store):
     imis = FakeImis()
     imis.refuse = "Property 'UF_1' is not defined on Activity."
