@@ -16,14 +16,24 @@ dates are included), e.g. the three days of 2–4 March 2026 as 72 hourly runs:
 `airflow backfill create --dag-id thrive_to_imis_activities --from-date 2026-03-02T00:00 --to-date 2026-03-04T23:00`
 (add `--reprocess-behavior completed` to run intervals again: safe, they write 0), or *Trigger → Backfill*.
 
-**Params**: `kinds`, the engagement kinds to write (default: all eight), e.g. to backfill only link clicks.
+**Params**: `kinds`, the engagement kinds to write (default: all eight), e.g. to backfill only link clicks;
+`retry_stuck` (default off), to post stuck events once more (see below), e.g. after fixing them in iMIS.
+
+**One event iMIS cannot take never stalls the others.** An event iMIS fails every post of (real iMIS answers
+HTTP 500 "An error occurred. Please contact the administrator." to a payload it cannot take) gets 5 posts a run,
+each followed by a look-up in iMIS, and is then *quarantined* (`quarantine/activities.json` in the store: its key,
+contact ID, iMIS's text, first/last seen, counts); every other event is written. Running the interval again
+(clear the run) looks it up, then tries it again; after 3 failed runs it is *stuck*: reported by every run of its
+interval, not tried, until `retry_stuck` is set or its entry is deleted from that document. Fifty events failing
+in a row is iMIS being down, not bad events: the task fails and retries, quarantining none of them.
 
 **When it fails**
 - `write_activities`: a connection error or iMIS stayed unreachable; it retries by itself, and each retry
   writes only what is missing. If iMIS refused the first activities outright, the log names the reason: check
   that the `HLOGIC` activity type exists and the property names in `activity_map.py`.
-- `finish_run`: iMIS refused some events (the run report lists the reasons and keys), or `write_activities`
-  failed. Contacts unknown to iMIS are skipped and listed in the report, without failing the run.
+- `finish_run`: iMIS refused some events (the run report lists the reasons and keys), events were quarantined
+  (the alert and the report list each one's key, contact ID and iMIS's answer; everything else was written), or
+  `write_activities` failed. Contacts unknown to iMIS, and stuck events, are listed without failing the run.
 """
 
 from __future__ import annotations
@@ -50,6 +60,8 @@ ENGAGEMENT_KINDS = ["Bad Email", "Landing Page Submit", "Unsubscribe", "Resubscr
         "kinds": Param(ENGAGEMENT_KINDS, type="array", items={"type": "string", "enum": ENGAGEMENT_KINDS},
                        minItems=1, title="Engagement kinds",
                        description="Write only these kinds of engagement (default: all eight)."),
+        "retry_stuck": Param(False, type="boolean", title="Retry stuck events",
+                             description="Post events that failed in 3 runs once more (default: skip them)."),
     },
 )
 def thrive_to_imis_activities():
@@ -66,7 +78,8 @@ def thrive_to_imis_activities():
         kinds = [EngagementKind(kind) for kind in params["kinds"]]
         with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
             return activities.write_activities(imis, thrive, snapshot_store(), data_interval_start,
-                                               data_interval_end, kinds=kinds)
+                                               data_interval_end, kinds=kinds,
+                                               retry_stuck=bool(params.get("retry_stuck")))
 
     @task(trigger_rule="all_done", outlets=[IMIS_HLOGIC_ACTIVITIES])
     def finish_run(run_id: str | None = None, data_interval_start=None, data_interval_end=None, ti=None) -> dict:

@@ -8,8 +8,9 @@ after a retry alerts no one. Both channels are read from Airflow Variables when 
 - `imis_thrive_alert_webhook_url`: set it to also POST the alert to a Slack incoming webhook or any JSON endpoint.
 
 An alert names the DAG, the task (and its map index name), the run, the try, the error's first line and the log
-URL; nothing else of the task reaches it, so no connection secret can. Every DAG file imports this module, so
-the SMTP provider, httpx and the retry policy load inside the callback.
+URL, plus the detail lines a domain error offers as safe to send (`alert_lines`: e.g. the event keys, contact IDs
+and iMIS's reasons of quarantined activities); nothing else of the task reaches it, so no connection secret can.
+Every DAG file imports this module, so the SMTP provider, httpx and the retry policy load inside the callback.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ ALERT_WEBHOOK_VARIABLE = "imis_thrive_alert_webhook_url"
 SLACK_WEBHOOK_HOST = "hooks.slack.com"
 MAX_ERROR_CHARS = 300
 SUBJECT_ERROR_CHARS = 100
+MAX_DETAIL_LINES = 20
 WEBHOOK_TIMEOUT_S = 10.0
 
 _WHITESPACE = re.compile(r"\s+")
@@ -71,6 +73,21 @@ def error_first_line(error: BaseException | str | None) -> str:
     return _one_line(str(redact(message)), MAX_ERROR_CHARS)
 
 
+def error_details(error: BaseException | str | None) -> tuple[str, ...]:
+    """The `alert_lines` of the error or of what caused it (a domain error re-raised as AirflowFailException),
+    masked and one line each: only lines the domain error built to be sent, never the rest of its message."""
+    from airflow.sdk.log import redact
+
+    seen: set[int] = set()
+    while isinstance(error, BaseException) and id(error) not in seen:
+        seen.add(id(error))
+        lines = getattr(error, "alert_lines", None)
+        if lines:
+            return tuple(_one_line(str(redact(str(line))), MAX_ERROR_CHARS) for line in list(lines)[:MAX_DETAIL_LINES])
+        error = error.__cause__ or error.__context__
+    return ()
+
+
 @dataclass(frozen=True)
 class FailureAlert:
     """What a person needs to find and fix a failed task, built from the callback context alone."""
@@ -82,6 +99,7 @@ class FailureAlert:
     tries: int
     error: str
     log_url: str
+    details: tuple[str, ...] = ()
 
     @classmethod
     def from_context(cls, context: Context) -> FailureAlert:
@@ -90,7 +108,8 @@ class FailureAlert:
         if ti.map_index is not None and ti.map_index >= 0:
             task = f"{task}[{_one_line(ti.rendered_map_index or str(ti.map_index), 80)}]"
         return cls(dag_id=ti.dag_id, task=task, run_id=ti.run_id, try_number=ti.try_number,
-                   tries=ti.max_tries + 1, error=error_first_line(context.get("exception")), log_url=ti.log_url)
+                   tries=ti.max_tries + 1, error=error_first_line(context.get("exception")), log_url=ti.log_url,
+                   details=error_details(context.get("exception")))
 
     def subject(self) -> str:
         return (f"Airflow alert: {self.dag_id} / {self.task} failed (try {self.try_number} of {self.tries}, "
@@ -104,13 +123,20 @@ class FailureAlert:
         return (f"<p>An Airflow task of the iMIS ⇄ Thrive integration failed for good: its retries are spent "
                 f"or its error is one a retry cannot fix.</p>"
                 f"<table>{table}</table>"
+                f"{self._details_html()}"
                 f'<p>Log: <a href="{url}">{url}</a></p>'
                 f"<p>The DAG's documentation (<i>When it fails</i>) says what each failure means and what to "
                 f"fix; after fixing, clear the task to run it again.</p>")
 
+    def _details_html(self) -> str:
+        if not self.details:
+            return ""
+        return "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in self.details) + "</ul>"
+
     def text(self) -> str:
+        details = "".join(f"\n- {line}" for line in self.details)
         return (f"Airflow task failed: {self.dag_id} / {self.task}, run {self.run_id}, "
-                f"try {self.try_number} of {self.tries}\nError: {self.error}\nLog: {self.log_url}")
+                f"try {self.try_number} of {self.tries}\nError: {self.error}{details}\nLog: {self.log_url}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

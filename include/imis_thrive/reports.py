@@ -117,9 +117,34 @@ def render_activities(report: Mapping[str, Any]) -> str:
     if rejected.get("events"):
         lines += [f"**iMIS refused {rejected['events']} event(s):**", "",
                   table(["reason", "events"], sorted(rejected.get("by_reason", {}).items())), ""]
+    lines += _activity_quarantine_lines(writeback.get("quarantine") or {})
     lines += [f"{writeback.get('imis_calls', 0)} iMIS calls, {writeback.get('thrive_calls', 0)} Thrive calls, "
               f"{writeback.get('seconds', 0)} s.", ""]
     return "\n".join(lines)
+
+
+def _activity_quarantine_lines(quarantine: Mapping[str, Any]) -> list[str]:
+    """Events iMIS failed every post of in this run, and stuck ones skipped: key, contact ID, kind, reason."""
+    header = ["event key", "contact", "kind", "iMIS said", "failed runs", "posts", "first seen", "stuck"]
+
+    def rows(entries: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(e["key"], e["contact_id"], e["kind"], e["reason"], f"{e['runs']} of {quarantine.get('retry_runs')}",
+                 e["attempts"], e["first_seen"], "yes" if e["stuck"] else "no") for e in entries]
+
+    lines: list[str] = []
+    if quarantine.get("events"):
+        lines += [f"**{quarantine['events']} event(s) quarantined: iMIS failed every post of them "
+                  f"({quarantine.get('attempts_per_run')} a run, each then looked up); the next run of this interval "
+                  "tries them again, stuck ones only with the param `retry_stuck`:**", "",
+                  table(header, rows(quarantine.get("entries", []))), ""]
+    skipped = quarantine.get("stuck_skipped") or {}
+    if skipped.get("events"):
+        lines += [f"**{skipped['events']} stuck event(s) skipped, not tried until cleared (param `retry_stuck`, or "
+                  "delete the entry from `quarantine/activities.json`):**", "",
+                  table(header, rows(skipped.get("entries", []))), ""]
+    if quarantine.get("released"):
+        lines += [f"{quarantine['released']} event(s) quarantined earlier were written and left the quarantine.", ""]
+    return lines
 
 
 def activity_figures(writeback: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,7 +153,7 @@ def activity_figures(writeback: Mapping[str, Any]) -> dict[str, Any]:
             "written_by_kind": dict(writeback.get("written", {})),
             "already_written": sum(writeback.get("already_written", {}).values()),
             "quarantined": (writeback.get("unknown_contacts") or {}).get("events", 0)
-            + (writeback.get("rejected") or {}).get("events", 0),
+            + (writeback.get("rejected") or {}).get("events", 0) + (writeback.get("quarantine") or {}).get("events", 0),
             "api_calls": writeback.get("imis_calls", 0) + writeback.get("thrive_calls", 0),
             "seconds": writeback.get("seconds")}
 

@@ -1,4 +1,5 @@
-"""Activity writeback against both sandboxes on loopback: once per event through re-runs, kills and faults."""
+"""Activity writeback against both sandboxes on loopback: once per event through re-runs, kills, faults and an
+event iMIS can never take."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -31,10 +34,12 @@ from include.imis_thrive.sandbox.thrive_store import UploadRow
 from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
+from include.imis_thrive.thrive.engagement import iter_engagement
 from include.imis_thrive.thrive.errors import ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.wire import DERIVED_KINDS
 from include.imis_thrive.writeback.activities import WritebackIncomplete, finish_run, write_activities
+from include.imis_thrive.writeback.activity_map import plan_activity
 
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -312,3 +317,72 @@ def test_a_kind_thrive_refuses_fails_alone_and_the_run_names_it(world, monkeypat
     assert list(report["failed_kinds"]) == ["Web Tracking Page Visit"]
     with pytest.raises(WritebackIncomplete, match="Web Tracking Page Visit: .*InvalidGridCategoryException"):
         finish_run(world.store, "run-1", DST_DAY, end, report)
+
+
+CANNOT_TAKE = "An error occurred. Please contact the administrator."
+
+
+def test_one_event_imis_cannot_take_is_quarantined_and_every_other_of_10000_is_written_once(world):
+    end = DST_DAY + timedelta(hours=1)
+    generated = world.engage(DST_DAY, end, volume=11_000, seed=4)
+    expected = world.expected(generated, DST_DAY, end)
+    assert sum(expected.values()) >= 10_000
+    # The poisoned event: a link click of a known contact, as the writer itself will read it from Thrive.
+    poisoned = next(event for event in iter_engagement(world.thrive, EngagementKind.LINK_CLICK, DST_DAY, end)
+                    if event.contact_id in world.known)
+    poisoned_key = plan_activity(poisoned, ZoneInfo(ZONE)).key
+    poisoned_tuple = (poisoned.kind.value, poisoned.contact_id,
+                      poisoned.occurred_at.astimezone(ZoneInfo(ZONE)).strftime("%Y-%m-%dT%H:%M:%S"),
+                      poisoned.mailing_instance_id or poisoned.mailing_id, poisoned.url)
+    assert expected[poisoned_tuple] >= 1
+
+    def keys() -> Counter[str]:
+        return Counter(a["Properties"]["UF_1"] for a in world.imis_sandbox.activities())
+    with httpx.Client(base_url=world.imis_url, timeout=10) as admin:
+        assert admin.put("/_sandbox/activities/failing", json={"matches": [poisoned_key]}).json() == {
+            "failing": [poisoned_key]}
+    imis = ImisClient(ImisConfig(base_url=world.imis_url, username="hl_integration", password="sandbox-imis-password",
+                                 timezone=ZONE, retry=FAST, max_concurrency=16), token_store=MemoryTokenStore())
+
+    def run() -> dict:
+        return write_activities(imis, world.thrive, world.store, DST_DAY, end, concurrency=16, batch_size=1_000)
+
+    started = time.monotonic()
+    with imis:
+        first = run()
+        written_once = expected - Counter({poisoned_tuple: 1})
+        assert world.activities() == written_once  # the other 9,999+ events
+        assert set(keys().values()) == {1} and poisoned_key not in keys()  # each exactly once
+        assert sum(first["written"][kind.value] for kind in GRID_KINDS) == sum(written_once.values())
+        [entry] = first["quarantine"]["entries"]
+        assert (entry["key"], entry["contact_id"], entry["kind"]) == (poisoned_key, poisoned.contact_id, "Link Click")
+        assert (entry["reason"], entry["runs"], entry["attempts"]) == (f"HTTP 500: {CANNOT_TAKE}", 1, 5)
+        assert first["checked_in_imis"] == 5  # one look-up after each failed post: none before, nothing pending
+        with pytest.raises(WritebackIncomplete) as failed:  # the run fails, after the report, naming the event
+            finish_run(world.store, "scheduled__run-1", DST_DAY, end, first)
+        assert f"{poisoned_key} for contact {poisoned.contact_id} (Link Click): HTTP 500: {CANNOT_TAKE}" in \
+            str(failed.value).splitlines()[0]
+        assert "@" not in str(failed.value)  # contact IDs only, never an email
+
+        again = run()  # the knob still on: looked up, tried again, quarantined again; nothing else posted
+        assert sum(again["written"].values()) == 0
+        assert sum(again["already_written"].get(kind.value, 0) for kind in GRID_KINDS) == sum(written_once.values())
+        # Looked up first (pending), then 5 look-ups after its 5 posts; plus the unknown contacts' events in flight
+        # before iMIS first says the party does not exist (at most one per thread and contact).
+        assert 1 + 5 <= again["checked_in_imis"] <= 1 + 5 + 16 * len(UNKNOWN_TO_IMIS)
+        assert [(e["key"], e["runs"], e["attempts"]) for e in again["quarantine"]["entries"]] == [
+            (poisoned_key, 2, 10)]
+        assert world.activities() == written_once
+
+        with httpx.Client(base_url=world.imis_url, timeout=10) as admin:
+            assert admin.delete("/_sandbox/activities/failing").json() == {"failing": []}
+        fixed = run()
+        assert fixed["written"]["Link Click"] == 1 and sum(fixed["written"].values()) == 1
+        assert fixed["quarantine"]["released"] == 1 and fixed["quarantine"]["open"] == 0
+        assert world.activities() == expected
+        assert keys()[poisoned_key] == 1 and set(keys().values()) == {1}
+        assert finish_run(world.store, "scheduled__run-3", DST_DAY, end, fixed)["writeback"]["quarantine"][
+            "events"] == 0
+    seconds = time.monotonic() - started
+    print(f"\n10k writeback with one poisoned event: three runs in {seconds:.1f} s (first run {first['seconds']} s, "
+          f"{first['activities_per_second']} activities/s; re-run {again['seconds']} s; fixed {fixed['seconds']} s)")

@@ -139,6 +139,37 @@ def test_nothing_but_ids_and_the_error_line_reaches_the_alert():
         assert SECRET not in text
 
 
+def test_quarantined_activities_are_listed_by_key_contact_and_reason_and_nothing_else_of_the_error():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.imis_thrive.writeback.activities import quarantined_error
+
+    entry = {"key": "HL1-0123456789abcdef0123456789abcdef", "contact_id": "1000123", "kind": "Mail Open",
+             "reason": "HTTP 500: An error occurred. Please contact the administrator.", "runs": 1, "attempts": 5,
+             "stuck": False}
+    domain = quarantined_error({"events": 2, "entries": [entry, entry | {"key": "HL1-ffff", "contact_id": "1000456"}]},
+                               "file:///store/reports/activities/run-1.json")
+    try:
+        try:
+            raise domain
+        except Exception as bad:  # what `bad_data_fails_without_retry` does in the DAG
+            raise AirflowFailException(str(bad)) from bad
+    except AirflowFailException as failed:
+        alert = FailureAlert.from_context(failure_context(failed))
+
+    assert alert.error.startswith("AirflowFailException: 2 event(s) quarantined, every other event was written: "
+                                  "iMIS failed every post of HL1-0123456789abcdef0123456789abcdef for contact 1000123")
+    assert alert.details[:2] == (
+        "HL1-0123456789abcdef0123456789abcdef for contact 1000123 (Mail Open): HTTP 500: An error occurred. Please "
+        "contact the administrator. [failed runs 1 of 3, 5 posts; tried again by the next run of its interval]",
+        "HL1-ffff for contact 1000456 (Mail Open): HTTP 500: An error occurred. Please contact the administrator. "
+        "[failed runs 1 of 3, 5 posts; tried again by the next run of its interval]")
+    assert alert.details[-1] == "report: file:///store/reports/activities/run-1.json"
+    assert "<li>HL1-ffff for contact 1000456 (Mail Open)" in alert.html_body()
+    assert "\n- HL1-ffff for contact 1000456" in alert.text()
+    assert FailureAlert.from_context(failure_context()).details == ()
+
+
 # --- recipients -----------------------------------------------------------------------------------------------
 
 def test_recipients_split_on_commas_and_semicolons():

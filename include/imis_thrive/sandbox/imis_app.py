@@ -25,7 +25,9 @@ How it answers where real tenants were seen to differ from the tidy shapes a cli
   `{GUID}.CL3` and the source in `Caption` (`CsContact.ID`) instead of `PropertyName`;
 - activity rows carry their SEQN only in `Identity` and the party in `PrimaryParentIdentity`;
 - request-body keys match case-insensitively (Json.NET's default), 400 bodies carry `$type` and `Warnings`;
-- `page_cap` makes pages hold fewer rows than the `Limit` echoed back, as some instances do.
+- `page_cap` makes pages hold fewer rows than the `Limit` echoed back, as some instances do;
+- an activity iMIS cannot take (`failing_activities`) answers 500 with the HttpError body and iMIS's generic
+  "An error occurred. Please contact the administrator.", and stores nothing.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 FIRST_SEQN = 1_048_000
 DENIED = "Authorization has been denied for this request."
+CANNOT_TAKE = "An error occurred. Please contact the administrator."  # iMIS's 500 for a payload it cannot take
 EVERYONE_ACCESS_ID = "b1fa5a3b-1d42-4a6b-8c1e-5f3b1e0e7e01"
 PRIVATE_ACCESS_ID = "7c2d9e44-0a5e-4f0c-9b7a-2e6d3c1f8a90"
 
@@ -118,6 +121,9 @@ class ImisSandboxConfig(BaseModel):
     flavor: Flavor = Field(default_factory=default_flavor,
                            description="ems = iMIS 20.3+/EMS answers, 2017 = iMIS 2017 QueryDefinition shapes")
     page_cap: int | None = Field(None, ge=1, description="At most this many rows a page, whatever Limit is echoed")
+    failing_activities: list[str] = Field(default_factory=list, description=(
+        "Answer HTTP 500 to every activity POST whose PartyId, or any property value (an event key), is one of "
+        "these: real iMIS's answer to a payload it cannot take. Also set and cleared at /_sandbox/activities/failing"))
 
     @field_validator("timezone")
     @classmethod
@@ -189,6 +195,7 @@ class ImisSandbox:
         self._clock = clock
         self._lock = threading.Lock()
         self._passwords = {user.casefold(): (user, password) for user, password in config.users.items()}
+        self._failing_activities = set(config.failing_activities)
         self.reset()
         self.app = _WireCompat(FaultMiddleware(self._build_api(), self.faults), config.path_prefix)
 
@@ -231,6 +238,13 @@ class ImisSandbox:
             return [{"SEQN": a.seqn, "PartyId": a.party_id,
                      "Properties": {p["Name"]: _unwrap(p.get("Value")) for p in a.properties}}
                     for a in self._activities]
+
+    def fail_activities(self, matches: list[str]) -> list[str]:
+        """From now on, answer 500 to activity POSTs for these contact IDs or carrying these values (event keys);
+        an empty list clears the knob. Returns what is now matched."""
+        with self._lock:
+            self._failing_activities = {str(match) for match in matches}
+            return sorted(self._failing_activities)
 
     def purge_tokens(self) -> int:
         """Kill every token, as an app-pool restart or "Purge System Cache" does; the number purged."""
@@ -392,6 +406,9 @@ class ImisSandbox:
         with self._lock:
             if self.seed.row_of(party_id) is None:
                 raise _validation_error(f"Party '{party_id}' does not exist.")
+            if self._failing_activities and (party_id in self._failing_activities or any(
+                    str(value) in self._failing_activities for value in lookup.values() if value is not None)):
+                raise _http_error(500, CANNOT_TAKE)
             seqn = self._next_seqn
             self._next_seqn += 1
             kept = [p for p in properties if str(p.get("Name", "")).casefold() not in ("seqn", "partyid")]
@@ -529,6 +546,14 @@ class ImisSandbox:
         def list_written() -> dict[str, Any]:
             return {"activities": self.activities()}
 
+        @router.put("/activities/failing")
+        def fail_activities(request: FailingActivitiesRequest) -> dict[str, list[str]]:
+            return {"failing": self.fail_activities(request.matches)}
+
+        @router.delete("/activities/failing")
+        def clear_failing_activities() -> dict[str, list[str]]:
+            return {"failing": self.fail_activities([])}
+
         @router.post("/tokens/purge")
         def purge() -> dict[str, int]:
             return {"purged": self.purge_tokens()}
@@ -550,6 +575,10 @@ class MoveRequest(BaseModel):
     list_name: str
     count: int = Field(5, ge=0)
     seed: int = 0
+
+
+class FailingActivitiesRequest(BaseModel):
+    matches: list[str] = Field(description="Contact IDs, or values an activity carries (event keys)")
 
 
 class PanelColumnRequest(BaseModel):

@@ -7,15 +7,16 @@ and raises a typed error a person can act on.
 1. `write_activities`: read the eight engagement kinds of `[start, end)` (six from Thrive's grids, Resubscribe
    derived from the recorded unsubscribed state, Bad Email from the sync's own record), each on its own, and
    write each event once as an `HLOGIC` activity (see `writer.py` for how "once" holds through crashes).
-2. `finish_run`: the run report next to the snapshots; fails the run if iMIS refused events, so alerting
-   fires. Contacts unknown to iMIS are listed in the report, not treated as a failure.
+2. `finish_run`: the run report next to the snapshots; fails the run if iMIS refused events or events were
+   quarantined (iMIS failed every post of them; `quarantine.py`), so alerting fires, after every other event
+   was written. Contacts unknown to iMIS, and stuck events skipped, are listed in the report without failing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from include.imis_thrive.thrive.errors import ThriveError
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.ledger import ActivityLedger, hours_between
 from include.imis_thrive.writeback.unsubscribed_state import load_unsubscribed, save_unsubscribed
+from include.imis_thrive.writeback.quarantine import RETRY_RUNS
 from include.imis_thrive.writeback.writer import DEFAULT_BATCH_SIZE, ActivityWriter
 
 log = logging.getLogger(__name__)
@@ -37,22 +39,29 @@ REPORT_PREFIX = "reports/activities"
 
 
 class WritebackIncomplete(Exception):
-    """The run wrote what it could, but events were refused or the write step failed; the report says which."""
+    """The run wrote what it could, but events were refused or quarantined, or the write step failed.
+
+    `alert_lines`: what the failure alert lists besides the first line (event keys, contact IDs, iMIS's reasons)."""
+
+    def __init__(self, message: str, alert_lines: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.alert_lines = list(alert_lines)
 
 
 def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStore, start: datetime, end: datetime,
                      kinds: Iterable[EngagementKind] = tuple(EngagementKind), concurrency: int | None = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, Any]:
+                     batch_size: int = DEFAULT_BATCH_SIZE, retry_stuck: bool = False) -> dict[str, Any]:
     """Every event of `[start, end)` as one activity; safe to re-run for the same interval (writes 0 again).
 
     Each kind is read and written on its own: a kind Thrive will not serve is listed under `failed_kinds`
-    (and fails the run in `finish_run`) while the others are written.
+    (and fails the run in `finish_run`) while the others are written. Events iMIS keeps failing are
+    quarantined (and reported) rather than raised; `retry_stuck` tries the stuck ones once more.
     """
     started = time.monotonic()
     imis_calls, thrive_calls = imis.calls, thrive.calls
     start, end = _utc(start), _utc(end)
     ledger = ActivityLedger.load(store, hours_between(start, end))
-    writer = ActivityWriter(imis, ledger, concurrency=concurrency, batch_size=batch_size)
+    writer = ActivityWriter(imis, ledger, concurrency=concurrency, batch_size=batch_size, retry_stuck=retry_stuck)
     log.info("activities for [%s, %s): writing with %d threads, %s time", start.isoformat(), end.isoformat(),
              writer.concurrency, imis.config.timezone)
     wanted = list(dict.fromkeys(kinds))
@@ -101,7 +110,8 @@ def _in_dependency_order(kinds: Iterable[EngagementKind]) -> list[EngagementKind
 
 def finish_run(store: SnapshotStore, run_id: str, start: datetime, end: datetime,
                writeback: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Write the run report; then raise `WritebackIncomplete` if the write step failed or iMIS refused events."""
+    """Write the run report; then raise `WritebackIncomplete` if the write step failed, iMIS refused events, or
+    events were quarantined in this run (all the others were written and recorded by then)."""
     report = {
         "run_id": run_id, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "interval": {"start": _utc(start).isoformat(), "end": _utc(end).isoformat()},
@@ -121,6 +131,11 @@ def finish_run(store: SnapshotStore, run_id: str, start: datetime, end: datetime
     if unknown["events"]:
         log.warning("%d events of %d contacts unknown to iMIS were skipped, e.g. IDs %s", unknown["events"],
                     unknown["contacts"], ", ".join(unknown["ids"][:10]))
+    quarantine = writeback.get("quarantine") or {}
+    skipped = (quarantine.get("stuck_skipped") or {}).get("events", 0)
+    if skipped:
+        log.warning("%d stuck event(s) skipped, not tried again until cleared (param retry_stuck): %s", skipped,
+                    "; ".join(_listed(entry) for entry in quarantine["stuck_skipped"]["entries"][:10]))
     failed_kinds = writeback.get("failed_kinds") or {}
     if failed_kinds:
         reasons = "\n".join(f"{kind}: {reason}" for kind, reason in sorted(failed_kinds.items()))
@@ -128,10 +143,32 @@ def finish_run(store: SnapshotStore, run_id: str, start: datetime, end: datetime
                                   f"other kind was written (report: {report['location']}):\n{reasons}")
     rejected = writeback["rejected"]
     if rejected["events"]:
-        reasons = "\n".join(f"{count} × {reason}" for reason, count in rejected["by_reason"].items())
+        reasons = [f"{count} × {reason}" for reason, count in rejected["by_reason"].items()]
         raise WritebackIncomplete(f"iMIS refused {rejected['events']} activities (report: {report['location']}):\n"
-                                  f"{reasons}")
+                                  + "\n".join(reasons), reasons)
+    if quarantine.get("events"):
+        raise quarantined_error(quarantine, report["location"])
     return report
+
+
+def quarantined_error(quarantine: Mapping[str, Any], location: str) -> WritebackIncomplete:
+    """The failure of a run that quarantined events: the first line (what an alert shows) names the first."""
+    entries, count = quarantine["entries"], quarantine["events"]
+    more = f"; and {count - 1} more" if count > 1 else ""
+    lines = [_listed(entry) for entry in entries]
+    if count > len(entries):
+        lines.append(f"... and {count - len(entries)} more")
+    lines.append(f"report: {location}")
+    return WritebackIncomplete(f"{count} event(s) quarantined, every other event was written: iMIS failed every "
+                               f"post of {lines[0]}{more}\n" + "\n".join(lines), lines)
+
+
+def _listed(entry: Mapping[str, Any]) -> str:
+    """`HL1-… for contact 1000123 (Mail Open): HTTP 500: An error occurred… [failed runs 1 of 3, …]`: IDs only."""
+    state = ("stuck: not tried again until cleared with the param retry_stuck" if entry["stuck"]
+             else "tried again by the next run of its interval")
+    return (f"{entry['key']} for contact {entry['contact_id']} ({entry['kind']}): {entry['reason']} "
+            f"[failed runs {entry['runs']} of {RETRY_RUNS}, {entry['attempts']} posts; {state}]")
 
 
 def _utc(moment: datetime) -> datetime:

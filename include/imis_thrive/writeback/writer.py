@@ -8,6 +8,12 @@ recorded as written, before the next batch starts. Per event:
   by its key first, and only posted if iMIS does not have it;
 - a post whose outcome is unknown (`AmbiguousWriteError`: a timeout, a dropped connection, a 5xx) is never
   blindly resent: iMIS is asked for the key, and the post is repeated only if the activity is not there;
+- an event whose `AMBIGUOUS_ATTEMPTS` posts all failed so (iMIS answering 500 to a payload it cannot take) is
+  quarantined (`quarantine.py`: by key, with iMIS's error text) and the writer goes on with the other events;
+  a later run tries it again, after the same look-up, until it has failed `quarantine.RETRY_RUNS` runs; then it
+  is stuck, and skipped until a person clears it (`retry_stuck`);
+- `FAILED_IN_A_ROW_BEFORE_STOP` events failing one after the other, with nothing written between them, is iMIS
+  down, not bad events: the writer stops (`ImisUnavailable`, a task retry) and quarantines none of them;
 - a contact iMIS does not know (400 "party does not exist") is skipped and reported by ID, never lost silently;
 - any other 400 is reported with iMIS's reason; if the first events are all refused, the writer stops early,
   since a wrong property name or activity type would otherwise be refused 100,000 times.
@@ -27,18 +33,20 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from include.imis_thrive.http_retry import AmbiguousWriteError
+from include.imis_thrive.http_retry import AmbiguousWriteError, TransientHTTPError
 from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.errors import ImisRequestError
 from include.imis_thrive.thrive.engagement import EngagementEvent
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.activity_map import PlannedActivity, carries_key, find_filters, plan_activity
 from include.imis_thrive.writeback.ledger import ActivityLedger, ledger_hour
+from include.imis_thrive.writeback.quarantine import RETRY_RUNS, REPORTED_KEYS, ActivityQuarantine, FailedEvent, listed
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
-AMBIGUOUS_ATTEMPTS = 5  # posts of one event whose outcome stayed unknown (each followed by a lookup)
+AMBIGUOUS_ATTEMPTS = 5  # posts of one event per run whose outcome stayed unknown (each followed by a lookup)
+FAILED_IN_A_ROW_BEFORE_STOP = 50  # events failing in a row, none written between: an outage, not bad events
 REJECTIONS_BEFORE_STOP = 20  # refusals, with nothing accepted yet, that prove the mapping itself is wrong
 REPORTED_IDS = 100  # contact IDs listed in the report; the counts are always complete
 # UNCONFIRMED wording (reference/imis-api.md §3.5 leaves the 400 body open); the sandbox says
@@ -51,6 +59,8 @@ class Outcome(StrEnum):
     FOUND = "found_in_imis"  # an earlier, unrecorded attempt had written it: recorded, not posted again
     UNKNOWN_CONTACT = "unknown_contact"
     REJECTED = "rejected"
+    FAILED = "failed"  # every post of this run failed and iMIS does not have it: quarantined
+    NOT_TRIED = "not_tried"  # the writer stopped (an outage) before posting it; its key stays pending
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class WriteResult:
     outcome: Outcome
     seqn: str | None = None
     reason: str | None = None
+    attempts: int = 0
 
 
 class ActivitiesRejected(Exception):
@@ -67,6 +78,10 @@ class ActivitiesRejected(Exception):
 
 class WriteOutcomeUnknown(Exception):
     """An event's post stayed ambiguous through every attempt and lookup; a retry of the task resolves it."""
+
+
+class ImisUnavailable(WriteOutcomeUnknown):
+    """Many events in a row failed every post: iMIS is down or refusing every activity; retry the task later."""
 
 
 @dataclass
@@ -84,9 +99,15 @@ class WritebackTally:
     rejected_sample: list[dict[str, str]] = field(default_factory=list)
     duplicates_in_read: int = 0
     checked_in_imis: int = 0
+    quarantined: list[dict[str, Any]] = field(default_factory=list)  # failed in this run, as `listed` shows them
+    stuck_skipped: list[dict[str, Any]] = field(default_factory=list)  # stuck from earlier runs: not tried
+    released: int = 0  # quarantined by an earlier run, written (or found) now
+    quarantine_open: int = 0  # entries left in the quarantine after this run
 
     def add(self, result: WriteResult) -> None:
         kind = result.activity.kind.value
+        if result.outcome in (Outcome.FAILED, Outcome.NOT_TRIED):
+            return  # counted by the writer once the run's quarantine is settled
         if result.outcome is Outcome.WRITTEN:
             self.written[kind] += 1
         elif result.outcome is Outcome.FOUND:
@@ -112,7 +133,32 @@ class WritebackTally:
                                  "ids": sorted(self.unknown_contacts)[:REPORTED_IDS]},
             "rejected": {"events": sum(self.rejected.values()), "by_reason": dict(self.rejected),
                          "sample": self.rejected_sample},
+            "quarantine": {"events": len(self.quarantined),
+                           "stuck": sum(entry["stuck"] for entry in self.quarantined),
+                           "entries": self.quarantined[:REPORTED_KEYS],
+                           "stuck_skipped": {"events": len(self.stuck_skipped),
+                                             "entries": self.stuck_skipped[:REPORTED_KEYS]},
+                           "released": self.released, "open": self.quarantine_open,
+                           "attempts_per_run": AMBIGUOUS_ATTEMPTS, "retry_runs": RETRY_RUNS},
         }
+
+
+def imis_reason(unsure: AmbiguousWriteError) -> str:
+    """iMIS's own words for a failed post, e.g. `HTTP 500: An error occurred. Please contact the administrator.`"""
+    cause = unsure.cause
+    if not isinstance(cause, TransientHTTPError):
+        return f"no answer ({type(cause).__name__})"
+    try:
+        body = cause.response.json()
+    except ValueError:
+        body = None
+    message = None
+    if isinstance(body, dict):
+        errors = (body.get("Errors") or {}).get("$values") if isinstance(body.get("Errors"), dict) else None
+        message = body.get("Message") or body.get("message") or (
+            errors[0].get("Message") if errors and isinstance(errors[0], dict) else None)
+    text = str(message) if message else (cause.response.text.strip() or "no body")
+    return f"HTTP {cause.status_code}: {text[:200]}"
 
 
 def _every_kind(counts: Counter[str]) -> dict[str, int]:
@@ -123,39 +169,50 @@ def _every_kind(counts: Counter[str]) -> dict[str, int]:
 class ActivityWriter:
     """Writes events through one shared client and one ledger; one writer per run.
 
-    `concurrency` defaults to the client's `max_concurrency`, which also sizes its connection pool."""
+    `concurrency` defaults to the client's `max_concurrency`, which also sizes its connection pool. The
+    quarantine defaults to the one in the ledger's store; `retry_stuck` tries its stuck events once more."""
 
     def __init__(self, imis: ImisClient, ledger: ActivityLedger, concurrency: int | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, quarantine: ActivityQuarantine | None = None,
+                 retry_stuck: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.imis = imis
         self.ledger = ledger
+        self.quarantine = quarantine if quarantine is not None else ActivityQuarantine.load(ledger.store)
+        self.retry_stuck = retry_stuck
         self.zone = ZoneInfo(imis.config.timezone)
         self.concurrency = concurrency or imis.config.max_concurrency
         self.batch_size = batch_size
         self.tally = WritebackTally()
         self._unknown_parties: set[str] = set()
         self._lock = threading.Lock()
+        self._failed: dict[str, FailedEvent] = {}
+        self._released: set[str] = set()
+        self._failing_streak: list[str] = []  # keys failed one after the other, nothing written since
+        self._outage = False
 
     def write(self, events: Iterable[EngagementEvent]) -> WritebackTally:
         """Plan, deduplicate and post every event; returns the tally (also kept on `self.tally`)."""
         seen: set[str] = set()
         batch: list[tuple[PlannedActivity, bool]] = []
         started, last_log = time.monotonic(), time.monotonic()
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="imis-activity") as pool:
-            for event in events:
-                planned = self._plan(event, seen)
-                if planned is not None:
-                    batch.append(planned)
-                if len(batch) >= self.batch_size:
+        try:
+            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="imis-activity") as pool:
+                for event in events:
+                    planned = self._plan(event, seen)
+                    if planned is not None:
+                        batch.append(planned)
+                    if len(batch) >= self.batch_size:
+                        self._flush(batch, pool)
+                        batch = []
+                        if time.monotonic() - last_log > 5:
+                            last_log = time.monotonic()
+                            self._log_progress(started)
+                if batch:
                     self._flush(batch, pool)
-                    batch = []
-                    if time.monotonic() - last_log > 5:
-                        last_log = time.monotonic()
-                        self._log_progress(started)
-            if batch:
-                self._flush(batch, pool)
+        finally:
+            self._settle_quarantine()  # also when the run fails: what it learnt about failing events counts
         self._log_progress(started)
         return self.tally
 
@@ -174,7 +231,11 @@ class ActivityWriter:
         if self.ledger.is_written(activity.key):
             self.tally.already_written[kind] += 1
             return None
-        return activity, self.ledger.is_pending(activity.key)
+        entry = self.quarantine.get(activity.key)
+        if entry is not None and self.quarantine.is_stuck(activity.key) and not self.retry_stuck:
+            self.tally.stuck_skipped.append(listed(activity.key, entry))
+            return None
+        return activity, self.ledger.is_pending(activity.key) or entry is not None
 
     def _flush(self, batch: Sequence[tuple[PlannedActivity, bool]], pool: ThreadPoolExecutor) -> None:
         """Intent, posts, written: in that order, so a crash anywhere loses nothing and duplicates nothing."""
@@ -196,25 +257,58 @@ class ActivityWriter:
             self.tally.add(result)
             if result.outcome in (Outcome.WRITTEN, Outcome.FOUND):
                 written[ledger_hour(result.activity.occurred_at)][result.activity.key] = result.seqn or ""
+                self._released.add(result.activity.key)
+            elif result.outcome is Outcome.FAILED:
+                activity = result.activity
+                self._failed[activity.key] = FailedEvent(activity.key, activity.party_id, activity.kind.value,
+                                                         ledger_hour(activity.occurred_at),
+                                                         result.reason or "no reason given", result.attempts)
         self.ledger.record_written(written)
         if failures:
             log.error("activities: %d of %d posts in this batch failed; the first error follows", len(failures),
                       len(batch))
             raise failures[0]
+        if self._outage:
+            streak = self._failing_streak
+            last = self._failed[streak[-1]]
+            raise ImisUnavailable(
+                f"iMIS failed every post of {len(streak)} activities in a row (the last: {last.key} for contact "
+                f"{last.contact_id}: {last.reason}) and took none in between: iMIS is down or refusing every "
+                "activity, not one bad event, so none of them was quarantined and the writer stopped; the task's "
+                "retry looks each one up in iMIS before posting it again")
         self._stop_if_refused()
 
     def _write_one(self, activity: PlannedActivity, check_first: bool) -> WriteResult:
+        result = self._attempt(activity, check_first)
+        with self._lock:
+            if result.outcome in (Outcome.WRITTEN, Outcome.FOUND):
+                self._failing_streak.clear()
+            elif result.outcome is Outcome.FAILED:
+                self._failing_streak.append(activity.key)
+                self._outage = self._outage or len(self._failing_streak) >= FAILED_IN_A_ROW_BEFORE_STOP
+        return result
+
+    def _attempt(self, activity: PlannedActivity, check_first: bool) -> WriteResult:
+        """At most `AMBIGUOUS_ATTEMPTS` posts, each failure followed by a look-up; a look-up first if asked."""
+        if self._outage:
+            return WriteResult(activity, Outcome.NOT_TRIED)
         if check_first:
+            if activity.party_id in self._unknown_parties:  # iMIS has no such party, so no activity of it either
+                return WriteResult(activity, Outcome.UNKNOWN_CONTACT)
             seqn = self._find(activity)
             if seqn is not None:
                 return WriteResult(activity, Outcome.FOUND, seqn)
+        reason = "no reason given"
         for attempt in range(1, AMBIGUOUS_ATTEMPTS + 1):
             if activity.party_id in self._unknown_parties:
                 return WriteResult(activity, Outcome.UNKNOWN_CONTACT)
+            if self._outage:
+                return WriteResult(activity, Outcome.NOT_TRIED, attempts=attempt - 1)
             try:
                 return WriteResult(activity, Outcome.WRITTEN, self.imis.post_activity(activity.party_id,
                                                                                       activity.properties))
             except AmbiguousWriteError as unsure:
+                reason = imis_reason(unsure)
                 log.warning("activity %s for party %s: %s; looking it up before posting again (attempt %d/%d)",
                             activity.key, activity.party_id, unsure, attempt, AMBIGUOUS_ATTEMPTS)
                 seqn = self._find(activity)
@@ -222,11 +316,32 @@ class ActivityWriter:
                     return WriteResult(activity, Outcome.FOUND, seqn)
             except ImisRequestError as refused:
                 return self._refused(activity, refused)
-        raise WriteOutcomeUnknown(
-            f"activity {activity.key} ({activity.kind}) for party {activity.party_id}: every post of "
-            f"{AMBIGUOUS_ATTEMPTS} ended without an answer and iMIS does not show it; the task's retry will "
-            "look it up again before posting"
-        )
+        log.error("activity %s (%s) for contact %s: all %d posts of this run failed (%s) and iMIS does not have "
+                  "it; quarantined, the other events go on", activity.key, activity.kind, activity.party_id,
+                  AMBIGUOUS_ATTEMPTS, reason)
+        return WriteResult(activity, Outcome.FAILED, reason=reason, attempts=AMBIGUOUS_ATTEMPTS)
+
+    def _settle_quarantine(self) -> None:
+        """Record this run's failed events and release the written ones, then store the quarantine."""
+        failed = dict(self._failed)
+        if self._outage:
+            for key in self._failing_streak:
+                failed.pop(key, None)  # an outage's victims stay pending, not quarantined
+        changed = bool(failed) or bool(self._released & self.quarantine.entries.keys())
+        self.tally.released += self.quarantine.release(self._released)
+        for event in failed.values():
+            entry = self.quarantine.record_failure(event)
+            self.tally.quarantined.append(listed(event.key, entry))
+            if entry["stuck"]:
+                log.error("activity %s for contact %s has now failed in %d runs: stuck, not tried again until "
+                          "cleared (DAG param retry_stuck, or delete its entry from %s)", event.key,
+                          event.contact_id, entry["runs"], self.quarantine.key())
+        self.tally.quarantine_open = len(self.quarantine.entries)
+        if changed:
+            self.quarantine.save(self.ledger.store)
+        # `write` runs once per engagement kind: what is settled now must not be counted again by the next kind.
+        self._failed.clear()
+        self._released.clear()
 
     def _find(self, activity: PlannedActivity) -> str | None:
         """The SEQN of this event's activity if iMIS has it ("" when iMIS does not say), else None."""

@@ -1,4 +1,5 @@
-"""The run report of the writeback: written next to the snapshots, failing only on refusals or a failed write."""
+"""The run report of the writeback: written next to the snapshots, failing on refusals, quarantined events or a
+failed write, never before the report is stored."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from include.imis_thrive.reports import render_activities
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.writeback.activities import WritebackIncomplete, finish_run
+from include.imis_thrive.writeback.quarantine import RETRY_RUNS
 from include.imis_thrive.writeback.writer import WritebackTally
 
 START = datetime(2026, 3, 8, 6, tzinfo=UTC)
@@ -51,3 +54,44 @@ def test_a_failed_write_step_fails_the_run_after_the_report(store):
     with pytest.raises(WritebackIncomplete, match="write_activities task failed.*writes only what is missing"):
         finish_run(store, "run-1", START, END, None)
     assert store.read_json(f"reports/activities/{snapshot_name('run-1')}")["writeback"] is None
+
+
+def quarantined(runs: int = 1, *, skipped: bool = False) -> dict:
+    """A summary with one event quarantined in this run (or, `skipped`, one stuck from earlier runs)."""
+    tally = WritebackTally()
+    tally.written["Mail Open"] = 9
+    entry = {"key": "HL1-0123456789abcdef0123456789abcdef", "contact_id": "1000123", "kind": "Mail Open",
+             "reason": "HTTP 500: An error occurred. Please contact the administrator.", "runs": runs,
+             "attempts": 5 * runs, "first_seen": "2026-03-08T07:00:01+00:00", "last_seen": "2026-03-08T07:00:01+00:00",
+             "stuck": runs >= RETRY_RUNS}
+    (tally.stuck_skipped if skipped else tally.quarantined).append(entry)
+    return tally.summary()
+
+
+def test_a_quarantined_event_fails_the_run_after_the_report_naming_its_key_contact_and_reason(store):
+    with pytest.raises(WritebackIncomplete) as failed:
+        finish_run(store, "run-1", START, END, quarantined())
+    first_line = str(failed.value).splitlines()[0]
+    assert first_line.startswith("1 event(s) quarantined, every other event was written")
+    assert "HL1-0123456789abcdef0123456789abcdef for contact 1000123 (Mail Open): HTTP 500: An error occurred. " \
+           "Please contact the administrator. [failed runs 1 of 3, 5 posts" in first_line
+    assert failed.value.alert_lines[0].startswith("HL1-0123456789abcdef0123456789abcdef for contact 1000123")
+    assert failed.value.alert_lines[-1].startswith("report: ")
+    stored = store.read_json(f"reports/activities/{snapshot_name('run-1')}")
+    assert stored["writeback"]["quarantine"]["entries"][0]["key"] == "HL1-0123456789abcdef0123456789abcdef"
+    text = render_activities(stored)
+    assert "1 event(s) quarantined" in text
+    assert "| HL1-0123456789abcdef0123456789abcdef | 1000123 | Mail Open | HTTP 500: An error occurred. Please " \
+           "contact the administrator. | 1 of 3 | 5 | 2026-03-08T07:00:01+00:00 | no |" in text
+
+
+def test_the_run_that_makes_an_event_stuck_says_so(store):
+    with pytest.raises(WritebackIncomplete, match=r"failed runs 3 of 3, 15 posts; stuck: not tried again until "
+                                                  r"cleared with the param retry_stuck"):
+        finish_run(store, "run-1", START, END, quarantined(runs=RETRY_RUNS))
+
+
+def test_stuck_events_skipped_are_reported_without_failing_the_run(store):
+    report = finish_run(store, "run-1", START, END, quarantined(runs=RETRY_RUNS, skipped=True))
+    text = render_activities(report)
+    assert "1 stuck event(s) skipped" in text and "| HL1-0123456789abcdef0123456789abcdef | 1000123 |" in text

@@ -20,10 +20,10 @@ from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.event_keys import event_key
 from include.imis_thrive.writeback.ledger import ActivityLedger, hours_between
 from include.imis_thrive.writeback.writer import (
+    AMBIGUOUS_ATTEMPTS,
     REJECTIONS_BEFORE_STOP,
     ActivitiesRejected,
     ActivityWriter,
-    WriteOutcomeUnknown,
 )
 
 START = datetime(2026, 3, 8, 6, tzinfo=UTC)
@@ -145,12 +145,14 @@ def test_a_post_lost_before_landing_is_looked_up_then_repeated(store):
     assert imis.posts == 5 and tally.checked_in_imis == 2
 
 
-def test_an_outcome_that_stays_unknown_fails_and_leaves_the_key_pending(store):
+def test_an_outcome_that_stays_unknown_is_quarantined_and_leaves_the_key_pending(store):
     imis = FakeImis(max_concurrency=1)
-    imis.lost_before_landing = 99
-    with pytest.raises(WriteOutcomeUnknown, match="look it up again before posting"):
-        write(imis, store, events(1))
-    assert ActivityLedger.load(store, hours_between(START, END)).pending() == {event_key(events(1)[0])}
+    imis.lost_before_landing = AMBIGUOUS_ATTEMPTS
+    tally = write(imis, store, events(1)).tally
+    key = event_key(events(1)[0])
+    assert [entry["reason"] for entry in tally.quarantined] == ["no answer (ReadTimeout)"]
+    assert ActivityLedger.load(store, hours_between(START, END)).pending() == {key}
+    assert imis.posts == AMBIGUOUS_ATTEMPTS and tally.checked_in_imis == AMBIGUOUS_ATTEMPTS
 
 
 def test_a_crash_after_posts_loses_nothing_and_duplicates_nothing(store):
@@ -187,6 +189,15 @@ def test_unknown_contacts_are_skipped_counted_and_listed(store):
                                            "ids": ["9999999"]}
     assert imis.posts == 3  # after the first refusal, the contact's other events are not posted
     assert summary["written"]["Mail Open"] == 2 and summary["written"]["Link Click"] == 0
+
+
+def test_a_rerun_looks_up_an_unknown_contact_once_not_each_of_its_pending_events(store):
+    imis = FakeImis(max_concurrency=1)
+    batch = events(2) + events(30, contact="9999999")
+    write(imis, store, batch)
+    tally = write(imis, store, batch).tally  # the 30 keys are pending: intent recorded, never written
+    assert tally.checked_in_imis == 1 and imis.posts == 3 + 1
+    assert tally.summary()["unknown_contacts"]["events"] == 30
 
 
 def test_activities_refused_from_the_start_stop_the_writer(store):
