@@ -106,7 +106,7 @@ class ThriveSandboxConfig(BaseModel):
     now: datetime | None = Field(None, description="Pin the emulator's clock (aware); None follows the wall clock")
     # --- strictness and the open details (defaults from THRIVE_SANDBOX_ALTERNATIVES) ---
     strict: bool = Field(True, description="Refuse what the vendor pages rule out; off only when asked")
-    startrow_base: Literal[0, 1] = Field(0, description="OPEN: StartRow of the first row, 0 or 1")
+    startrow_base: int = Field(0, ge=0, le=1, description="OPEN: StartRow of the first row, 0 or 1")
     fault_shape: xml.FaultShape = Field("aapi", description="OPEN: aapi | service | faultcode")
     grids: Literal["documented", "extended"] = Field(
         "extended", description="documented: only grids a vendor page names; extended: also third-party ones")
