@@ -382,7 +382,7 @@ class ThriveStore:
         for target, when in zip(mailings["target_group_id"], mailings["mailing_date"]):
             interest = by_id.get(int(target)) if not pd.isna(target) else None
             if interest is not None:
-                interest.last_mailed = max(filter(None, (interest.last_mailed, when.to_pydatetime())))
+                interest.last_mailed = max(filter(None, (interest.last_mailed, when.floor("us").to_pydatetime())))
         self._touch("interests")
         bounces = generated.events[EventKind.BAD_EMAIL]
         for sid, when in zip(bounces["subscriber_id"], bounces["occurred_at"]):
