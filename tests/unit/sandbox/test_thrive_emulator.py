@@ -214,13 +214,18 @@ MAKING_THE_CALL_GRID = (
 )
 
 
+# Pinned, so these tests mean the same whichever THRIVE_SANDBOX_ALTERNATIVES the suite runs under.
+DEFAULTS = {"strict": True, "startrow_base": 0, "fault_shape": "aapi", "grids": "extended",
+            "upload_status": "complete", "compression": "on-request", "subscriber_results": False}
+
+
 class Emulator:
     """One emulated brand behind FastAPI's test client (httpx), posting whole SOAP envelopes."""
 
     def __init__(self, **options: object) -> None:
         self.sandbox = ThriveSandbox(ThriveSandboxConfig(**{
             "brand_id": BRAND_ID, "brand_name": "Test Brand", "users": {USER: PASSWORD},
-            "interests": SAMPLE_INTERESTS, "upload_polls": 0, **options}))
+            "interests": SAMPLE_INTERESTS, "upload_polls": 0, **DEFAULTS, **options}))
         self.http = TestClient(self.sandbox.app)
 
     def post(self, document: str) -> tuple[int, ET.Element]:
@@ -367,7 +372,7 @@ def test_the_old_layout_is_accepted_only_when_strictness_is_switched_off():
                      flags="<HasFieldsEnclosedInQuotes>true</HasFieldsEnclosedInQuotes>"))
 
     assert lenient.sandbox.counters()["records_written"] == {"BulkUpload": 1}
-    assert ThriveSandboxConfig().strict is True
+    assert ThriveSandboxConfig.model_fields["strict"].default is True
 
 
 # --- grid requests --------------------------------------------------------------------------------------------
@@ -598,6 +603,8 @@ def test_the_alternatives_come_from_the_environment_unless_given(monkeypatch):
     config = ThriveSandboxConfig(grids="extended")
 
     assert (config.startrow_base, config.fault_shape, config.grids) == (1, "faultcode", "extended")
+    monkeypatch.delenv("THRIVE_SANDBOX_ALTERNATIVES")
+    assert ThriveSandboxConfig().model_dump(include=set(DEFAULTS)) == DEFAULTS
     with pytest.raises(ValueError, match="shoe_size"):
         alternatives_from_env({"THRIVE_SANDBOX_ALTERNATIVES": "shoe_size=9"})
 
