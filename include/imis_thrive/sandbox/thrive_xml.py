@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import gzip
-import io
 import re
 import struct
 import xml.etree.ElementTree as ET
@@ -148,10 +146,46 @@ def fault_envelope(code: str, reason: str, shape: FaultShape = "aapi") -> bytes:
 
 # --- BulkUpload <Data> --------------------------------------------------------------------------------------
 def delimited_rows(data: str, delimiter: str, quoted: bool) -> list[list[str]]:
-    """The rows of a BulkUpload `<Data>` block, one subscriber a line; blanks around unquoted cells dropped
-    (the Quick Start sample writes `joe@example.com, 1374, Joe`)."""
+    """The rows of a BulkUpload `<Data>` block, one subscriber a line.
+
+    Blanks around an unquoted cell are dropped (the Quick Start sample writes `joe@example.com, 1374, Joe`
+    on indented lines); a quoted cell (`HasFieldsEnclosedInQuotes` 1) is kept exactly, `""` standing for a
+    quote, and may hold the delimiter or a line break.
+    """
     if len(delimiter) != 1:
         raise ValueError(f"ColumnDelimiter must be one character, got {delimiter!r}")
-    reader = csv.reader(io.StringIO(data.strip("\r\n")), delimiter=delimiter, skipinitialspace=True,
-                        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
-    return [[cell.strip() for cell in row] for row in reader if any(cell.strip() for cell in row)]
+    rows: list[list[str]] = []
+    row: list[str] = []
+    cell: list[str] = []
+    position, length = 0, len(data)
+    in_quotes = was_quoted = False
+    while position < length:
+        char = data[position]
+        if in_quotes:
+            if char == '"' and data.startswith('""', position):
+                cell.append('"')
+                position += 1
+            elif char == '"':
+                in_quotes = False
+            else:
+                cell.append(char)
+        elif quoted and char == '"' and not "".join(cell).strip():
+            cell, in_quotes, was_quoted = [], True, True
+        elif char == delimiter or char in "\r\n":
+            row.append("".join(cell) if was_quoted else "".join(cell).strip())
+            cell, was_quoted = [], False
+            if char != delimiter:
+                if any(value for value in row) or len(row) > 1:
+                    rows.append(row)
+                row = []
+        elif not was_quoted:
+            cell.append(char)
+        elif not char.isspace():
+            raise ValueError(f"text after a closing quote at character {position}")
+        position += 1
+    if in_quotes:
+        raise ValueError("a quoted cell is not closed")
+    row.append("".join(cell) if was_quoted else "".join(cell).strip())
+    if any(value for value in row) or len(row) > 1:
+        rows.append(row)
+    return rows
