@@ -185,7 +185,7 @@ class ThriveSandbox:
         with self._lock:
             self.store = ThriveStore(self._now, self.config.brand_id, self.config.upload_statuses())
             self._counters: dict[str, Counter[str]] = {
-                name: Counter() for name in ("requests", "actions", "grids", "records_written", "faults")
+                name: Counter() for name in ("requests", "actions", "grids", "records_written", "faults", "compressed")
             }
             for name in self.config.interests:
                 self.store.add_interest(name)
@@ -301,6 +301,7 @@ class ThriveSandbox:
             return [], False
         if not xml.is_compressed(container):
             return list(container), False
+        self._counters["compressed"][name] += 1
         try:
             return xml.expand(container), True
         except xml.XmlRefused as error:
