@@ -1,10 +1,13 @@
 """`make sandbox`: run the iMIS and Thrive sandboxes and the alert-mail sink in the foreground.
 
     python -m include.imis_thrive.sandbox [--contacts N] [--seed S] [--broken-lists] [--flavor ems|2017]
-                                          [--page-cap N]
+        [--page-cap N] [--startrow-base 0|1] [--fault-shape aapi|service|faultcode] [--grids documented|extended]
+        [--upload-status complete|processed|PENDING:DONE] [--compression on-request|never] [--no-strict]
 
 `--flavor 2017` answers QueryDefinition as iMIS 2017 does (default: $IMIS_SANDBOX_FLAVOR, else ems);
 `--page-cap N` serves at most N rows a page while echoing the requested Limit, as some instances do.
+The Thrive flags pick one reading of each detail Higher Logic's pages leave open (their defaults come from
+THRIVE_SANDBOX_ALTERNATIVES, e.g. `startrow_base=1,fault_shape=faultcode`, which the test fixtures read too).
 
 The ports, path prefixes and credentials come from the `imis_default` and `thrive_default` connections in
 airflow_settings.yaml, so the DAGs reach the sandboxes with the very settings they would use for real systems.
@@ -18,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from include.imis_thrive.airflow_settings import AirflowSettings, load_settings
 from include.imis_thrive.sandbox.imis_app import Flavor, ImisSandbox, ImisSandboxConfig, default_flavor
@@ -40,7 +44,8 @@ class RunningSandboxes:
 
 
 def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int, broken_lists: bool,
-                    flavor: Flavor | None = None, page_cap: int | None = None) -> tuple[ImisSandbox, ThriveSandbox]:
+                    flavor: Flavor | None = None, page_cap: int | None = None,
+                    thrive_options: dict[str, Any] | None = None) -> tuple[ImisSandbox, ThriveSandbox]:
     imis = settings.connection("imis_default")
     thrive = settings.connection("thrive_default")
     imis_sandbox = ImisSandbox(ImisSandboxConfig(
@@ -52,7 +57,7 @@ def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int, broken_
     lists = sorted(imis_sandbox.seed.lists)
     thrive_sandbox = ThriveSandbox(ThriveSandboxConfig.from_connection(
         thrive, seed=seed, interests=lists,
-        campaign_interests=[name for name in lists if name in CAMPAIGN_LISTS],
+        campaign_interests=[name for name in lists if name in CAMPAIGN_LISTS], **(thrive_options or {}),
     ))
     return imis_sandbox, thrive_sandbox
 
@@ -61,10 +66,12 @@ def build_sandboxes(settings: AirflowSettings, contacts: int, seed: int, broken_
 def running_sandboxes(settings: AirflowSettings | None = None, contacts: int = 2000, seed: int = 1,
                       broken_lists: bool = False,
                       on_mail: Callable[[ReceivedMail], None] | None = None, flavor: Flavor | None = None,
-                      page_cap: int | None = None) -> Iterator[RunningSandboxes]:
+                      page_cap: int | None = None,
+                      thrive_options: dict[str, Any] | None = None) -> Iterator[RunningSandboxes]:
     """iMIS, Thrive and the alert-mail sink in background threads on the settings file's ports."""
     settings = settings or load_settings()
-    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts, seed, broken_lists, flavor, page_cap)
+    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts, seed, broken_lists, flavor, page_cap,
+                                                   thrive_options)
     with ExitStack() as stack:
         imis_server = stack.enter_context(
             SandboxServer(imis_sandbox.app, port=settings.connection("imis_default").loopback_port()))
@@ -84,14 +91,31 @@ def main() -> None:
                         help="iMIS answers to emulate (default: $IMIS_SANDBOX_FLAVOR, else ems)")
     parser.add_argument("--page-cap", type=int, default=None,
                         help="serve at most this many rows a page while echoing the requested Limit")
+    thrive = parser.add_argument_group("Thrive emulator: the open details (defaults from THRIVE_SANDBOX_ALTERNATIVES)")
+    thrive.add_argument("--startrow-base", type=int, choices=(0, 1), help="StartRow of the first row")
+    thrive.add_argument("--fault-shape", choices=("aapi", "service", "faultcode"),
+                        help="InformzAAPIFault detail, InformzServiceFault detail, or a prefixed faultcode only")
+    thrive.add_argument("--grids", choices=("documented", "extended"),
+                        help="only the grids vendor pages name, or also the third-party-only ones")
+    thrive.add_argument("--upload-status", help="upload_history.status values: complete, processed or PENDING:DONE")
+    thrive.add_argument("--compression", choices=("on-request", "never"), help="answer a compressed request compressed")
+    thrive.add_argument("--no-strict", dest="strict", action="store_false", default=None,
+                        help="accept what the vendor pages rule out (the old BulkUpload layout, no ReturnFields)")
     args = parser.parse_args()
+    thrive_options = {name: getattr(args, name) for name in
+                      ("startrow_base", "fault_shape", "grids", "upload_status", "compression", "strict")
+                      if getattr(args, name) is not None}
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with running_sandboxes(contacts=args.contacts, seed=args.seed, broken_lists=args.broken_lists,
-                           on_mail=print_mail, flavor=args.flavor, page_cap=args.page_cap) as running:
+                           on_mail=print_mail, flavor=args.flavor, page_cap=args.page_cap,
+                           thrive_options=thrive_options) as running:
         print(f"iMIS sandbox:   {running.imis_server.url}{running.imis.config.path_prefix}  ({args.contacts} contacts, "
               f"iMIS {running.imis.config.flavor} answers)")
-        print(f"Thrive sandbox: {running.thrive_server.url}{running.thrive.config.endpoint_path}")
+        config = running.thrive.config
+        print(f"Thrive sandbox: {running.thrive_server.url}{config.endpoint_path}  (strict={config.strict}, "
+              f"startrow_base={config.startrow_base}, fault_shape={config.fault_shape}, grids={config.grids}, "
+              f"upload_status={config.upload_status}, compression={config.compression})")
         print(f"SMTP sink:      {running.smtp.host}:{running.smtp.port} (alert mails are printed here)")
         print("Ctrl-C to stop.", flush=True)
         try:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from include.imis_thrive.thrive.kinds import EngagementKind
+from include.imis_thrive.sandbox.thrive_vocab import EventKind
 
 EVENT_COLUMNS = ("subscriber_id", "user_id", "email", "mailing_id", "mailing_instance_id", "occurred_at", "url", "page")
 SITE = "https://www.example.org"
@@ -66,9 +66,9 @@ class GeneratedEngagement:
     """Mailing instances plus one frame of `EVENT_COLUMNS` per engagement kind."""
 
     mailings: pd.DataFrame
-    events: dict[EngagementKind, pd.DataFrame]
+    events: dict[EventKind, pd.DataFrame]
 
-    def counts(self) -> dict[EngagementKind, int]:
+    def counts(self) -> dict[EventKind, int]:
         return {kind: len(frame) for kind, frame in self.events.items()}
 
 
@@ -165,20 +165,20 @@ def generate_engagement(
     bounce_reason = np.full(n_bad, BOUNCE_REASON, dtype=object)
 
     events = {
-        EngagementKind.MAIL_SENT: frame(send_instance, send_recipient, send_ns),
-        EngagementKind.MAIL_OPEN: frame(send_instance[opened], send_recipient[opened], open_ns),
-        EngagementKind.LINK_CLICK: frame(send_instance[click_send], send_recipient[click_send], click_ns,
+        EventKind.MAIL_SENT: frame(send_instance, send_recipient, send_ns),
+        EventKind.MAIL_OPEN: frame(send_instance[opened], send_recipient[opened], open_ns),
+        EventKind.LINK_CLICK: frame(send_instance[click_send], send_recipient[click_send], click_ns,
                                          url=click_url),
-        EngagementKind.LANDING_PAGE_SUBMIT: frame(
+        EventKind.LANDING_PAGE_SUBMIT: frame(
             send_instance[click_send[landed]], send_recipient[click_send[landed]],
             _after(rng, click_ns[landed], end_ns, 2.0), page=form, mailing=False),
-        EngagementKind.WEB_PAGE_VISIT: frame(
+        EventKind.WEB_PAGE_VISIT: frame(
             send_instance[click_send[visited]], send_recipient[click_send[visited]],
             _after(rng, click_ns[visited], end_ns, 2.0), url=web_url, page=web_title, mailing=False),
-        EngagementKind.UNSUBSCRIBE: frame(quit_instance, quitter, quit_ns),
-        EngagementKind.RESUBSCRIBE: frame(quit_instance[returner], quitter[returner],
+        EventKind.UNSUBSCRIBE: frame(quit_instance, quitter, quit_ns),
+        EventKind.RESUBSCRIBE: frame(quit_instance[returner], quitter[returner],
                                           _after(rng, quit_ns[returner], end_ns, 1.0), mailing=False),
-        EngagementKind.BAD_EMAIL: frame(send_instance[bounced], send_recipient[bounced],
+        EventKind.BAD_EMAIL: frame(send_instance[bounced], send_recipient[bounced],
                                         _after(rng, send_ns[bounced], end_ns, 8.0), page=bounce_reason),
     }
     mailings = pd.DataFrame({

@@ -2,8 +2,9 @@
 
 Writes follow the vendor's rules where they are documented and the most likely behaviour elsewhere:
 upserts match on the remote `<ID>` first, then on email; an unsubscribed subscriber is never resubscribed
-by an upsert (only the explicit resubscribe action does that, and it is recorded as an event); a
-malformed email is refused and recorded as a bad-email event. Grids are pandas frames with lower-case
+by an upsert (only BulkUpload `ResubscribeSubscribers` does; no vendor grid records resubscribe events, so
+one shows only as state: a subscriber whose unsubscribed state ended); a malformed email is refused and
+recorded as a bad-email event. Grids (`thrive_vocab.GRIDS`) are pandas frames with lower-case
 columns, filtered, sorted (stably) and paged the way `GridRequest` asks; each is rebuilt only when the
 data it is made from changed.
 """
@@ -14,17 +15,22 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from include.imis_thrive.sandbox.thrive_engagement import EVENT_COLUMNS, GeneratedEngagement, Recipients
-from include.imis_thrive.thrive import wire
-from include.imis_thrive.thrive.kinds import EngagementKind
-from include.imis_thrive.thrive.wire import FaultCode, Grid, InterestAction
-
-HISTORY_DAYS = 100  # subscriber_mailing_history holds the last 100 days; the `_all` twin holds the rest
+from include.imis_thrive.sandbox.thrive_vocab import (
+    DEFAULT_UNSUBSCRIBE_REASON,
+    EMAIL_MAX_LENGTH,
+    GRIDS,
+    HISTORY_DAYS,
+    EventKind,
+    FaultCode,
+    InterestAction,
+    parse_timestamp,
+)
 _DOUBLED_SUFFIX = re.compile(r"(\.[a-z]{2,})\1$", re.IGNORECASE)
 _QUERY_CACHE_SIZE = 16
 
@@ -42,8 +48,8 @@ def malformed_email(email: str | None) -> str | None:
     """Why Thrive would call this address malformed (two `@`, a doubled `.com`, ...), or None."""
     if not email or not email.strip():
         return "email is missing"
-    if len(email) > wire.EMAIL_MAX_LENGTH:
-        return f"email is longer than {wire.EMAIL_MAX_LENGTH} characters"
+    if len(email) > EMAIL_MAX_LENGTH:
+        return f"email is longer than {EMAIL_MAX_LENGTH} characters"
     if email.count("@") != 1:
         return "email must contain exactly one @"
     local, domain = email.split("@")
@@ -67,7 +73,10 @@ class SandboxSubscriber:
     is_unsubscriber: bool = False
     cancellation_date: datetime | None = None
     cancellation_mailing_instance_id: int | None = None
+    cancellation_message: str | None = None
+    cancel_id: int | None = None
     bounce_date: datetime | None = None
+    upload_id: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -82,7 +91,17 @@ class SandboxInterest:
     interest_id: int
     name: str
     is_deleted: bool = False
-    in_active_campaign: bool = False
+    campaign_since: datetime | None = None  # marked as mailed by an active campaign (the admin surface)
+    last_mailed: datetime | None = None  # the latest mailing_instance that targeted it
+
+    @property
+    def in_active_campaign(self) -> bool:
+        return self.campaign_since is not None
+
+    @property
+    def last_used_date(self) -> datetime | None:
+        """target_group_counts.last_used_date: the documented signal of a group being mailed."""
+        return max(filter(None, (self.campaign_since, self.last_mailed)), default=None)
 
 
 @dataclass
@@ -90,6 +109,7 @@ class UploadRow:
     email: str
     user_id: str | None
     fields: dict[str, str | None]
+    interests: list[SandboxInterest] = field(default_factory=list)  # a BulkUpload `Interest` column
 
 
 @dataclass
@@ -100,7 +120,8 @@ class SandboxUpload:
     interests: list[SandboxInterest]
     rows: list[UploadRow]
     polls_left: int
-    status: str = "Processing"
+    status: str
+    status_recipients: tuple[str, ...] = ()
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -124,8 +145,11 @@ class ConditionSpec:
 class ThriveStore:
     """One brand's data; not thread-safe by itself (the sandbox app serialises access)."""
 
-    def __init__(self, clock: Callable[[], datetime]) -> None:
+    def __init__(self, clock: Callable[[], datetime], brand_id: str = "0",
+                 upload_statuses: tuple[str, str] = ("Processing", "Complete")) -> None:
         self.clock = clock
+        self.brand_id = brand_id
+        self.upload_statuses = upload_statuses  # (while pending, when done): OPEN, selectable at start
         self.subscribers: dict[int, SandboxSubscriber] = {}
         self._by_user_id: dict[str, int] = {}
         self._by_email: dict[str, int] = {}
@@ -133,13 +157,14 @@ class ThriveStore:
         # interest_id -> subscriber_id -> (membership row id, member since)
         self.members: dict[int, dict[int, tuple[int, datetime]]] = {}
         self.uploads: dict[int, SandboxUpload] = {}
-        self._events: dict[EngagementKind, list[pd.DataFrame]] = {kind: [] for kind in EngagementKind}
-        self._pending: dict[EngagementKind, list[dict[str, object]]] = {kind: [] for kind in EngagementKind}
+        self._events: dict[EventKind, list[pd.DataFrame]] = {kind: [] for kind in EventKind}
+        self._pending: dict[EventKind, list[dict[str, object]]] = {kind: [] for kind in EventKind}
         self._mailings: list[pd.DataFrame] = []
         self._versions: Counter[str] = Counter()
         self._frames: dict[str, tuple[int, pd.DataFrame]] = {}
         self._queries: dict[tuple[object, ...], pd.DataFrame] = {}
-        self._next_id = Counter({"subscriber": 1, "interest": 1, "upload": 1, "mailing": 1, "membership": 1})
+        self._next_id = Counter({"subscriber": 1, "interest": 1, "upload": 1, "mailing": 1, "membership": 1,
+                                "cancel": 1})
 
     def _new_id(self, what: str) -> int:
         value = self._next_id[what]
@@ -157,7 +182,8 @@ class ThriveStore:
             interest = SandboxInterest(self._new_id("interest"), name)
             self.interests[name.lower()] = interest
             self.members[interest.interest_id] = {}
-        interest.in_active_campaign = in_active_campaign or interest.in_active_campaign
+        if in_active_campaign and interest.campaign_since is None:
+            interest.campaign_since = self.clock()
         self._touch("interests")
         return interest
 
@@ -167,7 +193,10 @@ class ThriveStore:
         if missing:
             raise KeyError(f"no such interests: {sorted(missing)}")
         for key, interest in self.interests.items():
-            interest.in_active_campaign = key in wanted
+            if key not in wanted:
+                interest.campaign_since = None
+            elif interest.campaign_since is None:
+                interest.campaign_since = self.clock()
         self._touch("interests")
 
     def interest(self, name: str) -> SandboxInterest:
@@ -194,7 +223,7 @@ class ThriveStore:
             return Outcome(row.email, row.user_id, "rejected", f"ID {row.user_id!r} is not an integer")
         problem = malformed_email(row.email)
         if problem:
-            self.record_event(EngagementKind.BAD_EMAIL, None, row.user_id, row.email, now, page=problem)
+            self.record_event(EventKind.BAD_EMAIL, None, row.user_id, row.email, now, page=problem)
             return Outcome(row.email, row.user_id, "rejected", problem)
         email = row.email.strip()
         subscriber = self.find(row.user_id, email)
@@ -243,21 +272,23 @@ class ThriveStore:
         self._touch("members")
         return self.members[interest.interest_id].pop(subscriber.subscriber_id, None) is not None
 
-    def unsubscribe(self, subscriber: SandboxSubscriber, when: datetime, mailing_instance_id: int | None) -> None:
+    def unsubscribe(self, subscriber: SandboxSubscriber, when: datetime, mailing_instance_id: int | None,
+                    reason: str | None = None) -> None:
         subscriber.is_unsubscriber = True
         subscriber.cancellation_date = when
         subscriber.cancellation_mailing_instance_id = mailing_instance_id
+        subscriber.cancellation_message = reason or DEFAULT_UNSUBSCRIBE_REASON
+        subscriber.cancel_id = self._new_id("cancel")
         subscriber.modified_date = max(subscriber.modified_date, when)
         self._touch("subscribers")
 
     def resubscribe(self, subscriber: SandboxSubscriber, when: datetime) -> bool:
-        """Only the explicit resubscribe action gets here; recorded as a Resubscribe event."""
+        """Only the explicit resubscribe action gets here. No vendor grid records resubscribe events, so it is
+        visible only as state: `is_unsubscriber` back to 0 and `modified_date` moved (the cancellation stays)."""
         if not subscriber.is_unsubscriber:
             return False
         subscriber.is_unsubscriber = False
         subscriber.modified_date = max(subscriber.modified_date, when)
-        self.record_event(EngagementKind.RESUBSCRIBE, subscriber.subscriber_id, subscriber.user_id,
-                          subscriber.email, when)
         self._touch("subscribers")
         return True
 
@@ -275,8 +306,9 @@ class ThriveStore:
 
     # --- uploads ------------------------------------------------------------------------------------------
     def queue_upload(self, action: InterestAction, interests: list[SandboxInterest], rows: list[UploadRow],
-                     polls: int) -> SandboxUpload:
-        upload = SandboxUpload(self._new_id("upload"), self.clock(), action, interests, rows, polls)
+                     polls: int, status_recipients: tuple[str, ...] = ()) -> SandboxUpload:
+        upload = SandboxUpload(self._new_id("upload"), self.clock(), action, interests, rows, polls,
+                               self.upload_statuses[0], status_recipients)
         self.uploads[upload.upload_id] = upload
         self._touch("uploads")
         return upload
@@ -284,7 +316,7 @@ class ThriveStore:
     def advance_uploads(self) -> None:
         """One poll of upload_history: each pending upload gets one step closer to done."""
         for upload in self.uploads.values():
-            if upload.status != "Processing":
+            if upload.status != self.upload_statuses[0]:
                 continue
             if upload.polls_left > 0:
                 upload.polls_left -= 1
@@ -298,8 +330,12 @@ class ThriveStore:
         for row in upload.rows:
             counts["total"] += 1
             if upload.action in (InterestAction.ADD_OR_UPDATE, InterestAction.REPLACE_ALL):
-                outcome = self.upsert(row, upload.interests)
+                outcome = self.upsert(row, upload.interests + row.interests)
                 counts[outcome.status] += 1
+                if outcome.status != "rejected":
+                    found = self.find(outcome.user_id, outcome.email)
+                    if found is not None:
+                        found.upload_id = upload.upload_id
                 continue
             subscriber = self.find(row.user_id, row.email)
             if subscriber is None:
@@ -314,10 +350,10 @@ class ThriveStore:
         if upload.action is InterestAction.REPLACE_ALL:
             self.replace_members(upload.interests, upload.rows)
         upload.rows = []
-        upload.status = "Complete"
+        upload.status = self.upload_statuses[1]
 
     # --- engagement ---------------------------------------------------------------------------------------
-    def record_event(self, kind: EngagementKind, subscriber_id: int | None, user_id: str | None, email: str | None,
+    def record_event(self, kind: EventKind, subscriber_id: int | None, user_id: str | None, email: str | None,
                      when: datetime, mailing_instance_id: int | None = None, url: str | None = None,
                      page: str | None = None) -> None:
         self._pending[kind].append({
@@ -334,24 +370,31 @@ class ThriveStore:
         self._next_id["mailing"] += len(generated.mailings)
         self._mailings.append(generated.mailings)
         self._touch("mailings")
-        unsubscribes = generated.events[EngagementKind.UNSUBSCRIBE]
+        unsubscribes = generated.events[EventKind.UNSUBSCRIBE]
         for sid, when, instance in zip(unsubscribes["subscriber_id"], unsubscribes["occurred_at"],
                                        unsubscribes["mailing_instance_id"]):
             self.unsubscribe(self.subscribers[int(sid)], when.to_pydatetime(), int(instance))
-        resubscribes = generated.events[EngagementKind.RESUBSCRIBE]
-        for sid in resubscribes["subscriber_id"]:
-            self.subscribers[int(sid)].is_unsubscriber = False
-        bounces = generated.events[EngagementKind.BAD_EMAIL]
+        resubscribes = generated.events[EventKind.RESUBSCRIBE]
+        for sid, when in zip(resubscribes["subscriber_id"], resubscribes["occurred_at"]):
+            self.resubscribe(self.subscribers[int(sid)], when.to_pydatetime())
+        by_id = {interest.interest_id: interest for interest in self.interests.values()}
+        mailings = generated.mailings
+        for target, when in zip(mailings["target_group_id"], mailings["mailing_date"]):
+            interest = by_id.get(int(target)) if not pd.isna(target) else None
+            if interest is not None:
+                interest.last_mailed = max(filter(None, (interest.last_mailed, when.floor("us").to_pydatetime())))
+        self._touch("interests")
+        bounces = generated.events[EventKind.BAD_EMAIL]
         for sid, when in zip(bounces["subscriber_id"], bounces["occurred_at"]):
             subscriber = self.subscribers[int(sid)]
             subscriber.bounce_date = max(filter(None, (subscriber.bounce_date, when.to_pydatetime())))
         for kind, frame in generated.events.items():
-            if kind is not EngagementKind.UNSUBSCRIBE and len(frame):
+            if kind not in (EventKind.UNSUBSCRIBE, EventKind.RESUBSCRIBE) and len(frame):
                 self._events[kind].append(frame)
                 self._touch(f"events:{kind.name}")
         self._touch("subscribers")
 
-    def events(self, kind: EngagementKind) -> pd.DataFrame:
+    def events(self, kind: EventKind) -> pd.DataFrame:
         """All stored events of one kind in `EVENT_COLUMNS` (unsubscribes live on the subscribers)."""
         pending = self._pending[kind]
         if pending:
@@ -367,19 +410,18 @@ class ThriveStore:
         return chunks[0] if chunks else pd.DataFrame(columns=list(EVENT_COLUMNS))
 
     # --- grids --------------------------------------------------------------------------------------------
-    def _sources(self, grid: Grid) -> tuple[str, ...]:
-        kind = _EVENT_GRIDS.get(grid)
-        if kind is not None:
-            return (f"events:{kind.name}",)
-        return {
-            Grid.SUBSCRIBER: ("subscribers",), Grid.SUBSCRIBER_INTERESTS: ("subscribers", "members", "interests"),
-            Grid.INTEREST_TARGET_GROUP: ("interests",), Grid.MAILING_INSTANCE: ("mailings",),
-            Grid.TARGET_GROUP_COUNTS: ("interests", "members"),
-            Grid.UPLOAD_HISTORY: ("uploads",),
-        }[grid]
+    def _sources(self, grid: str) -> tuple[str, ...]:
+        events = tuple(f"events:{kind.name}" for kind in _EVENT_SOURCES.get(grid, ()))
+        return events + {
+            "subscriber": ("subscribers",), "subscriber_interests": ("subscribers", "members", "interests"),
+            "interest_target_group": ("interests",), "target_group_counts": ("interests", "members"),
+            "mailing_instance": ("mailings",), "upload_history": ("uploads",),
+        }.get(grid, ()) + (("clock",) if grid in _CLOCK_SPLIT else ())
 
-    def grid_frame(self, grid: Grid) -> pd.DataFrame:
+    def grid_frame(self, grid: str) -> pd.DataFrame:
         """The whole grid, lower-case columns, rebuilt only when its sources changed."""
+        if grid in _CLOCK_SPLIT:  # the 100-day split moves with the clock
+            self._versions["clock"] = int(self.clock().timestamp() // 3600)
         version = sum(self._versions[source] for source in self._sources(grid))
         cached = self._frames.get(grid)
         if cached is not None and cached[0] == version:
@@ -388,76 +430,141 @@ class ThriveStore:
         self._frames[grid] = (version, frame)
         return frame
 
-    def _build(self, grid: Grid) -> pd.DataFrame:
-        if grid in _EVENT_GRIDS:
-            return self._event_grid(grid, _EVENT_GRIDS[grid])
-        if grid is Grid.SUBSCRIBER:
-            return self._subscriber_grid()
-        if grid is Grid.SUBSCRIBER_INTERESTS:
-            return self._membership_grid()
-        if grid is Grid.INTEREST_TARGET_GROUP:
-            rows = [(i.interest_id, i.name, int(i.is_deleted)) for i in self.interests.values()]
-            return _frame(grid, rows)
-        if grid is Grid.TARGET_GROUP_COUNTS:
-            # A campaign interest was "last used" now; the others never were.
-            now = datetime.now(UTC)
-            members = self._membership_grid()
-            rows = [(i.interest_id, i.name, "Demographic", int((members["interest_id"] == i.interest_id).sum()), now,
-                     now if i.in_active_campaign else None) for i in self.interests.values()]
-            return _frame(grid, rows)
-        if grid is Grid.MAILING_INSTANCE:
-            frames = [frame for frame in self._mailings if len(frame)]
-            return (pd.concat(frames, ignore_index=True) if frames else _frame(grid, [])).rename(columns=str.lower)
-        return _frame(grid, [
-            (u.upload_id, u.date, u.status, u.counts["total"], u.counts["invalid"] + u.counts["rejected"],
-             u.counts["updated"], u.counts["created"], u.counts["unsubscribed"])
-            for u in self.uploads.values()
+    def _build(self, grid: str) -> pd.DataFrame:
+        builder = getattr(self, f"_grid_{grid}", None)
+        if builder is None:
+            raise SandboxFault(FaultCode.INVALID_GRID, f"Grid type '{grid}' is not a known grid")
+        return builder()
+
+    def _grid_subscriber(self) -> pd.DataFrame:
+        return _frame("subscriber", [
+            (s.subscriber_id, s.email, s.user_id, s.modified_date, s.service_since_date, int(s.is_unsubscriber),
+             s.cancellation_date, s.cancellation_message, s.cancel_id, s.cancellation_mailing_instance_id,
+             s.bounce_date, int(s.bounce_date is not None), s.upload_id, s.user_id)
+            for s in self.subscribers.values()
         ])
 
-    def _subscriber_grid(self) -> pd.DataFrame:
-        rows = [
-            (s.subscriber_id, s.email, s.user_id, s.modified_date, s.service_since_date, int(s.is_unsubscriber),
-             s.cancellation_date, s.cancellation_mailing_instance_id, s.bounce_date, 0)
-            for s in self.subscribers.values()
-        ]
-        return _frame(Grid.SUBSCRIBER, rows)
-
-    def _membership_grid(self) -> pd.DataFrame:
+    def _grid_subscriber_interests(self) -> pd.DataFrame:
         names = {interest.interest_id: interest.name for interest in self.interests.values()}
         rows = []
         for interest_id, members in self.members.items():
             for sid, (membership_id, since) in members.items():
                 subscriber = self.subscribers[sid]
                 rows.append((membership_id, sid, subscriber.email, subscriber.user_id, interest_id,
-                             names[interest_id], since))
-        return _frame(Grid.SUBSCRIBER_INTERESTS, rows)
+                             names[interest_id], since, None, None))
+        return _frame("subscriber_interests", rows)
 
-    def _event_grid(self, grid: Grid, kind: EngagementKind) -> pd.DataFrame:
-        events = self.events(kind)
-        spec = wire.ENGAGEMENT_GRIDS[kind]
-        if kind is EngagementKind.MAIL_SENT:
-            recent = events["occurred_at"] >= pd.Timestamp(self.clock() - timedelta(days=HISTORY_DAYS))
-            events = events[recent if grid is Grid.SUBSCRIBER_MAILING_HISTORY else ~recent]
-        source = {
-            spec.contact_id_element: "user_id", spec.email_element: "email", spec.date_element: "occurred_at",
-            spec.mailing_id_element: "mailing_id", spec.mailing_instance_element: "mailing_instance_id",
-            spec.url_element: "url", spec.page_element: "page", "subscriber_id": "subscriber_id",
-        }
-        columns = {}
-        for element in wire.GRID_ELEMENTS[grid]:
-            column = source.get(element) or source.get(element.lower())
-            if column is not None:
-                columns[element.lower()] = events[column].to_numpy()
-            elif element.lower() == "was_delivered":
-                columns[element.lower()] = np.ones(len(events), dtype=np.int64)
-            else:
-                columns[element.lower()] = np.full(len(events), None, dtype=object)
-        frame = pd.DataFrame(columns, index=pd.RangeIndex(len(events)))
-        frame[spec.date_element.lower()] = pd.to_datetime(frame[spec.date_element.lower()], utc=True)
-        return frame
+    def _grid_interest_target_group(self) -> pd.DataFrame:
+        return _frame("interest_target_group", [
+            (int(self.brand_id) if self.brand_id.isdigit() else None, int(i.is_deleted), i.interest_id, i.name)
+            for i in self.interests.values()
+        ])
+
+    def _grid_target_group_counts(self) -> pd.DataFrame:
+        now = self.clock()
+        return _frame("target_group_counts", [
+            (i.interest_id, i.name, None, "Interest", len(self.members[i.interest_id]), now, 0, i.last_used_date)
+            for i in self.interests.values() if not i.is_deleted
+        ])
+
+    def _grid_mailing_instance(self) -> pd.DataFrame:
+        frames = [frame for frame in self._mailings if len(frame)]
+        if not frames:
+            return _frame("mailing_instance", [])
+        mailings = pd.concat(frames, ignore_index=True)
+        return _columns("mailing_instance", len(mailings), {
+            "mailing_instance_id": mailings["mailing_instance_id"], "mailing_id": mailings["mailing_id"],
+            "mailing_date": mailings["mailing_date"], "mailing_subject": mailings["mailing_subject"],
+            "is_test": mailings["is_test"], "target_group_id": mailings["target_group_id"],
+        })
+
+    def _grid_upload_history(self) -> pd.DataFrame:
+        return _frame("upload_history", [
+            (u.upload_id, int(self.brand_id) if self.brand_id.isdigit() else None, u.date, u.status,
+             u.counts["total"], u.counts["invalid"] + u.counts["rejected"], u.counts["updated"],
+             u.counts["duplicate"], u.counts["updated"] + u.counts["unsubscribed"], u.counts["created"],
+             u.counts["unsubscribed"], u.status_recipients[0] if u.status_recipients else None)
+            for u in self.uploads.values()
+        ])
+
+    def _sends(self, recent: bool | None) -> pd.DataFrame:
+        """Mail Sent events with their was_opened / was_clicked flags; `recent` picks a side of the 100-day split."""
+        sends = self.events(EventKind.MAIL_SENT)
+        if recent is not None:
+            newer = sends["occurred_at"] >= pd.Timestamp(self.clock() - timedelta(days=HISTORY_DAYS))
+            sends = sends[newer if recent else ~newer]
+        key = pd.MultiIndex.from_arrays([sends["mailing_instance_id"], sends["subscriber_id"]])
+        flags = {}
+        for name, kind in (("opened", EventKind.MAIL_OPEN), ("clicked", EventKind.LINK_CLICK)):
+            other = self.events(kind)
+            flags[name] = key.isin(pd.MultiIndex.from_arrays([other["mailing_instance_id"], other["subscriber_id"]]))
+        return sends.assign(opened=flags["opened"].astype(np.int64), clicked=flags["clicked"].astype(np.int64))
+
+    def _history(self, grid: str, recent: bool) -> pd.DataFrame:
+        sends = self._sends(recent)
+        return _columns(grid, len(sends), {
+            "subscriber_id": sends["subscriber_id"], "user_id": sends["user_id"], "email": sends["email"],
+            "mailing_id": sends["mailing_id"], "mailing_instance_id": sends["mailing_instance_id"],
+            "mailing_name": [f"Sandbox mailing {m}" for m in sends["mailing_id"]],
+            "mailing_date": sends["occurred_at"], "was_delivered": 1, "was_opened": sends["opened"],
+            "was_clicked": sends["clicked"], "was_blocked": 0, "was_hard_bounced": 0, "was_repeat_bounced": 0,
+            "was_soft_bounced": 0,
+        })
+
+    def _grid_subscriber_mailing_history(self) -> pd.DataFrame:
+        return self._history("subscriber_mailing_history", recent=True)
+
+    def _grid_subscriber_mailing_history_all(self) -> pd.DataFrame:
+        return self._history("subscriber_mailing_history_all", recent=False)
+
+    def _grid_mailing_activity_subscriber_actions(self) -> pd.DataFrame:
+        sends = self._sends(recent=True)
+        return _columns("mailing_activity_subscriber_actions", len(sends), {
+            "was_clicked": sends["clicked"], "was_delivered": 1, "email": sends["email"],
+            "mailing_instance_id": sends["mailing_instance_id"], "was_opened": sends["opened"],
+            "user_id": sends["user_id"],
+        })
+
+    def _grid_mailing_activity_opens(self) -> pd.DataFrame:
+        opens = self.events(EventKind.MAIL_OPEN)
+        return _columns("mailing_activity_opens", len(opens), {
+            "mailing_id": opens["mailing_id"], "mailing_instance_id": opens["mailing_instance_id"],
+            "email": opens["email"], "user_id": opens["user_id"], "open_date": opens["occurred_at"],
+        })
+
+    def _grid_mailing_activity_clicks(self) -> pd.DataFrame:
+        clicks = self.events(EventKind.LINK_CLICK)
+        return _columns("mailing_activity_clicks", len(clicks), {
+            "link": clicks["url"], "link_date": clicks["occurred_at"], "mailing_id": clicks["mailing_id"],
+            "mailing_instance_id": clicks["mailing_instance_id"], "email": clicks["email"],
+            "user_id": clicks["user_id"],
+        })
+
+    def _grid_suppressed_subscribers(self) -> pd.DataFrame:
+        bad = self.events(EventKind.BAD_EMAIL)
+        return _columns("suppressed_subscribers", len(bad), {
+            "subscriber_match_id": np.arange(1, len(bad) + 1), "subscriber_id": bad["subscriber_id"],
+            "email": bad["email"], "user_id": bad["user_id"], "reason": bad["page"], "mailing_id": bad["mailing_id"],
+            "mailing_instance_id": bad["mailing_instance_id"], "mailing_date": bad["occurred_at"],
+        })
+
+    def _grid_subscriber_form_usage(self) -> pd.DataFrame:
+        forms = self.events(EventKind.LANDING_PAGE_SUBMIT)
+        return _columns("subscriber_form_usage", len(forms), {
+            "subscriber_id": forms["subscriber_id"], "email": forms["email"], "user_id": forms["user_id"],
+            "form_name": forms["page"], "activity_date": forms["occurred_at"],
+        })
+
+    def _grid_subscriber_web_tracking_pages(self) -> pd.DataFrame:
+        visits = self.events(EventKind.WEB_PAGE_VISIT)
+        return _columns("subscriber_web_tracking_pages", len(visits), {
+            "subscriber_id": visits["subscriber_id"], "remote_id": visits["user_id"],
+            "subscriber_email": visits["email"], "url": visits["url"], "page_title": visits["page"],
+            "create_date": visits["occurred_at"],
+        })
 
     def query(
-        self, grid: Grid, conditions: list[ConditionSpec], sort_field: str | None, descending: bool
+        self, grid: str, conditions: list[ConditionSpec], sort_field: str | None, descending: bool
     ) -> pd.DataFrame:
         """Matching rows in order (stable: ties keep insertion order); cached per unchanged grid."""
         frame = self.grid_frame(grid)
@@ -478,42 +585,80 @@ class ThriveStore:
         return result
 
 
-_EVENT_GRIDS: dict[Grid, EngagementKind] = {
-    grid: kind for kind, spec in wire.ENGAGEMENT_GRIDS.items() for grid in spec.grids if grid is not Grid.SUBSCRIBER
-} | {Grid.SUBSCRIBER_MAILING_HISTORY_ALL: EngagementKind.MAIL_SENT}
-_DATE_ELEMENTS = {"modified_date", "service_since_date", "cancellation_date", "bounce_date", "mailing_date", "date",
-                  "count_date", "last_used_date"}
+_EVENT_SOURCES: dict[str, tuple[EventKind, ...]] = {
+    "subscriber_mailing_history": (EventKind.MAIL_SENT, EventKind.MAIL_OPEN, EventKind.LINK_CLICK),
+    "subscriber_mailing_history_all": (EventKind.MAIL_SENT, EventKind.MAIL_OPEN, EventKind.LINK_CLICK),
+    "mailing_activity_subscriber_actions": (EventKind.MAIL_SENT, EventKind.MAIL_OPEN, EventKind.LINK_CLICK),
+    "mailing_activity_opens": (EventKind.MAIL_OPEN,),
+    "mailing_activity_clicks": (EventKind.LINK_CLICK,),
+    "suppressed_subscribers": (EventKind.BAD_EMAIL,),
+    "subscriber_form_usage": (EventKind.LANDING_PAGE_SUBMIT,),
+    "subscriber_web_tracking_pages": (EventKind.WEB_PAGE_VISIT,),
+}
+_CLOCK_SPLIT = frozenset({"subscriber_mailing_history", "subscriber_mailing_history_all",
+                          "mailing_activity_subscriber_actions"})
+_TEXT_IDS = frozenset({"user_id", "remote_id", "imis_name_id"})  # remote IDs: kept as text
 
 
-def _frame(grid: Grid, rows: list[tuple[object, ...]]) -> pd.DataFrame:
-    columns = [element.lower() for element in wire.GRID_ELEMENTS[grid]]
-    frame = pd.DataFrame.from_records(rows, columns=columns)
-    for column in columns:
-        if column in _DATE_ELEMENTS:
+def _is_date(column: str) -> bool:
+    return column == "date" or column.endswith("_date")
+
+
+def _is_integer(column: str) -> bool:
+    return column not in _TEXT_IDS and (column.endswith("_id") or column in ("id", "brand_id", "is_test")
+                                        or column.startswith(("was_", "is_")) or column.endswith("_count"))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in frame.columns:
+        if _is_date(column):
             frame[column] = pd.to_datetime(frame[column], utc=True)
-        elif column.endswith("_id") and column != "user_id":
-            frame[column] = pd.array(frame[column], dtype="Int64")
+        elif _is_integer(column):
+            frame[column] = pd.array(pd.to_numeric(frame[column], errors="coerce"), dtype="Int64")
     return frame
 
 
-def _column(frame: pd.DataFrame, grid: Grid, element: str) -> str:
+def _frame(grid: str, rows: list[tuple[object, ...]]) -> pd.DataFrame:
+    """A grid from row tuples in the order of its documented elements."""
+    columns = [element.lower() for element in GRIDS[grid].elements]
+    return _typed(pd.DataFrame.from_records(rows, columns=columns))
+
+
+def _columns(grid: str, length: int, values: dict[str, object]) -> pd.DataFrame:
+    """A grid from columns; documented elements the emulator has no data for are NULL."""
+    data: dict[str, pd.Series] = {}
+    for element in GRIDS[grid].elements:
+        column = element.lower()
+        value = values.get(column)
+        if value is None:
+            data[column] = pd.Series(np.full(length, None, dtype=object))
+        elif isinstance(value, pd.Series):
+            data[column] = value.reset_index(drop=True)
+        elif np.isscalar(value):
+            data[column] = pd.Series(np.full(length, value))
+        else:
+            data[column] = pd.Series(value if isinstance(value, np.ndarray) else list(value), dtype=object)
+    return _typed(pd.DataFrame(data, index=pd.RangeIndex(length)))
+
+
+def _column(frame: pd.DataFrame, grid: str, element: str) -> str:
     column = element.lower()
     if column not in frame.columns:
-        raise SandboxFault(FaultCode.UNEXPECTED_INPUT, f"grid '{grid.value}' has no data element '{element}'")
+        raise SandboxFault(FaultCode.UNEXPECTED_INPUT, f"grid '{grid}' has no data element '{element}'")
     return column
 
 
-def _condition_mask(frame: pd.DataFrame, grid: Grid, condition: ConditionSpec) -> np.ndarray:
+def _condition_mask(frame: pd.DataFrame, grid: str, condition: ConditionSpec) -> np.ndarray:
     series = frame[_column(frame, grid, condition.element)]
     values: list[object]
     try:
         if isinstance(series.dtype, pd.DatetimeTZDtype):
-            values = [pd.Timestamp(wire.parse_timestamp(value)) for value in condition.values]
+            values = [pd.Timestamp(parse_timestamp(value)) for value in condition.values]
         elif pd.api.types.is_numeric_dtype(series.dtype):
             values = [float(value) for value in condition.values]
         else:
             series = series.astype("str").str.lower().where(series.notna())
-            values = [value.lower() for value in condition.values]
+            values = [value.lower() for value in condition.values]  # values compare case-insensitively
     except ValueError as error:
         raise SandboxFault(
             FaultCode.INVALID_DATA_FORMAT,
