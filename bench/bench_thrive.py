@@ -35,7 +35,8 @@ def subscribers(count: int) -> list[Subscriber]:
 def client_for(server: SandboxServer, sandbox: ThriveSandbox, **settings: object) -> ThriveClient:
     return ThriveClient(ThriveConfig(
         endpoint=f"{server.url}{sandbox.config.endpoint_path}", brand_id=sandbox.config.brand_id,
-        brand_name=sandbox.config.brand_name, user=USER, password=PASSWORD, poll_interval_s=0.05, **settings,
+        brand_name=sandbox.config.brand_name, user=USER, password=PASSWORD, poll_interval_s=0.05,
+        status_email_recipients=["data-team@sandbox.invalid"], **settings,
     ))
 
 

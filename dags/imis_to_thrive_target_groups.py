@@ -8,7 +8,9 @@ against the last committed snapshot and loads **only the changes**: the 22 defau
 unsubscribe). Contacts in no synced group are not pushed.
 
 **Schedules and triggers**
-- hourly: the groups used in an active Thrive campaign;
+- hourly: the groups used in an active Thrive campaign: those the Variable `imis_thrive_campaign_groups` lists
+  (a JSON list of names), else those a mailing instance or `target_group_counts.last_used_date` shows used in the
+  last 30 days (Thrive has no "in a campaign" flag); the log names the signal, and says so when it selects none;
 - manual: *Trigger DAG* with `target_group` set syncs one group (empty: every group);
 - pre-publish refresh: `bin/refresh-target-group "<group>"` (or `POST /api/v2/dags/imis_to_thrive_target_groups/dagRuns`
   with `{"conf": {"target_group": "<group>"}}`), see the README.
@@ -72,10 +74,13 @@ def imis_to_thrive_target_groups():
         from include.imis_thrive.sync import target_groups
         from sync_runtime import bad_data_fails_without_retry
 
+        from sync_runtime import bad_data_fails_without_retry, campaign_only_choice
+
         scheduled = dag_run is not None and str(dag_run.run_type).lower().endswith("scheduled")
+        campaign_only = campaign_only_choice() if scheduled and not params["target_group"] else None
         with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
             groups = target_groups.discover_target_groups(imis, thrive, only=params["target_group"],
-                                                          campaign_only=scheduled and not params["target_group"])
+                                                          campaign_only=campaign_only)
         return [group.as_dict() for group in groups]
 
     @task(pool="imis_api")

@@ -19,6 +19,7 @@ from alerts import notify_failure
 
 if TYPE_CHECKING:
     from include.imis_thrive.sync.snapshots import SnapshotStore
+    from include.imis_thrive.sync.target_groups import CampaignOnly
 
 # Every task of the three DAGs: transport trouble retries (2 more tries, 2 → 4 min apart, at most 15), and
 # the final failure mails the team. Bad data fails at once instead (`bad_data_fails_without_retry`).
@@ -45,6 +46,18 @@ def snapshot_store() -> SnapshotStore:
     base = Variable.get(STORE_URL_VARIABLE, default=None) or default_store_url()
     options = json.loads(Variable.get(STORE_OPTIONS_VARIABLE, default=None) or "{}")
     return SnapshotStore(base, storage_options=options)
+
+
+def campaign_only_choice() -> CampaignOnly:
+    """The hourly run's campaign groups: the `imis_thrive_campaign_groups` Variable (a JSON list, or names separated
+    by commas) when set, else Thrive's own signals."""
+    from airflow.sdk import Variable
+
+    from include.imis_thrive.sync.target_groups import CAMPAIGN_GROUPS_VARIABLE, CampaignOnly
+
+    raw = (Variable.get(CAMPAIGN_GROUPS_VARIABLE, default=None) or "").strip()
+    names = json.loads(raw) if raw.startswith("[") else raw.split(",")
+    return CampaignOnly(tuple(str(name).strip() for name in names if str(name).strip()))
 
 
 def quiet_request_logs() -> None:

@@ -2,7 +2,10 @@
 
 Connection fields: host = the full AAPI endpoint URL (e.g. https://partner.informz.net/aapi/InformzService.svc),
 login and password = the API user. Extras: `brand_id` and `brand_name` (required: every document carries
-them), and optionally `bulk_threshold`, `bulk_chunk_size`, `poll_interval_s`, `poll_timeout_s`, `timeout_s`. The connection form for these fields is declared in
+them), `status_email_recipients` (required by BulkUpload: a comma-separated list of addresses that receive
+Thrive's upload reports), and optionally `bulk_threshold`, `bulk_chunk_size`, `poll_interval_s`, `poll_timeout_s`,
+`timeout_s`, `compress_grids` (true/false) and `startrow_base` (0 or 1; detected when unset; `bin/check-thrive`
+says which this tenant uses). The connection form for these fields is declared in
 `include/imis_thrive/provider.py` (Airflow 3.2+ reads forms from provider metadata, not from hook methods).
 """
 
@@ -17,7 +20,14 @@ from sync_runtime import quiet_request_logs
 if TYPE_CHECKING:
     from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 
-OPTIONAL_EXTRAS = ("bulk_threshold", "bulk_chunk_size", "poll_interval_s", "poll_timeout_s", "timeout_s")
+OPTIONAL_EXTRAS = ("bulk_threshold", "bulk_chunk_size", "poll_interval_s", "poll_timeout_s", "timeout_s",
+                   "compress_grids", "startrow_base")
+
+
+def recipients_of(value: str | list[str] | None) -> list[str]:
+    """`status_email_recipients` as a list, whether the extra holds a JSON list or a comma-separated string."""
+    items = value if isinstance(value, list) else (value or "").split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
 
 
 class ThriveHook(BaseHook):
@@ -45,7 +55,8 @@ class ThriveHook(BaseHook):
         endpoint = connection.host if "://" in connection.host else f"https://{connection.host}"
         settings = {key: extra[key] for key in OPTIONAL_EXTRAS if extra.get(key) not in (None, "")}
         return ThriveConfig(endpoint=endpoint, brand_id=str(extra["brand_id"]), brand_name=str(extra["brand_name"]),
-                            user=connection.login, password=connection.password, **settings)
+                            user=connection.login, password=connection.password,
+                            status_email_recipients=recipients_of(extra.get("status_email_recipients")), **settings)
 
     def get_client(self) -> ThriveClient:
         from airflow.sdk.log import mask_secret

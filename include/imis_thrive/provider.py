@@ -60,6 +60,8 @@ THRIVE_CONNECTION = {
         "brand_name": _text("Brand name", "The brand's name, as Thrive shows it"),
         "bulk_threshold": _integer("BulkUpload threshold", "Above this many subscribers, upsert with BulkUpload "
                                    "instead of Subscribe calls of 1,000", 5000, 0, 10_000_000),
+        "status_email_recipients": _text("BulkUpload status e-mail recipients",
+                                         "Comma-separated addresses; Thrive requires at least one for every BulkUpload"),
     },
 }
 

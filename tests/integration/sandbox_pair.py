@@ -40,5 +40,5 @@ def serve_pair(contacts: int = 300, seed: int = 3, broken_lists: bool = False) -
             ThriveClient(ThriveConfig(endpoint=f"{thrive_server.url}{thrive_sandbox.config.endpoint_path}",
                                       brand_id="7001", brand_name="Sandbox Association", user="hl_api_user",
                                       password="sandbox-thrive-password", poll_interval_s=0.01,
-                                      retry=retry)) as thrive:
+                                      status_email_recipients=["data-team@sandbox.invalid"], retry=retry)) as thrive:
         yield SandboxPair(imis_sandbox, thrive_sandbox, imis, thrive)

@@ -24,11 +24,11 @@ class World(SandboxPair):
     store: SnapshotStore
     runs: int = 0
 
-    def sync(self, only: str | None = None, **options) -> dict:
+    def sync(self, only: str | None = None, campaign_only: sync.CampaignOnly | None = None, **options) -> dict:
         """One run of the DAG's steps; returns the run report it wrote."""
         self.runs += 1
         run_id = f"test-run-{self.runs}"
-        groups = sync.discover_target_groups(self.imis, self.thrive, only=only)
+        groups = sync.discover_target_groups(self.imis, self.thrive, only=only, campaign_only=campaign_only)
         contacts = sync.extract_contacts(self.imis, self.store, run_id)
         plans = [sync.plan_target_group(self.imis, self.thrive, self.store, group, contacts, run_id,
                                         full_resync=options.get("full_resync", False),
@@ -160,3 +160,32 @@ def test_full_resync_reconciles_membership_with_what_thrive_really_holds(world):
     assert group_load(report, "All Members")["added"] == len(stray)
     upsert = report["upsert"]
     assert upsert["sent"] == upsert["members"] - upsert["missing_from_contacts_iqa"]  # every member's fields again
+
+
+def test_an_hourly_run_syncs_the_groups_thrive_shows_a_campaign_used(world):
+    world.thrive_sandbox.set_campaign_interests(["Newsletter"])
+
+    groups = sync.discover_target_groups(world.imis, world.thrive, campaign_only=sync.CampaignOnly())
+
+    assert [group.name for group in groups] == ["Newsletter"]
+
+
+def test_the_campaign_groups_variable_wins_over_thrive_signals(world, caplog):
+    world.thrive_sandbox.set_campaign_interests(["Newsletter"])
+    caplog.set_level("INFO", logger=sync.__name__)
+
+    groups = sync.discover_target_groups(world.imis, world.thrive,
+                                         campaign_only=sync.CampaignOnly(("all members", "Lapsed Members")))
+
+    assert [group.name for group in groups] == ["All Members", "Lapsed Members"]
+    assert "by the Airflow Variable imis_thrive_campaign_groups" in caplog.text
+
+
+def test_an_hourly_run_that_selects_no_group_says_why_and_which_signal(world, caplog):
+    world.thrive_sandbox.set_campaign_interests([])
+    caplog.set_level("INFO", logger=sync.__name__)
+
+    assert sync.discover_target_groups(world.imis, world.thrive, campaign_only=sync.CampaignOnly()) == []
+    warning = next(r for r in caplog.records if r.levelname == "WARNING").getMessage()
+    assert "campaign-only run selects no target group: mailing_instance.target_group_id" in warning
+    assert "imis_thrive_campaign_groups" in warning

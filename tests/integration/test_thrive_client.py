@@ -36,7 +36,9 @@ def test_interests_and_the_ones_an_active_campaign_uses(thrive_client):
     interests = thrive_client.interests()
 
     assert [i.name for i in interests] == ["Newsletter", "Annual Conference", "Board & Committees"]
-    assert thrive_client.campaign_interests() == ["Newsletter"]
+    selection = thrive_client.campaign_interests(datetime.now(UTC) - timedelta(days=30))
+    assert selection.names == ["Newsletter"]
+    assert selection.signal.startswith("mailing_instance.target_group_id and target_group_counts.last_used_date")
     assert thrive_client.require_interest("board & COMMITTEES").name == "Board & Committees"
     with pytest.raises(InterestNotFound, match="'Retired' does not exist"):
         thrive_client.require_interest("Retired")
@@ -241,7 +243,7 @@ def test_the_admin_surface_over_http(thrive_server, thrive_client, thrive_sandbo
     assert admin.get("/interests/Newsletter/members").json() == ["1", "2", "3"]
     assert admin.put("/interests/Retirees", params={"in_active_campaign": True}).status_code == 200
     assert admin.put("/campaign-interests", json=["Retirees"]).status_code == 200
-    assert thrive_client.campaign_interests() == ["Retirees"]
+    assert thrive_client.campaign_interests(datetime.now(UTC) - timedelta(days=1)).names == ["Retirees"]
     assert admin.post("/engagement", json={"start": START.isoformat(), "end": END.isoformat(), "volume": 50,
                                            "interests": ["Newsletter"]}).json()["Mail Sent"] > 0
     assert admin.get("/counters").json()["actions"] == {"Subscribe": 1}

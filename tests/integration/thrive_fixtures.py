@@ -37,6 +37,7 @@ def thrive_config(thrive_server: SandboxServer, thrive_sandbox: ThriveSandbox) -
         endpoint=f"{thrive_server.url}{thrive_sandbox.config.endpoint_path}",
         brand_id=thrive_sandbox.config.brand_id, brand_name=thrive_sandbox.config.brand_name,
         user=THRIVE_USER, password=THRIVE_PASSWORD, poll_interval_s=0.01, poll_timeout_s=10, timeout_s=5,
+        status_email_recipients=["data-team@sandbox.invalid"],
         retry=RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=1),
     )
 

@@ -70,3 +70,12 @@ def test_the_connection_form_is_registered_with_airflow():
     assert manager.field_behaviours["thrive"]["relabeling"]["host"] == "AAPI endpoint URL"
     assert {"extra__thrive__brand_id", "extra__thrive__brand_name", "extra__thrive__bulk_threshold"} <= set(
         manager.connection_form_widgets)
+
+
+def test_bulk_upload_settings_come_from_the_connection_extras(thrive_connection):
+    thrive_connection(extra={"brand_id": "1", "brand_name": "B", "status_email_recipients": "ops@x.org, dba@x.org",
+                             "compress_grids": "true", "startrow_base": "1"})
+    config = ThriveHook().get_config()
+
+    assert config.status_email_recipients == ["ops@x.org", "dba@x.org"]
+    assert (config.compress_grids, config.startrow_base) == (True, 1)

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -57,13 +57,15 @@ from include.imis_thrive.sync.quarantine import RejectionLedger
 from include.imis_thrive.sync.snapshots import SnapshotHandle, SnapshotStore, snapshot_name
 from include.imis_thrive.sync.validation import IqaKind, ValidationFailed, validate_iqa
 from include.imis_thrive.thrive.client import ThriveClient
-from include.imis_thrive.thrive.models import InterestMember, Subscriber, SubscriberOutcome
+from include.imis_thrive.thrive.models import CampaignSelection, InterestMember, Subscriber, SubscriberOutcome
 
 log = logging.getLogger(__name__)
 
 CONTACTS_SNAPSHOT = "contacts"
 EMAIL_FIELD = "PrimaryEmailAddress"
 CHANGE_COLUMN = "change"  # in a membership plan: "add", "remove" or "keep"
+CAMPAIGN_GROUPS_VARIABLE = "imis_thrive_campaign_groups"  # names the hourly run syncs; wins over Thrive's signals
+CAMPAIGN_LOOKBACK_DAYS = 30  # a group a mailing used this recently counts as a campaign group
 
 
 class UnknownTargetGroup(Exception):
@@ -104,8 +106,21 @@ def requirement_problem(iqa: str, requirement: ListRequirement, detail: str) -> 
 
 # -- 1. discover ---------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class CampaignOnly:
+    """A scheduled run syncs only campaign groups: those the Variable lists, else those Thrive's signals show."""
+
+    listed_groups: Sequence[str] = ()
+    lookback: timedelta = timedelta(days=CAMPAIGN_LOOKBACK_DAYS)
+
+    def select(self, thrive: ThriveClient, now: datetime) -> CampaignSelection:
+        if self.listed_groups:
+            return CampaignSelection(list(self.listed_groups), f"the Airflow Variable {CAMPAIGN_GROUPS_VARIABLE}")
+        return thrive.campaign_interests(now - self.lookback)
+
+
 def discover_target_groups(imis: ImisClient, thrive: ThriveClient, only: str | None = None,
-                           campaign_only: bool = False) -> list[TargetGroup]:
+                           campaign_only: CampaignOnly | None = None) -> list[TargetGroup]:
     """The list IQAs to sync this run: one named group, the groups of active campaigns, or all of them."""
     documents = imis.list_folder(MAILING_LISTS_FOLDER)
     interests = {i.name.casefold(): i for i in thrive.interests() if not i.is_deleted}
@@ -116,8 +131,17 @@ def discover_target_groups(imis: ImisClient, thrive: ThriveClient, only: str | N
             raise UnknownTargetGroup(
                 f"no list IQA named {only!r} in {MAILING_LISTS_FOLDER} (available: {available})")
         documents = chosen
-    elif campaign_only:
-        documents = [d for d in documents if (i := interests.get(d.name.casefold())) and i.in_active_campaign]
+    elif campaign_only is not None:
+        selection = campaign_only.select(thrive, datetime.now(UTC))
+        wanted = {name.casefold() for name in selection.names}
+        documents = [d for d in documents if d.name.casefold() in wanted]
+        if documents:
+            log.info("campaign groups, by %s: %s", selection.signal, ", ".join(sorted(d.name for d in documents)))
+        else:
+            log.warning("campaign-only run selects no target group: %s names %s, and no list IQA matches; nothing "
+                        "syncs this run. If campaigns use groups Thrive does not report, list them in the Airflow "
+                        "Variable %s (a JSON list of names)", selection.signal,
+                        ", ".join(selection.names) or "no group", CAMPAIGN_GROUPS_VARIABLE)
     groups = []
     for document in sorted(documents, key=lambda d: d.name.casefold()):
         iqa = document.path or f"{MAILING_LISTS_FOLDER}/{document.name}"

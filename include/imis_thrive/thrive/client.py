@@ -13,6 +13,8 @@ import logging
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import TypeVar
 
 import httpx
@@ -22,6 +24,9 @@ from include.imis_thrive.http_retry import RetryPolicy, TransientHTTPError, send
 from include.imis_thrive.thrive import wire
 from include.imis_thrive.thrive.errors import (
     InterestNotFound,
+    ThriveConfigurationError,
+    ThriveCredentialsError,
+    ThriveFault,
     ThriveActionFailed,
     ThriveHTTPError,
     ThriveProtocolError,
@@ -30,6 +35,7 @@ from include.imis_thrive.thrive.errors import (
     UploadTimeout,
 )
 from include.imis_thrive.thrive.models import (
+    CampaignSelection,
     Interest,
     InterestMember,
     OutcomeStatus,
@@ -42,6 +48,7 @@ from include.imis_thrive.thrive.wire import Comparator, Condition, Grid, GridQue
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+INTEREST_FIELDS = ("target_group_id", "target_group_name", "is_deleted")
 
 
 class ThriveConfig(BaseModel):
@@ -58,6 +65,11 @@ class ThriveConfig(BaseModel):
     poll_interval_s: float = Field(5.0, ge=0)
     poll_timeout_s: float = Field(3600.0, gt=0)
     field_types: dict[str, str] = Field(default_factory=dict, description="Personalization field -> DataType")
+    status_email_recipients: list[str] = Field(
+        default_factory=list, description="Who gets BulkUpload status e-mails; the vendor requires at least one")
+    compress_grids: bool = Field(False, description="Send grid requests compressed (and read compressed replies)")
+    startrow_base: int | None = Field(
+        None, ge=0, le=1, description="The tenant's first StartRow (0 or 1); None = detect on the first paged read")
     retry: RetryPolicy = RetryPolicy()
 
     def brand(self) -> wire.Brand:
@@ -173,6 +185,7 @@ class ThriveClient:
             headers={"Content-Type": wire.CONTENT_TYPE, "SOAPAction": f'"{wire.SOAP_ACTION}"'},
         )
         self.calls = 0
+        self._startrow_base: int | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -219,8 +232,11 @@ class ThriveClient:
     # --- grids --------------------------------------------------------------------------------------------
     def grid_page(self, query: GridQuery) -> list[Record]:
         what = f"grid {query.grid} rows {query.start_row}+{query.number_of_rows}"
-        grids = wire.grid_records(self._post(wire.grid_request(self._brand, [query]), what), what)
-        return grids.get(query.grid.lower(), [])
+        document = wire.grid_request(self._brand, [query], compress=self.config.compress_grids)
+        grids = wire.grid_records(self._post(document, what), what)
+        if query.grid.lower() not in grids:
+            raise ThriveProtocolError(f"{what}: the reply holds no <Grid type={query.grid!r}> (grids: {sorted(grids)})")
+        return grids[query.grid.lower()]
 
     def iter_grid(
         self,
@@ -231,17 +247,51 @@ class ThriveClient:
         descending: bool = False,
         page_size: int = wire.MAX_GRID_ROWS,
     ) -> Iterator[Record]:
-        """Every matching row, page by page; `sort_field` must be a stable key or pages may skip rows."""
+        """Every matching row exactly once, page by page; `sort_field` must be a stable key or pages may skip rows.
+
+        Pages start at the tenant's StartRow base (0 or 1: the vendor says "ordinal placement of the first row"
+        and shows no example), pinned by the `startrow_base` extra or detected once per client.
+        """
         if not 0 < page_size <= wire.MAX_GRID_ROWS:
             raise ValueError(f"page_size must be 1..{wire.MAX_GRID_ROWS}, got {page_size}")
-        start = 0
+        if not return_fields:
+            raise ValueError(f"grid {grid}: name the return fields (the AAPI requires at least one)")
+        query = GridQuery(grid, tuple(conditions), tuple(return_fields), sort_field, descending, 0, page_size)
+        offset = 0
+        base = self.startrow_base(query)
         while True:
-            rows = self.grid_page(GridQuery(grid, tuple(conditions), tuple(return_fields), sort_field, descending,
-                                            start, page_size))
+            rows = self.grid_page(replace(query, start_row=base + offset))
             yield from rows
             if len(rows) < page_size:
                 return
-            start += len(rows)
+            offset += len(rows)
+
+    def startrow_base(self, query: GridQuery) -> int:
+        """The tenant's first StartRow, from the extra, an earlier detection, or two one-row probes of `query`.
+
+        Row 0 and row 1 of the same sorted query tell the readings apart: a 0-based tenant answers two different
+        rows; a 1-based one answers nothing (or a fault) for 0, or the same first row for both. With no
+        matching row the probe proves nothing and 0 is used for this read (an empty read is empty either way).
+        """
+        if self.config.startrow_base is not None:
+            return self.config.startrow_base
+        if self._startrow_base is not None:
+            return self._startrow_base
+        probe = replace(query, number_of_rows=1)
+        try:
+            at_zero = self.grid_page(replace(probe, start_row=0))
+        except ThriveFault as fault:
+            if isinstance(fault, ThriveCredentialsError):
+                raise
+            log.info("StartRow 0 refused (%s): this tenant counts rows from 1", fault.code)
+            self._startrow_base = 1
+            return 1
+        at_one = self.grid_page(replace(probe, start_row=1))
+        if not at_zero and not at_one:
+            return 0
+        self._startrow_base = 0 if at_zero and at_zero != at_one else 1
+        log.info("StartRow base detected on grid %s: the first row is %d", query.grid, self._startrow_base)
+        return self._startrow_base
 
     def count(self, grid: str, conditions: Sequence[Condition] = ()) -> int:
         rows = self.grid_page(GridQuery(grid, tuple(conditions), (wire.COUNT,), number_of_rows=1))
@@ -258,15 +308,46 @@ class ThriveClient:
                 interest_id=int(row.get("target_group_id") or 0),
                 name=row.get("target_group_name") or "",
                 is_deleted=_flag(row.get("is_deleted")),
-                in_active_campaign=_flag(row.get("is_in_active_campaign")),
             )
-            for row in self.iter_grid(Grid.INTEREST_TARGET_GROUP, "target_group_id")
+            for row in self.iter_grid(Grid.INTEREST_TARGET_GROUP, "target_group_id", (), INTEREST_FIELDS)
         ]
 
-    def campaign_interests(self) -> list[str]:
-        """Names of the live interests an active campaign mails to: the ones to re-sync hourly."""
-        return [interest.name for interest in self.interests()
-                if interest.in_active_campaign and not interest.is_deleted]
+    def campaign_interests(self, since: datetime) -> CampaignSelection:
+        """The live interests a campaign used since `since`: the ones to re-sync hourly.
+
+        No grid flags an interest as "in a campaign" (thrive-vendor-facts.md: `interest_target_group` has no such
+        column), so two documented signals are read: the target groups of mailing instances dated since then
+        (`mailing_instance.target_group_id`) and the groups whose `target_group_counts.last_used_date` is that
+        recent. A signal the tenant refuses is logged and the other used; both refused raises.
+        """
+        live = {interest.interest_id: interest.name for interest in self.interests() if not interest.is_deleted}
+        used: set[int] = set()
+        signals, refused = [], []
+        for signal, read in (("mailing_instance.target_group_id", self._mailed_group_ids),
+                             ("target_group_counts.last_used_date", self._recently_used_group_ids)):
+            try:
+                used |= read(since)
+                signals.append(signal)
+            except ThriveFault as fault:
+                if isinstance(fault, ThriveCredentialsError):
+                    raise
+                log.warning("campaign groups: signal %s refused by the tenant (%s); using the other", signal, fault)
+                refused.append(fault)
+        if not signals:
+            raise refused[0]
+        names = sorted((live[group] for group in used if group in live), key=str.casefold)
+        return CampaignSelection(names, f"{' and '.join(signals)} since {since.date().isoformat()}")
+
+    def _mailed_group_ids(self, since: datetime) -> set[int]:
+        rows = self.iter_grid(Grid.MAILING_INSTANCE, "mailing_instance_id",
+                              (Condition.single("mailing_date", Comparator.GTE, since),),
+                              ("mailing_instance_id", "target_group_id"))
+        return {int(row["target_group_id"]) for row in rows if (row.get("target_group_id") or "").strip().isdigit()}
+
+    def _recently_used_group_ids(self, since: datetime) -> set[int]:
+        rows = self.iter_grid(Grid.TARGET_GROUP_COUNTS, "id", (Condition.single("last_used_date", Comparator.GTE, since),),
+                              ("id", "name", "last_used_date"))
+        return {int(row["id"]) for row in rows if (row.get("id") or "").strip().isdigit()}
 
     def require_interest(self, name: str) -> Interest:
         """The live interest of that name (compared case-insensitively, as Thrive compares values).
@@ -328,7 +409,7 @@ class ThriveClient:
         statuses = []
         for chunk in batched(rows, self.config.bulk_chunk_size):
             what = f"remove {len(chunk)} members from interest {name!r}"
-            action = wire.bulk_upload_action(chunk, [name], InterestAction.REMOVE)
+            action = wire.bulk_upload_action(chunk, [name], InterestAction.REMOVE, self._status_recipients(what))
             statuses.append(self._run_upload(action, what))
         return statuses
 
@@ -345,7 +426,8 @@ class ThriveClient:
 
     def _bulk_upsert(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
         what = f"BulkUpload {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
-        action = wire.bulk_upload_action(chunk, interests, InterestAction.ADD_OR_UPDATE, self.config.field_types)
+        action = wire.bulk_upload_action(chunk, interests, InterestAction.ADD_OR_UPDATE, self._status_recipients(what),
+                                         self.config.field_types)
         status = self._run_upload(action, what)
         # BulkUpload reports counts only (per-row outcomes go to the status e-mail), so rows are "accepted".
         outcomes = [SubscriberOutcome(s.contact_id, s.email, OutcomeStatus.ACCEPTED) for s in chunk]
@@ -353,6 +435,13 @@ class ThriveClient:
             log.warning("%s: Thrive counted %d invalid emails (named only in its status e-mail)",
                         what, status.invalid_email_count)
         return UpsertResult(outcomes=outcomes, calls=1, uploads=[status])
+
+    def _status_recipients(self, what: str) -> list[str]:
+        if not self.config.status_email_recipients:
+            raise ThriveConfigurationError(
+                f"{what}: BulkUpload requires StatusEmailRecipients; set the thrive connection's extra "
+                "status_email_recipients to the address(es) that should receive Thrive's upload reports")
+        return self.config.status_email_recipients
 
     def _run_upload(self, action: ET.Element, what: str) -> UploadStatus:
         responses = wire.action_responses(self._post(wire.action_request(self._brand, [action]), what), what)

@@ -51,6 +51,10 @@ class ThriveHTTPError(ThriveError):
         super().__init__(f"{what}: HTTP {status_code} from the Thrive endpoint (check the connection host): {detail}")
 
 
+class ThriveConfigurationError(ThriveError):
+    """The thrive connection lacks a setting a call needs; retrying cannot help, a person must set it."""
+
+
 class ThriveProtocolError(ThriveError):
     """The reply is not the document the wire format promises; the message says which part was missing."""
 

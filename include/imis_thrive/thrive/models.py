@@ -35,7 +35,14 @@ class Interest:
     interest_id: int
     name: str
     is_deleted: bool
-    in_active_campaign: bool
+
+
+@dataclass(frozen=True)
+class CampaignSelection:
+    """The interests a campaign uses, and the documented signal that said so (logged with every selection)."""
+
+    names: list[str]
+    signal: str
 
 
 class OutcomeStatus(StrEnum):

@@ -23,9 +23,12 @@ Building uses ElementTree (it escapes `&`, `<`, `>` and quotes); parsing uses de
 
 from __future__ import annotations
 
+import base64
 import csv
+import gzip
 import io
 import re
+import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +37,7 @@ from enum import StrEnum
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
 
 from include.imis_thrive.thrive.errors import (
     ThriveCredentialsError,
@@ -114,6 +118,7 @@ class Grid(StrEnum):
     SUBSCRIBER = "subscriber"
     SUBSCRIBER_INTERESTS = "subscriber_interests"
     INTEREST_TARGET_GROUP = "interest_target_group"
+    TARGET_GROUP_COUNTS = "target_group_counts"
     MAILING_INSTANCE = "mailing_instance"
     UPLOAD_HISTORY = "upload_history"
     SUBSCRIBER_MAILING_HISTORY = "subscriber_mailing_history"  # mailings of the last 100 days
@@ -139,10 +144,12 @@ GRID_ELEMENTS: dict[Grid, tuple[str, ...]] = {
         "subscriber_to_interest_id", "subscriber_id", "email", "user_id", "interest_id", "interest_name",
         "service_since_date",
     ),
-    # UNCONFIRMED and invented: `is_in_active_campaign`. No grid flags an interest as used by a campaign
-    # (thrive-grids.md §2); the nearest real signals are target_group_counts.last_used_date and
-    # mailing_instance.target_group_id. The client reads it as false when a tenant omits it.
-    Grid.INTEREST_TARGET_GROUP: ("target_group_id", "target_group_name", "is_deleted", "is_in_active_campaign"),
+    # CONFIRMED (GridRequests - Interest Target Group and Target Group Counts): no column says whether a group is
+    # used by a campaign; `campaign_interests` reads target_group_counts.last_used_date and
+    # mailing_instance.target_group_id instead.
+    Grid.INTEREST_TARGET_GROUP: ("target_group_id", "target_group_name", "is_deleted"),
+    # The grid is vendor-named; `last_used_date` is a third-party reading of its columns (thrive-grids.md §2).
+    Grid.TARGET_GROUP_COUNTS: ("id", "name", "type_name", "target_group_count", "count_date", "last_used_date"),
     Grid.MAILING_INSTANCE: (
         "mailing_instance_id", "mailing_id", "mailing_date", "mailing_subject", "is_test", "target_group_id",
     ),
@@ -236,10 +243,13 @@ ENGAGEMENT_GRIDS: dict[EngagementKind, EngagementGrid] = {
 UPLOAD_DONE_STATUSES = frozenset({"complete", "completed", "success", "succeeded", "finished", "done", "processed"})
 UPLOAD_FAILED_STATUSES = frozenset({"failed", "failure", "error", "cancelled", "canceled", "aborted"})
 
-# UNCONFIRMED: BulkUpload's delimiter spelling, column index base and boolean spelling.
+# CONFIRMED by both vendor BulkUpload samples: a "," delimiter, ColumnIndex from 1, flags as 1/0, and the
+# data types spelled in lower case (`string`, `integer`).
 BULK_COLUMN_DELIMITER = ","
-BULK_FIRST_COLUMN_INDEX = 0
-BULK_TRUE = "true"
+BULK_FIRST_COLUMN_INDEX = 1
+BULK_TRUE = "1"
+# Connection extras may say `String`/`Int` (the Subscribe sample's spelling); BulkUpload wants the samples' words.
+BULK_DATA_TYPES = {"int": "integer", "number": "integer", "str": "string", "text": "string"}
 
 
 # --- time -------------------------------------------------------------------------------------------------
@@ -346,25 +356,60 @@ def _serialize(root: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
 
 
-def grid_request(brand: Brand, queries: Sequence[GridQuery]) -> str:
+def grid_request(brand: Brand, queries: Sequence[GridQuery], compress: bool = False) -> str:
+    """A `GridRequest`; every grid names at least one return field, as the vendor requires (Grid Request
+    Overview). With `compress`, the `<Grids>` content travels compressed (Making the Call)."""
     root = _root("GridRequest")
     _header(root, brand)
     grids = _sub(root, "Grids")
     for query in queries:
+        if not query.return_fields:
+            raise ValueError(f"grid {query.grid}: name at least one return field (the AAPI requires one)")
         grid = _sub(grids, "Grid", type=query.grid)
         if query.conditions:
             conditions = _sub(grid, "Conditions")
             for condition in query.conditions:
                 _condition(_sub(conditions, "Condition"), condition)
-        if query.return_fields:
-            return_fields = _sub(grid, "ReturnFields")
-            for name in query.return_fields:
-                _sub(return_fields, "DataElement", name)
+        return_fields = _sub(grid, "ReturnFields")
+        for name in query.return_fields:
+            _sub(return_fields, "DataElement", name)
         if query.sort_field:
             _sub(grid, "SortField", query.sort_field, order="desc" if query.descending else "asc")
         _sub(grid, "StartRow", str(query.start_row))
         _sub(grid, "NumberOfRows", str(query.number_of_rows))
+    if compress:
+        payload = "".join(_serialize(_qualified(grid)) for grid in list(grids))
+        for grid in list(grids):
+            grids.remove(grid)
+        grids.text = compress_text(payload)
     return _serialize(root)
+
+
+def _qualified(element: ET.Element) -> ET.Element:
+    """A copy of an unqualified child that carries the document namespace itself, as a compressed Grid must."""
+    copy = ET.Element(element.tag, {**element.attrib, "xmlns": NAMESPACE})
+    copy.extend(list(element))
+    return copy
+
+
+# --- compression (vendor page "Making the Call"): base64 of a 4-byte little-endian length, then gzip ---------
+def compress_text(text: str) -> str:
+    raw = text.encode("utf-8")
+    return base64.b64encode(struct.pack("<I", len(raw)) + gzip.compress(raw)).decode("ascii")
+
+
+def decompress_text(text: str, what: str) -> str:
+    """The XML a compressed `<Grids>` holds; a payload that does not decode is a protocol error naming the call."""
+    try:
+        packed = base64.b64decode(text.strip(), validate=True)
+        declared = struct.unpack("<I", packed[:4])[0]
+        raw = gzip.decompress(packed[4:])
+    except (ValueError, struct.error, OSError, EOFError) as error:
+        raise ThriveProtocolError(f"{what}: <Grids> holds text that is not a compressed grid payload ({error}): "
+                                  f"{text[:80]!r}") from error
+    if len(raw) != declared:
+        raise ThriveProtocolError(f"{what}: compressed <Grids> declares {declared} bytes but holds {len(raw)}")
+    return raw.decode("utf-8")
 
 
 def _condition(parent: ET.Element, condition: Condition) -> None:
@@ -440,30 +485,42 @@ def subscribe_action(
     return action
 
 
+def bulk_data_type(declared: str | None) -> str:
+    """A personalization field's BulkUpload `DataType`, spelled as the vendor's samples spell it."""
+    spelled = (declared or "string").strip().lower()
+    return BULK_DATA_TYPES.get(spelled, spelled)
+
+
 def bulk_upload_action(
     subscribers: Sequence[Subscriber],
     interests: Sequence[str],
     interest_action: InterestAction,
+    status_email_recipients: Sequence[str],
     field_types: Mapping[str, str] | None = None,
 ) -> ET.Element:
-    """`BulkUpload`: rows as delimited text in `<Data>`, processed asynchronously (poll `upload_history`).
+    """`BulkUpload` as both vendor samples lay it out; processed asynchronously (poll `upload_history`).
 
-    UNCONFIRMED nesting: `UploadDetails`, `InterestDetails`, then `SubscriberData` holding `FieldDefinitions`
-    (with `ColumnIndex` and `FieldType`) and `Data`, mirroring Subscribe. Blank cells clear fields
-    (`RemovePersonalInfoIfBlank`), matching what Subscribe does with an empty field.
+    `UploadDetails` holds `InterestDetails`, the required `StatusEmailRecipients` and the CSV options;
+    `FieldDefinitions` (ColumnIndex from 1) and `Data` sit directly under `BulkUpload` (vendor pages
+    "BulkUpload" and "API Quick Start Guide - Bulk Upload", thrive-vendor-facts.md). Blank cells clear fields
+    (`RemovePersonalInfoIfBlank` 1), matching what Subscribe does with an empty field.
     """
+    if not status_email_recipients:
+        raise ValueError("BulkUpload needs at least one StatusEmailRecipients address")
     action = ET.Element("BulkUpload")
     details = _sub(action, "UploadDetails")
+    if interests:
+        _interest_details(details, interests, interest_action)
+    recipients = _sub(details, "StatusEmailRecipients")
+    for address in status_email_recipients:
+        _sub(recipients, "Email", address)
     _sub(details, "ColumnDelimiter", BULK_COLUMN_DELIMITER)
     _sub(details, "HasFieldsEnclosedInQuotes", BULK_TRUE)
     _sub(details, "RemovePersonalInfoIfBlank", BULK_TRUE)
-    if interests:
-        _interest_details(action, interests, interest_action)
-    data = _sub(action, "SubscriberData")
     names = field_names_of(subscribers)
-    definitions = _sub(data, "FieldDefinitions")
-    columns = [("Email", "String", "Email"), ("ID", "Int", "ID")]
-    columns += [(name, (field_types or {}).get(name, "String"), "PersonalInfo") for name in names]
+    definitions = _sub(action, "FieldDefinitions")
+    columns = [("Email", "string", "Email"), ("ID", "integer", "ID")]
+    columns += [(name, bulk_data_type((field_types or {}).get(name)), "PersonalInfo") for name in names]
     for index, (name, data_type, field_type) in enumerate(columns, start=BULK_FIRST_COLUMN_INDEX):
         definition = _sub(definitions, "FieldDefinition")
         _sub(definition, "Name", name)
@@ -474,7 +531,7 @@ def bulk_upload_action(
     writer = csv.writer(buffer, delimiter=BULK_COLUMN_DELIMITER, lineterminator="\n", quoting=csv.QUOTE_ALL)
     for subscriber in subscribers:
         writer.writerow([subscriber.email, subscriber.contact_id, *(subscriber.fields.get(n) or "" for n in names)])
-    _sub(data, "Data", buffer.getvalue())
+    _sub(action, "Data", buffer.getvalue())
     return action
 
 
@@ -540,19 +597,27 @@ def child_text(element: ET.Element, name: str) -> str | None:
     return None if found is None else (found.text or "")
 
 
+def _safe_parse(text: str | bytes, what: str, part: str) -> ET.Element:
+    """Parse with defusedxml; broken XML and hostile XML (entities, a DTD, external references) both raise a
+    `ThriveProtocolError` naming the call, never a bare parser exception."""
+    try:
+        # Informz replies never carry a DTD, so any DTD is refused along with entities and external references.
+        return SafeET.fromstring(text, forbid_dtd=True)
+    except ET.ParseError as error:
+        preview = text[:200] if isinstance(text, bytes) else text[:200].encode()
+        raise ThriveProtocolError(f"{what}: {part} is not XML ({error}): {preview!r}") from error
+    except DefusedXmlException as error:
+        raise ThriveProtocolError(f"{what}: {part} was refused as unsafe XML ({type(error).__name__}: {error})"
+                                  ) from error
+
+
 def parse_document(text: str, what: str) -> ET.Element:
     """An Informz document from its string form; the `utf-16` declaration a real reply carries is dropped."""
-    try:
-        return SafeET.fromstring(_XML_DECLARATION.sub("", text, count=1))
-    except ET.ParseError as error:
-        raise ThriveProtocolError(f"{what}: the reply document is not XML ({error})") from error
+    return _safe_parse(_XML_DECLARATION.sub("", text, count=1), what, "the reply document")
 
 
 def parse_envelope(body: bytes, what: str) -> ET.Element:
-    try:
-        envelope = SafeET.fromstring(body)
-    except ET.ParseError as error:
-        raise ThriveProtocolError(f"{what}: the reply is not a SOAP envelope ({error}): {body[:200]!r}") from error
+    envelope = _safe_parse(body, what, "the reply")
     soap_body = child(envelope, "Body")
     if local_name(envelope.tag) != "Envelope" or soap_body is None:
         raise ThriveProtocolError(f"{what}: the reply has no SOAP Body: {body[:200]!r}")
@@ -567,7 +632,9 @@ def fault_from(soap_body: ET.Element, what: str) -> ThriveFault | None:
     detail = child(fault, "detail")
     info = next((item for item in (detail if detail is not None else [])
                  if local_name(item.tag).lower() in FAULT_DETAIL_NAMES), None)
-    code = (child_text(info, "Code") if info is not None else None) or child_text(fault, "faultcode") or "UnknownFault"
+    # A tenant may name the code only in a prefixed `faultcode` (`a:InvalidCredentialsException`): strip the prefix.
+    code = ((child_text(info, "Code") if info is not None else None) or child_text(fault, "faultcode") or "UnknownFault")
+    code = code.strip().rsplit(":", 1)[-1]
     reason = next(
         (text for text in ((child_text(info, "Reason") if info is not None else None),
                            (child_text(info, "Message") if info is not None else None),
@@ -608,11 +675,21 @@ SUBSCRIBER_RESULT = "SubscriberResult"
 
 
 def grid_records(document: ET.Element, what: str) -> dict[str, list[Record]]:
-    """Each grid's rows, keyed by lower-case grid type; element names lower-cased; empty fields are None."""
+    """Each grid's rows, keyed by lower-case grid type; element names lower-cased; empty fields are None.
+
+    A reply without `<Grids>`, or with text there that is not a compressed payload, raises: an empty result
+    is only ever an explicit empty `<Grid type="x"/>`.
+    """
     if local_name(document.tag) != "GridResponse":
         raise ThriveProtocolError(f"{what}: expected a GridResponse, got <{local_name(document.tag)}>")
+    container = child(document, "Grids")
+    if container is None:
+        raise ThriveProtocolError(f"{what}: the GridResponse has no <Grids>")
+    if len(container) == 0 and (container.text or "").strip():
+        payload = decompress_text(container.text or "", what)
+        container = parse_document(f"<Grids>{payload}</Grids>", what)
     grids: dict[str, list[Record]] = {}
-    for grid in nested(document, "Grids", "Grid"):
+    for grid in children(container, "Grid"):
         grids[(grid.get("type") or "").lower()] = [
             {(item.get("element") or "").lower(): (item.text or None)
              for item in record.iter() if "element" in item.attrib}

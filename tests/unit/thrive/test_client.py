@@ -12,8 +12,10 @@ from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig, screen
 from include.imis_thrive.thrive.errors import (
     InterestNotFound,
     ThriveActionFailed,
+    ThriveConfigurationError,
     ThriveFault,
     ThriveHTTPError,
+    ThriveProtocolError,
     ThriveUnavailable,
     UploadFailed,
     UploadTimeout,
@@ -26,6 +28,7 @@ ENDPOINT = "https://partner.example/aapi/InformzService.svc"
 def _config(**overrides) -> ThriveConfig:
     settings = dict(endpoint=ENDPOINT, brand_id="7001", brand_name="Sandbox Association", user="hl_api_user",
                     password="sandbox-thrive-password", poll_interval_s=0, bulk_threshold=1500,
+                    status_email_recipients=["data-team@example.org"],
                     retry=RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001))
     return ThriveConfig(**{**settings, **overrides})
 
@@ -180,17 +183,82 @@ def test_a_non_soap_error_status_points_at_the_connection_host():
         client.count("subscriber")
 
 
+def _start_rows(seen: list[httpx.Request]) -> list[str]:
+    return [wire.parse_document(wire.soap_argument(wire.parse_envelope(r.content, "t"), wire.OPERATION,
+                                                   wire.ARGUMENT, "t"), "t").findtext(f".//{{{wire.NAMESPACE}}}StartRow")
+            for r in seen]
+
+
 def test_grid_paging_stops_on_a_short_page_and_advances_start_row():
     transport, seen = _scripted([_grid_reply(3), _grid_reply(3), _grid_reply(1)])
-    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+    client = ThriveClient(_config(startrow_base=0), transport=transport, sleep=lambda _: None)
 
-    rows = list(client.iter_grid("upload_history", "upload_id", page_size=3))
+    rows = list(client.iter_grid("upload_history", "upload_id", (), ("upload_id",), page_size=3))
 
     assert len(rows) == 7
-    starts = [wire.parse_document(wire.soap_argument(wire.parse_envelope(r.content, "t"), wire.OPERATION,
-                                                     wire.ARGUMENT, "t"), "t").findtext(
-        f".//{{{wire.NAMESPACE}}}StartRow") for r in seen]
-    assert starts == ["0", "3", "6"]
+    assert _start_rows(seen) == ["0", "3", "6"]
+
+
+def _tenant(reading: str, total: int) -> httpx.MockTransport:
+    """A tenant holding `total` rows whose StartRow means what `reading` says:
+    `zero` (OFFSET: 0 is the first row), `between` (1 is the first; rows [start, start+n-1], so 0 loses a row),
+    `clamp` (1 is the first; 0 is read as 1), `refuse` (1 is the first; 0 is a fault)."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        grid = wire.parse_document(wire.soap_argument(wire.parse_envelope(request.content, "t"), wire.OPERATION,
+                                                      wire.ARGUMENT, "t"), "t").find(f".//{{{wire.NAMESPACE}}}Grid")
+        start = int(grid.findtext(f"{{{wire.NAMESPACE}}}StartRow"))
+        size = int(grid.findtext(f"{{{wire.NAMESPACE}}}NumberOfRows"))
+        if reading == "refuse" and start == 0:
+            return httpx.Response(500, content=wire.fault_envelope("UnexpectedInputException", "StartRow must be >= 1"))
+        first = {"zero": start, "between": start - 1, "clamp": max(start, 1) - 1, "refuse": start - 1}[reading]
+        numbers = [n for n in range(max(first, 0), first + size) if n < total and n >= 0]
+        records = "".join(f'<Record row="{n}"><Fields><Field element="upload_id">{n}</Field></Fields></Record>'
+                          for n in numbers)
+        document = (f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="upload_history">{records}</Grid>'
+                    "</Grids></GridResponse>")
+        return httpx.Response(200, content=wire.response_envelope(document))
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("reading", ["zero", "between", "clamp", "refuse"])
+@pytest.mark.parametrize("total", [1, 7, 9])
+def test_paging_returns_every_row_exactly_once_whatever_startrow_base_the_tenant_uses(reading, total):
+    client = ThriveClient(_config(), transport=_tenant(reading, total), sleep=lambda _: None)
+
+    rows = [row["upload_id"] for row in client.iter_grid("upload_history", "upload_id", (), ("upload_id",),
+                                                          page_size=3)]
+
+    assert rows == [str(n) for n in range(total)]
+
+
+def test_the_detected_startrow_base_is_kept_for_later_reads():
+    client = ThriveClient(_config(), transport=_tenant("between", 9), sleep=lambda _: None)
+    list(client.iter_grid("upload_history", "upload_id", (), ("upload_id",), page_size=3))
+    calls = client.calls
+
+    assert len(list(client.iter_grid("upload_history", "upload_id", (), ("upload_id",), page_size=3))) == 9
+    assert client.calls - calls == 4  # pages only: no second probe
+
+
+def test_a_reply_without_the_requested_grid_raises_naming_the_call():
+    document = f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="subscriber"/></Grids></GridResponse>'
+    transport, _ = _scripted([httpx.Response(200, content=wire.response_envelope(document))])
+    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+
+    with pytest.raises(ThriveProtocolError, match="grid upload_history rows 0\\+1: the reply holds no <Grid type"):
+        client.upload_status(5)
+
+
+def test_a_bulk_upload_without_status_email_recipients_fails_before_sending():
+    transport, seen = _scripted([])
+    client = ThriveClient(_config(status_email_recipients=[], startrow_base=0), transport=transport,
+                          sleep=lambda _: None)
+    subscribers = [Subscriber(str(i), f"m{i}@example.org") for i in range(3)]
+
+    with pytest.raises(ThriveConfigurationError, match="set the thrive connection's extra status_email_recipients"):
+        client._bulk_upsert(subscribers, [])
+    assert seen == []
 
 
 def _upload_reply(status: str) -> httpx.Response:

@@ -1,3 +1,9 @@
+import base64
+import csv
+import gzip
+import io
+import struct
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -43,7 +49,7 @@ def test_personalization_values_round_trip_exactly_through_document_and_envelope
 
 
 def test_credentials_and_brand_name_are_escaped_in_the_header():
-    root = wire.parse_document(wire.grid_request(BRAND, [GridQuery("subscriber")]), "test")
+    root = wire.parse_document(wire.grid_request(BRAND, [GridQuery("subscriber", (), ("email",))]), "test")
 
     assert wire.child_text(root, "Password") == "p<a>ss&word"
     assert wire.child(root, "Brand").get("id") == "7001"
@@ -83,18 +89,131 @@ def test_subscribe_refuses_more_than_one_thousand_subscribers():
         wire.subscribe_action(subscribers)
 
 
+def _paths(element: ET.Element, prefix: str = "") -> list[str]:
+    """Every element path of a tree, in document order: the layout, without the values."""
+    here = f"{prefix}/{wire.local_name(element.tag)}" if prefix else wire.local_name(element.tag)
+    return [here] + [path for item in element for path in _paths(item, here)]
+
+
+# The element layout both vendor BulkUpload samples show (support.higherlogic.com "BulkUpload" and
+# informz.knowledgeowl.com "API Quick Start Guide - Bulk Upload"): no SubscriberData, InterestDetails and
+# StatusEmailRecipients inside UploadDetails, FieldDefinitions and Data directly under BulkUpload.
+VENDOR_BULK_UPLOAD_LAYOUT = [
+    "BulkUpload", "BulkUpload/UploadDetails", "BulkUpload/UploadDetails/InterestDetails",
+    "BulkUpload/UploadDetails/InterestDetails/InterestNames",
+    "BulkUpload/UploadDetails/InterestDetails/InterestNames/InterestName",
+    "BulkUpload/UploadDetails/InterestDetails/InterestAction",
+    "BulkUpload/UploadDetails/StatusEmailRecipients", "BulkUpload/UploadDetails/StatusEmailRecipients/Email",
+    "BulkUpload/UploadDetails/ColumnDelimiter", "BulkUpload/UploadDetails/HasFieldsEnclosedInQuotes",
+    "BulkUpload/UploadDetails/RemovePersonalInfoIfBlank", "BulkUpload/FieldDefinitions",
+    *["BulkUpload/FieldDefinitions/FieldDefinition", "BulkUpload/FieldDefinitions/FieldDefinition/Name",
+      "BulkUpload/FieldDefinitions/FieldDefinition/DataType", "BulkUpload/FieldDefinitions/FieldDefinition/ColumnIndex",
+      "BulkUpload/FieldDefinitions/FieldDefinition/FieldType"] * 3,
+    "BulkUpload/Data",
+]
+
+
+def test_bulk_upload_is_laid_out_as_the_vendor_samples_show():
+    subscribers = [Subscriber("1", "a@example.org", {"Org": "Acme"})]
+    action = wire.bulk_upload_action(subscribers, ["News"], InterestAction.ADD_OR_UPDATE, ["ops@example.org"],
+                                     {"Org": "String"})
+
+    assert _paths(action) == VENDOR_BULK_UPLOAD_LAYOUT
+    details = action.find("UploadDetails")
+    assert details.findtext("StatusEmailRecipients/Email") == "ops@example.org"
+    assert details.findtext("InterestDetails/InterestNames/InterestName") == "News"
+    assert (details.findtext("HasFieldsEnclosedInQuotes"), details.findtext("RemovePersonalInfoIfBlank")) == ("1", "1")
+    definitions = action.findall("FieldDefinitions/FieldDefinition")
+    assert [(d.findtext("Name"), d.findtext("DataType"), d.findtext("ColumnIndex"), d.findtext("FieldType"))
+            for d in definitions] == [("Email", "string", "1", "Email"), ("ID", "integer", "2", "ID"),
+                                      ("Org", "string", "3", "PersonalInfo")]
+
+
+def test_bulk_upload_refuses_to_build_without_status_email_recipients():
+    with pytest.raises(ValueError, match="StatusEmailRecipients"):
+        wire.bulk_upload_action([Subscriber("1", "a@example.org")], ["News"], InterestAction.REMOVE, [])
+
+
 def test_bulk_upload_rows_survive_delimiters_quotes_and_newlines():
     subscribers = [Subscriber("1", "a@example.org", {"Org": 'Smith, "Jones"\n& Co'}), Subscriber("2", "b@example.org")]
-    action = wire.bulk_upload_action(subscribers, ["News"], InterestAction.REMOVE)
+    action = wire.bulk_upload_action(subscribers, ["News"], InterestAction.REMOVE, ["ops@example.org"])
 
-    assert wire.read_bulk_rows(action.findtext("SubscriberData/Data")) == [
-        ["a@example.org", "1", 'Smith, "Jones"\n& Co'], ["b@example.org", "2", ""],
-    ]
-    definitions = action.findall("SubscriberData/FieldDefinitions/FieldDefinition")
-    assert [(d.findtext("Name"), d.findtext("ColumnIndex"), d.findtext("FieldType")) for d in definitions] == [
-        ("Email", "0", "Email"), ("ID", "1", "ID"), ("Org", "2", "PersonalInfo"),
-    ]
-    assert action.findtext("InterestDetails/InterestAction") == "RemoveSubscribers"
+    rows = list(csv.reader(io.StringIO(action.findtext("Data"))))
+    assert rows == [["a@example.org", "1", 'Smith, "Jones"\n& Co'], ["b@example.org", "2", ""]]
+    assert action.findtext("UploadDetails/InterestDetails/InterestAction") == "RemoveSubscribers"
+
+
+def test_every_grid_request_names_its_return_fields():
+    with pytest.raises(ValueError, match="grid interest_target_group: name at least one return field"):
+        wire.grid_request(BRAND, [GridQuery("interest_target_group")])
+
+
+def test_a_compressed_request_carries_its_grids_as_base64_of_length_and_gzip():
+    query = GridQuery("mailing_instance", (), ("Count",))
+    root = wire.parse_document(wire.grid_request(BRAND, [query], compress=True), "t")
+    packed = base64.b64decode(wire.child_text(root, "Grids"))
+    payload = gzip.decompress(packed[4:])
+
+    assert struct.unpack("<I", packed[:4])[0] == len(payload)
+    grid = wire.parse_document(payload.decode(), "t")
+    assert (grid.tag, grid.get("type")) == (f"{{{wire.NAMESPACE}}}Grid", "mailing_instance")
+
+
+def _compressed(xml: str) -> str:
+    raw = xml.encode()
+    return base64.b64encode(struct.pack("<I", len(raw)) + gzip.compress(raw)).decode()
+
+
+def test_a_compressed_grids_reply_is_decoded_not_read_as_empty():
+    grid = (f'<Grid type="subscriber" xmlns="{wire.NAMESPACE}"><Record row="1"><Fields>'
+            '<Field element="email">a@example.org</Field></Fields></Record></Grid>')
+    document = f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids>{_compressed(grid)}</Grids></GridResponse>'
+
+    assert wire.grid_records(wire.document_from_reply(_reply(document), "t"), "t") == {
+        "subscriber": [{"email": "a@example.org"}]}
+
+
+@pytest.mark.parametrize(("grids", "message"), [
+    ("", "grid subscriber rows 0\\+1000: the GridResponse has no <Grids>"),
+    ("<Grids>not a payload at all</Grids>", "grid subscriber rows 0\\+1000: <Grids> holds text that is not"),
+])
+def test_a_grid_reply_the_client_cannot_read_raises_instead_of_giving_zero_rows(grids, message):
+    document = f'<GridResponse xmlns="{wire.NAMESPACE}">{grids}</GridResponse>'
+    what = "grid subscriber rows 0+1000"
+
+    with pytest.raises(ThriveProtocolError, match=message):
+        wire.grid_records(wire.document_from_reply(_reply(document), what), what)
+
+
+HOSTILE_DOCUMENTS = {
+    "entity expansion": '<!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><GridResponse>&b;</GridResponse>',
+    "external entity": '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><GridResponse>&x;</GridResponse>',
+    "a DTD": '<!DOCTYPE GridResponse SYSTEM "http://evil.invalid/x.dtd"><GridResponse/>',
+}
+
+
+@pytest.mark.parametrize("kind", HOSTILE_DOCUMENTS)
+def test_hostile_xml_in_the_reply_document_is_a_thrive_error_naming_the_call(kind):
+    with pytest.raises(ThriveProtocolError, match="^grid subscriber: the reply document was refused as unsafe XML"):
+        wire.document_from_reply(_reply(HOSTILE_DOCUMENTS[kind]), "grid subscriber")
+
+
+@pytest.mark.parametrize("kind", HOSTILE_DOCUMENTS)
+def test_hostile_xml_as_the_envelope_itself_is_a_thrive_error_naming_the_call(kind):
+    body = HOSTILE_DOCUMENTS[kind].replace("GridResponse", "Envelope").encode()
+
+    with pytest.raises(ThriveProtocolError, match="^Subscribe 3: the reply was refused as unsafe XML"):
+        wire.document_from_reply(body, "Subscribe 3")
+
+
+def test_a_fault_whose_code_is_only_in_a_prefixed_faultcode_is_classified_like_the_detail_form():
+    body = (f'<s:Envelope xmlns:s="{wire.SOAP_NAMESPACE}"><s:Body><s:Fault>'
+            '<faultcode xmlns:a="http://partner.informz.net/aapi/2009/08/">a:InvalidCredentialsException</faultcode>'
+            "<faultstring>Invalid credentials</faultstring></s:Fault></s:Body></s:Envelope>").encode()
+
+    with pytest.raises(ThriveCredentialsError) as caught:
+        wire.document_from_reply(body, "grid subscriber")
+    assert caught.value.code == "InvalidCredentialsException"
 
 
 def test_grid_request_writes_single_and_collection_conditions_and_paging():
@@ -139,7 +258,7 @@ def test_a_reply_that_is_not_a_grid_response_is_a_protocol_error():
 
 
 def test_garbage_instead_of_an_envelope_is_a_protocol_error_naming_the_call():
-    with pytest.raises(ThriveProtocolError, match="^grid subscriber: the reply is not a SOAP envelope"):
+    with pytest.raises(ThriveProtocolError, match="^grid subscriber: the reply is not XML"):
         wire.document_from_reply(b"<html>Bad gateway", "grid subscriber")
 
 
@@ -180,7 +299,7 @@ def test_a_fault_without_detail_falls_back_to_faultcode_and_faultstring():
             "<faultstring>Object reference not set</faultstring></s:Fault></s:Body></s:Envelope>").encode()
     fault = wire.fault_from(wire.parse_envelope(body, "t"), "t")
 
-    assert (fault.code, fault.reason) == ("s:Server", "Object reference not set")
+    assert (fault.code, fault.reason) == ("Server", "Object reference not set")
 
 
 def test_action_response_helpers_tolerate_missing_status_and_find_nested_upload_id():
