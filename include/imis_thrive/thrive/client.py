@@ -49,6 +49,8 @@ from include.imis_thrive.thrive.wire import Comparator, Condition, Grid, GridQue
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 INTEREST_FIELDS = ("target_group_id", "target_group_name", "is_deleted")
+MAX_LOCATED_REFUSALS = 25  # refusals in one Subscribe located one by one; more is a systemic problem
+THRIVE_REFUSED = "Thrive refused this subscriber (counted neither new nor previous in the Subscribe reply)"
 
 
 class ThriveConfig(BaseModel):
@@ -122,28 +124,25 @@ def screen_subscribers(subscribers: Iterable[Subscriber]) -> tuple[list[Subscrib
     return sendable, rejected
 
 
-_RESULT_STATUS = {
-    "created": OutcomeStatus.CREATED, "new": OutcomeStatus.CREATED, "updated": OutcomeStatus.UPDATED,
-    "unsubscribed": OutcomeStatus.KEPT_UNSUBSCRIBED, "kept_unsubscribed": OutcomeStatus.KEPT_UNSUBSCRIBED,
-    "rejected": OutcomeStatus.REJECTED, "failure": OutcomeStatus.REJECTED, "error": OutcomeStatus.REJECTED,
-}
-
-
-def subscribe_outcomes(response: ET.Element, sent: Sequence[Subscriber]) -> list[SubscriberOutcome]:
-    """One outcome per sent subscriber, from the per-subscriber results when the tenant sends them."""
+def subscribe_counts(response: ET.Element, what: str) -> tuple[int, int]:
+    """(`NewSubscriberCount`, `PreviousSubscriberCount`) of a Subscribe reply: all the vendor documents of it
+    (ActionRequests - Subscribe, Unsubscribe and Opt-Out; a public 2013 caller reads exactly these)."""
     status, message = wire.action_status(response)
     if status != "success":
         raise ThriveActionFailed("Subscribe", status, message)
-    results = {row.get("id"): row for row in wire.subscriber_results(response)}
-    outcomes = []
-    for subscriber in sent:
-        row = results.get(subscriber.contact_id)
-        if row is None:
-            outcomes.append(SubscriberOutcome(subscriber.contact_id, subscriber.email, OutcomeStatus.ACCEPTED))
-            continue
-        outcome = _RESULT_STATUS.get((row.get("status") or "").lower(), OutcomeStatus.ACCEPTED)
-        outcomes.append(SubscriberOutcome(subscriber.contact_id, subscriber.email, outcome, row.get("reason")))
-    return outcomes
+    counts = [wire.descendant_text(response, name) for name in ("NewSubscriberCount", "PreviousSubscriberCount")]
+    if not all(count is not None and count.strip().isdigit() for count in counts):
+        raise ThriveProtocolError(f"{what}: the Subscribe reply carries no NewSubscriberCount and "
+                                  f"PreviousSubscriberCount (got {counts})")
+    new, previous = (int(count) for count in counts)
+    return new, previous
+
+
+def counted_outcomes(sent: Sequence[Subscriber], new: int, previous: int) -> list[SubscriberOutcome]:
+    """Per-subscriber outcomes a reply of counts alone allows: created when all were new, updated when none was."""
+    status = (OutcomeStatus.CREATED if new == len(sent) else OutcomeStatus.UPDATED if previous == len(sent)
+              else OutcomeStatus.ACCEPTED)
+    return [SubscriberOutcome(subscriber.contact_id, subscriber.email, status) for subscriber in sent]
 
 
 def upload_status_from(record: Record) -> UploadStatus:
@@ -410,15 +409,56 @@ class ThriveClient:
         return statuses
 
     def _subscribe(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
+        """One Subscribe; when the counts say Thrive took fewer than were sent, find which by halving.
+
+        The reply holds counts only, so a refused subscriber (counted neither new nor previous) is located by
+        re-sending halves (Subscribe is an idempotent upsert): about 2 log2(n) calls per refusal.
+        """
         what = f"Subscribe {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
+        new, previous = self._subscribe_counts(chunk, interests, what)
+        refused = len(chunk) - new - previous
+        if refused <= 0:
+            outcomes = counted_outcomes(chunk, new, previous)
+            log.info("%s: %d new, %d already known", what, new, previous)
+            return UpsertResult(outcomes=outcomes, calls=1)
+        if refused > MAX_LOCATED_REFUSALS:
+            raise ThriveActionFailed("Subscribe", "partial", (
+                f"{what}: Thrive took {new + previous} of {len(chunk)} subscribers and says nothing of the other "
+                f"{refused}; more than {MAX_LOCATED_REFUSALS} refusals in one call is not a few bad rows: check the "
+                "personalization fields' definitions in Thrive"))
+        located, calls = self._locate_refused(chunk, interests, refused, what)
+        log.warning("%s: Thrive refused %d subscribers (contact IDs %s), found in %d more calls", what, len(located),
+                    ", ".join(sorted(located)), calls)
+        outcomes = [SubscriberOutcome(s.contact_id, s.email, OutcomeStatus.REJECTED, THRIVE_REFUSED)
+                    if s.contact_id in located else SubscriberOutcome(s.contact_id, s.email, OutcomeStatus.ACCEPTED)
+                    for s in chunk]
+        return UpsertResult(outcomes=outcomes, calls=1 + calls)
+
+    def _subscribe_counts(self, chunk: Sequence[Subscriber], interests: Sequence[str], what: str) -> tuple[int, int]:
         document = wire.action_request(self._brand, [wire.subscribe_action(chunk, interests, self.config.field_types)])
         responses = wire.action_responses(self._post(document, what), what)
         if not responses:
             raise ThriveProtocolError(f"{what}: the ActionResponse holds no Subscribe response")
-        outcomes = subscribe_outcomes(responses[0], chunk)
-        rejected = sum(not outcome.accepted for outcome in outcomes)
-        log.info("%s: %d accepted, %d rejected", what, len(outcomes) - rejected, rejected)
-        return UpsertResult(outcomes=outcomes, calls=1)
+        return subscribe_counts(responses[0], what)
+
+    def _locate_refused(self, chunk: Sequence[Subscriber], interests: Sequence[str], refused: int,
+                        what: str) -> tuple[set[str], int]:
+        """The contact IDs of the `refused` subscribers of `chunk`, and the calls it took to find them."""
+        located: set[str] = set()
+        calls = 0
+        pending = [(chunk, refused)]
+        while pending:
+            part, missing = pending.pop()
+            if len(part) == missing:
+                located.update(subscriber.contact_id for subscriber in part)
+                continue
+            left, right = part[:len(part) // 2], part[len(part) // 2:]
+            new, previous = self._subscribe_counts(left, interests, f"{what} (locating refusals)")
+            calls += 1
+            left_missing = len(left) - new - previous
+            pending += [(half, count) for half, count in ((left, left_missing), (right, missing - left_missing))
+                        if count > 0]
+        return located, calls
 
     def _bulk_upsert(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
         what = f"BulkUpload {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")

@@ -47,6 +47,7 @@ import httpx
 from include.imis_thrive.http_retry import TransientHTTPError
 from include.imis_thrive.thrive import wire
 from include.imis_thrive.thrive.client import INTEREST_FIELDS, ThriveClient, ThriveConfig
+from include.imis_thrive.thrive.engagement import SUBSCRIBER_STATE_FIELDS
 from include.imis_thrive.thrive.errors import ThriveCredentialsError, ThriveError, ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.models import Interest
@@ -65,7 +66,7 @@ NO_SUCH_GRID = "check_thrive_no_such_grid"
 # Grids whose tokens only third-party metadata shows (wire.py); a tenant that serves them is "extended".
 THIRD_PARTY_GRIDS = frozenset({
     Grid.SUBSCRIBER_MAILING_HISTORY_ALL, Grid.MAILING_ACTIVITY_OPENS, Grid.MAILING_ACTIVITY_CLICKS,
-    Grid.SUPPRESSED_SUBSCRIBERS, Grid.SUBSCRIBER_FORM_USAGE, Grid.SUBSCRIBER_WEB_TRACKING_PAGES,
+    Grid.SUBSCRIBER_FORM_USAGE, Grid.SUBSCRIBER_WEB_TRACKING_PAGES,
 })
 
 
@@ -109,8 +110,12 @@ def pipeline_grids(kinds: Sequence[EngagementKind] = tuple(EngagementKind)) -> l
     """Every grid the pipeline reads when it writes back `kinds`, each once, in the order they are checked."""
     uses = list(CLIENT_GRIDS)
     engagement: dict[str, GridUse] = {}
+    if EngagementKind.RESUBSCRIBE in kinds:  # derived: the recorded unsubscribers read back from `subscriber`
+        engagement[Grid.SUBSCRIBER] = GridUse(Grid.SUBSCRIBER, "subscriber_id", SUBSCRIBER_STATE_FIELDS,
+                                              Role.ENGAGEMENT, f"{EngagementKind.RESUBSCRIBE} writeback",
+                                              (EngagementKind.RESUBSCRIBE,))
     for kind in EngagementKind:
-        if kind not in kinds:
+        if kind not in kinds or kind in wire.DERIVED_KINDS:
             continue
         spec = wire.ENGAGEMENT_GRIDS[kind]
         for grid in spec.grids:

@@ -589,6 +589,15 @@ def nested(element: ET.Element, container: str, name: str) -> list[ET.Element]:
     return children(found, name) if found is not None else []
 
 
+def descendant_text(element: ET.Element, name: str) -> str | None:
+    """The text of the first descendant whose local name matches `name` (case-insensitive), wherever nested."""
+    wanted = name.lower()
+    for item in element.iter():
+        if item is not element and local_name(item.tag).lower() == wanted:
+            return item.text or ""
+    return None
+
+
 def child_text(element: ET.Element, name: str) -> str | None:
     found = child(element, name)
     return None if found is None else (found.text or "")
@@ -665,11 +674,6 @@ def document_from_reply(body: bytes, what: str) -> ET.Element:
 
 Record = dict[str, str | None]
 
-# UNCONFIRMED and the sandbox's own: per-subscriber results inside a Subscribe response. The vendor documents
-# only counts (`NewSubscriberCount`, `PreviousSubscriberCount`); the client treats their absence as "all accepted".
-SUBSCRIBER_RESULTS = "SubscriberResults"
-SUBSCRIBER_RESULT = "SubscriberResult"
-
 
 def grid_records(document: ET.Element, what: str) -> dict[str, list[Record]]:
     """Each grid's rows, keyed by lower-case grid type; element names lower-cased; empty fields are None.
@@ -711,15 +715,6 @@ def action_status(response: ET.Element) -> tuple[str, str]:
     if status is None:
         return "success", ""
     return (child_text(status, "Status") or "success").strip().lower(), child_text(status, "Message") or ""
-
-
-def subscriber_results(response: ET.Element) -> list[Record]:
-    """Per-subscriber results of a Subscribe response, lower-cased keys; empty when the tenant sends none."""
-    results = child(response, SUBSCRIBER_RESULTS)
-    if results is None:
-        return []
-    return [{local_name(item.tag).lower(): (item.text or None) for item in result}
-            for result in children(results, SUBSCRIBER_RESULT)]
 
 
 def upload_id_of(response: ET.Element, what: str) -> int:

@@ -8,7 +8,14 @@ import pytest
 from include.imis_thrive.http_retry import RetryPolicy
 from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive import wire
-from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig, screen_subscribers, subscribe_outcomes
+from include.imis_thrive.thrive.client import (
+    THRIVE_REFUSED,
+    ThriveClient,
+    ThriveConfig,
+    counted_outcomes,
+    screen_subscribers,
+    subscribe_counts,
+)
 from include.imis_thrive.thrive.errors import (
     InterestNotFound,
     ThriveActionFailed,
@@ -95,23 +102,38 @@ def test_rows_thrive_would_refuse_are_rejected_before_sending_with_a_reason():
     ]
 
 
-def test_server_side_rejections_come_back_per_subscriber(make_client):
-    result = make_client().upsert_subscribers([Subscriber("1", "typo@example.com.com"), Subscriber("2", "b@example.org")])
+def test_subscribers_thrive_refuses_are_located_from_the_counts_alone(make_client, sandbox):
+    subscribers = _subscribers(40)
+    subscribers[6] = Subscriber("7", "typo@example.com.com")
+    subscribers[29] = Subscriber("30", "other@example.org.org")
 
-    assert [(o.contact_id, o.status, o.reason) for o in result.outcomes] == [
-        ("1", OutcomeStatus.REJECTED, "email domain repeats its suffix (e.g. .com.com)"),
-        ("2", OutcomeStatus.CREATED, None),
-    ]
+    result = make_client().upsert_subscribers(subscribers)
+
+    refused = [(o.contact_id, o.reason) for o in result.outcomes if o.status is OutcomeStatus.REJECTED]
+    assert refused == [("7", THRIVE_REFUSED), ("30", THRIVE_REFUSED)]
+    assert result.accepted_count == 38
+    assert result.calls <= 1 + 2 * 6  # halving: about 2 log2(40) calls per refusal, at most
+    assert len(sandbox.subscribers()) == 38
 
 
-def test_a_tenant_that_reports_only_counts_yields_accepted_outcomes():
-    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe><NewSubscriberCount>2</NewSubscriberCount>'
-                "<ActionStatus><Status>success</Status></ActionStatus></Subscribe></Responses></ActionResponse>")
+def test_a_tenant_whose_counts_add_up_gets_one_call_and_no_search():
+    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe><NewSubscriberCount>1</NewSubscriberCount>'
+                "<PreviousSubscriberCount>1</PreviousSubscriberCount><ActionStatus><Status>success</Status>"
+                "</ActionStatus></Subscribe></Responses></ActionResponse>")
     response = wire.action_responses(wire.parse_document(document, "t"), "t")[0]
 
-    outcomes = subscribe_outcomes(response, _subscribers(2))
+    assert subscribe_counts(response, "Subscribe 2") == (1, 1)
+    assert [o.status for o in counted_outcomes(_subscribers(2), 1, 1)] == [OutcomeStatus.ACCEPTED] * 2
+    assert [o.status for o in counted_outcomes(_subscribers(2), 2, 0)] == [OutcomeStatus.CREATED] * 2
 
-    assert [o.status for o in outcomes] == [OutcomeStatus.ACCEPTED, OutcomeStatus.ACCEPTED]
+
+def test_a_subscribe_reply_without_its_counts_is_a_protocol_error_not_all_accepted():
+    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe><ActionStatus><Status>success</Status>'
+                "</ActionStatus></Subscribe></Responses></ActionResponse>")
+    response = wire.action_responses(wire.parse_document(document, "t"), "t")[0]
+
+    with pytest.raises(ThriveProtocolError, match="Subscribe 2: the Subscribe reply carries no NewSubscriberCount"):
+        subscribe_counts(response, "Subscribe 2")
 
 
 def test_a_failure_status_without_a_fault_is_raised_naming_the_action():
@@ -120,7 +142,7 @@ def test_a_failure_status_without_a_fault_is_raised_naming_the_action():
     response = wire.action_responses(wire.parse_document(document, "t"), "t")[0]
 
     with pytest.raises(ThriveActionFailed, match="Subscribe: Thrive reported status 'failure': quota exceeded"):
-        subscribe_outcomes(response, _subscribers(1))
+        subscribe_counts(response, "Subscribe 1")
 
 
 def test_an_unknown_interest_fails_before_anything_is_written(make_client, sandbox):

@@ -72,9 +72,9 @@ def test_every_grid_the_pipeline_reads_is_checked_once_with_its_own_fields():
     grids = [use.grid for use in uses]
     assert len(grids) == len(set(grids))
     engagement = {grid for spec in wire.ENGAGEMENT_GRIDS.values() for grid in spec.grids}
-    assert set(grids) == engagement | {use.grid for use in CLIENT_GRIDS}
+    assert set(grids) == engagement | {use.grid for use in CLIENT_GRIDS} | {"subscriber"}  # subscriber: Resubscribe
     mail_sent = [use for use in uses if EngagementKind.MAIL_SENT in use.kinds]
-    assert {use.grid for use in mail_sent} == {"subscriber_mailing_history", "subscriber_mailing_history_all"}
+    assert {use.grid for use in mail_sent} == {"subscriber_mailing_history"}
     assert all(use.return_fields == wire.ENGAGEMENT_GRIDS[EngagementKind.MAIL_SENT].return_fields()
                for use in mail_sent)
     only_clicks = [use.grid for use in pipeline_grids([EngagementKind.LINK_CLICK])]

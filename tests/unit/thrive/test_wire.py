@@ -311,7 +311,6 @@ def test_action_response_helpers_tolerate_missing_status_and_find_nested_upload_
     assert wire.action_status(bulk) == ("success", "")
     assert wire.upload_id_of(bulk, "t") == 77
     assert wire.action_status(subscribe) == ("failure", "bad")
-    assert wire.subscriber_results(subscribe) == []
     with pytest.raises(ThriveProtocolError, match="no UploadID"):
         wire.upload_id_of(subscribe, "BulkUpload 5 rows")
 
