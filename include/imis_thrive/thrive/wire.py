@@ -3,22 +3,26 @@
 Thrive Marketing Professional (formerly Informz) has one SOAP 1.1 method, `PostInformzMessage(string)`.
 Its argument is a whole XML document in the namespace `http://partner.informz.net/aapi/2009/08/`:
 
-* `GridRequest` reads: `<Grids><Grid type="token">` with `Conditions`, `ReturnFields`, `SortField`,
-  `StartRow` (0-based) and `NumberOfRows` (<= 1,000). The reply is a `GridResponse` whose rows are
+* `GridRequest` reads: `<Grids><Grid type="token">` with `Conditions`, `ReturnFields` (at least one, always),
+  `SortField`, `StartRow` and `NumberOfRows` (<= 1,000). The reply is a `GridResponse` whose rows are
   `<Record row="n"><Fields><Field element="name">value</Field>...`; an empty result is `<Grid type="x"/>`.
+  With compression, `<Grids>` holds base64 of a 4-byte little-endian length and gzip, both ways.
 * `ActionRequest` writes: `<Actions><Subscribe>...</Subscribe></Actions>`. The reply is an
-  `ActionResponse` with one element per action under `<Responses>`, each with an `ActionStatus`.
+  `ActionResponse` with one element per action under `<Responses>`, each with an `ActionStatus`; Subscribe
+  answers counts only (`NewSubscriberCount`, `PreviousSubscriberCount`).
 * Every document carries the credentials: `<Password/><Brand id="n">name</Brand><User/>`; there is no token.
-* Errors are SOAP faults (HTTP 500) whose detail `InformzAAPIFault` carries a camel-case `Code` and a `Reason`.
+* Errors are SOAP faults (HTTP 500) naming a camel-case code (`InvalidCredentialsException`, ...).
 * Times come back in UTC as `YYYY-MM-DDThh:mm:ss.fffffffZ` (7-digit fractions). Element names in replies
   differ in case from the documented spelling, so every lookup here is case-insensitive.
 
-Evidence (see shared/reference/thrive-api.md and thrive-grids.md): names marked UNCONFIRMED below were
-chosen because no vendor page shows them; everything else is on a vendor page or in the public WSDL.
-The sandbox (`include/imis_thrive/sandbox/thrive_app.py`) speaks exactly what this module writes and reads,
-so a wrong guess here is wrong in one place only.
+Evidence: `shared/reference/thrive-vendor-facts.md` lists what Higher Logic's own pages show, with their
+titles (support.higherlogic.com and informz.knowledgeowl.com). Marks below say which: CONFIRMED (a vendor page
+shows it), CONTRADICTED (an earlier guess a vendor page proved wrong, kept as a warning), OPEN (no vendor page
+settles it: the client copes with every reading seen, and `bin/check-thrive` reports which one a tenant uses).
+The emulator (`sandbox/thrive_*`) is written from those pages independently of this module, so a wrong guess
+here fails a test instead of agreeing with itself.
 
-Building uses ElementTree (it escapes `&`, `<`, `>` and quotes); parsing uses defusedxml only.
+Building uses ElementTree (it escapes `&`, `<`, `>` and quotes); parsing uses defusedxml only (no DTDs).
 """
 
 from __future__ import annotations
@@ -52,16 +56,16 @@ from include.imis_thrive.thrive.models import Subscriber
 # --- SOAP transport ---------------------------------------------------------------------------------------
 NAMESPACE = "http://partner.informz.net/aapi/2009/08/"
 SOAP_NAMESPACE = "http://schemas.xmlsoap.org/soap/envelope/"
-SOAP_ACTION = f"{NAMESPACE}IInformzWebServiceContract/PostInformzMessage"  # seen in third-party code
+SOAP_ACTION = f"{NAMESPACE}IInformzWebServiceContract/PostInformzMessage"  # OPEN: seen in third-party code only
 CONTENT_TYPE = "text/xml; charset=utf-8"
 OPERATION = "PostInformzMessage"
 ARGUMENT = "x"  # the WSDL's parameter name, per third-party code that pins the WSDL
-RESPONSE_WRAPPER = "PostInformzMessageResponse"  # UNCONFIRMED: WCF's default name for the reply wrapper
+RESPONSE_WRAPPER = "PostInformzMessageResponse"  # OPEN: WCF's default name for the reply wrapper
 RESULT = "PostInformzMessageResult"
-# UNCONFIRMED: the fault detail's element name; the WSDL reportedly says InformzServiceFault. Accept both.
+# OPEN: the fault's XML. "SOAP Fault Error Codes" names the type InformzAAPIFault and lists codes but shows no
+# XML; the WSDL reportedly says InformzServiceFault. Both details are read, and a code only in a prefixed
+# `faultcode` (`a:InvalidCredentialsException`) is classified the same (`fault_from`).
 FAULT_DETAIL_NAMES = ("informzaapifault", "informzservicefault")
-# UNCONFIRMED: the faultcode value a real tenant sends.
-FAULT_CODE = "s:Client"
 
 # --- limits -----------------------------------------------------------------------------------------------
 MAX_GRID_ROWS = 1000
@@ -177,7 +181,7 @@ class EngagementGrid:
     """Where one engagement kind is read: grid tokens (all are read), its date element and its columns.
 
     The date element is both the window (`GTE start`, `LT end`) and the sort key; rows that tie on it keep
-    the tenant's order, which the sandbox keeps stable (the real tenant's tie order is UNCONFIRMED).
+    the tenant's order, which the sandbox keeps stable (OPEN: the real tenant's tie order).
     """
 
     grids: tuple[Grid, ...]
@@ -216,7 +220,7 @@ ENGAGEMENT_GRIDS: dict[EngagementKind, EngagementGrid] = {
         (Grid.SUBSCRIBER,), "cancellation_date", "user_id", "email",
         mailing_instance_element="cancellation_mailing_instance_id",
     ),
-    # UNCONFIRMED choice: form usage is the closest per-subscriber landing-page submit feed.
+    # OPEN (third-party grid): form usage is the closest per-subscriber landing-page submit feed.
     EngagementKind.LANDING_PAGE_SUBMIT: EngagementGrid(
         (Grid.SUBSCRIBER_FORM_USAGE,), "activity_date", "user_id", "email", page_element="form_name",
     ),
@@ -231,12 +235,14 @@ ENGAGEMENT_GRIDS: dict[EngagementKind, EngagementGrid] = {
 DERIVED_KINDS = frozenset({EngagementKind.RESUBSCRIBE, EngagementKind.BAD_EMAIL})
 MAIL_HISTORY_DAYS = 100  # subscriber_mailing_history holds this many days; `_all` holds the older ones
 
-# UNCONFIRMED: the values of upload_history.status are undocumented; these are matched case-insensitively.
+# OPEN: "Basic Outline for Integration" says to read upload_history.status by upload_id but shows no values;
+# these are matched case-insensitively (the emulator's `--upload-status` switches between two readings).
 UPLOAD_DONE_STATUSES = frozenset({"complete", "completed", "success", "succeeded", "finished", "done", "processed"})
 UPLOAD_FAILED_STATUSES = frozenset({"failed", "failure", "error", "cancelled", "canceled", "aborted"})
 
-# CONFIRMED by both vendor BulkUpload samples: a "," delimiter, ColumnIndex from 1, flags as 1/0, and the
-# data types spelled in lower case (`string`, `integer`).
+# CONFIRMED by both vendor BulkUpload samples ("BulkUpload"; "API Quick Start Guide - Bulk Upload"): a ","
+# delimiter, ColumnIndex from 1, flags as 1/0, data types spelled `string`/`integer`. CONTRADICTED: the earlier
+# guess (a SubscriberData element, InterestDetails outside UploadDetails, ColumnIndex from 0, `true` flags).
 BULK_COLUMN_DELIMITER = ","
 BULK_FIRST_COLUMN_INDEX = 1
 BULK_TRUE = "1"
@@ -405,7 +411,7 @@ def decompress_text(text: str, what: str) -> str:
 
 
 def _condition(parent: ET.Element, condition: Condition) -> None:
-    # UNCONFIRMED: the `Collection`/`SetOperator` spelling of a set condition (vendor pages disagree).
+    # OPEN: the `Collection`/`SetOperator` spelling of a set condition (vendor pages disagree).
     if condition.comparator is Comparator.IN:
         collection = _sub(parent, "Collection")
         _sub(collection, "DataElement", condition.element)
@@ -527,11 +533,6 @@ def bulk_upload_action(
     return action
 
 
-def read_bulk_rows(data: str, delimiter: str = BULK_COLUMN_DELIMITER) -> list[list[str]]:
-    """The rows of a BulkUpload `<Data>` block (the sandbox's side of `bulk_upload_action`)."""
-    return [row for row in csv.reader(io.StringIO(data), delimiter=delimiter) if row]
-
-
 def _envelope(wrapper: str, inner: str, document: str) -> bytes:
     return (
         f'<s:Envelope xmlns:s="{SOAP_NAMESPACE}"><s:Body><{wrapper} xmlns="{NAMESPACE}">'
@@ -541,19 +542,6 @@ def _envelope(wrapper: str, inner: str, document: str) -> bytes:
 
 def request_envelope(document: str) -> bytes:
     return _envelope(OPERATION, ARGUMENT, document)
-
-
-def response_envelope(document: str) -> bytes:
-    return _envelope(RESPONSE_WRAPPER, RESULT, document)
-
-
-def fault_envelope(code: str, reason: str) -> bytes:
-    return (
-        f'<s:Envelope xmlns:s="{SOAP_NAMESPACE}"><s:Body><s:Fault><faultcode>{FAULT_CODE}</faultcode>'
-        f'<faultstring xml:lang="en-US">{escape(reason)}</faultstring><detail>'
-        f'<InformzAAPIFault xmlns="{NAMESPACE}"><Code>{escape(code)}</Code><Reason>{escape(reason)}</Reason>'
-        f"</InformzAAPIFault></detail></s:Fault></s:Body></s:Envelope>"
-    ).encode("utf-8")
 
 
 # --- parsing ----------------------------------------------------------------------------------------------
@@ -718,7 +706,7 @@ def action_status(response: ET.Element) -> tuple[str, str]:
 
 
 def upload_id_of(response: ET.Element, what: str) -> int:
-    """The `UploadID` a BulkUpload response carries, wherever it is nested (the nesting is UNCONFIRMED)."""
+    """The `UploadID` a BulkUpload response carries, wherever it is nested (OPEN: the nesting)."""
     for element in response.iter():
         if local_name(element.tag).lower() == "uploadid" and (element.text or "").strip().isdigit():
             return int(element.text.strip())

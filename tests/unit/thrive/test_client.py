@@ -8,6 +8,7 @@ import pytest
 from include.imis_thrive.http_retry import RetryPolicy
 from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive import wire
+from tests.unit.thrive import replies
 from include.imis_thrive.thrive.client import (
     THRIVE_REFUSED,
     ThriveClient,
@@ -167,11 +168,11 @@ def _grid_reply(rows: int) -> httpx.Response:
                       for i in range(rows))
     document = (f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="upload_history">{records}</Grid>'
                 "</Grids></GridResponse>")
-    return httpx.Response(200, content=wire.response_envelope(document))
+    return httpx.Response(200, content=replies.response_envelope(document))
 
 
 def test_a_soap_fault_is_final_and_never_retried():
-    transport, seen = _scripted([httpx.Response(500, content=wire.fault_envelope("UnknownActionException", "nope"))])
+    transport, seen = _scripted([httpx.Response(500, content=replies.fault_envelope("UnknownActionException", "nope"))])
     client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
 
     with pytest.raises(ThriveFault, match="UnknownActionException: nope"):
@@ -231,14 +232,14 @@ def _tenant(reading: str, total: int) -> httpx.MockTransport:
         start = int(grid.findtext(f"{{{wire.NAMESPACE}}}StartRow"))
         size = int(grid.findtext(f"{{{wire.NAMESPACE}}}NumberOfRows"))
         if reading == "refuse" and start == 0:
-            return httpx.Response(500, content=wire.fault_envelope("UnexpectedInputException", "StartRow must be >= 1"))
+            return httpx.Response(500, content=replies.fault_envelope("UnexpectedInputException", "StartRow must be >= 1"))
         first = {"zero": start, "between": start - 1, "clamp": max(start, 1) - 1, "refuse": start - 1}[reading]
         numbers = [n for n in range(max(first, 0), first + size) if n < total and n >= 0]
         records = "".join(f'<Record row="{n}"><Fields><Field element="upload_id">{n}</Field></Fields></Record>'
                           for n in numbers)
         document = (f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="upload_history">{records}</Grid>'
                     "</Grids></GridResponse>")
-        return httpx.Response(200, content=wire.response_envelope(document))
+        return httpx.Response(200, content=replies.response_envelope(document))
 
     return httpx.MockTransport(handler)
 
@@ -265,7 +266,7 @@ def test_the_detected_startrow_base_is_kept_for_later_reads():
 
 def test_a_reply_without_the_requested_grid_raises_naming_the_call():
     document = f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="subscriber"/></Grids></GridResponse>'
-    transport, _ = _scripted([httpx.Response(200, content=wire.response_envelope(document))])
+    transport, _ = _scripted([httpx.Response(200, content=replies.response_envelope(document))])
     client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
 
     with pytest.raises(ThriveProtocolError, match="grid upload_history rows 0\\+1: the reply holds no <Grid type"):
@@ -287,7 +288,7 @@ def _upload_reply(status: str) -> httpx.Response:
     document = (f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="upload_history"><Record row="1"><Fields>'
                 f'<Field element="upload_id">5</Field><Field element="status">{status}</Field></Fields></Record>'
                 "</Grid></Grids></GridResponse>")
-    return httpx.Response(200, content=wire.response_envelope(document))
+    return httpx.Response(200, content=replies.response_envelope(document))
 
 
 def test_a_failed_upload_is_raised_with_its_id():

@@ -6,6 +6,7 @@ import pytest
 
 from include.imis_thrive.sandbox import thrive_xml
 from include.imis_thrive.thrive import wire
+from tests.unit.thrive import replies
 from include.imis_thrive.thrive.errors import ThriveCredentialsError
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.models import Interest
@@ -55,7 +56,7 @@ def test_each_fault_shape_of_the_emulator_is_named(shape, expected):
 
 
 def test_a_reply_without_a_fault_or_not_soap_is_said_so():
-    assert fault_shape_of(wire.response_envelope("<GridResponse/>")) is FaultShape.NO_FAULT
+    assert fault_shape_of(replies.response_envelope("<GridResponse/>")) is FaultShape.NO_FAULT
     assert fault_shape_of(b"<html>proxy error</html>") is FaultShape.UNREADABLE
 
 
@@ -63,8 +64,8 @@ def test_a_compressed_grids_payload_is_told_from_a_plain_one():
     ns = wire.NAMESPACE
     plain = f'<GridResponse xmlns="{ns}"><Grids><Grid type="subscriber"/></Grids></GridResponse>'
     packed = f'<GridResponse xmlns="{ns}"><Grids>{wire.compress_text(f"<Grid xmlns={chr(34)}{ns}{chr(34)} type={chr(34)}subscriber{chr(34)}/>")}</Grids></GridResponse>'
-    assert not reply_is_compressed(wire.response_envelope(plain))
-    assert reply_is_compressed(wire.response_envelope(packed))
+    assert not reply_is_compressed(replies.response_envelope(plain))
+    assert reply_is_compressed(replies.response_envelope(packed))
 
 
 def test_every_grid_the_pipeline_reads_is_checked_once_with_its_own_fields():

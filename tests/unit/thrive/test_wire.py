@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from include.imis_thrive.thrive import wire
+from tests.unit.thrive import replies
 from include.imis_thrive.thrive.errors import (
     ThriveCredentialsError,
     ThriveFault,
@@ -233,7 +234,7 @@ def test_grid_request_writes_single_and_collection_conditions_and_paging():
 
 
 def _reply(document: str) -> bytes:
-    return wire.response_envelope(document)
+    return replies.response_envelope(document)
 
 
 def test_grid_records_match_element_names_case_insensitively_and_read_empty_fields_as_null():
@@ -270,7 +271,7 @@ def test_garbage_instead_of_an_envelope_is_a_protocol_error_naming_the_call():
 ])
 def test_soap_faults_become_typed_errors_carrying_code_and_reason(code, error_type):
     with pytest.raises(error_type) as caught:
-        wire.document_from_reply(wire.fault_envelope(code, "Interest 'News & Views' <missing>"), "Subscribe 3")
+        wire.document_from_reply(replies.fault_envelope(code, "Interest 'News & Views' <missing>"), "Subscribe 3")
 
     assert type(caught.value) is error_type
     assert (caught.value.code, caught.value.reason) == (code, "Interest 'News & Views' <missing>")
@@ -279,7 +280,7 @@ def test_soap_faults_become_typed_errors_carrying_code_and_reason(code, error_ty
 
 def test_credential_fault_message_says_which_connection_fields_to_check():
     with pytest.raises(ThriveCredentialsError, match="login, password and brand_id"):
-        wire.document_from_reply(wire.fault_envelope("InvalidCredentialsException", "no"), "grid subscriber")
+        wire.document_from_reply(replies.fault_envelope("InvalidCredentialsException", "no"), "grid subscriber")
 
 
 def test_fault_detail_named_informz_service_fault_with_message_only_is_read_too():
