@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +35,7 @@ from include.imis_thrive.sandbox.thrive_store import UploadRow
 from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
-from include.imis_thrive.thrive.engagement import iter_engagement
+from include.imis_thrive.thrive.engagement import FLAG_OF_KIND, iter_engagement
 from include.imis_thrive.thrive.errors import ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.wire import DERIVED_KINDS
@@ -142,7 +143,14 @@ class World:
 
 @pytest.fixture
 def world(tmp_path) -> Iterator[World]:
-    imis_sandbox, thrive_sandbox = build_sandboxes(load_settings(), contacts=200, seed=3, broken_lists=False)
+    with serve_world(tmp_path) as served:
+        yield served
+
+
+@contextmanager
+def serve_world(tmp_path: Path, **thrive_options) -> Iterator[World]:
+    imis_sandbox, thrive_sandbox = build_sandboxes(load_settings(), contacts=200, seed=3, broken_lists=False,
+                                                   thrive_options=thrive_options)
     known = [str(contact_id) for contact_id in imis_sandbox.seed.contacts["ID"][:40]]
     with thrive_sandbox._lock:
         interest = thrive_sandbox.store.interest(INTEREST)
@@ -386,3 +394,36 @@ def test_one_event_imis_cannot_take_is_quarantined_and_every_other_of_10000_is_w
     seconds = time.monotonic() - started
     print(f"\n10k writeback with one poisoned event: three runs in {seconds:.1f} s (first run {first['seconds']} s, "
           f"{first['activities_per_second']} activities/s; re-run {again['seconds']} s; fixed {fixed['seconds']} s)")
+
+
+def test_a_tenant_serving_only_documented_grids_gets_opens_and_clicks_from_the_mailing_flags(tmp_path):
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)  # within 100 days
+    end = start + timedelta(hours=1)
+    with serve_world(tmp_path, grids="documented") as world:
+        generated = world.engage(start, end, volume=600, seed=6)
+
+        first = world.write(start, end)
+        later = world.write(end, end + timedelta(hours=1))
+
+        for kind in (EngagementKind.MAIL_OPEN, EngagementKind.LINK_CLICK):
+            events = generated.events[kind]
+            events = events[events["user_id"].isin(world.known)]
+            expected = {(contact, str(instance)) for contact, instance in
+                        zip(events["user_id"], events["mailing_instance_id"], strict=True)}
+            written = world.activities([kind])
+            assert {(contact, instance) for _, contact, _, instance, _ in written} == expected and expected
+            assert set(written.values()) == {1}  # one per contact and mailing, however often they opened
+            assert first["sources"][kind.value] == f"mailing_activity_subscriber_actions.{FLAG_OF_KIND[kind]}"
+            assert later["written"][kind.value] == 0  # the flags already seen are not written again
+        assert sorted(first["failed_kinds"]) == ["Landing Page Submit", "Web Tracking Page Visit"]
+        assert "InvalidGridCategoryException" in first["failed_kinds"]["Landing Page Submit"]
+        sent = world.expected(generated, start, end)
+        assert world.activities([EngagementKind.MAIL_SENT]) == Counter(
+            {k: v for k, v in sent.items() if k[0] == "Mail Sent"})
+
+
+def test_a_window_older_than_100_days_fails_mail_sent_where_the_archive_grid_is_not_served(tmp_path):
+    with serve_world(tmp_path, grids="documented") as world:
+        world.engage(DST_DAY, DST_DAY + timedelta(hours=1), volume=200)
+        report = world.write(DST_DAY, DST_DAY + timedelta(hours=1), kinds=[EngagementKind.MAIL_SENT])
+    assert "subscriber_mailing_history_all" in report["failed_kinds"]["Mail Sent"]

@@ -278,7 +278,9 @@ class ThriveClient:
         except ThriveFault as fault:
             if isinstance(fault, ThriveCredentialsError):
                 raise
-            log.info("StartRow 0 refused (%s): this tenant counts rows from 1", fault.code)
+            # Only a refusal that StartRow 1 does not repeat is about the StartRow (a refused grid faults both).
+            self.grid_page(replace(probe, start_row=1))
+            log.info("StartRow 0 refused (%s) where 1 is taken: this tenant counts rows from 1", fault.code)
             self._startrow_base = 1
             return 1
         at_one = self.grid_page(replace(probe, start_row=1))

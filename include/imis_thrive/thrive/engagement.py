@@ -20,14 +20,18 @@ from include.imis_thrive.thrive.errors import ThriveError, ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.wire import Comparator, Condition, EngagementGrid, FaultCode, Grid, Record
 
-__all__ = ["EngagementEvent", "EngagementKind", "KindUnavailable", "event_from_record", "iter_engagement",
-           "resubscribes"]
+__all__ = ["EngagementEvent", "EngagementKind", "KindUnavailable", "event_from_record", "flagged_events",
+           "iter_engagement", "resubscribes"]
 
 log = logging.getLogger(__name__)
 
 # Faults that mean "this tenant does not serve that grid or element", not "the request was wrong this time".
 _REFUSED_GRID = frozenset({FaultCode.INVALID_GRID, FaultCode.UNEXPECTED_INPUT, FaultCode.INVALID_DATA_FORMAT})
 SUBSCRIBER_STATE_FIELDS = ("user_id", "email", "is_unsubscriber", "cancellation_date", "modified_date")
+# Where a tenant refuses the per-event grid, the documented per-subscriber flags of each recent mailing say who
+# opened or clicked (GridRequests - Subscriber Mailing Activity): one event per contact and mailing instance.
+FLAG_OF_KIND = {EngagementKind.MAIL_OPEN: "was_opened", EngagementKind.LINK_CLICK: "was_clicked"}
+FLAG_LOOKBACK = timedelta(days=30)  # opens and clicks of a mailing this old are still picked up
 STATE_BATCH = 500  # contact IDs per `IN` condition when reading the state of recorded unsubscribers
 
 
@@ -161,3 +165,47 @@ def resubscribes(
 def unsubscribed_state(events: Sequence[EngagementEvent]) -> dict[str, str]:
     """contact ID -> cancellation moment, from this window's Unsubscribe events (the state the next run checks)."""
     return {event.contact_id: event.occurred_at.isoformat() for event in events if event.contact_id}
+
+
+def flagged_events(
+    client: ThriveClient,
+    kind: EngagementKind,
+    seen: Mapping[str, Sequence[str]],
+    start: datetime,
+    end: datetime,
+) -> tuple[list[EngagementEvent], dict[str, list[str]]]:
+    """Opens or clicks derived from `mailing_activity_subscriber_actions`, and the flags seen after this window.
+
+    `seen` maps mailing instance -> contacts whose flag an earlier run already turned into an event. The flags
+    carry no time, so a new one is dated at its mailing, kept inside the window (the same interval derives the
+    same event and key). Mailings older than `FLAG_LOOKBACK` are dropped from the state.
+    """
+    _check_window(start, end)
+    flag = FLAG_OF_KIND[kind]
+    instances = client.iter_grid(Grid.MAILING_INSTANCE, "mailing_instance_id",
+                                 (Condition.single("mailing_date", Comparator.GTE, end - FLAG_LOOKBACK),
+                                  Condition.single("mailing_date", Comparator.LT, end)),
+                                 ("mailing_instance_id", "mailing_id", "mailing_date"))
+    events: list[EngagementEvent] = []
+    state: dict[str, list[str]] = {}
+    last_moment = end - timedelta(microseconds=1)
+    for instance in instances:
+        instance_id, mailed = instance.get("mailing_instance_id"), instance.get("mailing_date")
+        if not instance_id or not mailed:
+            continue
+        moment = min(max(wire.parse_timestamp(mailed), start), last_moment)
+        known = set(seen.get(instance_id, ()))
+        rows = client.iter_grid(Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS, "user_id",
+                                (Condition.single("mailing_instance_id", Comparator.EQ, instance_id),
+                                 Condition.single(flag, Comparator.EQ, 1)),
+                                ("mailing_instance_id", "user_id", "email", flag))
+        for row in rows:
+            contact = row.get("user_id")
+            if contact and wire.flag(row.get(flag)) and contact not in known:
+                known.add(contact)
+                events.append(EngagementEvent(kind, contact, row.get("email"), instance.get("mailing_id"),
+                                              instance_id, moment))
+        state[instance_id] = sorted(known)
+    log.info("%s: %d new from the %s flags of %d mailing instance(s) (the per-event grid is not served)", kind,
+             len(events), flag, len(state))
+    return events, state

@@ -124,6 +124,7 @@ class Grid(StrEnum):
     INTEREST_TARGET_GROUP = "interest_target_group"
     TARGET_GROUP_COUNTS = "target_group_counts"
     MAILING_INSTANCE = "mailing_instance"
+    MAILING_ACTIVITY_SUBSCRIBER_ACTIONS = "mailing_activity_subscriber_actions"
     UPLOAD_HISTORY = "upload_history"
     SUBSCRIBER_MAILING_HISTORY = "subscriber_mailing_history"  # mailings of the last 100 days
     SUBSCRIBER_MAILING_HISTORY_ALL = "subscriber_mailing_history_all"  # only mailings older than 100 days
@@ -155,6 +156,10 @@ GRID_ELEMENTS: dict[Grid, tuple[str, ...]] = {
     Grid.TARGET_GROUP_COUNTS: ("id", "name", "type_name", "target_group_count", "count_date", "last_used_date"),
     Grid.MAILING_INSTANCE: (
         "mailing_instance_id", "mailing_id", "mailing_date", "mailing_subject", "is_test", "target_group_id",
+    ),
+    # CONFIRMED (GridRequests - Subscriber Mailing Activity): per subscriber and instance, no timestamp.
+    Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS: (
+        "mailing_instance_id", "user_id", "email", "was_delivered", "was_opened", "was_clicked",
     ),
     Grid.UPLOAD_HISTORY: (
         "upload_id", "date", "status", "total_email_count", "invalid_email_count", "changed_email_count",

@@ -25,11 +25,19 @@ from include.imis_thrive.reports import render_activities
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.client import ThriveClient
 from include.imis_thrive.sync.bad_emails import bad_email_events
-from include.imis_thrive.thrive.engagement import iter_engagement, resubscribes, unsubscribed_state
+from include.imis_thrive.thrive.engagement import (
+    FLAG_OF_KIND,
+    KindUnavailable,
+    flagged_events,
+    iter_engagement,
+    resubscribes,
+    unsubscribed_state,
+)
+from include.imis_thrive.thrive import wire
 from include.imis_thrive.thrive.errors import ThriveError
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.ledger import ActivityLedger, hours_between
-from include.imis_thrive.writeback.unsubscribed_state import load_unsubscribed, save_unsubscribed
+from include.imis_thrive.writeback.derived_state import load_flags, load_unsubscribed, save_flags, save_unsubscribed
 from include.imis_thrive.writeback.quarantine import RETRY_RUNS
 from include.imis_thrive.writeback.writer import DEFAULT_BATCH_SIZE, ActivityWriter
 
@@ -66,6 +74,7 @@ def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStor
              writer.concurrency, imis.config.timezone)
     wanted = list(dict.fromkeys(kinds))
     failed: dict[str, str] = {}
+    sources: dict[str, str] = {}
     unsubscribed = load_unsubscribed(store)
     for kind in _in_dependency_order(wanted):
         try:
@@ -79,6 +88,8 @@ def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStor
                 unsubscribed = still
             elif kind is EngagementKind.BAD_EMAIL:
                 writer.write(bad_email_events(store, start, end))
+            elif kind in FLAG_OF_KIND:
+                sources[kind.value] = _opens_or_clicks(thrive, store, writer, kind, start, end)
             else:
                 writer.write(iter_engagement(thrive, kind, start, end))
         except ThriveError as error:
@@ -94,6 +105,7 @@ def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStor
         "timezone": imis.config.timezone,
         **writer.tally.summary(),
         "failed_kinds": failed,
+        "sources": sources,
         "unsubscribed_tracked": len(unsubscribed),
         "ledger": {"records_added": ledger.records_added, "records_compacted": compacted},
         "imis_calls": imis.calls - imis_calls,
@@ -101,6 +113,21 @@ def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStor
         "seconds": round(seconds, 2),
         "activities_per_second": round(written / seconds, 1) if seconds > 0 else None,
     }
+
+
+def _opens_or_clicks(thrive: ThriveClient, store: SnapshotStore, writer: ActivityWriter, kind: EngagementKind,
+                     start: datetime, end: datetime) -> str:
+    """Mail Open / Link Click from the per-event grid, or, where the tenant refuses it, from the documented
+    per-mailing flags (one event per contact and mailing, dated at the mailing); returns the source used."""
+    try:
+        writer.write(iter_engagement(thrive, kind, start, end))
+        return wire.ENGAGEMENT_GRIDS[kind].grids[0]
+    except KindUnavailable as refused:
+        log.warning("%s; reading the documented per-mailing %s flags instead", refused, FLAG_OF_KIND[kind])
+    events, flags = flagged_events(thrive, kind, load_flags(store, kind), start, end)
+    writer.write(events)
+    save_flags(store, kind, flags)
+    return f"{wire.Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS}.{FLAG_OF_KIND[kind]}"
 
 
 def _in_dependency_order(kinds: Iterable[EngagementKind]) -> list[EngagementKind]:

@@ -255,6 +255,16 @@ def test_paging_returns_every_row_exactly_once_whatever_startrow_base_the_tenant
     assert rows == [str(n) for n in range(total)]
 
 
+def test_a_refused_grid_is_not_mistaken_for_a_one_based_tenant():
+    refusal = replies.fault_envelope("InvalidGridCategoryException", "Grid type 'nope' is not a known grid")
+    transport, _ = _scripted([httpx.Response(500, content=refusal), httpx.Response(500, content=refusal)])
+    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+
+    with pytest.raises(ThriveFault, match="InvalidGridCategoryException"):
+        list(client.iter_grid("nope", "id", (), ("id",)))
+    assert client._startrow_base is None  # the next grid is probed afresh, not read from row 1
+
+
 def test_the_detected_startrow_base_is_kept_for_later_reads():
     client = ThriveClient(_config(), transport=_tenant("between", 9), sleep=lambda _: None)
     list(client.iter_grid("upload_history", "upload_id", (), ("upload_id",), page_size=3))
