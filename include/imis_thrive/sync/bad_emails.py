@@ -10,20 +10,19 @@ writes each as one `Bad Email` activity (exactly once, through the same ledger a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.thrive.client import DOUBLED_SUFFIX
 from include.imis_thrive.thrive.engagement import EngagementEvent
 from include.imis_thrive.thrive.kinds import EngagementKind
 
 log = logging.getLogger(__name__)
 
 BAD_EMAILS_KEY = "engagement/bad_emails"
-_DOUBLED_SUFFIX = re.compile(r"(\.[a-z]{2,})\1$", re.IGNORECASE)
 
 
 def bad_email_reason(email: str) -> str | None:
@@ -38,7 +37,7 @@ def bad_email_reason(email: str) -> str | None:
         return "the address has no @ with a name before and a domain after it"
     if "." not in domain or domain.startswith(".") or domain.endswith(".") or ".." in domain:
         return f"the domain {domain!r} is not a valid host name"
-    doubled = _DOUBLED_SUFFIX.search(domain)
+    doubled = DOUBLED_SUFFIX.search(domain)
     if doubled:
         return f"the domain ends in a doubled {doubled.group(1).lower()}"
     return None

@@ -299,7 +299,7 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Mappin
                                "diff": diff.summary(), "guard": guard, "to_send": len(to_send),
                                "dry_run": dry_run}
     if dry_run or to_send.empty:
-        return summary | {"sent": 0, "rejected": 0, "calls": 0,
+        return summary | {"sent": 0, "rejected": 0, "calls": 0, "records_sent": 0,
                           "seconds": round(time.monotonic() - started, 2)}
     log.info("contacts: sending %d (%d new to Thrive, %d changed)", len(to_send), len(diff.added),
              len(diff.changed))
@@ -311,6 +311,7 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Mappin
     _commit_merged(store, CONTACTS_SNAPSHOT, sent_before, accepted_rows, run_id)
     ledger.save(store)
     return summary | {"sent": len(to_send), "rejected": len(rejected), "calls": result.calls,
+                      "records_sent": result.records_sent,
                       "outcomes": _outcome_counts(result.outcomes), "quarantine": ledger.summary(),
                       "seconds": round(time.monotonic() - started, 2)}
 
@@ -377,13 +378,14 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: Mapping[
     summary: dict[str, Any] = {"group": name, "to_add": len(addable), "to_remove": len(leaving),
                                "not_in_thrive": len(wanted) - len(addable), "dry_run": dry_run}
     if dry_run:
-        return summary | {"added": 0, "removed": 0, "rejected": 0}
+        return summary | {"added": 0, "removed": 0, "rejected": 0, "records_sent": 0}
     rejected_ids: set[str] = set()
-    calls = 0
+    calls = records_sent = 0
     if len(addable):
         result = thrive.add_interest_members(name, _members(addable, emails))
         rejected_ids = {o.contact_id for o in result.outcomes if not o.accepted}
         calls += result.calls
+        records_sent = result.records_sent
     if len(leaving):
         calls += len(thrive.remove_interest_members(name, _members(leaving, emails)))
     kept = changes.loc[changes[CHANGE_COLUMN] == "keep", ID_ALIAS]
@@ -393,7 +395,8 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: Mapping[
     log.info("target group %r: %d added, %d removed, %d not added (not in Thrive or rejected)", name,
              len(added), len(leaving), len(wanted) - len(added))
     return summary | {"added": len(added), "removed": len(leaving), "rejected": len(rejected_ids),
-                      "members": len(members), "calls": calls, "seconds": round(time.monotonic() - started, 2)}
+                      "members": len(members), "calls": calls, "records_sent": records_sent,
+                      "seconds": round(time.monotonic() - started, 2)}
 
 
 def _members(ids: pd.Series, emails: pd.Series) -> list[InterestMember]:

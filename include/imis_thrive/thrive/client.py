@@ -10,6 +10,7 @@ Never resubscribes anyone: the only interest actions it sends are add-or-update 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,6 +50,9 @@ from include.imis_thrive.thrive.wire import Comparator, Condition, Grid, GridQue
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 INTEREST_FIELDS = ("target_group_id", "target_group_name", "is_deleted")
+# A domain ending in a doubled suffix (`example.com.com`): a typo Thrive refuses, and a Bad Email by the
+# integration's own description; refused here so no Subscribe has to locate it by halving.
+DOUBLED_SUFFIX = re.compile(r"(\.[a-z]{2,})\1$", re.IGNORECASE)
 MAX_LOCATED_REFUSALS = 25  # refusals in one Subscribe located one by one; more is a systemic problem
 THRIVE_REFUSED = "Thrive refused this subscriber (counted neither new nor previous in the Subscribe reply)"
 
@@ -95,6 +99,8 @@ def rejection_reason(subscriber: Subscriber) -> str | None:
     local, at, domain = email.partition("@")
     if not at or not local or "@" in domain or "." not in domain or any(c.isspace() for c in email):
         return "email is malformed"
+    if DOUBLED_SUFFIX.search(domain):
+        return "email domain repeats its suffix (e.g. .com.com)"
     for name, value in subscriber.fields.items():
         reason = wire.unsendable_reason(name) or (wire.unsendable_reason(value) if value else None)
         if reason:
@@ -422,19 +428,19 @@ class ThriveClient:
         if refused <= 0:
             outcomes = counted_outcomes(chunk, new, previous)
             log.info("%s: %d new, %d already known", what, new, previous)
-            return UpsertResult(outcomes=outcomes, calls=1)
+            return UpsertResult(outcomes=outcomes, calls=1, records_sent=len(chunk))
         if refused > MAX_LOCATED_REFUSALS:
             raise ThriveActionFailed("Subscribe", "partial", (
                 f"{what}: Thrive took {new + previous} of {len(chunk)} subscribers and says nothing of the other "
                 f"{refused}; more than {MAX_LOCATED_REFUSALS} refusals in one call is not a few bad rows: check the "
                 "personalization fields' definitions in Thrive"))
-        located, calls = self._locate_refused(chunk, interests, refused, what)
+        located, calls, resent = self._locate_refused(chunk, interests, refused, what)
         log.warning("%s: Thrive refused %d subscribers (contact IDs %s), found in %d more calls", what, len(located),
                     ", ".join(sorted(located)), calls)
         outcomes = [SubscriberOutcome(s.contact_id, s.email, OutcomeStatus.REJECTED, THRIVE_REFUSED)
                     if s.contact_id in located else SubscriberOutcome(s.contact_id, s.email, OutcomeStatus.ACCEPTED)
                     for s in chunk]
-        return UpsertResult(outcomes=outcomes, calls=1 + calls)
+        return UpsertResult(outcomes=outcomes, calls=1 + calls, records_sent=len(chunk) + resent)
 
     def _subscribe_counts(self, chunk: Sequence[Subscriber], interests: Sequence[str], what: str) -> tuple[int, int]:
         document = wire.action_request(self._brand, [wire.subscribe_action(chunk, interests, self.config.field_types)])
@@ -444,10 +450,10 @@ class ThriveClient:
         return subscribe_counts(responses[0], what)
 
     def _locate_refused(self, chunk: Sequence[Subscriber], interests: Sequence[str], refused: int,
-                        what: str) -> tuple[set[str], int]:
-        """The contact IDs of the `refused` subscribers of `chunk`, and the calls it took to find them."""
+                        what: str) -> tuple[set[str], int, int]:
+        """The contact IDs of the `refused` subscribers of `chunk`, and the calls and records it took to find them."""
         located: set[str] = set()
-        calls = 0
+        calls = resent = 0
         pending = [(chunk, refused)]
         while pending:
             part, missing = pending.pop()
@@ -457,10 +463,11 @@ class ThriveClient:
             left, right = part[:len(part) // 2], part[len(part) // 2:]
             new, previous = self._subscribe_counts(left, interests, f"{what} (locating refusals)")
             calls += 1
+            resent += len(left)
             left_missing = len(left) - new - previous
             pending += [(half, count) for half, count in ((left, left_missing), (right, missing - left_missing))
                         if count > 0]
-        return located, calls
+        return located, calls, resent
 
     def _bulk_upsert(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
         what = f"BulkUpload {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
@@ -472,7 +479,7 @@ class ThriveClient:
         if status.invalid_email_count:
             log.warning("%s: Thrive counted %d invalid emails (named only in its status e-mail)",
                         what, status.invalid_email_count)
-        return UpsertResult(outcomes=outcomes, calls=1, uploads=[status])
+        return UpsertResult(outcomes=outcomes, calls=1, uploads=[status], records_sent=len(chunk))
 
     def _status_recipients(self, what: str) -> list[str]:
         if not self.config.status_email_recipients:

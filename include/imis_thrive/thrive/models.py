@@ -85,6 +85,7 @@ class UpsertResult:
     outcomes: list[SubscriberOutcome] = field(default_factory=list)
     calls: int = 0
     uploads: list[UploadStatus] = field(default_factory=list)
+    records_sent: int = 0  # subscriber records that reached Thrive, re-sends that located refusals included
 
     @property
     def rejected(self) -> list[SubscriberOutcome]:
@@ -98,3 +99,4 @@ class UpsertResult:
         self.outcomes.extend(other.outcomes)
         self.calls += other.calls
         self.uploads.extend(other.uploads)
+        self.records_sent += other.records_sent

@@ -104,17 +104,19 @@ def test_rows_thrive_would_refuse_are_rejected_before_sending_with_a_reason():
 
 
 def test_subscribers_thrive_refuses_are_located_from_the_counts_alone(make_client, sandbox):
-    subscribers = _subscribers(40)
-    subscribers[6] = Subscriber("7", "typo@example.com.com")
-    subscribers[29] = Subscriber("30", "other@example.org.org")
+    client = make_client()
+    client.upsert_subscribers(_subscribers(40))
+    newcomers = _subscribers(40, first=41)
+    newcomers[6] = Subscriber("47", "m1@example.org")  # Thrive keys subscribers by email too: owned by contact 1
+    newcomers[29] = Subscriber("70", "m2@example.org")
 
-    result = make_client().upsert_subscribers(subscribers)
+    result = client.upsert_subscribers(newcomers)
 
     refused = [(o.contact_id, o.reason) for o in result.outcomes if o.status is OutcomeStatus.REJECTED]
-    assert refused == [("7", THRIVE_REFUSED), ("30", THRIVE_REFUSED)]
+    assert refused == [("47", THRIVE_REFUSED), ("70", THRIVE_REFUSED)]
     assert result.accepted_count == 38
     assert result.calls <= 1 + 2 * 6  # halving: about 2 log2(40) calls per refusal, at most
-    assert len(sandbox.subscribers()) == 38
+    assert len(sandbox.subscribers()) == 78
 
 
 def test_a_tenant_whose_counts_add_up_gets_one_call_and_no_search():
