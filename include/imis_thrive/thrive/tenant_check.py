@@ -47,7 +47,7 @@ import httpx
 from include.imis_thrive.http_retry import TransientHTTPError
 from include.imis_thrive.thrive import wire
 from include.imis_thrive.thrive.client import INTEREST_FIELDS, ThriveClient, ThriveConfig
-from include.imis_thrive.thrive.engagement import SUBSCRIBER_STATE_FIELDS
+from include.imis_thrive.thrive.engagement import FLAG_OF_KIND, SUBSCRIBER_STATE_FIELDS
 from include.imis_thrive.thrive.errors import ThriveCredentialsError, ThriveError, ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.models import Interest
@@ -88,6 +88,7 @@ class GridUse:
     role: Role
     purpose: str
     kinds: tuple[EngagementKind, ...] = ()
+    fallback: str | None = None  # a documented grid the pipeline reads instead when this one is refused
 
 
 # The reads of `ThriveClient` (interests, interest_members, upload_status, campaign_interests), then one per
@@ -118,10 +119,17 @@ def pipeline_grids(kinds: Sequence[EngagementKind] = tuple(EngagementKind)) -> l
         if kind not in kinds or kind in wire.DERIVED_KINDS:
             continue
         spec = wire.ENGAGEMENT_GRIDS[kind]
+        fallback = Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS if kind in FLAG_OF_KIND else None
         for grid in spec.grids:
             known = engagement.get(grid)
             engagement[grid] = GridUse(grid, spec.date_element, spec.return_fields(), Role.ENGAGEMENT,
-                                       f"{kind} writeback", (*known.kinds, kind) if known else (kind,))
+                                       f"{kind} writeback", (*known.kinds, kind) if known else (kind,), fallback)
+    flag_kinds = tuple(kind for kind in FLAG_OF_KIND if kind in kinds)
+    if flag_kinds:  # what Mail Open / Link Click are read from where the per-event grids are refused
+        engagement[Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS] = GridUse(
+            Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS, "user_id",
+            ("mailing_instance_id", "user_id", "email", *FLAG_OF_KIND.values()), Role.ENGAGEMENT,
+            f"{', '.join(flag_kinds)} writeback where the per-event grids are refused", flag_kinds)
     return uses + list(engagement.values())
 
 
@@ -276,8 +284,9 @@ class TenantReport:
     def grid_problems(self) -> list[tuple[GridCheck, str]]:
         """Each grid whose refusal stops part of the pipeline, with its sentence (one campaign signal may fail)."""
         signal_ok = self._campaign_signal_ok()
+        served = {check.use.grid for check in self.grids if check.available}
         return [(check, _grid_problem(check)) for check in self.grids
-                if check.empty_page_of_rows or (not check.available and
+                if check.empty_page_of_rows or (not check.available and check.use.fallback not in served and
                                                 (check.use.role is not Role.CAMPAIGN_SIGNAL or not signal_ok))]
 
     def _campaign_signal_ok(self) -> bool:
@@ -417,8 +426,10 @@ def _grid_line(check: GridCheck) -> str:
     use = check.use
     if check.available:
         return f"OK   grid {use.grid}: {_count(check.count or 0, 'row')}, first page read ({use.purpose})"
+    instead = (f"the documented {use.fallback} flags are read instead (one event per contact and mailing)"
+               if use.fallback else "the other campaign signal is used")
     return (f"NOTE grid {use.grid}: refused with {check.refused_code or check.error} on the {check.refused_on} "
-            f"({use.purpose}); the other campaign signal is used")
+            f"({use.purpose}); {instead}")
 
 
 def _grid_problem(check: GridCheck) -> str:

@@ -68,18 +68,28 @@ def test_a_compressed_grids_payload_is_told_from_a_plain_one():
     assert reply_is_compressed(replies.response_envelope(packed))
 
 
+def test_a_refused_per_event_opens_grid_is_covered_by_the_documented_flags():
+    report = _refused(_report(), "mailing_activity_opens")
+    assert report.exit_code == EXIT_OK
+    assert any(line.startswith("NOTE grid mailing_activity_opens") and "flags are read instead" in line
+               for line in report.render().splitlines())
+    both = _refused(_report(), "mailing_activity_opens", "mailing_activity_subscriber_actions")
+    assert any("Mail Open writeback fails on every run" in problem for problem in both.problems)
+
+
 def test_every_grid_the_pipeline_reads_is_checked_once_with_its_own_fields():
     uses = pipeline_grids()
     grids = [use.grid for use in uses]
     assert len(grids) == len(set(grids))
     engagement = {grid for spec in wire.ENGAGEMENT_GRIDS.values() for grid in spec.grids}
-    assert set(grids) == engagement | {use.grid for use in CLIENT_GRIDS} | {"subscriber"}  # subscriber: Resubscribe
+    derived = {"subscriber", "mailing_activity_subscriber_actions"}  # Resubscribe's state, the opens/clicks flags
+    assert set(grids) == engagement | {use.grid for use in CLIENT_GRIDS} | derived
     mail_sent = [use for use in uses if EngagementKind.MAIL_SENT in use.kinds]
     assert {use.grid for use in mail_sent} == {"subscriber_mailing_history"}
     assert all(use.return_fields == wire.ENGAGEMENT_GRIDS[EngagementKind.MAIL_SENT].return_fields()
                for use in mail_sent)
     only_clicks = [use.grid for use in pipeline_grids([EngagementKind.LINK_CLICK])]
-    assert only_clicks == [use.grid for use in CLIENT_GRIDS] + ["mailing_activity_clicks"]
+    assert only_clicks == [use.grid for use in CLIENT_GRIDS] + ["mailing_activity_clicks", "mailing_activity_subscriber_actions"]
 
 
 def test_target_groups_are_matched_case_insensitively_and_a_deleted_one_is_named():
@@ -121,10 +131,10 @@ def test_one_refused_campaign_signal_is_a_note_both_are_a_problem():
 
 
 def test_a_refused_engagement_grid_names_the_kind_and_the_required_grids_block_the_sync():
-    report = _refused(_report(), "mailing_activity_opens", "subscriber_interests")
+    report = _refused(_report(), "subscriber_form_usage", "subscriber_interests")
     fixes = [line for line in report.render().splitlines() if line.startswith("FIX")]
     assert len(fixes) == 2 and report.exit_code == EXIT_PROBLEMS
-    assert "Mail Open writeback fails on every run" in fixes[1]
+    assert "Landing Page Submit writeback fails on every run" in fixes[1]
     assert fixes[0].startswith("FIX  grid subscriber_interests (target group members")
     assert {use.role for use in pipeline_grids()} == set(Role)
 
