@@ -53,7 +53,6 @@ INTEREST_FIELDS = ("target_group_id", "target_group_name", "is_deleted")
 # A domain ending in a doubled suffix (`example.com.com`): a typo Thrive refuses, and a Bad Email by the
 # integration's own description; refused here so no Subscribe has to locate it by halving.
 DOUBLED_SUFFIX = re.compile(r"(\.[a-z]{2,})\1$", re.IGNORECASE)
-MAX_LOCATED_REFUSALS = 25  # refusals in one Subscribe located one by one; more is a systemic problem
 THRIVE_REFUSED = "Thrive refused this subscriber (counted neither new nor previous in the Subscribe reply)"
 
 
@@ -420,7 +419,8 @@ class ThriveClient:
         """One Subscribe; when the counts say Thrive took fewer than were sent, find which by halving.
 
         The reply holds counts only, so a refused subscriber (counted neither new nor previous) is located by
-        re-sending halves (Subscribe is an idempotent upsert): about 2 log2(n) calls per refusal.
+        re-sending halves (Subscribe is an idempotent upsert): about 2 log2(n) calls per refusal, at most 2n in
+        all. A whole call refused is a systemic problem and fails.
         """
         what = f"Subscribe {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
         new, previous = self._subscribe_counts(chunk, interests, what)
@@ -429,11 +429,10 @@ class ThriveClient:
             outcomes = counted_outcomes(chunk, new, previous)
             log.info("%s: %d new, %d already known", what, new, previous)
             return UpsertResult(outcomes=outcomes, calls=1, records_sent=len(chunk))
-        if refused > MAX_LOCATED_REFUSALS:
-            raise ThriveActionFailed("Subscribe", "partial", (
-                f"{what}: Thrive took {new + previous} of {len(chunk)} subscribers and says nothing of the other "
-                f"{refused}; more than {MAX_LOCATED_REFUSALS} refusals in one call is not a few bad rows: check the "
-                "personalization fields' definitions in Thrive"))
+        if refused == len(chunk):
+            raise ThriveActionFailed("Subscribe", "refused", (
+                f"{what}: Thrive took none of the {len(chunk)} subscribers (counted neither new nor previous); that "
+                "is not a few bad rows: check the personalization fields' definitions in Thrive"))
         located, calls, resent = self._locate_refused(chunk, interests, refused, what)
         log.warning("%s: Thrive refused %d subscribers (contact IDs %s), found in %d more calls", what, len(located),
                     ", ".join(sorted(located)), calls)

@@ -119,6 +119,19 @@ def test_subscribers_thrive_refuses_are_located_from_the_counts_alone(make_clien
     assert len(sandbox.subscribers()) == 78
 
 
+def test_many_refusals_are_all_located_and_a_wholly_refused_call_fails(make_client, sandbox):
+    client = make_client()
+    client.upsert_subscribers(_subscribers(30))
+    reused = [Subscriber(str(100 + i), f"m{i + 1}@example.org") for i in range(30)]  # every email owned already
+
+    mixed = client.upsert_subscribers(reused[:20] + _subscribers(10, first=200))
+
+    assert [o.contact_id for o in mixed.rejected] == [str(100 + i) for i in range(20)]
+    assert mixed.accepted_count == 10 and len(sandbox.subscribers()) == 40
+    with pytest.raises(ThriveActionFailed, match="Thrive took none of the 30 subscribers"):
+        client.upsert_subscribers(reused)
+
+
 def test_a_tenant_whose_counts_add_up_gets_one_call_and_no_search():
     document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe><NewSubscriberCount>1</NewSubscriberCount>'
                 "<PreviousSubscriberCount>1</PreviousSubscriberCount><ActionStatus><Status>success</Status>"
