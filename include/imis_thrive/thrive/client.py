@@ -53,6 +53,7 @@ INTEREST_FIELDS = ("target_group_id", "target_group_name", "is_deleted")
 # A domain ending in a doubled suffix (`example.com.com`): a typo Thrive refuses, and a Bad Email by the
 # integration's own description; refused here so no Subscribe has to locate it by halving.
 DOUBLED_SUFFIX = re.compile(r"(\.[a-z]{2,})\1$", re.IGNORECASE)
+SYSTEMIC_REFUSALS = 20  # a Subscribe of at least this many with none taken is a broken request, not bad rows
 THRIVE_REFUSED = "Thrive refused this subscriber (counted neither new nor previous in the Subscribe reply)"
 
 
@@ -420,7 +421,7 @@ class ThriveClient:
 
         The reply holds counts only, so a refused subscriber (counted neither new nor previous) is located by
         re-sending halves (Subscribe is an idempotent upsert): about 2 log2(n) calls per refusal, at most 2n in
-        all. A whole call refused is a systemic problem and fails.
+        all. A whole call of `SYSTEMIC_REFUSALS` or more refused is a systemic problem and fails.
         """
         what = f"Subscribe {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
         new, previous = self._subscribe_counts(chunk, interests, what)
@@ -429,7 +430,7 @@ class ThriveClient:
             outcomes = counted_outcomes(chunk, new, previous)
             log.info("%s: %d new, %d already known", what, new, previous)
             return UpsertResult(outcomes=outcomes, calls=1, records_sent=len(chunk))
-        if refused == len(chunk):
+        if refused == len(chunk) >= SYSTEMIC_REFUSALS:
             raise ThriveActionFailed("Subscribe", "refused", (
                 f"{what}: Thrive took none of the {len(chunk)} subscribers (counted neither new nor previous); that "
                 "is not a few bad rows: check the personalization fields' definitions in Thrive"))

@@ -130,6 +130,8 @@ def test_many_refusals_are_all_located_and_a_wholly_refused_call_fails(make_clie
     assert mixed.accepted_count == 10 and len(sandbox.subscribers()) == 40
     with pytest.raises(ThriveActionFailed, match="Thrive took none of the 30 subscribers"):
         client.upsert_subscribers(reused)
+    single = client.upsert_subscribers(reused[:1])  # one refused row alone is a refusal, not a broken request
+    assert [(o.contact_id, o.reason) for o in single.rejected] == [("100", THRIVE_REFUSED)] and single.calls == 1
 
 
 def test_a_tenant_whose_counts_add_up_gets_one_call_and_no_search():
