@@ -58,7 +58,13 @@ from include.imis_thrive.sync.quarantine import RejectionLedger
 from include.imis_thrive.sync.snapshots import SnapshotHandle, SnapshotStore, snapshot_name
 from include.imis_thrive.sync.validation import IqaKind, ValidationFailed, validate_iqa
 from include.imis_thrive.thrive.client import ThriveClient
-from include.imis_thrive.thrive.models import CampaignSelection, InterestMember, Subscriber, SubscriberOutcome
+from include.imis_thrive.thrive.models import (
+    CampaignSelection,
+    Interest,
+    InterestMember,
+    Subscriber,
+    SubscriberOutcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +120,18 @@ class CampaignOnly:
     listed_groups: Sequence[str] = ()
     lookback: timedelta = timedelta(days=CAMPAIGN_LOOKBACK_DAYS)
 
-    def select(self, thrive: ThriveClient, now: datetime) -> CampaignSelection:
+    def select(self, thrive: ThriveClient, now: datetime, interests: Sequence[Interest]) -> CampaignSelection:
         if self.listed_groups:
             return CampaignSelection(list(self.listed_groups), f"the Airflow Variable {CAMPAIGN_GROUPS_VARIABLE}")
-        return thrive.campaign_interests(now - self.lookback)
+        return thrive.campaign_interests(now - self.lookback, interests)
 
 
 def discover_target_groups(imis: ImisClient, thrive: ThriveClient, only: str | None = None,
                            campaign_only: CampaignOnly | None = None) -> list[TargetGroup]:
     """The list IQAs to sync this run: one named group, the groups of active campaigns, or all of them."""
     documents = imis.list_folder(MAILING_LISTS_FOLDER)
-    interests = {i.name.casefold(): i for i in thrive.interests() if not i.is_deleted}
+    every_interest = thrive.interests()
+    interests = {i.name.casefold(): i for i in every_interest if not i.is_deleted}
     if only:
         chosen = [d for d in documents if d.name.casefold() == only.strip().casefold()]
         if not chosen:
@@ -133,7 +140,7 @@ def discover_target_groups(imis: ImisClient, thrive: ThriveClient, only: str | N
                 f"no list IQA named {only!r} in {MAILING_LISTS_FOLDER} (available: {available})")
         documents = chosen
     elif campaign_only is not None:
-        selection = campaign_only.select(thrive, datetime.now(UTC))
+        selection = campaign_only.select(thrive, datetime.now(UTC), every_interest)
         wanted = {name.casefold() for name in selection.names}
         documents = [d for d in documents if d.name.casefold() in wanted]
         if documents:

@@ -50,6 +50,9 @@ from include.imis_thrive.thrive.wire import Comparator, Condition, Grid, GridQue
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 INTEREST_FIELDS = ("target_group_id", "target_group_name", "is_deleted")
+MEMBER_FIELDS = ("subscriber_id", "user_id", "email")
+MAILED_GROUP_FIELDS = ("mailing_instance_id", "target_group_id")  # campaign signal 1: the groups mailings used
+GROUP_USE_FIELDS = ("id", "name", "last_used_date")  # campaign signal 2: when each group was last used
 # A domain ending in a doubled suffix (`example.com.com`): a typo Thrive refuses, and a Bad Email by the
 # integration's own description; refused here so no Subscribe has to locate it by halving.
 DOUBLED_SUFFIX = re.compile(r"(\.[a-z]{2,})\1$", re.IGNORECASE)
@@ -315,15 +318,17 @@ class ThriveClient:
             for row in self.iter_grid(Grid.INTEREST_TARGET_GROUP, "target_group_id", (), INTEREST_FIELDS)
         ]
 
-    def campaign_interests(self, since: datetime) -> CampaignSelection:
+    def campaign_interests(self, since: datetime, interests: Sequence[Interest] | None = None) -> CampaignSelection:
         """The live interests a campaign used since `since`: the ones to re-sync hourly.
 
         No grid flags an interest as "in a campaign" (thrive-vendor-facts.md: `interest_target_group` has no such
         column), so two documented signals are read: the target groups of mailing instances dated since then
         (`mailing_instance.target_group_id`) and the groups whose `target_group_counts.last_used_date` is that
-        recent. A signal the tenant refuses is logged and the other used; both refused raises.
+        recent. A signal the tenant refuses is logged and the other used; both refused raises. Pass `interests`
+        when the caller has just read them, to save reading them again.
         """
-        live = {interest.interest_id: interest.name for interest in self.interests() if not interest.is_deleted}
+        live = {interest.interest_id: interest.name for interest in (interests if interests is not None
+                                                                       else self.interests()) if not interest.is_deleted}
         used: set[int] = set()
         signals, refused = [], []
         for signal, read in (("mailing_instance.target_group_id", self._mailed_group_ids),
@@ -344,12 +349,12 @@ class ThriveClient:
     def _mailed_group_ids(self, since: datetime) -> set[int]:
         rows = self.iter_grid(Grid.MAILING_INSTANCE, "mailing_instance_id",
                               (Condition.single("mailing_date", Comparator.GTE, since),),
-                              ("mailing_instance_id", "target_group_id"))
+                              MAILED_GROUP_FIELDS)
         return {int(row["target_group_id"]) for row in rows if (row.get("target_group_id") or "").strip().isdigit()}
 
     def _recently_used_group_ids(self, since: datetime) -> set[int]:
         rows = self.iter_grid(Grid.TARGET_GROUP_COUNTS, "id", (Condition.single("last_used_date", Comparator.GTE, since),),
-                              ("id", "name", "last_used_date"))
+                              GROUP_USE_FIELDS)
         return {int(row["id"]) for row in rows if (row.get("id") or "").strip().isdigit()}
 
     def require_interest(self, name: str) -> Interest:
@@ -366,7 +371,7 @@ class ThriveClient:
         """Current members of one interest, ordered by Thrive's subscriber id (a stable paging key)."""
         condition = Condition.single("interest_name", Comparator.EQ, interest)
         for row in self.iter_grid(Grid.SUBSCRIBER_INTERESTS, "subscriber_id", [condition],
-                                  ("subscriber_id", "user_id", "email")):
+                                  MEMBER_FIELDS):
             yield InterestMember(contact_id=row.get("user_id"), email=row.get("email") or "")
 
     # --- writes -------------------------------------------------------------------------------------------

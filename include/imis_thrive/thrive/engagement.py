@@ -31,6 +31,7 @@ SUBSCRIBER_STATE_FIELDS = ("user_id", "email", "is_unsubscriber", "cancellation_
 # Where a tenant refuses the per-event grid, the documented per-subscriber flags of each recent mailing say who
 # opened or clicked (GridRequests - Subscriber Mailing Activity): one event per contact and mailing instance.
 FLAG_OF_KIND = {EngagementKind.MAIL_OPEN: "was_opened", EngagementKind.LINK_CLICK: "was_clicked"}
+FLAG_FIELDS = ("mailing_instance_id", "user_id", "email")  # plus the kind's flag
 FLAG_LOOKBACK = timedelta(days=30)  # opens and clicks of a mailing this old are still picked up
 STATE_BATCH = 500  # contact IDs per `IN` condition when reading the state of recorded unsubscribers
 
@@ -86,6 +87,11 @@ def _check_window(start: datetime, end: datetime) -> None:
         raise ValueError("engagement window bounds must be timezone-aware (UTC)")
     if end <= start:
         raise ValueError(f"empty engagement window [{start.isoformat()}, {end.isoformat()})")
+
+
+def _inside(moment: datetime, start: datetime, end: datetime) -> datetime:
+    """A derived event's moment, kept in `[start, end)`: re-running the interval derives the same event and key."""
+    return min(max(moment, start), end - timedelta(microseconds=1))
 
 
 def grids_for_window(kind: EngagementKind, start: datetime, now: datetime) -> tuple[str, ...]:
@@ -144,7 +150,6 @@ def resubscribes(
     _check_window(start, end)
     events: list[EngagementEvent] = []
     still: dict[str, str] = {}
-    last_moment = end - timedelta(microseconds=1)
     for contacts in batched(sorted(unsubscribed), STATE_BATCH):
         condition = Condition("user_id", Comparator.IN, tuple(contacts))
         found = {row.get("user_id"): row for row in
@@ -157,7 +162,7 @@ def resubscribes(
             modified = row.get("modified_date")
             moment = wire.parse_timestamp(modified) if modified else start
             events.append(EngagementEvent(EngagementKind.RESUBSCRIBE, contact, row.get("email"), None, None,
-                                          min(max(moment, start), last_moment)))
+                                          _inside(moment, start, end)))
     log.info("resubscribes: %d of %d recorded unsubscribers are subscribed again", len(events), len(unsubscribed))
     return events, still
 
@@ -188,17 +193,16 @@ def flagged_events(
                                  ("mailing_instance_id", "mailing_id", "mailing_date"))
     events: list[EngagementEvent] = []
     state: dict[str, list[str]] = {}
-    last_moment = end - timedelta(microseconds=1)
     for instance in instances:
         instance_id, mailed = instance.get("mailing_instance_id"), instance.get("mailing_date")
         if not instance_id or not mailed:
             continue
-        moment = min(max(wire.parse_timestamp(mailed), start), last_moment)
+        moment = _inside(wire.parse_timestamp(mailed), start, end)
         known = set(seen.get(instance_id, ()))
         rows = client.iter_grid(Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS, "user_id",
                                 (Condition.single("mailing_instance_id", Comparator.EQ, instance_id),
                                  Condition.single(flag, Comparator.EQ, 1)),
-                                ("mailing_instance_id", "user_id", "email", flag))
+                                (*FLAG_FIELDS, flag))
         for row in rows:
             contact = row.get("user_id")
             if contact and wire.flag(row.get(flag)) and contact not in known:

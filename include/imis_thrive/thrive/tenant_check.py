@@ -46,8 +46,15 @@ import httpx
 
 from include.imis_thrive.http_retry import TransientHTTPError
 from include.imis_thrive.thrive import wire
-from include.imis_thrive.thrive.client import INTEREST_FIELDS, ThriveClient, ThriveConfig
-from include.imis_thrive.thrive.engagement import FLAG_OF_KIND, SUBSCRIBER_STATE_FIELDS
+from include.imis_thrive.thrive.client import (
+    GROUP_USE_FIELDS,
+    INTEREST_FIELDS,
+    MAILED_GROUP_FIELDS,
+    MEMBER_FIELDS,
+    ThriveClient,
+    ThriveConfig,
+)
+from include.imis_thrive.thrive.engagement import FLAG_FIELDS, FLAG_OF_KIND, SUBSCRIBER_STATE_FIELDS
 from include.imis_thrive.thrive.errors import ThriveCredentialsError, ThriveError, ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.models import Interest
@@ -96,13 +103,13 @@ class GridUse:
 CLIENT_GRIDS: tuple[GridUse, ...] = (
     GridUse(Grid.INTEREST_TARGET_GROUP, "target_group_id", INTEREST_FIELDS, Role.REQUIRED,
             "target groups (ThriveClient.interests)"),
-    GridUse(Grid.SUBSCRIBER_INTERESTS, "subscriber_id", ("subscriber_id", "user_id", "email"), Role.REQUIRED,
+    GridUse(Grid.SUBSCRIBER_INTERESTS, "subscriber_id", MEMBER_FIELDS, Role.REQUIRED,
             "target group members (ThriveClient.interest_members)"),
     GridUse(Grid.UPLOAD_HISTORY, "upload_id", wire.GRID_ELEMENTS[Grid.UPLOAD_HISTORY], Role.REQUIRED,
             "BulkUpload status (ThriveClient.upload_status)"),
-    GridUse(Grid.MAILING_INSTANCE, "mailing_instance_id", ("mailing_instance_id", "target_group_id"),
+    GridUse(Grid.MAILING_INSTANCE, "mailing_instance_id", MAILED_GROUP_FIELDS,
             Role.CAMPAIGN_SIGNAL, "campaign groups (mailing_instance.target_group_id)"),
-    GridUse(Grid.TARGET_GROUP_COUNTS, "id", ("id", "name", "last_used_date"), Role.CAMPAIGN_SIGNAL,
+    GridUse(Grid.TARGET_GROUP_COUNTS, "id", GROUP_USE_FIELDS, Role.CAMPAIGN_SIGNAL,
             "campaign groups (target_group_counts.last_used_date)"),
 )
 
@@ -128,7 +135,7 @@ def pipeline_grids(kinds: Sequence[EngagementKind] = tuple(EngagementKind)) -> l
     if flag_kinds:  # what Mail Open / Link Click are read from where the per-event grids are refused
         engagement[Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS] = GridUse(
             Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS, "user_id",
-            ("mailing_instance_id", "user_id", "email", *FLAG_OF_KIND.values()), Role.ENGAGEMENT,
+            (*FLAG_FIELDS, *FLAG_OF_KIND.values()), Role.ENGAGEMENT,
             f"{', '.join(flag_kinds)} writeback where the per-event grids are refused", flag_kinds)
     return uses + list(engagement.values())
 

@@ -1,5 +1,6 @@
 """The client's batching, screening and error handling, over an in-process transport (no sockets)."""
 
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 import httpx
@@ -134,11 +135,17 @@ def test_many_refusals_are_all_located_and_a_wholly_refused_call_fails(make_clie
     assert [(o.contact_id, o.reason) for o in single.rejected] == [("100", THRIVE_REFUSED)] and single.calls == 1
 
 
+def _subscribe_response(counts: str, status: str = "success", message: str = "") -> ET.Element:
+    """The `<Subscribe>` element of an ActionResponse carrying `counts` and an ActionStatus."""
+    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe>{counts}<ActionStatus>'
+                f"<Status>{status}</Status><Message>{message}</Message></ActionStatus></Subscribe></Responses>"
+                "</ActionResponse>")
+    return wire.action_responses(wire.parse_document(document, "t"), "t")[0]
+
+
 def test_a_tenant_whose_counts_add_up_gets_one_call_and_no_search():
-    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe><NewSubscriberCount>1</NewSubscriberCount>'
-                "<PreviousSubscriberCount>1</PreviousSubscriberCount><ActionStatus><Status>success</Status>"
-                "</ActionStatus></Subscribe></Responses></ActionResponse>")
-    response = wire.action_responses(wire.parse_document(document, "t"), "t")[0]
+    response = _subscribe_response("<NewSubscriberCount>1</NewSubscriberCount>"
+                                   "<PreviousSubscriberCount>1</PreviousSubscriberCount>")
 
     assert subscribe_counts(response, "Subscribe 2") == (1, 1)
     assert [o.status for o in counted_outcomes(_subscribers(2), 1, 1)] == [OutcomeStatus.ACCEPTED] * 2
@@ -146,18 +153,14 @@ def test_a_tenant_whose_counts_add_up_gets_one_call_and_no_search():
 
 
 def test_a_subscribe_reply_without_its_counts_is_a_protocol_error_not_all_accepted():
-    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe><ActionStatus><Status>success</Status>'
-                "</ActionStatus></Subscribe></Responses></ActionResponse>")
-    response = wire.action_responses(wire.parse_document(document, "t"), "t")[0]
+    response = _subscribe_response("")
 
     with pytest.raises(ThriveProtocolError, match="Subscribe 2: the Subscribe reply carries no NewSubscriberCount"):
         subscribe_counts(response, "Subscribe 2")
 
 
 def test_a_failure_status_without_a_fault_is_raised_naming_the_action():
-    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe><ActionStatus><Status>failure</Status>'
-                "<Message>quota exceeded</Message></ActionStatus></Subscribe></Responses></ActionResponse>")
-    response = wire.action_responses(wire.parse_document(document, "t"), "t")[0]
+    response = _subscribe_response("", status="failure", message="quota exceeded")
 
     with pytest.raises(ThriveActionFailed, match="Subscribe: Thrive reported status 'failure': quota exceeded"):
         subscribe_counts(response, "Subscribe 1")
