@@ -7,16 +7,17 @@ VENV := .venv
 UV_VERSION := 0.13.9
 ENV := source bin/env.sh &&
 
-.PHONY: venv test demo sandbox bench clean airflow ui-check
+.PHONY: venv test demo sandbox bench clean airflow ui-check lock
 
 venv: $(VENV)/.installed
 
-# uv installs the ~180 pinned wheels in seconds where pip takes minutes; pip is the fallback.
-$(VENV)/.installed: requirements.txt pyproject.toml
+# uv installs the ~195 pinned wheels in seconds where pip takes minutes; pip is the fallback. A worker needs only
+# requirements.txt; this checkout's venv also runs the sandboxes, the tests and the gates (requirements-dev.txt).
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) \
-	  && $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.txt \
-	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	  && $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-dev.txt \
+	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e . \
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
@@ -25,10 +26,10 @@ test: venv
 	$(ENV) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(ENV) bin/prepare-airflow-home && $(VENV)/bin/python -m include.imis_thrive.demo
+	$(ENV) bin/prepare-airflow-home && $(VENV)/bin/python -m sandbox.demo
 
 sandbox: venv
-	$(ENV) $(VENV)/bin/python -m include.imis_thrive.sandbox
+	$(ENV) $(VENV)/bin/python -m sandbox
 
 bench: venv
 	$(ENV) for script in bench/bench_*.py; do $(VENV)/bin/python $$script || exit 1; done
@@ -42,6 +43,11 @@ ui-check: venv
 	command -v chromium >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; }
 	bin/ui-check
+
+# Re-resolve both pin files together: the worker's pins are constrained by the dev ones, so none differs.
+lock: venv
+	$(VENV)/bin/uv pip compile -q requirements-dev.in -o requirements-dev.txt --python-version 3.11
+	$(VENV)/bin/uv pip compile -q requirements.in -c requirements-dev.txt -o requirements.txt --python-version 3.11
 
 clean:
 	rm -rf $(VENV) .airflow .data

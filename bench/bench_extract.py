@@ -22,8 +22,8 @@ USER, PASSWORD = "hl_integration", "sandbox-imis-password"
 
 
 def serve(contacts: int, pipe: Connection) -> None:
-    from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
-    from include.imis_thrive.sandbox.server import SandboxServer
+    from sandbox.imis_app import ImisSandbox, ImisSandboxConfig
+    from sandbox.server import SandboxServer
 
     sandbox = ImisSandbox(ImisSandboxConfig(users={USER: PASSWORD}, contacts=contacts))
     with SandboxServer(sandbox.app) as server:

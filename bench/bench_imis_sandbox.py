@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from include.imis_thrive.imis.iqa_package import CONTACTS_IQA
-from include.imis_thrive.sandbox.imis_app import MAX_LIMIT, ImisSandbox, ImisSandboxConfig
-from include.imis_thrive.sandbox.server import SandboxServer
+from sandbox.imis_app import MAX_LIMIT, ImisSandbox, ImisSandboxConfig
+from sandbox.server import SandboxServer
 
 
 def peak_rss_mb() -> float:

@@ -14,8 +14,8 @@ import argparse
 import time
 from datetime import UTC, datetime, timedelta
 
-from include.imis_thrive.sandbox.server import SandboxServer
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
+from sandbox.server import SandboxServer
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.thrive.engagement import EngagementKind, iter_engagement
 from include.imis_thrive.thrive.wire import DERIVED_KINDS

@@ -35,10 +35,10 @@ INTEREST = "Newsletter"
 
 def serve(subscribers: int, events: int, pipe: Connection) -> None:
     """Child process: both sandboxes seeded and engaged, served until the parent says stop."""
-    from include.imis_thrive.airflow_settings import load_settings
-    from include.imis_thrive.sandbox.__main__ import build_sandboxes
-    from include.imis_thrive.sandbox.server import SandboxServer
-    from include.imis_thrive.sandbox.thrive_store import UploadRow
+    from sandbox.airflow_settings import load_settings
+    from sandbox.__main__ import build_sandboxes
+    from sandbox.server import SandboxServer
+    from sandbox.thrive_store import UploadRow
 
     imis, thrive = build_sandboxes(load_settings(), contacts=subscribers, seed=1, broken_lists=False)
     with thrive._lock:

@@ -37,7 +37,7 @@ from playwright.sync_api import Error as PlaywrightError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from include.imis_thrive.airflow_api import (  # noqa: E402
+from include.imis_thrive.airflow.rest_api import (  # noqa: E402
     PASSWORD_ENV,
     TARGET_GROUP_DAG,
     URL_ENV,

@@ -34,8 +34,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from sync_assets import THRIVE_PANEL_FIELDS
-from sync_runtime import DEFAULT_ARGS
+from include.imis_thrive.airflow.assets import THRIVE_PANEL_FIELDS
+from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
 
 
 
@@ -61,10 +61,10 @@ def imis_to_thrive_panel_fields():
     @task(pool="imis_api")
     def extract_panel_fields(run_id: str | None = None) -> dict:
         """Panel IQA → typed frame → blocking expectations → Thrive text, staged for this run."""
-        from imis_hook import ImisHook
+        from include.imis_thrive.airflow.hooks.imis import ImisHook
 
         from include.imis_thrive.sync import panel_fields
-        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         with ImisHook().get_client() as imis, bad_data_fails_without_retry():
             return panel_fields.extract_panel_fields(imis, snapshot_store(), run_id)
@@ -72,11 +72,11 @@ def imis_to_thrive_panel_fields():
     @task
     def upsert_panel_fields(extracted: dict, params: dict, run_id: str | None = None) -> dict:
         """Changed fields of contacts Thrive holds, one upsert per field set; then the snapshot is committed."""
-        from thrive_hook import ThriveHook
+        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
         from include.imis_thrive.sync import panel_fields
         from include.imis_thrive.sync.guard import MassChangeLimits
-        from sync_runtime import snapshot_store
+        from include.imis_thrive.airflow.runtime import snapshot_store
 
         limits = MassChangeLimits(max_changed_share=params["max_changed_share"])
         with ThriveHook().get_client() as thrive:
@@ -89,7 +89,7 @@ def imis_to_thrive_panel_fields():
         """The run report next to the snapshots; fails the run if the mass-change guard stopped the load."""
         from include.imis_thrive import reports
         from include.imis_thrive.sync import panel_fields
-        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         with bad_data_fails_without_retry():
             summary = panel_fields.finish_run(snapshot_store(), run_id, extracted, upserted)

@@ -34,8 +34,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from sync_assets import THRIVE_CONTACTS, THRIVE_TARGET_GROUPS, target_group_asset
-from sync_runtime import DEFAULT_ARGS
+from include.imis_thrive.airflow.assets import THRIVE_CONTACTS, THRIVE_TARGET_GROUPS, target_group_asset
+from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
 
 
 
@@ -68,13 +68,13 @@ def imis_to_thrive_target_groups():
     @task(pool="imis_api")
     def discover_target_groups(params: dict, dag_run=None) -> list[dict]:
         """The list IQAs to sync, each checked against the requirements its definition shows."""
-        from imis_hook import ImisHook
-        from thrive_hook import ThriveHook
+        from include.imis_thrive.airflow.hooks.imis import ImisHook
+        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
         from include.imis_thrive.sync import target_groups
-        from sync_runtime import bad_data_fails_without_retry
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry
 
-        from sync_runtime import bad_data_fails_without_retry, campaign_only_choice
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, campaign_only_choice
 
         scheduled = dag_run is not None and str(dag_run.run_type).lower().endswith("scheduled")
         campaign_only = campaign_only_choice() if scheduled and not params["target_group"] else None
@@ -86,10 +86,10 @@ def imis_to_thrive_target_groups():
     @task(pool="imis_api")
     def extract_contacts(run_id: str | None = None) -> dict:
         """Contacts IQA → typed frame → blocking expectations → Thrive fields, staged for this run."""
-        from imis_hook import ImisHook
+        from include.imis_thrive.airflow.hooks.imis import ImisHook
 
         from include.imis_thrive.sync import target_groups
-        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         with ImisHook().get_client() as imis, bad_data_fails_without_retry():
             return target_groups.extract_contacts(imis, snapshot_store(), run_id)
@@ -97,12 +97,12 @@ def imis_to_thrive_target_groups():
     @task(pool="imis_api", map_index_template="{{ target_group }}")
     def plan_target_group(group: dict, contacts: dict, params: dict, run_id: str | None = None) -> dict:
         """One list: extracted, checked, diffed against its snapshot, guarded; skipped lists say why."""
-        from imis_hook import ImisHook
-        from thrive_hook import ThriveHook
+        from include.imis_thrive.airflow.hooks.imis import ImisHook
+        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
         from include.imis_thrive.sync import target_groups
         from include.imis_thrive.sync.guard import MassChangeLimits
-        from sync_runtime import snapshot_store
+        from include.imis_thrive.airflow.runtime import snapshot_store
 
         get_current_context()["target_group"] = group["name"]
         limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
@@ -114,12 +114,12 @@ def imis_to_thrive_target_groups():
     @task(outlets=[THRIVE_CONTACTS])
     def upsert_contacts(contacts: dict, plans: list[dict], params: dict, run_id: str | None = None) -> dict:
         """Fields of members new to Thrive or changed, in one upsert for all groups; commits the contacts."""
-        from thrive_hook import ThriveHook
+        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
         from include.imis_thrive import reports
         from include.imis_thrive.sync import target_groups
         from include.imis_thrive.sync.guard import MassChangeLimits
-        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
         with ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
@@ -132,11 +132,11 @@ def imis_to_thrive_target_groups():
     @task(map_index_template="{{ target_group }}", outlets=[THRIVE_TARGET_GROUPS])
     def load_target_group(plan: dict, params: dict, run_id: str | None = None) -> dict:
         """Interest additions and removals for one group, then its snapshot is committed."""
-        from thrive_hook import ThriveHook
+        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
         from include.imis_thrive import reports
         from include.imis_thrive.sync import target_groups
-        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         context = get_current_context()
         context["target_group"] = plan["group"]
@@ -152,7 +152,7 @@ def imis_to_thrive_target_groups():
     def finish_run(run_id: str | None = None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if any list was skipped or blocked."""
         from include.imis_thrive.sync import target_groups
-        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         plans = _mapped_results(ti.xcom_pull(task_ids="plan_target_group", default=None))
         loads = _mapped_results(ti.xcom_pull(task_ids="load_target_group", default=None))

@@ -41,8 +41,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-from sync_assets import IMIS_HLOGIC_ACTIVITIES
-from sync_runtime import DEFAULT_ARGS
+from include.imis_thrive.airflow.assets import IMIS_HLOGIC_ACTIVITIES
+from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
 
 ENGAGEMENT_KINDS = ["Bad Email", "Landing Page Submit", "Unsubscribe", "Resubscribe", "Web Tracking Page Visit",
                     "Mail Sent", "Mail Open", "Link Click"]  # the values of EngagementKind, kept import-free here
@@ -68,12 +68,12 @@ def thrive_to_imis_activities():
     @task(pool="imis_api")
     def write_activities(params: dict, data_interval_start=None, data_interval_end=None) -> dict:
         """The interval's engagement from Thrive, each event once as an iMIS activity."""
-        from imis_hook import ImisHook
-        from thrive_hook import ThriveHook
+        from include.imis_thrive.airflow.hooks.imis import ImisHook
+        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
         from include.imis_thrive.thrive.kinds import EngagementKind
         from include.imis_thrive.writeback import activities
-        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         kinds = [EngagementKind(kind) for kind in params["kinds"]]
         with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
@@ -86,7 +86,7 @@ def thrive_to_imis_activities():
         """The run report next to the snapshots; fails the run if iMIS refused events or the write failed."""
         from include.imis_thrive import reports
         from include.imis_thrive.writeback import activities
-        from sync_runtime import bad_data_fails_without_retry, snapshot_store
+        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         written = ti.xcom_pull(task_ids="write_activities", default=None)
         with bad_data_fails_without_retry():

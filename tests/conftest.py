@@ -12,11 +12,6 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(Path(__file__).resolve().parents[1] / "dags"))
 
-# Airflow puts plugins/ on the import path at runtime; tests import the hooks the same way the DAGs do.
-import sys  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
-
 
 def pytest_addoption(parser) -> None:
     parser.addoption("--imis-flavor", choices=("ems", "2017"), default=None,

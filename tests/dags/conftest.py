@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from include.imis_thrive.airflow_settings import load_settings
-from include.imis_thrive.sandbox.__main__ import build_sandboxes
-from include.imis_thrive.sandbox.imis_app import ImisSandbox
-from include.imis_thrive.sandbox.server import SandboxServer
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
+from sandbox.airflow_settings import load_settings
+from sandbox.__main__ import build_sandboxes
+from sandbox.imis_app import ImisSandbox
+from sandbox.server import SandboxServer
+from sandbox.thrive_app import ThriveSandbox
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.imis_thrive.sandbox.faults import FaultConfig
-from include.imis_thrive.sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
-from include.imis_thrive.sandbox.thrive_store import UploadRow
+from sandbox.faults import FaultConfig
+from sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
+from sandbox.thrive_store import UploadRow
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.wire import DERIVED_KINDS
 from tests.dags.conftest import PROJECT_ROOT, Sandboxes
@@ -150,7 +150,7 @@ def test_faults_during_writes_still_end_with_one_activity_per_event(dagbag, sand
 KILLED_RUN = """
 import sys
 from datetime import datetime
-sys.path.insert(0, sys.argv[1] + "/plugins")
+sys.path.insert(0, sys.argv[1])
 from airflow.models import DagBag
 DagBag(dag_folder=sys.argv[1] + "/dags").get_dag(sys.argv[2]).test(logical_date=datetime.fromisoformat(sys.argv[3]))
 """

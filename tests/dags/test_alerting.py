@@ -12,8 +12,8 @@ from urllib.parse import quote
 import pendulum
 import pytest
 
-from alerts import notify_failure
-from include.imis_thrive.sandbox.smtp import SmtpSink
+from include.imis_thrive.airflow.notifications.alerts import notify_failure
+from sandbox.smtp import SmtpSink
 
 RECIPIENT = "data-team@sandbox.invalid"
 # One DAG per file, named after its DAG id: the policy covers whichever of the project's DAGs exist so far.
@@ -113,7 +113,7 @@ def test_every_task_of_a_project_dag_alerts_on_failure(dagbag, dag_id):
     dag = dagbag.get_dag(dag_id)
     assert dag is not None, dagbag.import_errors
     assert _is_notify_failure(dag.default_args.get("on_failure_callback")), \
-        f"{dag_id}: set default_args['on_failure_callback'] = notify_failure (from alerts)"
+        f"{dag_id}: set default_args['on_failure_callback'] = notify_failure (from include.imis_thrive.airflow.notifications.alerts)"
     for task in dag.tasks:
         # A mapped task keeps the value as given; it becomes a list when the task is unmapped to run.
         callbacks = task.on_failure_callback
@@ -121,6 +121,6 @@ def test_every_task_of_a_project_dag_alerts_on_failure(dagbag, dag_id):
 
 
 def _is_notify_failure(callback) -> bool:
-    """By name, not identity: Airflow's plugin loader may import plugins/alerts.py a second time."""
+    """By name, not identity: a callback deserialised by Airflow may be a second import of the module."""
     return (getattr(callback, "__module__", None), getattr(callback, "__qualname__", None)) == (
         notify_failure.__module__, notify_failure.__qualname__)

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig, default_flavor
-from include.imis_thrive.sandbox.server import SandboxServer
+from sandbox.imis_app import ImisSandbox, ImisSandboxConfig, default_flavor
+from sandbox.server import SandboxServer
 
 
 @pytest.fixture

@@ -21,17 +21,17 @@ import httpx
 import pandas as pd
 import pytest
 
-from include.imis_thrive.airflow_settings import load_settings
+from sandbox.airflow_settings import load_settings
 from include.imis_thrive.http_retry import RetryPolicy
 from include.imis_thrive.imis.client import ImisClient, ImisConfig
 from include.imis_thrive.imis.tokens import MemoryTokenStore
-from include.imis_thrive.sandbox.__main__ import build_sandboxes
-from include.imis_thrive.sandbox.faults import FaultConfig
-from include.imis_thrive.sandbox.imis_app import ImisSandbox
-from include.imis_thrive.sandbox.server import SandboxServer
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox
-from include.imis_thrive.sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
-from include.imis_thrive.sandbox.thrive_store import UploadRow
+from sandbox.__main__ import build_sandboxes
+from sandbox.faults import FaultConfig
+from sandbox.imis_app import ImisSandbox
+from sandbox.server import SandboxServer
+from sandbox.thrive_app import ThriveSandbox
+from sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
+from sandbox.thrive_store import UploadRow
 from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from include.imis_thrive.airflow_api import (
+from include.imis_thrive.airflow.rest_api import (
     TARGET_GROUP_DAG,
     AirflowAccessDenied,
     AirflowApiClient,

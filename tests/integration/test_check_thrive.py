@@ -15,8 +15,8 @@ import pytest
 from pydantic import SecretStr
 
 from include.imis_thrive.http_retry import RetryPolicy
-from include.imis_thrive.sandbox.server import SandboxServer
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
+from sandbox.server import SandboxServer
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive.client import ThriveConfig
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.tenant_check import (

@@ -12,9 +12,9 @@ from include.imis_thrive.imis.client import ImisClient, ImisConfig
 from include.imis_thrive.imis.errors import ImisAuthError, ImisNotFound
 from include.imis_thrive.imis.iqa_package import CONTACTS_IQA_PATH, MAILING_LISTS_FOLDER
 from include.imis_thrive.imis.tokens import FileTokenStore, MemoryTokenStore
-from include.imis_thrive.sandbox.faults import FaultConfig
-from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
-from include.imis_thrive.sandbox.server import SandboxServer
+from sandbox.faults import FaultConfig
+from sandbox.imis_app import ImisSandbox, ImisSandboxConfig
+from sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.integration
 USER, PASSWORD = "hl_integration", "sandbox-imis-password"

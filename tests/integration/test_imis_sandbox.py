@@ -15,9 +15,9 @@ from include.imis_thrive.imis.iqa_package import (
     IqaDefinition,
     package_mismatches,
 )
-from include.imis_thrive.sandbox.faults import FaultConfig
-from include.imis_thrive.sandbox.imis_app import DENIED, EVERYONE_ACCESS_ID, ImisSandbox, ImisSandboxConfig
-from include.imis_thrive.sandbox.server import SandboxServer
+from sandbox.faults import FaultConfig
+from sandbox.imis_app import DENIED, EVERYONE_ACCESS_ID, ImisSandbox, ImisSandboxConfig
+from sandbox.server import SandboxServer
 pytestmark = pytest.mark.integration
 
 CONTACTS = CONTACTS_IQA.path

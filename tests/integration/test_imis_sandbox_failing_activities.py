@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from include.imis_thrive.sandbox.imis_app import CANNOT_TAKE, ImisSandbox, ImisSandboxConfig
-from include.imis_thrive.sandbox.server import SandboxServer
+from sandbox.imis_app import CANNOT_TAKE, ImisSandbox, ImisSandboxConfig
+from sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.integration
 

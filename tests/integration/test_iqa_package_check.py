@@ -27,10 +27,10 @@ from include.imis_thrive.imis.package_check import (
     check_package,
 )
 from include.imis_thrive.imis.tokens import MemoryTokenStore
-from include.imis_thrive.sandbox import imis_app
-from include.imis_thrive.sandbox.faults import FaultConfig
-from include.imis_thrive.sandbox.imis_app import ImisSandbox, ImisSandboxConfig
-from include.imis_thrive.sandbox.server import SandboxServer
+from sandbox import imis_app
+from sandbox.faults import FaultConfig
+from sandbox.imis_app import ImisSandbox, ImisSandboxConfig
+from sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.integration
 USER, PASSWORD = "hl_integration", "sandbox-imis-password"

@@ -3,7 +3,7 @@
 import smtplib
 from email.message import EmailMessage
 
-from include.imis_thrive.sandbox.smtp import SmtpSink
+from sandbox.smtp import SmtpSink
 
 
 def _send(sink: SmtpSink, subject: str, html: str, to: tuple[str, ...] = ("ops@sandbox.invalid",)) -> None:

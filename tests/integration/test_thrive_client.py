@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from include.imis_thrive.http_retry import RetryPolicy
-from include.imis_thrive.sandbox.faults import DROP, FaultConfig
+from sandbox.faults import DROP, FaultConfig
 from include.imis_thrive.thrive import wire
 from include.imis_thrive.thrive.client import THRIVE_REFUSED, ThriveClient
 from include.imis_thrive.thrive.engagement import EngagementKind, iter_engagement, resubscribes, unsubscribed_state

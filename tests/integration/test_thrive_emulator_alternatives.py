@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from include.imis_thrive.sandbox.server import SandboxServer
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
+from sandbox.server import SandboxServer
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive.client import ThriveClient
 from include.imis_thrive.thrive.models import Subscriber
 from include.imis_thrive.thrive.wire import Grid

@@ -1,6 +1,6 @@
 """HTTP client for the iMIS REST API: token, IQA paging, documents, query definitions, activities.
 
-Knows nothing of Airflow (the hook in plugins/ builds it from a connection). Every call goes through
+Knows nothing of Airflow (include/imis_thrive/airflow/hooks/imis.py builds it from a connection). Every call goes through
 `_request`, which adds the shared bearer token, retries what is worth retrying (`http_retry`), re-authenticates
 once on 401, and turns every other failure into a typed error naming the query or entity.
 """

@@ -298,9 +298,8 @@ def _connection_client(conn_id: str) -> ImisClient:
     # `airflow connections get` declares the server context like this to read the metadata DB too.
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # the report, not Airflow's chatter
-    import airflow  # noqa: F401  (initialising Airflow puts plugins/ on sys.path, as in a task)
     from airflow.sdk.exceptions import AirflowNotFoundException
-    from imis_hook import ImisHook
+    from include.imis_thrive.airflow.hooks.imis import ImisHook
 
     try:
         return ImisHook(imis_conn_id=conn_id).get_client()

@@ -1,6 +1,6 @@
 """HTTP client for Thrive Marketing Professional's AAPI: grids page by page, subscriber upserts, interests.
 
-Knows nothing of Airflow (plugins/thrive_hook.py builds it from the `thrive_default` connection) and
+Knows nothing of Airflow (include/imis_thrive/airflow/hooks/thrive.py builds it from the `thrive_default` connection) and
 nothing of XML shapes (`wire.py` owns those). Every call goes through `_post`, which retries what the shared
 policy says is worth retrying and turns everything else into a typed `ThriveError` naming the call.
 

@@ -717,14 +717,13 @@ def _airflow() -> None:
     # `airflow connections get` declares the server context like this to read the metadata DB too.
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # the report, not Airflow's chatter
-    import airflow  # noqa: F401  (initialising Airflow puts plugins/ on sys.path, as in a task)
 
 
 def _connection_config(conn_id: str) -> ThriveConfig:
     """The settings a DAG task would get, from the connection in Airflow's metadata DB or secrets backend."""
     _airflow()
     from airflow.sdk.exceptions import AirflowNotFoundException
-    from thrive_hook import ThriveHook
+    from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
     try:
         return ThriveHook(thrive_conn_id=conn_id).get_config()
@@ -750,7 +749,7 @@ def _list_iqas(args: argparse.Namespace) -> tuple[list[str] | None, str | None]:
         else:
             _airflow()
             from airflow.sdk.exceptions import AirflowNotFoundException
-            from imis_hook import ImisHook
+            from include.imis_thrive.airflow.hooks.imis import ImisHook
 
             try:
                 client = ImisHook(imis_conn_id=args.imis_conn_id).get_client()

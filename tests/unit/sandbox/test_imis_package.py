@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from include.imis_thrive.imis import iqa_package as client_package
-from include.imis_thrive.sandbox import imis_package as served
+from sandbox import imis_package as served
 
 SANDBOX = Path(served.__file__).parent
 

@@ -7,13 +7,13 @@ import re
 import numpy as np
 import pytest
 
-from include.imis_thrive.sandbox.imis_package import ACTIVE as ACTIVE_STATUS
-from include.imis_thrive.sandbox.imis_package import CONTACTS as CONTACTS_IQA
-from include.imis_thrive.sandbox.imis_package import ID as ID_ALIAS
-from include.imis_thrive.sandbox.imis_package import PANEL_FIELDS as PANEL_FIELDS_IQA
-from include.imis_thrive.sandbox.imis_package import ListBreak as ListRequirement
-from include.imis_thrive.sandbox.imis_package import WireType as ImisDataType
-from include.imis_thrive.sandbox.imis_seed import (
+from sandbox.imis_package import ACTIVE as ACTIVE_STATUS
+from sandbox.imis_package import CONTACTS as CONTACTS_IQA
+from sandbox.imis_package import ID as ID_ALIAS
+from sandbox.imis_package import PANEL_FIELDS as PANEL_FIELDS_IQA
+from sandbox.imis_package import ListBreak as ListRequirement
+from sandbox.imis_package import WireType as ImisDataType
+from sandbox.imis_seed import (
     MALFORMED_EMAIL_RATE,
     TOKEN_LENGTH,
     ImisSeed,

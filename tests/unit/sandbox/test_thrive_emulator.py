@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 import pytest
 from fastapi.testclient import TestClient
 
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig, alternatives_from_env
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig, alternatives_from_env
 
 NS = "http://partner.informz.net/aapi/2009/08/"
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.imis_thrive.sandbox.thrive_engagement import Recipients, generate_engagement
+from sandbox.thrive_engagement import Recipients, generate_engagement
 from include.imis_thrive.thrive.kinds import EngagementKind
 
 START = datetime(2026, 2, 1, tzinfo=UTC)

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from include.imis_thrive.http_retry import RetryPolicy
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive import wire
 from tests.unit.thrive import replies
 from include.imis_thrive.thrive.client import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.imis_thrive.sandbox import thrive_xml
+from sandbox import thrive_xml
 from include.imis_thrive.thrive import wire
 from tests.unit.thrive import replies
 from include.imis_thrive.thrive.errors import ThriveCredentialsError

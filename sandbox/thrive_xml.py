@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from include.imis_thrive.sandbox.thrive_vocab import NAMESPACE, SOAP_NAMESPACE
+from sandbox.thrive_vocab import NAMESPACE, SOAP_NAMESPACE
 
 FaultShape = Literal["aapi", "service", "faultcode"]
 _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from include.imis_thrive.sandbox.thrive_vocab import EventKind
+from sandbox.thrive_vocab import EventKind
 
 EVENT_COLUMNS = ("subscriber_id", "user_id", "email", "mailing_id", "mailing_instance_id", "occurred_at", "url", "page")
 SITE = "https://www.example.org"

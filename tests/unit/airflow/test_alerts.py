@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from alerts import (
+from include.imis_thrive.airflow.notifications.alerts import (
     ALERT_EMAILS_VARIABLE,
     ALERT_WEBHOOK_VARIABLE,
     AlertConfigError,
@@ -22,8 +22,8 @@ from alerts import (
     post_alert_webhook,
     webhook_payload,
 )
-from include.imis_thrive.sandbox.server import SandboxServer
-from include.imis_thrive.sandbox.smtp import SmtpSink
+from sandbox.server import SandboxServer
+from sandbox.smtp import SmtpSink
 
 LOG_URL = "http://airflow.example.org/dags/imis_to_thrive_target_groups/runs/manual__1/tasks/load_target_group"
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/s3cretWebhookToken"

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from include.imis_thrive.airflow_api import (
+from include.imis_thrive.airflow.rest_api import (
     AirflowApiClient,
     AirflowLoginRefused,
     DagRunRejected,

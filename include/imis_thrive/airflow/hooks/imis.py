@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from sync_runtime import quiet_request_logs
+from include.imis_thrive.airflow.runtime import quiet_request_logs
 
 if TYPE_CHECKING:
     from include.imis_thrive.imis.client import ImisClient, ImisConfig

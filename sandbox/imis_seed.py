@@ -18,7 +18,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from include.imis_thrive.sandbox.imis_package import (
+from sandbox.imis_package import (
     ACTIVE,
     CONTACTS,
     ID,

@@ -3,8 +3,8 @@
 Airflow 3.2+ reads connection forms declaratively from provider info (`conn-fields`, `ui-field-behaviour`);
 the old hook methods `get_connection_form_widgets` / `get_ui_field_behaviour` are deprecated. The project is
 installed into its virtualenv as a package whose `apache_airflow_provider` entry point (pyproject.toml) points
-here, so the UI's connection form shows these fields. The hooks live in plugins/, which Airflow puts on the
-import path of every component.
+here, so the UI's connection form shows these fields. The hooks are named by their dotted paths in this
+package (`include.imis_thrive.airflow.hooks`), importable like any module.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _integer(label: str, description: str, default: int, minimum: int, maximum: 
 
 IMIS_CONNECTION = {
     "connection-type": "imis",
-    "hook-class-name": "imis_hook.ImisHook",
+    "hook-class-name": "include.imis_thrive.airflow.hooks.imis.ImisHook",
     "hook-name": "iMIS (ASI)",
     "ui-field-behaviour": {
         "hidden-fields": ["schema", "port"],
@@ -48,7 +48,7 @@ IMIS_CONNECTION = {
 
 THRIVE_CONNECTION = {
     "connection-type": "thrive",
-    "hook-class-name": "thrive_hook.ThriveHook",
+    "hook-class-name": "include.imis_thrive.airflow.hooks.thrive.ThriveHook",
     "hook-name": "Higher Logic Thrive Marketing Professional (Informz)",
     "ui-field-behaviour": {
         "hidden-fields": ["schema", "port"],

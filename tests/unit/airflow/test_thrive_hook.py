@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from include.imis_thrive.thrive.client import ThriveClient
-from thrive_hook import ThriveHook
+from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
 PASSWORD = "s3cret-thrive-pass"
 
@@ -65,7 +65,7 @@ def test_the_connection_form_is_registered_with_airflow():
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
-    assert manager.hooks["thrive"].hook_class_name == "thrive_hook.ThriveHook"
+    assert manager.hooks["thrive"].hook_class_name == "include.imis_thrive.airflow.hooks.thrive.ThriveHook"
     assert manager.field_behaviours["thrive"]["hidden_fields"] == ["schema", "port"]
     assert manager.field_behaviours["thrive"]["relabeling"]["host"] == "AAPI endpoint URL"
     assert {"extra__thrive__brand_id", "extra__thrive__brand_name", "extra__thrive__bulk_threshold"} <= set(

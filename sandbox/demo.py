@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from include.imis_thrive.airflow_settings import PROJECT_ROOT, load_settings
-from include.imis_thrive.sandbox.__main__ import RunningSandboxes, running_sandboxes
+from sandbox.airflow_settings import PROJECT_ROOT, load_settings
+from sandbox.__main__ import RunningSandboxes, running_sandboxes
 from include.imis_thrive.sync.snapshots import SnapshotStore
 
 CONTACTS = 3000

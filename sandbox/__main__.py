@@ -1,6 +1,6 @@
 """`make sandbox`: run the iMIS and Thrive sandboxes and the alert-mail sink in the foreground.
 
-    python -m include.imis_thrive.sandbox [--contacts N] [--seed S] [--broken-lists] [--flavor ems|2017]
+    python -m sandbox [--contacts N] [--seed S] [--broken-lists] [--flavor ems|2017]
         [--page-cap N] [--startrow-base 0|1] [--fault-shape aapi|service|faultcode] [--grids documented|extended]
         [--upload-status complete|processed|PENDING:DONE] [--compression on-request|never] [--no-strict]
 
@@ -23,11 +23,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from include.imis_thrive.airflow_settings import AirflowSettings, load_settings
-from include.imis_thrive.sandbox.imis_app import Flavor, ImisSandbox, ImisSandboxConfig, default_flavor
-from include.imis_thrive.sandbox.server import SandboxServer
-from include.imis_thrive.sandbox.smtp import ReceivedMail, SmtpSink, print_mail
-from include.imis_thrive.sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
+from sandbox.airflow_settings import AirflowSettings, load_settings
+from sandbox.imis_app import Flavor, ImisSandbox, ImisSandboxConfig, default_flavor
+from sandbox.server import SandboxServer
+from sandbox.smtp import ReceivedMail, SmtpSink, print_mail
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 
 
 # The sandbox lists an active campaign mails to, i.e. the ones the hourly schedule syncs.

@@ -36,11 +36,11 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
 from xml.sax.saxutils import escape
 
-from include.imis_thrive.airflow_settings import ConnectionSetting
-from include.imis_thrive.sandbox import thrive_xml as xml
-from include.imis_thrive.sandbox.faults import ADMIN_PREFIX, FaultConfig, FaultInjector, FaultMiddleware
-from include.imis_thrive.sandbox.thrive_engagement import generate_engagement
-from include.imis_thrive.sandbox.thrive_store import (
+from sandbox.airflow_settings import ConnectionSetting
+from sandbox import thrive_xml as xml
+from sandbox.faults import ADMIN_PREFIX, FaultConfig, FaultInjector, FaultMiddleware
+from sandbox.thrive_engagement import generate_engagement
+from sandbox.thrive_store import (
     ConditionSpec,
     SandboxFault,
     SandboxInterest,
@@ -48,7 +48,7 @@ from include.imis_thrive.sandbox.thrive_store import (
     UploadRow,
     malformed_email,
 )
-from include.imis_thrive.sandbox.thrive_vocab import (
+from sandbox.thrive_vocab import (
     BULK_DATA_TYPES,
     BULK_FIELD_TYPES,
     BULK_FIRST_COLUMN_INDEX,

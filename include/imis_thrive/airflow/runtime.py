@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alerts import notify_failure
+from include.imis_thrive.airflow.notifications.alerts import notify_failure
 
 if TYPE_CHECKING:
     from include.imis_thrive.sync.snapshots import SnapshotStore

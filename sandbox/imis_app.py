@@ -53,7 +53,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from include.imis_thrive.sandbox.imis_package import (
+from sandbox.imis_package import (
     CONTACTS,
     CONTACTS_PATH,
     ID,
@@ -63,8 +63,8 @@ from include.imis_thrive.sandbox.imis_package import (
     ServedIqa,
     WireType,
 )
-from include.imis_thrive.sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultMiddleware, Receive, Scope, Send
-from include.imis_thrive.sandbox.imis_seed import ImisSeed, SeedError, SeedList, build_seed
+from sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultMiddleware, Receive, Scope, Send
+from sandbox.imis_seed import ImisSeed, SeedError, SeedList, build_seed
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from imis_hook import ImisHook
+from include.imis_thrive.airflow.hooks.imis import ImisHook
 from include.imis_thrive.imis.tokens import FileTokenStore
 
 
@@ -53,7 +53,7 @@ def test_the_connection_form_is_registered_with_airflow():
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
-    assert manager.hooks["imis"].hook_class_name == "imis_hook.ImisHook"
+    assert manager.hooks["imis"].hook_class_name == "include.imis_thrive.airflow.hooks.imis.ImisHook"
     assert manager.field_behaviours["imis"]["relabeling"]["host"] == "iMIS site URL"
     assert {"extra__imis__timezone", "extra__imis__endpoint", "extra__imis__page_size"} <= set(
         manager.connection_form_widgets)

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from include.imis_thrive.sandbox.thrive_engagement import EVENT_COLUMNS, GeneratedEngagement, Recipients
-from include.imis_thrive.sandbox.thrive_vocab import (
+from sandbox.thrive_engagement import EVENT_COLUMNS, GeneratedEngagement, Recipients
+from sandbox.thrive_vocab import (
     DEFAULT_UNSUBSCRIBE_REASON,
     EMAIL_MAX_LENGTH,
     GRIDS,
