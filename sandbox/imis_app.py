@@ -208,6 +208,8 @@ class ImisSandbox:
             self.seed: ImisSeed = seed
             self._tokens: dict[str, _Token] = {}
             self._user_tokens: dict[str, str] = {}
+            self.logins = 0  # tokens issued: how a test sees whether a client renewed before expiry
+            self.expired_refusals = 0  # requests refused because their token had expired
             self._activities: list[_Activity] = []
             self._next_seqn = FIRST_SEQN
 
@@ -280,6 +282,7 @@ class ImisSandbox:
             self._tokens.pop(previous or "", None)
             self._tokens[token] = _Token(user, now + self.config.token_lifetime_s)
             self._user_tokens[user.casefold()] = token
+            self.logins += 1
         return {"access_token": token, "token_type": "bearer", "expires_in": self.config.token_lifetime_s,
                 "userName": user, ".issued": formatdate(now, usegmt=True),
                 ".expires": formatdate(now + self.config.token_lifetime_s, usegmt=True)}
@@ -292,6 +295,7 @@ class ImisSandbox:
             if held is not None and self._clock() >= held.expires_at:
                 self._tokens.pop(token.strip(), None)
                 self._user_tokens.pop(held.user.casefold(), None)
+                self.expired_refusals += 1
                 held = None
         if held is None:
             raise _http_error(401, DENIED)
