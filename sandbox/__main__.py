@@ -21,9 +21,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sandbox.airflow_settings import AirflowSettings, load_settings
+from sandbox.airflow_settings import SETTINGS_FILE, AirflowSettings, load_settings
 from sandbox.imis_app import Flavor, ImisSandbox, ImisSandboxConfig, default_flavor
 from sandbox.server import SandboxServer
 from sandbox.smtp import ReceivedMail, SmtpSink, print_mail
@@ -84,6 +85,8 @@ def running_sandboxes(settings: AirflowSettings | None = None, contacts: int = 2
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", type=Path, default=SETTINGS_FILE,
+                        help="the airflow_settings.yaml whose connections name the ports (default: the project's)")
     parser.add_argument("--contacts", type=int, default=2000, help="contacts to seed (10 to 1,000,000)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--broken-lists", action="store_true", help="also serve lists that break each requirement")
@@ -106,8 +109,9 @@ def main() -> None:
                       ("startrow_base", "fault_shape", "grids", "upload_status", "compression", "strict")
                       if getattr(args, name) is not None}
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with running_sandboxes(contacts=args.contacts, seed=args.seed, broken_lists=args.broken_lists,
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):  # both stop within seconds, requests in flight or not
+        signal.signal(stop_signal, lambda *_: stop.set())
+    with running_sandboxes(settings=load_settings(args.settings), contacts=args.contacts, seed=args.seed, broken_lists=args.broken_lists,
                            on_mail=print_mail, flavor=args.flavor, page_cap=args.page_cap,
                            thrive_options=thrive_options) as running:
         print(f"iMIS sandbox:   {running.imis_server.url}{running.imis.config.path_prefix}  ({args.contacts} contacts, "
@@ -118,10 +122,7 @@ def main() -> None:
               f"upload_status={config.upload_status}, compression={config.compression})")
         print(f"SMTP sink:      {running.smtp.host}:{running.smtp.port} (alert mails are printed here)")
         print("Ctrl-C to stop.", flush=True)
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
+        stop.wait()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any
 
 import uvicorn
 
+SHUTDOWN_GRACE_S = 1.0
+
 
 class SandboxServer:
     """A real HTTP server on 127.0.0.1 serving one app; `url` is where it listens."""
@@ -28,6 +30,8 @@ class SandboxServer:
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
             http="httptools", loop="asyncio", backlog=2048,
+            # a stop (SIGTERM, SIGINT, a test teardown) waits this long for requests in flight, then cancels them
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
