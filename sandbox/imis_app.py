@@ -124,6 +124,9 @@ class ImisSandboxConfig(BaseModel):
     failing_activities: list[str] = Field(default_factory=list, description=(
         "Answer HTTP 500 to every activity POST whose PartyId, or any property value (an event key), is one of "
         "these: real iMIS's answer to a payload it cannot take. Also set and cleared at /_sandbox/activities/failing"))
+    unreadable_lists: list[str] = Field(default_factory=list, description=(
+        "Lists the folder still shows whose query definition is gone (deleted or moved after the folder was read): "
+        "QueryDefinition answers not found for them, as iMIS does for any path it cannot resolve"))
 
     @field_validator("timezone")
     @classmethod
@@ -385,6 +388,8 @@ class ImisSandbox:
             try:
                 definition, _, shared = self._resolve(str(parameters[0]))
             except ImisWireError:
+                definition = None
+            if definition is None or definition.name in self.config.unreadable_lists:
                 return None if self.config.flavor == "2017" else _service_response(None)
         found = _query_definition(definition, shared, self.config.flavor)
         return found if self.config.flavor == "2017" else _service_response(found)

@@ -193,3 +193,16 @@ def test_an_hourly_run_that_selects_no_group_says_why_and_which_signal(world, ca
     warning = next(r for r in caplog.records if r.levelname == "WARNING").getMessage()
     assert "campaign-only run selects no target group: mailing_instance.target_group_id" in warning
     assert "imis_thrive_campaign_groups" in warning
+
+
+def test_a_list_whose_definition_is_gone_is_skipped_and_the_others_sync(world):
+    world.imis_sandbox.config.unreadable_lists = ["Newsletter"]
+    with pytest.raises(sync.SyncIncomplete, match="Newsletter: .* could not be read"):  # the alert still fires
+        world.sync()
+    report = world.store.read_json(f"reports/target_groups/{snapshot_name('test-run-1')}")
+    newsletter = next(group for group in report["target_groups"] if group["group"] == "Newsletter")
+    assert newsletter["status"] == "skipped"
+    assert "$/HigherLogic/MailingLists/Newsletter" in newsletter["reason"] and "could not be read" in newsletter["reason"]
+    synced = {group["group"] for group in report["target_groups"] if group["status"] != "skipped"}
+    assert synced == set(VALID_LISTS) - {"Newsletter"}
+    assert all(world.thrive.interest_members(name) for name in synced)

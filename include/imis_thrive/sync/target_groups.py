@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from include.imis_thrive.imis.client import ImisClient
-from include.imis_thrive.imis.errors import ImisAuthError
+from include.imis_thrive.imis.errors import ImisAuthError, ImisNotFound, ImisUnexpectedAnswer
 from include.imis_thrive.imis.iqa_package import (
     ACTIVE_STATUS,
     CONTACTS_IQA,
@@ -167,6 +167,8 @@ def _definition_problem(imis: ImisClient, iqa: str) -> str | None:
         definition = imis.query_definition(iqa)
     except ImisAuthError as denied:
         return requirement_problem(iqa, ListRequirement.SHARED_WITH_EVERYONE, str(denied))
+    except (ImisNotFound, ImisUnexpectedAnswer) as unreadable:  # one broken list never stops the others
+        return f"list IQA {iqa} is skipped: its query definition could not be read ({unreadable})"
     if definition.missing_aliases(definition.aliases):
         columns = ", ".join(definition.aliases) or "none"
         return requirement_problem(iqa, ListRequirement.ID_ALIAS, f"its display columns are: {columns}")
