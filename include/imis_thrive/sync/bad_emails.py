@@ -3,19 +3,22 @@
 The integration's description defines a Bad Email as a subscriber with a malformed address (two `@`, a doubled
 `.com`) being added. No vendor grid reports those (thrive-vendor-facts.md), and the sync is what adds
 subscribers, so it detects them at extraction: each contact + address is recorded once, with the moment it was
-first seen, in one small document next to the snapshots. The writeback reads the records of its interval and
+first seen, in one small document next to the snapshots. Every address validation quarantines as malformed is
+a Bad Email too (its pattern is the last check here), so no refused address goes unrecorded. The writeback reads the records of its interval and
 writes each as one `Bad Email` activity (exactly once, through the same ledger as every other kind).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.sync.validation import EMAIL_PATTERN
 from include.imis_thrive.thrive.client import DOUBLED_SUFFIX
 from include.imis_thrive.thrive.engagement import EngagementEvent
 from include.imis_thrive.thrive.kinds import EngagementKind
@@ -40,6 +43,8 @@ def bad_email_reason(email: str) -> str | None:
     doubled = DOUBLED_SUFFIX.search(domain)
     if doubled:
         return f"the domain ends in a doubled {doubled.group(1).lower()}"
+    if not re.fullmatch(EMAIL_PATTERN, address):
+        return "the address has characters or a form that validation refuses (spaces, accents, a bad host name)"
     return None
 
 
