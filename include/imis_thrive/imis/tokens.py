@@ -7,8 +7,9 @@ first check whether a peer has already renewed it before logging in again.
 
 - `MemoryTokenStore`: shared by every client in one process (threads, mapped tasks in one worker).
 - `FileTokenStore`: shared by every process on one machine (the Airflow workers of a LocalExecutor or one
-  Celery host), through a 0600 JSON file and `flock`. Across machines, the `imis_api` pool (one slot,
-  declared in airflow_settings.yaml) keeps iMIS work to one task at a time, with concurrency inside it.
+  Celery host), through a 0600 JSON file and `flock`.
+- `RedisTokenStore`: shared by every worker on every machine, on the Redis that Celery already needs: one login
+  serves them all, renewed under a lock that expires on its own if its holder dies.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import redis
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,58 @@ class FileTokenStore:
             finally:
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
                 os.close(descriptor)
+
+
+class TokenLockTimeout(TimeoutError):
+    """Another worker held the iMIS login lock for longer than a login takes."""
+
+
+# Compare-and-delete: a holder whose lease ran out must never release the lock a newer holder took.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class RedisTokenStore:
+    """Tokens shared by every worker of a deployment, on Redis: a key per (site, user) that expires with the
+    token, and a lock (`SET NX` with a lease) so that only one worker logs in when the token needs renewing."""
+
+    def __init__(self, url: str, prefix: str = "imis_thrive:imis_token:", lease_s: float = 30.0,
+                 wait_s: float = 60.0) -> None:
+        import redis
+
+        self.url, self.prefix, self.lease_s, self.wait_s = url, prefix, lease_s, wait_s
+        self._redis: redis.Redis = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._thread_locks = MemoryTokenStore()  # threads of one process queue here before asking Redis
+
+    def _key(self, key: str, suffix: str) -> str:
+        return f"{self.prefix}{hashlib.sha256(key.encode()).hexdigest()[:32]}:{suffix}"
+
+    def get(self, key: str) -> Token | None:
+        raw = self._redis.get(self._key(key, "token"))
+        try:
+            return Token(**json.loads(raw)) if raw else None
+        except (ValueError, TypeError):
+            return None
+
+    def put(self, key: str, token: Token) -> None:
+        ttl_ms = max(1, int((token.expires_at - time.time()) * 1000))
+        self._redis.set(self._key(key, "token"), json.dumps(asdict(token)), px=ttl_ms)
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        with self._thread_locks.lock(key):
+            name, holder = self._key(key, "lock"), secrets.token_hex(16)
+            deadline, pause = time.monotonic() + self.wait_s, 0.01
+            while not self._redis.set(name, holder, nx=True, px=int(self.lease_s * 1000)):
+                if time.monotonic() > deadline:
+                    raise TokenLockTimeout(f"the iMIS login lock on {self.url} stayed taken for {self.wait_s:.0f} s; "
+                                           "a worker may be stuck logging in (it expires by itself within "
+                                           f"{self.lease_s:.0f} s)")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
+            try:
+                yield
+            finally:
+                self._redis.eval(_RELEASE, 1, name, holder)
 
 
 PROCESS_TOKEN_STORE = MemoryTokenStore()
