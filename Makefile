@@ -7,7 +7,7 @@ VENV := .venv
 UV_VERSION := 0.13.9
 ENV := source bin/env.sh &&
 
-.PHONY: venv test demo sandbox bench clean airflow ui-check lock
+.PHONY: venv test demo sandbox bench soak clean airflow ui-check lock
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ sandbox: venv
 
 bench: venv
 	$(ENV) for script in bench/bench_*.py; do $(VENV)/bin/python $$script || exit 1; done
+
+# The three DAGs over many seeds with faults, token purges and SIGKILLs, each against a fault-free reference.
+SOAK_SEEDS ?= 20
+soak: venv
+	$(ENV) $(VENV)/bin/python bench/soak.py --seeds $(SOAK_SEEDS)
 
 # A real Airflow (standalone: scheduler, UI, LocalExecutor, SQLite) on the sandboxes; Ctrl-C stops all.
 airflow: venv

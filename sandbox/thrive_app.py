@@ -240,14 +240,19 @@ class ThriveSandbox:
             self.store.set_campaign_interests(names)
 
     def generate_engagement(self, start: datetime, end: datetime, volume: int = 1000, seed: int | None = None,
-                            interests: list[str] | None = None) -> dict[str, int]:
+                            interests: list[str] | None = None, by_contact: bool = False) -> dict[str, int]:
         """Mail the subscribed members of `interests` (default: campaign interests, else everyone) and
-        record what follows; returns how many events of each kind were made."""
+        record what follows; returns how many events of each kind were made. `by_contact` orders the recipients
+        by contact ID instead of subscriber id, so two sandboxes holding the same members (loaded in different
+        orders) make the same events: what a soak compares against its reference."""
         with self._lock:
             chosen = ([self.store.interest(name) for name in interests] if interests else
                       [i for i in self.store.interests.values() if i.in_active_campaign and not i.is_deleted])
+            recipients = self.store.subscribed_recipients(chosen)
+            if by_contact:
+                recipients = recipients.ordered_by_contact()
             generated = generate_engagement(
-                self.store.subscribed_recipients(chosen), start, end, volume,
+                recipients, start, end, volume,
                 self.config.seed if seed is None else seed, first_mailing_id=self.store.next_mailing_id(),
                 target_group_id=chosen[0].interest_id if chosen else None,
             )

@@ -60,6 +60,10 @@ class Recipients:
     def __len__(self) -> int:
         return len(self.subscriber_id)
 
+    def ordered_by_contact(self) -> Recipients:
+        order = np.argsort(np.array([str(contact) for contact in self.user_id], dtype=object), kind="stable")
+        return Recipients(self.subscriber_id[order], self.user_id[order], self.email[order])
+
 
 @dataclass
 class GeneratedEngagement:
