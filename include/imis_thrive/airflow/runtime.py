@@ -35,15 +35,48 @@ def default_store_url() -> str:
     return str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "imis_thrive_store")
 
 
+# Executors whose tasks all run on the machine of the scheduler: a folder in the Airflow home is shared by every task.
+SINGLE_MACHINE_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
+
+
+class LocalStoreOnDistributedExecutor(Exception):
+    """The store would be a folder on each worker, so a task on another worker than its stage's would fail."""
+
+
+def executors_in_use() -> list[str]:
+    """The class names of `[core] executor` (a list since Airflow 2.10: `LocalExecutor,my_alias:pkg.mod.Class`)."""
+    from airflow.configuration import conf
+
+    entries = conf.get("core", "executor", fallback="LocalExecutor").split(",")
+    return [entry.split(":")[-1].strip().rsplit(".", 1)[-1] for entry in entries if entry.strip()]
+
+
+def store_url(configured: str | None, executors: list[str]) -> str:
+    """The configured store, else the Airflow home's folder, which only a single-machine executor may use: on
+    Celery or Kubernetes each worker has its own home, and which worker takes a task would decide if it works."""
+    if configured:
+        return configured
+    distributed = sorted(set(executors) - SINGLE_MACHINE_EXECUTORS)
+    if distributed:
+        raise LocalStoreOnDistributedExecutor(
+            f"the {STORE_URL_VARIABLE!r} Variable is not set, so snapshots would go to a folder in each worker's "
+            f"Airflow home, but {', '.join(distributed)} runs tasks on several machines: set {STORE_URL_VARIABLE!r} "
+            "to a store every worker reaches (e.g. s3://bucket/imis-thrive, with imis_thrive_store_options for its "
+            "endpoint), then re-run"
+        )
+    return default_store_url()
+
+
 def snapshot_store() -> SnapshotStore:
     """The store named by the `imis_thrive_store_url` Variable (any fsspec URL, e.g. `s3://bucket/imis-thrive`),
-    else a folder in the Airflow home. `imis_thrive_store_options` (JSON) passes fsspec options such as an
-    `endpoint_url`; credentials come from the worker's environment (an IAM role, say), never from here."""
+    else a folder in the Airflow home (single-machine executors only). `imis_thrive_store_options` (JSON) passes
+    fsspec options such as an `endpoint_url`; credentials come from the worker's environment (an IAM role, say),
+    never from here."""
     from airflow.sdk import Variable
 
     from include.imis_thrive.sync.snapshots import SnapshotStore
 
-    base = Variable.get(STORE_URL_VARIABLE, default=None) or default_store_url()
+    base = store_url(Variable.get(STORE_URL_VARIABLE, default=None), executors_in_use())
     options = json.loads(Variable.get(STORE_OPTIONS_VARIABLE, default=None) or "{}")
     return SnapshotStore(base, storage_options=options)
 

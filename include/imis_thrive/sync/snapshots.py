@@ -142,7 +142,8 @@ class SnapshotStore:
     def load(self, handle: SnapshotHandle) -> pd.DataFrame:
         """A staged (or committed) snapshot by its handle: how later tasks of the same run read a stage."""
         return self._read_frame(handle, f"staged snapshot {handle.key!r} of {handle.name!r} is gone from "
-                                        f"{self.base!r} (pruned after a newer commit?); re-run the sync to stage it again")
+                                        f"{self.base!r} (staged on another machine, with a store local to it? or "
+                                        "pruned after a newer commit?); re-run the sync to stage it again")
 
     def _read_frame(self, handle: SnapshotHandle, when_missing: str) -> pd.DataFrame:
         try:
