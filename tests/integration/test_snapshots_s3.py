@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from collections.abc import Iterator
 
 import pandas as pd
@@ -35,7 +36,8 @@ def store(s3_endpoint: str, monkeypatch) -> SnapshotStore:
     options = {"endpoint_url": s3_endpoint, "skip_instance_cache": True}
     bucket = f"snapshots-{uuid.uuid4().hex[:12]}"
     s3fs.S3FileSystem(**options).mkdir(bucket)
-    return SnapshotStore(f"s3://{bucket}/imis-thrive", keep=2, storage_options=options)
+    return SnapshotStore(f"s3://{bucket}/imis-thrive", keep=2, storage_options=options,
+                         open_stage_grace=timedelta(0))  # prune at once: these tests pin what is pruned
 
 
 def _members(*ids: str) -> pd.DataFrame:

@@ -44,6 +44,7 @@ from include.imis_thrive.reports import render_panel_fields
 from include.imis_thrive.sync.diff import ContactDiff, diff_contacts
 from include.imis_thrive.sync.field_map import to_thrive_panel_fields
 from include.imis_thrive.sync.guard import GuardCheck, MassChangeBlocked, MassChangeLimits, check_contact_changes
+from include.imis_thrive.sync.merge import merge_sent_rows
 from include.imis_thrive.sync.quarantine import RejectionLedger
 from include.imis_thrive.sync.snapshots import SnapshotHandle, SnapshotStore, snapshot_name
 from include.imis_thrive.sync.target_groups import CONTACTS_SNAPSHOT, EMAIL_FIELD
@@ -117,7 +118,8 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: M
     staged = store.load(SnapshotHandle.from_dict(extracted["handle"]))
     targets = staged[is_in(staged[ID_ALIAS], emails.index)].reset_index(drop=True)
     targets.attrs["iqa"] = PANEL_FIELDS_IQA_PATH
-    sent_before = store.read(PANEL_FIELDS_SNAPSHOT)
+    baseline = store.current(PANEL_FIELDS_SNAPSHOT)
+    sent_before = None if baseline is None else store.load(baseline)
     previous = None if sent_before is None else sent_before[is_in(sent_before[ID_ALIAS], emails.index)]
     diff = diff_contacts(previous, targets, columns=fields)
     sets = field_sets(diff, fields)
@@ -143,7 +145,7 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: M
     ledger.record(run_id, accepted=[o.contact_id for o in result.outcomes if o.accepted], rejected=rejected)
     accepted = sets.index.difference(pd.Index([outcome.contact_id for outcome in rejected], dtype="str"))
     sent = targets[is_in(targets[ID_ALIAS], accepted)]
-    _commit_merged(store, sent_before, sent, run_id)
+    store.commit_over(PANEL_FIELDS_SNAPSHOT, run_id, baseline, lambda theirs, base: merge_sent_rows(sent, theirs, base))
     ledger.save(store)
     return summary | {"status": "synced", "sent": len(sets), "rejected": len(rejected), "calls": result.calls,
                       "outcomes": _outcome_counts(result.outcomes), "quarantine": ledger.summary(),
@@ -220,15 +222,6 @@ def _subscribers(batch: pd.DataFrame, emails: pd.Series) -> list[Subscriber]:
 
 def _outcome_counts(outcomes: list[SubscriberOutcome]) -> dict[str, int]:
     return dict(Counter(outcome.status.value for outcome in outcomes))
-
-
-def _commit_merged(store: SnapshotStore, before: pd.DataFrame | None, sent: pd.DataFrame, run_id: str) -> None:
-    """The snapshot becomes what Thrive now holds: the rows sent this run over the ones sent before."""
-    if before is None or before.empty:
-        merged = sent
-    else:
-        merged = pd.concat([before[~is_in(before[ID_ALIAS], sent[ID_ALIAS])], sent], ignore_index=True)
-    store.commit(store.stage(PANEL_FIELDS_SNAPSHOT, merged.reset_index(drop=True), run_id))
 
 
 # -- 3. finish ----------------------------------------------------------------------------------------------

@@ -22,10 +22,15 @@ REPORTED_IDS = 50
 
 @dataclass
 class RejectionLedger:
-    """Per contact ID: the last reason, consecutive failed runs, and when it first failed."""
+    """Per contact ID: the last reason, consecutive failed runs, and when it first failed.
+
+    Two runs may record into the same ledger at once; `save` replays this run's records over whatever is stored
+    by then (a conditional write), so neither run's update is lost.
+    """
 
     name: str
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _records: list[tuple[str, list[str], list[SubscriberOutcome]]] = field(default_factory=list, repr=False)
 
     @classmethod
     def load(cls, store: SnapshotStore, name: str) -> RejectionLedger:
@@ -37,17 +42,19 @@ class RejectionLedger:
         return f"quarantine/{name}"
 
     def save(self, store: SnapshotStore) -> str:
-        return store.write_json(self.key(self.name), {"entries": self.entries})
+        def replayed(stored: dict[str, Any] | None) -> dict[str, Any]:
+            self.entries = dict((stored or {}).get("entries", {}))
+            for run_id, accepted, rejected in self._records:
+                _apply(self.entries, run_id, accepted, rejected)
+            return {"entries": self.entries}
+
+        return store.update_json(self.key(self.name), replayed)
 
     def record(self, run_id: str, accepted: Iterable[str], rejected: Iterable[SubscriberOutcome]) -> None:
         """Accepted contacts leave the ledger; each rejected one counts one more failed run (once per run)."""
-        for contact_id in accepted:
-            self.entries.pop(contact_id, None)
-        for outcome in rejected:
-            entry = self.entries.setdefault(outcome.contact_id, {"runs": 0, "first_run": run_id})
-            if entry.get("last_run") != run_id:
-                entry["runs"] += 1
-            entry.update(last_run=run_id, reason=outcome.reason or outcome.status.value)
+        record = (run_id, list(accepted), list(rejected))
+        self._records.append(record)
+        _apply(self.entries, *record)
 
     def flagged(self) -> list[str]:
         """Contacts rejected in `FLAG_AFTER_RUNS` or more runs in a row: a person must fix them in iMIS."""
@@ -61,6 +68,17 @@ class RejectionLedger:
             reasons[reason] = reasons.get(reason, 0) + 1
         return {"open": len(self.entries), "by_reason": reasons, "flagged_count": len(flagged),
                 "flagged_ids": flagged[:REPORTED_IDS], "flag_after_runs": FLAG_AFTER_RUNS}
+
+
+def _apply(entries: dict[str, dict[str, Any]], run_id: str, accepted: Iterable[str],
+           rejected: Iterable[SubscriberOutcome]) -> None:
+    for contact_id in accepted:
+        entries.pop(contact_id, None)
+    for outcome in rejected:
+        entry = entries.setdefault(outcome.contact_id, {"runs": 0, "first_run": run_id})
+        if entry.get("last_run") != run_id:
+            entry["runs"] += 1
+        entry.update(last_run=run_id, reason=outcome.reason or outcome.status.value)
 
 
 def _reason_kind(reason: str) -> str:

@@ -10,7 +10,12 @@ A run *stages* its new snapshot under a name of its own, loads Thrive, and only 
 write of the pointer (one PUT on S3, temp file + `os.replace` locally), so a reader sees either the old
 snapshot or the new one, never a mix. A staged snapshot that is never committed (the load failed, the
 worker was killed) is invisible and the next run diffs against the previous one and resends what was missed.
-After a commit, snapshots older than the last `keep` committed ones are deleted.
+After a commit, snapshots outside the last `keep` committed ones are deleted once they are older than
+`open_stage_grace`: a younger one may belong to a run that is still loading (a refresh beside the hourly run).
+
+Two runs may commit at once. The pointer and the shared ledgers are written *conditionally* (S3: `If-Match` on
+the ETag read, `If-None-Match: *` for a first write; a local folder: an exclusive lock around read-compare-write),
+so a writer that lost the race re-reads and decides again instead of overwriting the winner.
 
 fsspec is used directly rather than `airflow.sdk.ObjectStoragePath`: without the Amazon provider and an
 Airflow connection, ObjectStoragePath has no filesystem for `s3://` ("No filesystem registered for scheme
@@ -20,16 +25,19 @@ s3"), and these modules must run and be tested without Airflow. Credentials come
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import posixpath
 import re
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fsspec
@@ -41,12 +49,25 @@ log = logging.getLogger(__name__)
 POINTER_OBJECT = "CURRENT.json"
 SNAPSHOT_FOLDER = "snapshots"
 DEFAULT_KEEP = 3
+# Longer than any run stays between staging and committing (tasks retry at most ~30 minutes apart).
+DEFAULT_OPEN_STAGE_GRACE = timedelta(hours=6)
+CONDITIONAL_WRITE_ATTEMPTS = 20
+STAGED_AT_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9]+")
 
 
 class SnapshotError(Exception):
     """The snapshot store is not in the state this operation needs; the message says what to do."""
+
+
+class StoreConflict(SnapshotError):
+    """Another writer changed a document between this writer's read and its conditional write."""
+
+
+# Memory filesystems live in this process: a lock per path stands in for a conditional write.
+_MEMORY_LOCKS: dict[str, threading.Lock] = {}
+_MEMORY_LOCKS_GUARD = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -81,11 +102,13 @@ def snapshot_name(subject: str) -> str:
 class SnapshotStore:
     """Stage, commit and read Parquet snapshots and small JSON documents under one base URL or folder."""
 
-    def __init__(self, base: str, keep: int = DEFAULT_KEEP, storage_options: Mapping[str, Any] | None = None):
+    def __init__(self, base: str, keep: int = DEFAULT_KEEP, storage_options: Mapping[str, Any] | None = None,
+                 open_stage_grace: timedelta = DEFAULT_OPEN_STAGE_GRACE):
         if keep < 1:
             raise ValueError(f"SnapshotStore keep must be at least 1 (the committed snapshot), got {keep}")
         self.base = base
         self.keep = keep
+        self.open_stage_grace = open_stage_grace
         self.fs, self._root = fsspec.core.url_to_fs(base, **dict(storage_options or {}))
         self._local = isinstance(self.fs, LocalFileSystem)
 
@@ -94,7 +117,7 @@ class SnapshotStore:
 
     def stage(self, name: str, frame: pd.DataFrame, run_id: str) -> SnapshotHandle:
         """Write `frame` as a new, not yet visible snapshot of `name`; commit the handle after loading."""
-        staged_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        staged_at = datetime.now(UTC).strftime(STAGED_AT_FORMAT)
         run_part = _UNSAFE_CHARACTERS.sub("_", run_id).strip("_")[:80]
         key = f"{_checked(name)}/{SNAPSHOT_FOLDER}/{staged_at}-{run_part}-{uuid.uuid4().hex[:8]}.parquet"
         path = self._path(key)
@@ -106,14 +129,32 @@ class SnapshotStore:
         return handle
 
     def commit(self, handle: SnapshotHandle) -> None:
-        """Make the staged snapshot the committed one (one atomic pointer write), then prune old ones.
+        """Make the staged snapshot the committed one (one conditional pointer write), then prune old ones.
 
-        Committing the already-committed handle again is a no-op, so the commit task is safe to retry.
+        Committing the already-committed handle again is a no-op, so the commit task is safe to retry. When
+        another run's commit lands between this one's read and write, this one reads again and decides again.
         """
-        pointer = self._read_pointer(handle.name)
-        current = pointer["current"] if pointer else None
-        if current and current["key"] == handle.key:
+        for _ in range(CONDITIONAL_WRITE_ATTEMPTS):
+            pointer, version = self._read_versioned(self._pointer_path(handle.name))
+            current = pointer["current"] if pointer else None
+            if current and current["key"] == handle.key:
+                return
+            self._check_committable(handle, current)
+            history = [handle.key, *(pointer["history"] if pointer else [])][: self.keep]
+            committed = handle.as_dict() | {"committed_at": datetime.now(UTC).isoformat()}
+            try:
+                self._write_if_unchanged(self._pointer_path(handle.name),
+                                         _json_bytes({"current": committed, "history": history}), version)
+            except StoreConflict:
+                log.info("another run committed %s meanwhile; reading its pointer again", handle.name)
+                continue
+            log.info("committed snapshot %s: %d rows at %s", handle.name, handle.rows, handle.key)
+            self._prune(handle, history)
             return
+        raise SnapshotError(f"the pointer of {handle.name!r} in {self.base!r} changed under every one of "
+                            f"{CONDITIONAL_WRITE_ATTEMPTS} commit attempts; re-run the sync")
+
+    def _check_committable(self, handle: SnapshotHandle, current: Mapping[str, Any] | None) -> None:
         if current and current["staged_at"] > handle.staged_at:
             raise SnapshotError(
                 f"snapshot {handle.key!r} of {handle.name!r} was staged before the committed "
@@ -124,11 +165,49 @@ class SnapshotStore:
                 f"staged snapshot {handle.key!r} of {handle.name!r} no longer exists in {self.base!r} "
                 "(pruned after a newer commit, or never written); re-run the sync to stage it again"
             )
-        history = [handle.key, *(pointer["history"] if pointer else [])][: self.keep]
-        committed = handle.as_dict() | {"committed_at": datetime.now(UTC).isoformat()}
-        self._write_whole(self._pointer_path(handle.name), _json_bytes({"current": committed, "history": history}))
-        log.info("committed snapshot %s: %d rows at %s", handle.name, handle.rows, handle.key)
-        self._prune(handle, history)
+
+    def commit_over(self, name: str, run_id: str, based_on: SnapshotHandle | None,
+                    build: Callable[[pd.DataFrame | None, pd.DataFrame | None], pd.DataFrame]) -> SnapshotHandle:
+        """Stage and commit `build(latest, base)`: the committed frame now and the one this run diffed against
+        (`based_on`; the same frame when nobody committed since). If another run commits between this one's read
+        and its pointer write, the frame is built again over theirs, so neither run's record is lost."""
+        for _ in range(CONDITIONAL_WRITE_ATTEMPTS):
+            pointer, version = self._read_versioned(self._pointer_path(name))
+            current = SnapshotHandle.from_dict(pointer["current"]) if pointer else None
+            latest = self.load(current) if current else None
+            if based_on is None or (current is not None and current.key == based_on.key):
+                base = latest if based_on is not None else None
+            else:
+                base = self.load(based_on)
+            handle = self.stage(name, build(latest, base).reset_index(drop=True), run_id)
+            history = [handle.key, *(pointer["history"] if pointer else [])][: self.keep]
+            committed = handle.as_dict() | {"committed_at": datetime.now(UTC).isoformat()}
+            try:
+                self._write_if_unchanged(self._pointer_path(name),
+                                         _json_bytes({"current": committed, "history": history}), version)
+            except StoreConflict:
+                log.info("another run committed %s meanwhile; merging over its snapshot", name)
+                self.fs.rm(self._path(handle.key))
+                continue
+            log.info("committed snapshot %s: %d rows at %s", name, handle.rows, handle.key)
+            self._prune(handle, history)
+            return handle
+        raise SnapshotError(f"the pointer of {name!r} in {self.base!r} changed under every one of "
+                            f"{CONDITIONAL_WRITE_ATTEMPTS} commit attempts; re-run the sync")
+
+    def update_json(self, key: str, change: Callable[[dict[str, Any] | None], Mapping[str, Any]]) -> str:
+        """Read-modify-write of `<key>.json` that loses no concurrent update: `change` gets the stored document
+        (None when absent) and returns the new one; if another writer got in between, it runs again on theirs."""
+        path = self._path(f"{_checked(key)}.json")
+        for _ in range(CONDITIONAL_WRITE_ATTEMPTS):
+            document, version = self._read_versioned(path)
+            try:
+                self._write_if_unchanged(path, _json_bytes(change(document)), version)
+            except StoreConflict:
+                continue
+            return self.fs.unstrip_protocol(path)
+        raise SnapshotError(f"{key}.json in {self.base!r} changed under every one of {CONDITIONAL_WRITE_ATTEMPTS} "
+                            "update attempts; re-run the task")
 
     def read(self, name: str) -> pd.DataFrame | None:
         """The committed snapshot of `name`, with its dtypes, or None when nothing was committed yet."""
@@ -201,20 +280,78 @@ class SnapshotStore:
             return None
 
     def _prune(self, committed: SnapshotHandle, history: list[str]) -> None:
-        """Delete snapshots outside the kept history that were staged before the committed one.
-
-        Later-staged ones may belong to a run still loading, so they are left for that run's commit.
-        """
+        """Delete snapshots outside the kept history staged before the committed one, but only those staged
+        `open_stage_grace` ago or more: a younger one may be the stage of a run still loading."""
         folder = self._path(f"{committed.name}/{SNAPSHOT_FOLDER}")
         self.fs.invalidate_cache(folder)
         kept = {self._path(key) for key in history}
-        stale = [
-            path for path in self.fs.ls(folder, detail=False)
-            if path not in kept and posixpath.basename(path) < posixpath.basename(committed.key)
-        ]
+        grace_start = (datetime.now(UTC) - self.open_stage_grace).strftime(STAGED_AT_FORMAT)
+        settled_before = min(grace_start, posixpath.basename(committed.key))
+        stale = [path for path in self.fs.ls(folder, detail=False)
+                 if path not in kept and posixpath.basename(path) < settled_before]
         if stale:
             self.fs.rm(stale)
             log.info("pruned %d old snapshot(s) of %s", len(stale), committed.name)
+
+    def _read_versioned(self, path: str) -> tuple[dict[str, Any] | None, str | None]:
+        """A JSON document and the version a conditional write compares against (S3: its ETag; elsewhere: a
+        digest of its bytes), or (None, None) when it does not exist."""
+        if self._is_s3():
+            for _ in range(CONDITIONAL_WRITE_ATTEMPTS):
+                try:
+                    before = self.fs.info(path, refresh=True)["ETag"]
+                    data = self.fs.cat_file(path)
+                    if self.fs.info(path, refresh=True)["ETag"] == before:  # the bytes belong to that ETag
+                        return json.loads(data), before
+                except FileNotFoundError:
+                    return None, None
+            raise StoreConflict(f"{path} kept changing while it was read")
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None, None
+        return json.loads(data), _digest(data)
+
+    def _write_if_unchanged(self, path: str, data: bytes, version: str | None) -> None:
+        """Write `data` only if the object is still at `version` (None: still absent); else StoreConflict."""
+        if self._is_s3():
+            condition = {"IfMatch": version} if version else {"mode": "create"}
+            try:
+                self.fs.pipe_file(path, data, **condition)
+            except OSError as refused:  # 412 PreconditionFailed: FileExistsError or EINVAL, by s3fs's mapping
+                if self._read_versioned(path)[1] == version:
+                    raise
+                raise StoreConflict(f"{path} was changed by another writer") from refused
+            return
+        with self._exclusive(path):
+            try:
+                stored: str | None = _digest(self.fs.cat_file(path))
+            except FileNotFoundError:
+                stored = None
+            if stored != version:
+                raise StoreConflict(f"{path} was changed by another writer")
+            self._write_whole(path, data)
+
+    @contextmanager
+    def _exclusive(self, path: str) -> Iterator[None]:
+        """Mutual exclusion for read-compare-write: a lock on the document's folder locally (every process on
+        this machine), a process lock for `memory://`. Other filesystems offer no conditional write fsspec can reach."""
+        if self._local:
+            self._make_parent(path)
+            folder = os.open(posixpath.dirname(path), os.O_RDONLY)  # the folder itself: no lock file to leave
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(folder)  # releases the lock
+            return
+        with _MEMORY_LOCKS_GUARD:
+            lock_for_path = _MEMORY_LOCKS.setdefault(f"{self.fs.protocol}:{path}", threading.Lock())
+        with lock_for_path:
+            yield
+
+    def _is_s3(self) -> bool:
+        return "s3" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
 
     def _write_whole(self, path: str, data: bytes) -> None:
         """Replace an object in one step: a single PUT remotely, temp file + fsync + rename locally."""
@@ -248,6 +385,10 @@ def _checked(key: str) -> str:
             "use snapshot_name() to derive one from an IQA path"
         )
     return key
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _json_bytes(document: Mapping[str, Any]) -> bytes:

@@ -54,6 +54,7 @@ from include.imis_thrive.sync.guard import (
     check_contact_changes,
     check_membership_removals,
 )
+from include.imis_thrive.sync.merge import merge_members, merge_sent_rows
 from include.imis_thrive.sync.quarantine import RejectionLedger
 from include.imis_thrive.sync.snapshots import SnapshotHandle, SnapshotStore, snapshot_name
 from include.imis_thrive.sync.validation import IqaKind, ValidationFailed, validate_iqa
@@ -226,11 +227,11 @@ def plan_target_group(imis: ImisClient, thrive: ThriveClient, store: SnapshotSto
         members = _list_members(imis, store, group, contacts)
     except TargetGroupSkipped as skipped:
         return plan | {"status": "skipped", "reason": str(skipped)}
+    baseline = store.current(group_snapshot(group.name))
     if full_resync:
         previous = [m.contact_id for m in thrive.interest_members(group.name) if m.contact_id]
     else:
-        committed = store.read(group_snapshot(group.name))
-        previous = None if committed is None else committed[ID_ALIAS]
+        previous = None if baseline is None else store.load(baseline)[ID_ALIAS]
     diff = diff_membership(group.name, previous, members)
     try:
         guard = check_membership_removals(diff, limits, override)
@@ -245,7 +246,8 @@ def plan_target_group(imis: ImisClient, thrive: ThriveClient, store: SnapshotSto
     handle = store.stage(group_snapshot(group.name), changes, run_id)
     log.info("target group %r: %d members, %d to add, %d to remove", group.name, diff.current_count,
              len(diff.added), len(diff.removed))
-    return plan | {"status": "ready", "handle": handle.as_dict(), "membership": diff.summary(),
+    return plan | {"status": "ready", "handle": handle.as_dict(),
+                   "baseline": None if baseline is None else baseline.as_dict(), "membership": diff.summary(),
                    "guard": guard.as_dict(), "full_resync": full_resync}
 
 
@@ -299,7 +301,8 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Mappin
     members = _planned_members(store, plans)
     targets = staged[staged[ID_ALIAS].isin(members)].reset_index(drop=True)
     targets.attrs["iqa"] = CONTACTS_IQA_PATH
-    sent_before = None if full_resync else store.read(CONTACTS_SNAPSHOT)
+    baseline = store.current(CONTACTS_SNAPSHOT)
+    sent_before = None if full_resync or baseline is None else store.load(baseline)
     previous = None if sent_before is None else sent_before[sent_before[ID_ALIAS].isin(members)]
     diff = diff_contacts(previous, targets, columns=fields)
     guard = _contacts_guard(previous, targets, fields, override, limits)
@@ -317,7 +320,8 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Mappin
     ledger = RejectionLedger.load(store, CONTACTS_SNAPSHOT)
     ledger.record(run_id, accepted=[o.contact_id for o in result.outcomes if o.accepted], rejected=rejected)
     accepted_rows = to_send[~to_send[ID_ALIAS].isin([o.contact_id for o in rejected])]
-    _commit_merged(store, CONTACTS_SNAPSHOT, sent_before, accepted_rows, run_id)
+    store.commit_over(CONTACTS_SNAPSHOT, run_id, baseline,
+                      lambda theirs, base: merge_sent_rows(accepted_rows, theirs, base))
     ledger.save(store)
     return summary | {"sent": len(to_send), "rejected": len(rejected), "calls": result.calls,
                       "records_sent": result.records_sent,
@@ -358,16 +362,6 @@ def _outcome_counts(outcomes: Iterable[SubscriberOutcome]) -> dict[str, int]:
     return counts
 
 
-def _commit_merged(store: SnapshotStore, name: str, before: pd.DataFrame | None, sent: pd.DataFrame,
-                   run_id: str) -> None:
-    """The snapshot becomes what Thrive now holds: the rows sent this run over the ones sent before."""
-    if before is None or before.empty:
-        merged = sent
-    else:
-        merged = pd.concat([before[~before[ID_ALIAS].isin(sent[ID_ALIAS])], sent], ignore_index=True)
-    store.commit(store.stage(name, merged.reset_index(drop=True), run_id))
-
-
 # -- 5. load one group -------------------------------------------------------------------------------------
 
 def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: Mapping[str, Any], run_id: str,
@@ -399,12 +393,16 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: Mapping[
         calls += len(thrive.remove_interest_members(name, _members(leaving, emails)))
     kept = changes.loc[changes[CHANGE_COLUMN] == "keep", ID_ALIAS]
     added = addable[~addable.isin(rejected_ids)]
-    members = pd.DataFrame({ID_ALIAS: pd.concat([kept, added], ignore_index=True).astype("str")})
-    store.commit(store.stage(group_snapshot(name), members, run_id))
+    mine = pd.concat([kept, added], ignore_index=True).astype("str")
+    baseline = plan.get("baseline")
+    committed = store.commit_over(
+        group_snapshot(name), run_id, None if baseline is None else SnapshotHandle.from_dict(baseline),
+        lambda theirs, base: pd.DataFrame({ID_ALIAS: merge_members(
+            mine, None if theirs is None else theirs[ID_ALIAS], None if base is None else base[ID_ALIAS])}))
     log.info("target group %r: %d added, %d removed, %d not added (not in Thrive or rejected)", name,
              len(added), len(leaving), len(wanted) - len(added))
     return summary | {"added": len(added), "removed": len(leaving), "rejected": len(rejected_ids),
-                      "members": len(members), "calls": calls, "records_sent": records_sent,
+                      "members": committed.rows, "calls": calls, "records_sent": records_sent,
                       "seconds": round(time.monotonic() - started, 2)}
 
 

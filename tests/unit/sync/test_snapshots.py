@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -64,12 +65,22 @@ def test_a_staged_snapshot_is_readable_by_its_handle_before_commit(store: Snapsh
     assert store.read(GROUP) is None
 
 
-def test_loading_a_pruned_stage_says_to_rerun(store: SnapshotStore) -> None:
+def test_loading_a_pruned_stage_says_to_rerun(tmp_path: Path) -> None:
+    store = SnapshotStore(str(tmp_path), open_stage_grace=timedelta(0))
     stale = store.stage(GROUP, _members("1"), run_id="run-1")
     store.commit(store.stage(GROUP, _members("2"), run_id="run-2"))  # prunes the earlier, uncommitted stage
 
-    with pytest.raises(SnapshotError, match="re-run the sync"):
+    with pytest.raises(SnapshotError, match="another machine.*re-run the sync"):
         store.load(stale)
+
+
+def test_a_commit_spares_the_stage_of_a_run_still_loading(store: SnapshotStore) -> None:
+    """A refresh committing beside the hourly run must not delete the hourly run's plan, staged earlier."""
+    still_loading = store.stage(GROUP, _members("1"), run_id="hourly")
+    for run in range(store.keep + 2):
+        store.commit(store.stage(GROUP, _members(str(run)), run_id=f"refresh-{run}"))
+
+    pd.testing.assert_frame_equal(store.load(still_loading), _members("1"))
 
 
 def test_a_failed_commit_keeps_the_previous_snapshot(store: SnapshotStore, monkeypatch) -> None:
@@ -128,7 +139,7 @@ def test_an_empty_frame_keeps_its_columns_and_dtypes(store: SnapshotStore, frame
 
 
 def test_old_snapshots_are_pruned_after_commit_keeping_the_last_n(tmp_path: Path) -> None:
-    store = SnapshotStore(str(tmp_path), keep=2)
+    store = SnapshotStore(str(tmp_path), keep=2, open_stage_grace=timedelta(0))
     handles = [store.stage(GROUP, _members(str(run)), run_id=f"run-{run}") for run in range(4)]
     for handle in handles:
         store.commit(handle)
