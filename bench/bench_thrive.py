@@ -14,12 +14,12 @@ import argparse
 import time
 from datetime import UTC, datetime, timedelta
 
-from sandbox.server import SandboxServer
-from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.thrive.engagement import EngagementKind, iter_engagement
-from include.imis_thrive.thrive.wire import DERIVED_KINDS
 from include.imis_thrive.thrive.models import Subscriber
+from include.imis_thrive.thrive.wire import DERIVED_KINDS
+from sandbox.server import SandboxServer
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 
 USER, PASSWORD = "hl_api_user", "sandbox-thrive-password"
 START = datetime(2026, 1, 5, tzinfo=UTC)

@@ -30,7 +30,6 @@ from sandbox.server import SandboxServer
 from sandbox.smtp import ReceivedMail, SmtpSink, print_mail
 from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 
-
 # The sandbox lists an active campaign mails to, i.e. the ones the hourly schedule syncs.
 CAMPAIGN_LISTS = ("Newsletter", "Annual Conference 2026")
 

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sandbox.airflow_settings import PROJECT_ROOT, load_settings
-from sandbox.__main__ import RunningSandboxes, running_sandboxes
 from include.imis_thrive.sync.snapshots import SnapshotStore
+from sandbox.__main__ import RunningSandboxes, running_sandboxes
+from sandbox.airflow_settings import PROJECT_ROOT, load_settings
 
 CONTACTS = 3000
 ENGAGEMENT_PER_HOUR = 1500

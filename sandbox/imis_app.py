@@ -53,6 +53,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultMiddleware, Receive, Scope, Send
 from sandbox.imis_package import (
     CONTACTS,
     CONTACTS_PATH,
@@ -63,7 +64,6 @@ from sandbox.imis_package import (
     ServedIqa,
     WireType,
 )
-from sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultMiddleware, Receive, Scope, Send
 from sandbox.imis_seed import ImisSeed, SeedError, SeedList, build_seed
 
 DEFAULT_LIMIT = 100

@@ -103,7 +103,7 @@ class SmtpSink:
     def clear(self) -> None:
         self._inbox.clear()
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         self._controller.start()
         return self
 
@@ -111,7 +111,7 @@ class SmtpSink:
         self._controller.stop()
         self._socket.close()
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

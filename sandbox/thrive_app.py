@@ -29,15 +29,15 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Literal
+from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
-from xml.sax.saxutils import escape
 
-from sandbox.airflow_settings import ConnectionSetting
 from sandbox import thrive_xml as xml
+from sandbox.airflow_settings import ConnectionSetting
 from sandbox.faults import ADMIN_PREFIX, FaultConfig, FaultInjector, FaultMiddleware
 from sandbox.thrive_engagement import generate_engagement
 from sandbox.thrive_store import (

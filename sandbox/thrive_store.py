@@ -31,6 +31,7 @@ from sandbox.thrive_vocab import (
     InterestAction,
     parse_timestamp,
 )
+
 _DOUBLED_SUFFIX = re.compile(r"(\.[a-z]{2,})\1$", re.IGNORECASE)
 _QUERY_CACHE_SIZE = 16
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sandbox.thrive_engagement import Recipients, generate_engagement
 from include.imis_thrive.thrive.kinds import EngagementKind
+from sandbox.thrive_engagement import Recipients, generate_engagement
 
 START = datetime(2026, 2, 1, tzinfo=UTC)
 END = datetime(2026, 2, 8, tzinfo=UTC)
