@@ -66,8 +66,8 @@ def bench_engagement(events: int) -> None:
         read = sum(1 for kind in EngagementKind if kind not in DERIVED_KINDS
                    for _ in iter_engagement(client, kind, START, END))
         elapsed = time.perf_counter() - started
-    print(f"read {read:,} engagement events (the 6 grid-read kinds, 1,000-row pages): {elapsed:.2f}s, {read / elapsed:,.0f} events/s, "
-          f"{client.calls} HTTP requests")
+    print(f"read {read:,} engagement events (the 6 grid-read kinds, 1,000-row pages): {elapsed:.2f}s, "
+          f"{read / elapsed:,.0f} events/s, {client.calls} HTTP requests")
 
 
 def main() -> None:

@@ -131,7 +131,8 @@ def _target_group_figures(report: dict[str, Any]) -> dict[str, Any]:
     loads = [group.get("load") or {} for group in report.get("target_groups", [])]
     diff = upsert.get("diff", {})
     return {"rows": contacts.get("rows", 0), "added": diff.get("added", 0), "changed": diff.get("changed", 0),
-            "members +/-": f"+{sum(l.get('added', 0) for l in loads)}/-{sum(l.get('removed', 0) for l in loads)}",
+            "members +/-": f"+{sum(load.get('added', 0) for load in loads)}"
+                           f"/-{sum(load.get('removed', 0) for load in loads)}",
             "quarantined": (contacts.get("quarantined") or {}).get("rows", 0) + upsert.get("rejected", 0)}
 
 

@@ -360,7 +360,8 @@ def _valid_lists(rng: np.random.Generator, columns: dict[str, np.ndarray]) -> di
     expired = ~columns["IsMember"] & ~np.isnat(columns["MemberExpiresOn"])
     rules = {
         "All Members": (columns["IsMember"] & active,
-                        (ServedFilter("IsMember", "Equal", "No", ("true",)), ServedFilter("Status", "Equal", "No", ("A",)))),
+                        (ServedFilter("IsMember", "Equal", "No", ("true",)),
+                         ServedFilter("Status", "Equal", "No", ("A",)))),
         "Newsletter": (person & (rng.random(n) < 0.6), ()),
         "Annual Conference 2026": (rng.random(n) < 0.1, ()),  # also returns a Byte[] column, see below
         "Lapsed Members": (expired, (ServedFilter("MemberExpiresOn", "LessThan", "No", ("2026-01-01",)),)),
@@ -370,7 +371,7 @@ def _valid_lists(rng: np.random.Generator, columns: dict[str, np.ndarray]) -> di
         members = np.flatnonzero(mask)
         if not active[members].any():
             members = np.union1d(members, [int(np.argmax(active))])
-        columns_served = LIST_COLUMNS + (_ROW_VERSION_COLUMN,) if name == "Annual Conference 2026" else LIST_COLUMNS
+        columns_served = (*LIST_COLUMNS, _ROW_VERSION_COLUMN) if name == "Annual Conference 2026" else LIST_COLUMNS
         lists[name] = SeedList(list_iqa(name, columns=columns_served, filters=filters), members)
     return lists
 
@@ -444,14 +445,15 @@ def _full_names(contacts: dict[str, np.ndarray], rows: np.ndarray | slice) -> np
     first, last = contacts["FirstName"][rows], contacts["LastName"][rows]
     organization = contacts["OrganizationName"][rows]
     is_org = contacts["IsOrganization"][rows]
-    return np.array([org if is_org_row else f"{f} {l}" for f, l, org, is_org_row
-                     in zip(first.tolist(), last.tolist(), organization.tolist(), is_org.tolist())], dtype=object)
+    return np.array([org if is_org_row else f"{first_name} {last_name}" for first_name, last_name, org, is_org_row
+                     in zip(first.tolist(), last.tolist(), organization.tolist(), is_org.tolist(), strict=True)],
+                    dtype=object)
 
 
 def _row_versions(id_numbers: np.ndarray) -> np.ndarray:
     """A SQL `timestamp` (rowversion) per contact, base64 as Json.NET writes a `System.Byte[]`."""
-    return np.array([base64.b64encode(int(number * 7919).to_bytes(8, "big")).decode() for number in id_numbers.tolist()],
-                    dtype=object)
+    return np.array([base64.b64encode(int(number * 7919).to_bytes(8, "big")).decode()
+                     for number in id_numbers.tolist()], dtype=object)
 
 
 def _pool(values: Iterable[str]) -> np.ndarray:

@@ -373,20 +373,20 @@ class ThriveStore:
         self._touch("mailings")
         unsubscribes = generated.events[EventKind.UNSUBSCRIBE]
         for sid, when, instance in zip(unsubscribes["subscriber_id"], unsubscribes["occurred_at"],
-                                       unsubscribes["mailing_instance_id"]):
+                                       unsubscribes["mailing_instance_id"], strict=True):
             self.unsubscribe(self.subscribers[int(sid)], when.to_pydatetime(), int(instance))
         resubscribes = generated.events[EventKind.RESUBSCRIBE]
-        for sid, when in zip(resubscribes["subscriber_id"], resubscribes["occurred_at"]):
+        for sid, when in zip(resubscribes["subscriber_id"], resubscribes["occurred_at"], strict=True):
             self.resubscribe(self.subscribers[int(sid)], when.to_pydatetime())
         by_id = {interest.interest_id: interest for interest in self.interests.values()}
         mailings = generated.mailings
-        for target, when in zip(mailings["target_group_id"], mailings["mailing_date"]):
+        for target, when in zip(mailings["target_group_id"], mailings["mailing_date"], strict=True):
             interest = by_id.get(int(target)) if not pd.isna(target) else None
             if interest is not None:
                 interest.last_mailed = max(filter(None, (interest.last_mailed, when.floor("us").to_pydatetime())))
         self._touch("interests")
         bounces = generated.events[EventKind.BAD_EMAIL]
-        for sid, when in zip(bounces["subscriber_id"], bounces["occurred_at"]):
+        for sid, when in zip(bounces["subscriber_id"], bounces["occurred_at"], strict=True):
             subscriber = self.subscribers[int(sid)]
             subscriber.bounce_date = max(filter(None, (subscriber.bounce_date, when.to_pydatetime())))
         for kind, frame in generated.events.items():

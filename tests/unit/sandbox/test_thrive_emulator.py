@@ -125,12 +125,13 @@ DEMOGRAPHIC_BULK_UPLOAD = """<ActionRequest xmlns="http://partner.informz.net/aa
 </ActionRequest>"""
 
 # "BulkUpload" (360032692112), the first "Request", exactly as published (an empty Data block).
-RESUBSCRIBE_BULK_UPLOAD = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/"> <Password>password</Password>
- <Brand id="9999">Test Brand</Brand> <User>testuser</User> <Actions> <BulkUpload> <UploadDetails> <InterestDetails>
- <InterestAction>ResubscribeSubscribers</InterestAction> </InterestDetails> <StatusEmailRecipients>
- <Email>yournamehere@informz.com</Email> </StatusEmailRecipients> </UploadDetails> <FieldDefinitions> <FieldDefinition>
- <Name>Email</Name> <DataType>string</DataType> <ColumnIndex>1</ColumnIndex> <FieldType>Email</FieldType>
- </FieldDefinition> </FieldDefinitions> <Data>{data}</Data> </BulkUpload> </Actions> </ActionRequest>"""
+RESUBSCRIBE_BULK_UPLOAD = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/">
+ <Password>password</Password> <Brand id="9999">Test Brand</Brand> <User>testuser</User> <Actions> <BulkUpload>
+ <UploadDetails> <InterestDetails> <InterestAction>ResubscribeSubscribers</InterestAction> </InterestDetails>
+ <StatusEmailRecipients> <Email>yournamehere@informz.com</Email> </StatusEmailRecipients> </UploadDetails>
+ <FieldDefinitions> <FieldDefinition> <Name>Email</Name> <DataType>string</DataType> <ColumnIndex>1</ColumnIndex>
+ <FieldType>Email</FieldType> </FieldDefinition> </FieldDefinitions> <Data>{data}</Data> </BulkUpload> </Actions>
+ </ActionRequest>"""
 
 # "ActionRequests - Subscribe, Unsubscribe and Opt-Out" (360032692392), the Subscribe request as published.
 SUBSCRIBE = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/">
@@ -192,17 +193,21 @@ SUBSCRIBE = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/">
 # "Unsubscribe" (360044667212), the request as published.
 UNSUBSCRIBE = """<?xml version="1.0" encoding="utf-8"?> <ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/">
  <Brand id="9999">Test Brand</Brand> <User>testuser</User> <Password>password</Password> <Actions> <Unsubscribe>
- <Subscribers> <Subscriber> <Email>test1@example.com</Email> <ID>1</ID> <UnsubscribeReason>Unsubscribe reason 1</UnsubscribeReason>
- </Subscriber> <Subscriber> <Email>test2@example.com</Email> <ID>2</ID> <UnsubscribeReason>Unsubscribe reason 2</UnsubscribeReason>
- </Subscriber> <Subscriber> <Email>test3@example.com</Email> <ID>3</ID> <UnsubscribeReason>Unsubscribe reason 3</UnsubscribeReason>
+ <Subscribers> <Subscriber> <Email>test1@example.com</Email> <ID>1</ID>
+ <UnsubscribeReason>Unsubscribe reason 1</UnsubscribeReason>
+ </Subscriber> <Subscriber> <Email>test2@example.com</Email> <ID>2</ID>
+ <UnsubscribeReason>Unsubscribe reason 2</UnsubscribeReason>
+ </Subscriber> <Subscriber> <Email>test3@example.com</Email> <ID>3</ID>
+ <UnsubscribeReason>Unsubscribe reason 3</UnsubscribeReason>
  </Subscriber> </Subscribers> </Unsubscribe> </Actions> </ActionRequest>"""
 
 # "Optout" (360044601832), the request as published.
 OPTOUT = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/"> <Brand id="9999">Test Brand</Brand>
- <User>testuser</User><Password>password</Password> <Actions> <Optout> <InterestNames> <InterestName>Sample Interest 1</InterestName>
- <InterestName>Sample Interest 2</InterestName> </InterestNames> <Subscribers> <Subscriber> <Email>mike@example.com</Email>
- <ID>8462</ID> </Subscriber> <Subscriber> <Email>ann@example.com</Email> <ID>384</ID> </Subscriber> <Subscriber>
- <Email>jim@example.com</Email> <ID>6324</ID> </Subscriber> </Subscribers> </Optout> </Actions> </ActionRequest>"""
+ <User>testuser</User><Password>password</Password> <Actions> <Optout> <InterestNames>
+ <InterestName>Sample Interest 1</InterestName> <InterestName>Sample Interest 2</InterestName> </InterestNames>
+ <Subscribers> <Subscriber> <Email>mike@example.com</Email> <ID>8462</ID> </Subscriber> <Subscriber>
+ <Email>ann@example.com</Email> <ID>384</ID> </Subscriber> <Subscriber> <Email>jim@example.com</Email> <ID>6324</ID>
+ </Subscriber> </Subscribers> </Optout> </Actions> </ActionRequest>"""
 
 # "Making the Call" / "Sample Message (Encryption & Compression)" (360044600992): the Grid node compressed.
 MAKING_THE_CALL_GRID = (
@@ -460,7 +465,7 @@ def test_start_row_is_the_ordinal_of_the_first_row_in_either_base(base):
     emulator.upload(QUICK_START_BULK_UPLOAD)
 
     def page(start: int) -> list[str]:
-        extra = f"<SortField order=\"asc\">user_id</SortField><StartRow>{start}</StartRow><NumberOfRows>2</NumberOfRows>"
+        extra = f'<SortField order="asc">user_id</SortField><StartRow>{start}</StartRow><NumberOfRows>2</NumberOfRows>'
         return [row["user_id"] for _, row in emulator.grid(grid("subscriber", "user_id", extra=extra))]
 
     assert page(base) == ["1374", "294"]  # sorted as text, as the tenant compares string values

@@ -30,7 +30,8 @@ def test_exactly_the_requested_volume_comes_out_at_realistic_ratios(generated):
     assert set(counts) == set(EngagementKind)
     assert counts[EngagementKind.MAIL_OPEN] / sends == pytest.approx(0.22, rel=0.01)
     assert counts[EngagementKind.LINK_CLICK] / counts[EngagementKind.MAIL_OPEN] == pytest.approx(0.15, rel=0.01)
-    assert 0 < counts[EngagementKind.RESUBSCRIBE] < counts[EngagementKind.UNSUBSCRIBE] < counts[EngagementKind.BAD_EMAIL]
+    assert 0 < counts[EngagementKind.RESUBSCRIBE] < counts[EngagementKind.UNSUBSCRIBE] \
+        < counts[EngagementKind.BAD_EMAIL]
 
 
 def test_the_same_seed_gives_the_same_events_and_another_seed_does_not():
@@ -52,7 +53,7 @@ def test_follow_ups_come_after_their_cause(generated):
     sends = generated.events[EngagementKind.MAIL_SENT]
     sent_at = sends.groupby(["mailing_instance_id", "subscriber_id"])["occurred_at"].min()
     opens = generated.events[EngagementKind.MAIL_OPEN]
-    open_sent = sent_at.loc[list(zip(opens["mailing_instance_id"], opens["subscriber_id"]))].to_numpy()
+    open_sent = sent_at.loc[list(zip(opens["mailing_instance_id"], opens["subscriber_id"], strict=True))].to_numpy()
     assert (opens["occurred_at"].to_numpy() >= open_sent).all()
 
     unsubscribes = generated.events[EngagementKind.UNSUBSCRIBE].set_index("subscriber_id")["occurred_at"]
@@ -74,7 +75,8 @@ def test_clicks_carry_a_link_of_their_mailing_and_visits_a_page():
     clicks = result.events[EngagementKind.LINK_CLICK]
     visits = result.events[EngagementKind.WEB_PAGE_VISIT]
 
-    assert all(url.startswith(f"https://www.example.org/m/{m}/") for url, m in zip(clicks["url"], clicks["mailing_id"]))
+    assert all(url.startswith(f"https://www.example.org/m/{m}/")
+               for url, m in zip(clicks["url"], clicks["mailing_id"], strict=True))
     assert visits["url"].notna().all() and visits["page"].notna().all()
 
 
