@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -410,12 +411,24 @@ def _panel_values(data_type: WireType, n: int, rng: np.random.Generator) -> np.n
     return np.where(rng.random(n) < 0.1, _NAT, AS_OF - rng.integers(0, 3650, n) * DAY)
 
 
+_Cell = TypeVar("_Cell")
+
+
+def _cell(kind: type[_Cell], value: object) -> _Cell:
+    """One cell of a NumPy column, as the type its column holds: NumPy types cells as Any, and a changed value is
+    computed from the old one."""
+    if not isinstance(value, kind):
+        raise TypeError(f"a {kind.__name__} column holds {value!r}")
+    return value
+
+
 def _changed_value(name: str, old: object, rng: np.random.Generator, row: int) -> object:
     """A new value for one field that is guaranteed to differ from the old one."""
     if isinstance(old, (bool, np.bool_)):
         return not old
     if name == "MemberExpiresOn":
-        return (AS_OF if np.isnat(old) else old) + 365 * DAY
+        expires = _cell(np.datetime64, old)
+        return (AS_OF if np.isnat(expires) else expires) + 365 * DAY
     if name == "PrimaryEmailAddress":
         return f"updated.{row}.{int(rng.integers(1_000_000))}@{_WEBMAIL[int(rng.integers(len(_WEBMAIL)))]}"
     if name == "WebsiteURL":
@@ -433,12 +446,14 @@ def _changed_panel_value(column: ServedColumn, old: object, rng: np.random.Gener
         choices = [value for value in pool if value != old]
         return choices[int(rng.integers(len(choices)))]
     if column.data_type is WireType.INT32:
-        return old + 1
+        return _cell(np.int64, old) + 1
     if column.data_type is WireType.DECIMAL:
-        return 1.0 if np.isnan(old) else round(float(old) + 1.5, 2)
+        amount = _cell(np.float64, old)
+        return 1.0 if np.isnan(amount) else round(float(amount) + 1.5, 2)
     if column.data_type is WireType.BOOLEAN:
         return not old
-    return AS_OF if np.isnat(old) else old + DAY
+    day = _cell(np.datetime64, old)
+    return AS_OF if np.isnat(day) else day + DAY
 
 
 def _full_names(contacts: dict[str, np.ndarray], rows: np.ndarray | slice) -> np.ndarray:

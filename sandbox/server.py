@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-SHUTDOWN_GRACE_S = 1.0
+SHUTDOWN_GRACE_S = 1  # whole seconds, as uvicorn declares it
 
 
 class SandboxServer:
@@ -65,5 +65,6 @@ class SandboxServer:
     def __enter__(self) -> SandboxServer:
         return self.start()
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.stop()

@@ -54,7 +54,7 @@ class _Inbox:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         message = email.message_from_bytes(content, policy=email.policy.default)
-        mail = ReceivedMail(str(envelope.mail_from or ""), tuple(envelope.rcpt_tos), message)  # type: ignore[arg-type]
+        mail = ReceivedMail(str(envelope.mail_from or ""), tuple(envelope.rcpt_tos), message)
         with self._lock:
             self._mails.append(mail)
         if self._on_mail is not None:

@@ -417,7 +417,7 @@ class ThriveSandbox:
                                                             SUBSCRIBE_ACTIONS)
         data = xml.child(action, "SubscriberData")
         records = xml.nested(data, "Subscribers", "Subscriber") if data is not None else []
-        if not records:
+        if data is None or not records:
             raise SandboxFault(FaultCode.INSUFFICIENT_DATA,
                                "Subscribe holds no <SubscriberData><Subscribers><Subscriber>")
         if len(records) > MAX_SUBSCRIBE:

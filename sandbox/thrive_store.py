@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -619,13 +620,17 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _frame(grid: str, rows: list[tuple[object, ...]]) -> pd.DataFrame:
+def _frame(grid: str, rows: Sequence[tuple[object, ...]]) -> pd.DataFrame:
     """A grid from row tuples in the order of its documented elements."""
     columns = [element.lower() for element in GRIDS[grid].elements]
     return _typed(pd.DataFrame.from_records(rows, columns=columns))
 
 
-def _columns(grid: str, length: int, values: dict[str, object]) -> pd.DataFrame:
+# One grid column: a frame's column, an array or list of values, or one flag for every row.
+GridColumn: TypeAlias = pd.Series | np.ndarray | list[object] | int
+
+
+def _columns(grid: str, length: int, values: dict[str, GridColumn]) -> pd.DataFrame:
     """A grid from columns; documented elements the emulator has no data for are NULL."""
     data: dict[str, pd.Series] = {}
     for element in GRIDS[grid].elements:
@@ -635,10 +640,10 @@ def _columns(grid: str, length: int, values: dict[str, object]) -> pd.DataFrame:
             data[column] = pd.Series(np.full(length, None, dtype=object))
         elif isinstance(value, pd.Series):
             data[column] = value.reset_index(drop=True)
-        elif np.isscalar(value):
+        elif isinstance(value, int):
             data[column] = pd.Series(np.full(length, value))
         else:
-            data[column] = pd.Series(value if isinstance(value, np.ndarray) else list(value), dtype=object)
+            data[column] = pd.Series(value, dtype=object)
     return _typed(pd.DataFrame(data, index=pd.RangeIndex(length)))
 
 
