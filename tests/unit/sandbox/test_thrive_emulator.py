@@ -239,11 +239,11 @@ class Emulator:
                     "</x></PostInformzMessage></s:Body></s:Envelope>")
         response = self.http.post(self.sandbox.config.endpoint_path, content=envelope.encode(),
                                   headers={"Content-Type": "text/xml; charset=utf-8"})
-        body = ET.fromstring(response.content).find(f"{{{SOAP}}}Body")
+        body = _find(ET.fromstring(response.content), f"{{{SOAP}}}Body")
         fault = body.find(f"{{{SOAP}}}Fault")
         if fault is not None:
             return response.status_code, fault
-        result = body.find(f"{{{NS}}}PostInformzMessageResponse/{{{NS}}}PostInformzMessageResult").text
+        result = _text(body, f"{{{NS}}}PostInformzMessageResponse/{{{NS}}}PostInformzMessageResult")
         assert result.startswith('<?xml version="1.0" encoding="utf-16"?>')
         return response.status_code, ET.fromstring(result.split("?>", 1)[1])
 
@@ -262,14 +262,25 @@ class Emulator:
         """(code, reason) of a fault in the `aapi` shape."""
         status, fault = self.post(document)
         assert status == 500 and fault.tag == f"{{{SOAP}}}Fault"
-        detail = fault.find(f"detail/{{{NS}}}InformzAAPIFault")
-        return detail.findtext(f"{{{NS}}}Code"), detail.findtext(f"{{{NS}}}Reason")
+        detail = _find(fault, f"detail/{{{NS}}}InformzAAPIFault")
+        return _text(detail, f"{{{NS}}}Code"), _text(detail, f"{{{NS}}}Reason")
 
     def grid(self, grid_xml: str) -> list[tuple[str, dict[str, str | None]]]:
         """The records of a one-grid request: (row attribute, {element: value})."""
         reply = self.ok(f'<GridRequest xmlns="{NS}">{CREDENTIALS}<Grids>{grid_xml}</Grids></GridRequest>')
-        return [(record.get("row"), {field.get("element"): field.text for field in record.iter(f"{{{NS}}}Field")})
+        return [(record.attrib["row"], {field.attrib["element"]: field.text for field in record.iter(f"{{{NS}}}Field")})
                 for record in reply.iter(f"{{{NS}}}Record")]
+
+
+def _find(element: ET.Element, path: str) -> ET.Element:
+    """The element at `path`, which the document must hold: a test fails naming the path, not on None."""
+    found = element.find(path)
+    assert found is not None, f"no {path} in {ET.tostring(element, encoding='unicode')[:300]}"
+    return found
+
+
+def _text(element: ET.Element, path: str) -> str:
+    return _find(element, path).text or ""
 
 
 def grid(grid_type: str, *fields: str, extra: str = "") -> str:
@@ -302,10 +313,10 @@ def _bulk(details: str = "<StatusEmailRecipients><Email>ops@example.org</Email><
 
 
 def _upload_id(reply: ET.Element) -> str:
-    return reply.findtext(f"{{{NS}}}Responses/{{{NS}}}BulkUpload/{{{NS}}}UploadID")
+    return _text(reply, f"{{{NS}}}Responses/{{{NS}}}BulkUpload/{{{NS}}}UploadID")
 
 
-def _upload_status(emulator: Emulator, upload_id: str) -> str:
+def _upload_status(emulator: Emulator, upload_id: str) -> str | None:
     condition = (f"<Conditions><Condition><Single><DataElement>upload_id</DataElement><DataValue>{upload_id}"
                  "</DataValue><Comparator>EQ</Comparator></Single></Condition></Conditions>")
     [(_, row)] = emulator.grid(grid("upload_history", "upload_id", "status", extra=condition))
@@ -464,7 +475,7 @@ def test_start_row_is_the_ordinal_of_the_first_row_in_either_base(base):
     emulator = Emulator(startrow_base=base)
     emulator.upload(QUICK_START_BULK_UPLOAD)
 
-    def page(start: int) -> list[str]:
+    def page(start: int) -> list[str | None]:
         extra = f'<SortField order="asc">user_id</SortField><StartRow>{start}</StartRow><NumberOfRows>2</NumberOfRows>'
         return [row["user_id"] for _, row in emulator.grid(grid("subscriber", "user_id", extra=extra))]
 
@@ -573,7 +584,7 @@ def test_each_fault_shape_carries_the_vendor_code(shape):
         assert fault.findtext("faultcode") == "a:InvalidCredentialsException"
     else:
         name = "InformzAAPIFault" if shape == "aapi" else "InformzServiceFault"
-        detail = fault.find(f"detail/{{{NS}}}{name}")
+        detail = _find(fault, f"detail/{{{NS}}}{name}")
         assert detail.findtext(f"{{{NS}}}Code") == "InvalidCredentialsException"
         assert (detail.find(f"{{{NS}}}Message") is not None) == (shape == "service")
 
