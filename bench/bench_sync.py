@@ -24,7 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from include.imis_thrive.sync.field_map import CONTACTS_IQA, to_thrive_contacts  # noqa: E402
+from include.imis_thrive.sync.field_map import CONTACTS_IQA, to_thrive_contacts
 
 SIZES = (100_000, 1_000_000)
 TZ = "America/New_York"

@@ -14,12 +14,12 @@ import argparse
 import time
 from datetime import UTC, datetime, timedelta
 
-from sandbox.server import SandboxServer
-from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.thrive.engagement import EngagementKind, iter_engagement
-from include.imis_thrive.thrive.wire import DERIVED_KINDS
 from include.imis_thrive.thrive.models import Subscriber
+from include.imis_thrive.thrive.wire import DERIVED_KINDS
+from sandbox.server import SandboxServer
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 
 USER, PASSWORD = "hl_api_user", "sandbox-thrive-password"
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -66,8 +66,8 @@ def bench_engagement(events: int) -> None:
         read = sum(1 for kind in EngagementKind if kind not in DERIVED_KINDS
                    for _ in iter_engagement(client, kind, START, END))
         elapsed = time.perf_counter() - started
-    print(f"read {read:,} engagement events (the 6 grid-read kinds, 1,000-row pages): {elapsed:.2f}s, {read / elapsed:,.0f} events/s, "
-          f"{client.calls} HTTP requests")
+    print(f"read {read:,} engagement events (the 6 grid-read kinds, 1,000-row pages): {elapsed:.2f}s, "
+          f"{read / elapsed:,.0f} events/s, {client.calls} HTTP requests")
 
 
 def main() -> None:

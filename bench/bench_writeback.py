@@ -35,8 +35,8 @@ INTEREST = "Newsletter"
 
 def serve(subscribers: int, events: int, pipe: Connection) -> None:
     """Child process: both sandboxes seeded and engaged, served until the parent says stop."""
-    from sandbox.airflow_settings import load_settings
     from sandbox.__main__ import build_sandboxes
+    from sandbox.airflow_settings import load_settings
     from sandbox.server import SandboxServer
     from sandbox.thrive_store import UploadRow
 

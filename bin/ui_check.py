@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -225,7 +225,7 @@ def open_each_dag(page: Page, url: str, shot: Callable[[str], None]) -> None:
 
 def trigger_target_group(page: Page, url: str, target_group: str, shot: Callable[[str], None]) -> str:
     """The Trigger form: Run Parameters take the group, Advanced Options a run id to follow; returns it."""
-    run_id = f"ui_check__{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    run_id = f"ui_check__{datetime.now(UTC):%Y%m%dT%H%M%S}"
     page.goto(f"{url}/dags/{TARGET_GROUP_DAG}")
     page.get_by_role("button", name="Trigger Dag").click()
     dialog = page.get_by_role("dialog")

@@ -30,7 +30,6 @@ from sandbox.server import SandboxServer
 from sandbox.smtp import ReceivedMail, SmtpSink, print_mail
 from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 
-
 # The sandbox lists an active campaign mails to, i.e. the ones the hourly schedule syncs.
 CAMPAIGN_LISTS = ("Newsletter", "Annual Conference 2026")
 
@@ -111,9 +110,9 @@ def main() -> None:
     stop = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # both stop within seconds, requests in flight or not
         signal.signal(stop_signal, lambda *_: stop.set())
-    with running_sandboxes(settings=load_settings(args.settings), contacts=args.contacts, seed=args.seed, broken_lists=args.broken_lists,
-                           on_mail=print_mail, flavor=args.flavor, page_cap=args.page_cap,
-                           thrive_options=thrive_options) as running:
+    with running_sandboxes(settings=load_settings(args.settings), contacts=args.contacts, seed=args.seed,
+                           broken_lists=args.broken_lists, on_mail=print_mail, flavor=args.flavor,
+                           page_cap=args.page_cap, thrive_options=thrive_options) as running:
         print(f"iMIS sandbox:   {running.imis_server.url}{running.imis.config.path_prefix}  ({args.contacts} contacts, "
               f"iMIS {running.imis.config.flavor} answers)")
         config = running.thrive.config

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sandbox.airflow_settings import PROJECT_ROOT, load_settings
-from sandbox.__main__ import RunningSandboxes, running_sandboxes
 from include.imis_thrive.sync.snapshots import SnapshotStore
+from sandbox.__main__ import RunningSandboxes, running_sandboxes
+from sandbox.airflow_settings import PROJECT_ROOT, load_settings
 
 CONTACTS = 3000
 ENGAGEMENT_PER_HOUR = 1500
@@ -131,7 +131,8 @@ def _target_group_figures(report: dict[str, Any]) -> dict[str, Any]:
     loads = [group.get("load") or {} for group in report.get("target_groups", [])]
     diff = upsert.get("diff", {})
     return {"rows": contacts.get("rows", 0), "added": diff.get("added", 0), "changed": diff.get("changed", 0),
-            "members +/-": f"+{sum(l.get('added', 0) for l in loads)}/-{sum(l.get('removed', 0) for l in loads)}",
+            "members +/-": f"+{sum(load.get('added', 0) for load in loads)}"
+                           f"/-{sum(load.get('removed', 0) for load in loads)}",
             "quarantined": (contacts.get("quarantined") or {}).get("rows", 0) + upsert.get("rejected", 0)}
 
 

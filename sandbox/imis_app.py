@@ -53,6 +53,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultMiddleware, Receive, Scope, Send
 from sandbox.imis_package import (
     CONTACTS,
     CONTACTS_PATH,
@@ -63,7 +64,6 @@ from sandbox.imis_package import (
     ServedIqa,
     WireType,
 )
-from sandbox.faults import ADMIN_PREFIX, FaultInjector, FaultMiddleware, Receive, Scope, Send
 from sandbox.imis_seed import ImisSeed, SeedError, SeedList, build_seed
 
 DEFAULT_LIMIT = 100
@@ -346,7 +346,7 @@ class ImisSandbox:
         return None
 
     def _apply_prompts(self, definition: ServedIqa, rows: np.ndarray, values: list[str]) -> np.ndarray:
-        for prompt, value in zip(definition.prompts, values):
+        for prompt, value in zip(definition.prompts, values, strict=False):  # a prompt left out is not applied
             op, _, expected = value.partition(":") if ":" in value else ("eq", "", value)
             if op.casefold() not in ("eq", "=="):
                 raise _http_error(400, f"In IQA query, parameters must be Parameter Equal (got {op!r} "
@@ -359,8 +359,10 @@ class ImisSandbox:
 
     def _documents(self) -> list[dict[str, Any]]:
         """Every folder and IQA document of the package, as DocumentSummaryData."""
-        folders = [ROOT_FOLDER, CONTACTS_PATH.rsplit("/", 1)[0], MAILING_LISTS_FOLDER, PANEL_FIELDS_PATH.rsplit("/", 1)[0]]
-        queries = [CONTACTS_PATH, PANEL_FIELDS_PATH, *(l.definition.path for l in self.seed.lists.values())]
+        folders = [ROOT_FOLDER, CONTACTS_PATH.rsplit("/", 1)[0], MAILING_LISTS_FOLDER,
+                   PANEL_FIELDS_PATH.rsplit("/", 1)[0]]
+        lists = [seed_list.definition.path for seed_list in self.seed.lists.values()]
+        queries = [CONTACTS_PATH, PANEL_FIELDS_PATH, *lists]
         return [_document_summary(path, "FOL") for path in folders] + [_document_summary(p, "IQD") for p in queries]
 
     def execute_document_summary(self, operation: str, parameters: list[Any]) -> dict[str, Any]:
@@ -717,7 +719,7 @@ def _entity_rows(definition: ServedIqa, columns: list[tuple[str, WireType, list[
     return [
         "".join((row_head, _encode_text(_identity("Party", contact_id)), properties_head, str(offset + i + 1), '"},',
                  ",".join(parts), "]}}"))
-        for i, (contact_id, *parts) in enumerate(zip(ids, *fragments))
+        for i, (contact_id, *parts) in enumerate(zip(ids, *fragments, strict=True))
     ]
 
 
@@ -736,7 +738,7 @@ def _flat_rows(columns: list[tuple[str, WireType, list[Any]]]) -> list[str]:
             literals = [None if v is None else opening + v + "}" for v in literals]
         fragments.append([key + ("null" if v is None else v) for v in literals])
     head = '{"$type":' + _text(T_EXPANDO) + ","
-    return [head + ",".join(parts) + "}" for parts in zip(*fragments)]
+    return [head + ",".join(parts) + "}" for parts in zip(*fragments, strict=True)]
 
 
 def _identity(entity: str, key: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -360,7 +361,8 @@ def _valid_lists(rng: np.random.Generator, columns: dict[str, np.ndarray]) -> di
     expired = ~columns["IsMember"] & ~np.isnat(columns["MemberExpiresOn"])
     rules = {
         "All Members": (columns["IsMember"] & active,
-                        (ServedFilter("IsMember", "Equal", "No", ("true",)), ServedFilter("Status", "Equal", "No", ("A",)))),
+                        (ServedFilter("IsMember", "Equal", "No", ("true",)),
+                         ServedFilter("Status", "Equal", "No", ("A",)))),
         "Newsletter": (person & (rng.random(n) < 0.6), ()),
         "Annual Conference 2026": (rng.random(n) < 0.1, ()),  # also returns a Byte[] column, see below
         "Lapsed Members": (expired, (ServedFilter("MemberExpiresOn", "LessThan", "No", ("2026-01-01",)),)),
@@ -370,7 +372,7 @@ def _valid_lists(rng: np.random.Generator, columns: dict[str, np.ndarray]) -> di
         members = np.flatnonzero(mask)
         if not active[members].any():
             members = np.union1d(members, [int(np.argmax(active))])
-        columns_served = LIST_COLUMNS + (_ROW_VERSION_COLUMN,) if name == "Annual Conference 2026" else LIST_COLUMNS
+        columns_served = (*LIST_COLUMNS, _ROW_VERSION_COLUMN) if name == "Annual Conference 2026" else LIST_COLUMNS
         lists[name] = SeedList(list_iqa(name, columns=columns_served, filters=filters), members)
     return lists
 
@@ -409,12 +411,24 @@ def _panel_values(data_type: WireType, n: int, rng: np.random.Generator) -> np.n
     return np.where(rng.random(n) < 0.1, _NAT, AS_OF - rng.integers(0, 3650, n) * DAY)
 
 
+_Cell = TypeVar("_Cell")
+
+
+def _cell(kind: type[_Cell], value: object) -> _Cell:
+    """One cell of a NumPy column, as the type its column holds: NumPy types cells as Any, and a changed value is
+    computed from the old one."""
+    if not isinstance(value, kind):
+        raise TypeError(f"a {kind.__name__} column holds {value!r}")
+    return value
+
+
 def _changed_value(name: str, old: object, rng: np.random.Generator, row: int) -> object:
     """A new value for one field that is guaranteed to differ from the old one."""
     if isinstance(old, (bool, np.bool_)):
         return not old
     if name == "MemberExpiresOn":
-        return (AS_OF if np.isnat(old) else old) + 365 * DAY
+        expires = _cell(np.datetime64, old)
+        return (AS_OF if np.isnat(expires) else expires) + 365 * DAY
     if name == "PrimaryEmailAddress":
         return f"updated.{row}.{int(rng.integers(1_000_000))}@{_WEBMAIL[int(rng.integers(len(_WEBMAIL)))]}"
     if name == "WebsiteURL":
@@ -432,26 +446,29 @@ def _changed_panel_value(column: ServedColumn, old: object, rng: np.random.Gener
         choices = [value for value in pool if value != old]
         return choices[int(rng.integers(len(choices)))]
     if column.data_type is WireType.INT32:
-        return old + 1
+        return _cell(np.int64, old) + 1
     if column.data_type is WireType.DECIMAL:
-        return 1.0 if np.isnan(old) else round(float(old) + 1.5, 2)
+        amount = _cell(np.float64, old)
+        return 1.0 if np.isnan(amount) else round(float(amount) + 1.5, 2)
     if column.data_type is WireType.BOOLEAN:
         return not old
-    return AS_OF if np.isnat(old) else old + DAY
+    day = _cell(np.datetime64, old)
+    return AS_OF if np.isnat(day) else day + DAY
 
 
 def _full_names(contacts: dict[str, np.ndarray], rows: np.ndarray | slice) -> np.ndarray:
     first, last = contacts["FirstName"][rows], contacts["LastName"][rows]
     organization = contacts["OrganizationName"][rows]
     is_org = contacts["IsOrganization"][rows]
-    return np.array([org if is_org_row else f"{f} {l}" for f, l, org, is_org_row
-                     in zip(first.tolist(), last.tolist(), organization.tolist(), is_org.tolist())], dtype=object)
+    return np.array([org if is_org_row else f"{first_name} {last_name}" for first_name, last_name, org, is_org_row
+                     in zip(first.tolist(), last.tolist(), organization.tolist(), is_org.tolist(), strict=True)],
+                    dtype=object)
 
 
 def _row_versions(id_numbers: np.ndarray) -> np.ndarray:
     """A SQL `timestamp` (rowversion) per contact, base64 as Json.NET writes a `System.Byte[]`."""
-    return np.array([base64.b64encode(int(number * 7919).to_bytes(8, "big")).decode() for number in id_numbers.tolist()],
-                    dtype=object)
+    return np.array([base64.b64encode(int(number * 7919).to_bytes(8, "big")).decode()
+                     for number in id_numbers.tolist()], dtype=object)
 
 
 def _pool(values: Iterable[str]) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-SHUTDOWN_GRACE_S = 1.0
+SHUTDOWN_GRACE_S = 1  # whole seconds, as uvicorn declares it
 
 
 class SandboxServer:
@@ -40,7 +40,7 @@ class SandboxServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "SandboxServer":
+    def start(self, timeout: float = 10.0) -> SandboxServer:
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name=f"sandbox:{self.port}", daemon=True
         )
@@ -62,8 +62,9 @@ class SandboxServer:
         """Foreground mode (`make sandbox`): returns on Ctrl-C."""
         self._server.run(sockets=[self._socket])
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.stop()

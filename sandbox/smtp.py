@@ -54,7 +54,7 @@ class _Inbox:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         message = email.message_from_bytes(content, policy=email.policy.default)
-        mail = ReceivedMail(str(envelope.mail_from or ""), tuple(envelope.rcpt_tos), message)  # type: ignore[arg-type]
+        mail = ReceivedMail(str(envelope.mail_from or ""), tuple(envelope.rcpt_tos), message)
         with self._lock:
             self._mails.append(mail)
         if self._on_mail is not None:
@@ -103,7 +103,7 @@ class SmtpSink:
     def clear(self) -> None:
         self._inbox.clear()
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         self._controller.start()
         return self
 
@@ -111,7 +111,7 @@ class SmtpSink:
         self._controller.stop()
         self._socket.close()
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

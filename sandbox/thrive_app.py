@@ -28,16 +28,16 @@ import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, Field, field_validator, model_validator
-from xml.sax.saxutils import escape
 
-from sandbox.airflow_settings import ConnectionSetting
 from sandbox import thrive_xml as xml
+from sandbox.airflow_settings import ConnectionSetting
 from sandbox.faults import ADMIN_PREFIX, FaultConfig, FaultInjector, FaultMiddleware
 from sandbox.thrive_engagement import generate_engagement
 from sandbox.thrive_store import (
@@ -417,8 +417,9 @@ class ThriveSandbox:
                                                             SUBSCRIBE_ACTIONS)
         data = xml.child(action, "SubscriberData")
         records = xml.nested(data, "Subscribers", "Subscriber") if data is not None else []
-        if not records:
-            raise SandboxFault(FaultCode.INSUFFICIENT_DATA, "Subscribe holds no <SubscriberData><Subscribers><Subscriber>")
+        if data is None or not records:
+            raise SandboxFault(FaultCode.INSUFFICIENT_DATA,
+                               "Subscribe holds no <SubscriberData><Subscribers><Subscriber>")
         if len(records) > MAX_SUBSCRIBE:
             raise SandboxFault(FaultCode.INVALID_DATA_FORMAT,
                                f"Subscribe takes at most {MAX_SUBSCRIBE} subscribers ({len(records)} sent); "
@@ -460,7 +461,8 @@ class ThriveSandbox:
         for item in xml.nested(record, "Fields", "Field"):
             name = item.get("element") or ""
             if name.lower() not in defaults:
-                raise SandboxFault(FaultCode.INVALID_DATA_FORMAT, f"Field '{name}' is not declared in <FieldDefinitions>")
+                raise SandboxFault(FaultCode.INVALID_DATA_FORMAT,
+                                   f"Field '{name}' is not declared in <FieldDefinitions>")
             fields[defaults[name.lower()][0]] = item.text or None
         return UploadRow((xml.text_of(record, "Email") or "").strip(), user_id, fields)
 
@@ -470,7 +472,8 @@ class ThriveSandbox:
             raise SandboxFault(FaultCode.UNEXPECTED_INPUT, "BulkUpload has no <SubscriberData>: <FieldDefinitions> "
                                                            "and <Data> sit directly under <BulkUpload>")
         if strict and xml.child(action, "InterestDetails") is not None:
-            raise SandboxFault(FaultCode.UNEXPECTED_INPUT, "BulkUpload: <InterestDetails> belongs inside <UploadDetails>")
+            raise SandboxFault(FaultCode.UNEXPECTED_INPUT,
+                               "BulkUpload: <InterestDetails> belongs inside <UploadDetails>")
         details = xml.child(action, "UploadDetails")
         if details is None:
             raise SandboxFault(FaultCode.INSUFFICIENT_INFORMATION, "BulkUpload needs <UploadDetails>")
@@ -555,9 +558,8 @@ class ThriveSandbox:
             elif field_type == "interest":  # "BulkUpload with Interests": unknown interests are ignored
                 known = (self.store.interests.get(part.strip().lower()) for part in value.split(","))
                 row.interests = [interest for interest in known if interest is not None and not interest.is_deleted]
-            elif field_type in ("personalinfo", "demographic"):
-                if value or clear_blank:
-                    row.fields[name] = value or None
+            elif field_type in ("personalinfo", "demographic") and (value or clear_blank):
+                row.fields[name] = value or None
         return row
 
     def _subscriber_records(self, action: ET.Element, name: str) -> list[ET.Element]:
@@ -601,7 +603,8 @@ class ThriveSandbox:
             subscriber = self.store.find(user_id, email) if user_id else self.store.find(None, email)
             if subscriber is None:
                 continue
-            self.store.unsubscribe(subscriber, now, None, (xml.text_of(record, "UnsubscribeReason") or "").strip() or None)
+            reason = (xml.text_of(record, "UnsubscribeReason") or "").strip() or None
+            self.store.unsubscribe(subscriber, now, None, reason)
             count += 1
         self._counters["records_written"]["Unsubscribe"] += len(records)
         response = ET.Element("Unsubscribe")
@@ -654,7 +657,7 @@ class ThriveSandbox:
                 raise HTTPException(404, fault.reason) from fault
 
         @router.put("/campaign-interests")
-        def put_campaign_interests(names: list[str] = Body(...)) -> dict[str, list[str]]:
+        def put_campaign_interests(names: Annotated[list[str], Body()]) -> dict[str, list[str]]:
             try:
                 self.set_campaign_interests(names)
             except KeyError as error:
@@ -746,9 +749,9 @@ def _records_xml(first_row: int, labels: list[str], columns: list[list[str | Non
     return "".join(
         f'<Record row="{first_row + offset}"><Fields>'
         + "".join(f"{head}/>" if value is None else f"{head}>{escape(value)}</Field>"
-                  for head, value in zip(heads, values))
+                  for head, value in zip(heads, values, strict=True))
         + "</Fields></Record>"
-        for offset, values in enumerate(zip(*columns))
+        for offset, values in enumerate(zip(*columns, strict=True))
     )
 
 

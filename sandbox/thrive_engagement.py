@@ -150,8 +150,8 @@ def generate_engagement(
     click_ns = _after(rng, open_ns[clicked], end_ns, 3.0)
     click_send = opened[clicked]
     link = rng.integers(0, LINKS_PER_MAILING, n_click)
-    click_url = np.array([f"{SITE}/m/{m}/link-{k}" for m, k in zip(instance_ids[send_instance[click_send]], link)],
-                         dtype=object)
+    click_url = np.array([f"{SITE}/m/{m}/link-{k}"
+                          for m, k in zip(instance_ids[send_instance[click_send]], link, strict=True)], dtype=object)
     landed = _follow(rng, n_land, n_click)
     visited = _follow(rng, n_web, n_click)
     page_index = rng.integers(0, len(WEB_PAGES), n_web)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from sandbox.thrive_vocab import (
     InterestAction,
     parse_timestamp,
 )
+
 _DOUBLED_SUFFIX = re.compile(r"(\.[a-z]{2,})\1$", re.IGNORECASE)
 _QUERY_CACHE_SIZE = 16
 
@@ -372,20 +374,20 @@ class ThriveStore:
         self._touch("mailings")
         unsubscribes = generated.events[EventKind.UNSUBSCRIBE]
         for sid, when, instance in zip(unsubscribes["subscriber_id"], unsubscribes["occurred_at"],
-                                       unsubscribes["mailing_instance_id"]):
+                                       unsubscribes["mailing_instance_id"], strict=True):
             self.unsubscribe(self.subscribers[int(sid)], when.to_pydatetime(), int(instance))
         resubscribes = generated.events[EventKind.RESUBSCRIBE]
-        for sid, when in zip(resubscribes["subscriber_id"], resubscribes["occurred_at"]):
+        for sid, when in zip(resubscribes["subscriber_id"], resubscribes["occurred_at"], strict=True):
             self.resubscribe(self.subscribers[int(sid)], when.to_pydatetime())
         by_id = {interest.interest_id: interest for interest in self.interests.values()}
         mailings = generated.mailings
-        for target, when in zip(mailings["target_group_id"], mailings["mailing_date"]):
+        for target, when in zip(mailings["target_group_id"], mailings["mailing_date"], strict=True):
             interest = by_id.get(int(target)) if not pd.isna(target) else None
             if interest is not None:
                 interest.last_mailed = max(filter(None, (interest.last_mailed, when.floor("us").to_pydatetime())))
         self._touch("interests")
         bounces = generated.events[EventKind.BAD_EMAIL]
-        for sid, when in zip(bounces["subscriber_id"], bounces["occurred_at"]):
+        for sid, when in zip(bounces["subscriber_id"], bounces["occurred_at"], strict=True):
             subscriber = self.subscribers[int(sid)]
             subscriber.bounce_date = max(filter(None, (subscriber.bounce_date, when.to_pydatetime())))
         for kind, frame in generated.events.items():
@@ -618,13 +620,17 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _frame(grid: str, rows: list[tuple[object, ...]]) -> pd.DataFrame:
+def _frame(grid: str, rows: Sequence[tuple[object, ...]]) -> pd.DataFrame:
     """A grid from row tuples in the order of its documented elements."""
     columns = [element.lower() for element in GRIDS[grid].elements]
     return _typed(pd.DataFrame.from_records(rows, columns=columns))
 
 
-def _columns(grid: str, length: int, values: dict[str, object]) -> pd.DataFrame:
+# One grid column: a frame's column, an array or list of values, or one flag for every row.
+GridColumn: TypeAlias = pd.Series | np.ndarray | list[object] | int
+
+
+def _columns(grid: str, length: int, values: dict[str, GridColumn]) -> pd.DataFrame:
     """A grid from columns; documented elements the emulator has no data for are NULL."""
     data: dict[str, pd.Series] = {}
     for element in GRIDS[grid].elements:
@@ -634,10 +640,10 @@ def _columns(grid: str, length: int, values: dict[str, object]) -> pd.DataFrame:
             data[column] = pd.Series(np.full(length, None, dtype=object))
         elif isinstance(value, pd.Series):
             data[column] = value.reset_index(drop=True)
-        elif np.isscalar(value):
+        elif isinstance(value, int):
             data[column] = pd.Series(np.full(length, value))
         else:
-            data[column] = pd.Series(value if isinstance(value, np.ndarray) else list(value), dtype=object)
+            data[column] = pd.Series(value, dtype=object)
     return _typed(pd.DataFrame(data, index=pd.RangeIndex(length)))
 
 

@@ -127,7 +127,7 @@ def attr(value: str) -> str:
 def response_envelope(document: str) -> bytes:
     return (f'<s:Envelope xmlns:s="{SOAP_NAMESPACE}"><s:Body><PostInformzMessageResponse xmlns="{NAMESPACE}">'
             f"<PostInformzMessageResult>{escape(document)}</PostInformzMessageResult>"
-            "</PostInformzMessageResponse></s:Body></s:Envelope>").encode("utf-8")
+            "</PostInformzMessageResponse></s:Body></s:Envelope>").encode()
 
 
 def fault_envelope(code: str, reason: str, shape: FaultShape = "aapi") -> bytes:
@@ -141,7 +141,7 @@ def fault_envelope(code: str, reason: str, shape: FaultShape = "aapi") -> bytes:
                  f'<detail><{name} xmlns="{NAMESPACE}"><Code>{escape(code)}</Code>{message}'
                  f"<Reason>{escape(reason)}</Reason></{name}></detail>")
     return (f'<s:Envelope xmlns:s="{SOAP_NAMESPACE}"><s:Body><s:Fault>{fault}</s:Fault></s:Body>'
-            "</s:Envelope>").encode("utf-8")
+            "</s:Envelope>").encode()
 
 
 # --- BulkUpload <Data> --------------------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def test_valid_lists_meet_the_requirements(large: ImisSeed) -> None:
 
 def test_broken_lists_each_break_exactly_their_requirement(large: ImisSeed) -> None:
     status = large.contacts["Status"]
-    broken = {l.breaks: l for l in large.lists.values() if l.breaks is not None}
+    broken = {seed_list.breaks: seed_list for seed_list in large.lists.values() if seed_list.breaks is not None}
 
     assert set(broken) == set(ListRequirement)
     assert broken[ListRequirement.NO_PROMPTS].definition.prompts
@@ -168,7 +168,7 @@ def test_tiny_instance_lists_still_have_an_active_record() -> None:
     for seed in range(20):
         tiny = build_seed(10, seed=seed)
         status = tiny.contacts["Status"]
-        assert all((status[l.members] == ACTIVE_STATUS).any() for l in tiny.lists.values()), seed
+        assert all((status[seed_list.members] == ACTIVE_STATUS).any() for seed_list in tiny.lists.values()), seed
 
 
 def test_mutate_changes_mapped_fields_of_exactly_the_reported_contacts() -> None:

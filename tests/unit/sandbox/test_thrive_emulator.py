@@ -125,12 +125,13 @@ DEMOGRAPHIC_BULK_UPLOAD = """<ActionRequest xmlns="http://partner.informz.net/aa
 </ActionRequest>"""
 
 # "BulkUpload" (360032692112), the first "Request", exactly as published (an empty Data block).
-RESUBSCRIBE_BULK_UPLOAD = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/"> <Password>password</Password>
- <Brand id="9999">Test Brand</Brand> <User>testuser</User> <Actions> <BulkUpload> <UploadDetails> <InterestDetails>
- <InterestAction>ResubscribeSubscribers</InterestAction> </InterestDetails> <StatusEmailRecipients>
- <Email>yournamehere@informz.com</Email> </StatusEmailRecipients> </UploadDetails> <FieldDefinitions> <FieldDefinition>
- <Name>Email</Name> <DataType>string</DataType> <ColumnIndex>1</ColumnIndex> <FieldType>Email</FieldType>
- </FieldDefinition> </FieldDefinitions> <Data>{data}</Data> </BulkUpload> </Actions> </ActionRequest>"""
+RESUBSCRIBE_BULK_UPLOAD = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/">
+ <Password>password</Password> <Brand id="9999">Test Brand</Brand> <User>testuser</User> <Actions> <BulkUpload>
+ <UploadDetails> <InterestDetails> <InterestAction>ResubscribeSubscribers</InterestAction> </InterestDetails>
+ <StatusEmailRecipients> <Email>yournamehere@informz.com</Email> </StatusEmailRecipients> </UploadDetails>
+ <FieldDefinitions> <FieldDefinition> <Name>Email</Name> <DataType>string</DataType> <ColumnIndex>1</ColumnIndex>
+ <FieldType>Email</FieldType> </FieldDefinition> </FieldDefinitions> <Data>{data}</Data> </BulkUpload> </Actions>
+ </ActionRequest>"""
 
 # "ActionRequests - Subscribe, Unsubscribe and Opt-Out" (360032692392), the Subscribe request as published.
 SUBSCRIBE = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/">
@@ -192,17 +193,21 @@ SUBSCRIBE = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/">
 # "Unsubscribe" (360044667212), the request as published.
 UNSUBSCRIBE = """<?xml version="1.0" encoding="utf-8"?> <ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/">
  <Brand id="9999">Test Brand</Brand> <User>testuser</User> <Password>password</Password> <Actions> <Unsubscribe>
- <Subscribers> <Subscriber> <Email>test1@example.com</Email> <ID>1</ID> <UnsubscribeReason>Unsubscribe reason 1</UnsubscribeReason>
- </Subscriber> <Subscriber> <Email>test2@example.com</Email> <ID>2</ID> <UnsubscribeReason>Unsubscribe reason 2</UnsubscribeReason>
- </Subscriber> <Subscriber> <Email>test3@example.com</Email> <ID>3</ID> <UnsubscribeReason>Unsubscribe reason 3</UnsubscribeReason>
+ <Subscribers> <Subscriber> <Email>test1@example.com</Email> <ID>1</ID>
+ <UnsubscribeReason>Unsubscribe reason 1</UnsubscribeReason>
+ </Subscriber> <Subscriber> <Email>test2@example.com</Email> <ID>2</ID>
+ <UnsubscribeReason>Unsubscribe reason 2</UnsubscribeReason>
+ </Subscriber> <Subscriber> <Email>test3@example.com</Email> <ID>3</ID>
+ <UnsubscribeReason>Unsubscribe reason 3</UnsubscribeReason>
  </Subscriber> </Subscribers> </Unsubscribe> </Actions> </ActionRequest>"""
 
 # "Optout" (360044601832), the request as published.
 OPTOUT = """<ActionRequest xmlns="http://partner.informz.net/aapi/2009/08/"> <Brand id="9999">Test Brand</Brand>
- <User>testuser</User><Password>password</Password> <Actions> <Optout> <InterestNames> <InterestName>Sample Interest 1</InterestName>
- <InterestName>Sample Interest 2</InterestName> </InterestNames> <Subscribers> <Subscriber> <Email>mike@example.com</Email>
- <ID>8462</ID> </Subscriber> <Subscriber> <Email>ann@example.com</Email> <ID>384</ID> </Subscriber> <Subscriber>
- <Email>jim@example.com</Email> <ID>6324</ID> </Subscriber> </Subscribers> </Optout> </Actions> </ActionRequest>"""
+ <User>testuser</User><Password>password</Password> <Actions> <Optout> <InterestNames>
+ <InterestName>Sample Interest 1</InterestName> <InterestName>Sample Interest 2</InterestName> </InterestNames>
+ <Subscribers> <Subscriber> <Email>mike@example.com</Email> <ID>8462</ID> </Subscriber> <Subscriber>
+ <Email>ann@example.com</Email> <ID>384</ID> </Subscriber> <Subscriber> <Email>jim@example.com</Email> <ID>6324</ID>
+ </Subscriber> </Subscribers> </Optout> </Actions> </ActionRequest>"""
 
 # "Making the Call" / "Sample Message (Encryption & Compression)" (360044600992): the Grid node compressed.
 MAKING_THE_CALL_GRID = (
@@ -234,11 +239,11 @@ class Emulator:
                     "</x></PostInformzMessage></s:Body></s:Envelope>")
         response = self.http.post(self.sandbox.config.endpoint_path, content=envelope.encode(),
                                   headers={"Content-Type": "text/xml; charset=utf-8"})
-        body = ET.fromstring(response.content).find(f"{{{SOAP}}}Body")
+        body = _find(ET.fromstring(response.content), f"{{{SOAP}}}Body")
         fault = body.find(f"{{{SOAP}}}Fault")
         if fault is not None:
             return response.status_code, fault
-        result = body.find(f"{{{NS}}}PostInformzMessageResponse/{{{NS}}}PostInformzMessageResult").text
+        result = _text(body, f"{{{NS}}}PostInformzMessageResponse/{{{NS}}}PostInformzMessageResult")
         assert result.startswith('<?xml version="1.0" encoding="utf-16"?>')
         return response.status_code, ET.fromstring(result.split("?>", 1)[1])
 
@@ -257,14 +262,25 @@ class Emulator:
         """(code, reason) of a fault in the `aapi` shape."""
         status, fault = self.post(document)
         assert status == 500 and fault.tag == f"{{{SOAP}}}Fault"
-        detail = fault.find(f"detail/{{{NS}}}InformzAAPIFault")
-        return detail.findtext(f"{{{NS}}}Code"), detail.findtext(f"{{{NS}}}Reason")
+        detail = _find(fault, f"detail/{{{NS}}}InformzAAPIFault")
+        return _text(detail, f"{{{NS}}}Code"), _text(detail, f"{{{NS}}}Reason")
 
     def grid(self, grid_xml: str) -> list[tuple[str, dict[str, str | None]]]:
         """The records of a one-grid request: (row attribute, {element: value})."""
         reply = self.ok(f'<GridRequest xmlns="{NS}">{CREDENTIALS}<Grids>{grid_xml}</Grids></GridRequest>')
-        return [(record.get("row"), {field.get("element"): field.text for field in record.iter(f"{{{NS}}}Field")})
+        return [(record.attrib["row"], {field.attrib["element"]: field.text for field in record.iter(f"{{{NS}}}Field")})
                 for record in reply.iter(f"{{{NS}}}Record")]
+
+
+def _find(element: ET.Element, path: str) -> ET.Element:
+    """The element at `path`, which the document must hold: a test fails naming the path, not on None."""
+    found = element.find(path)
+    assert found is not None, f"no {path} in {ET.tostring(element, encoding='unicode')[:300]}"
+    return found
+
+
+def _text(element: ET.Element, path: str) -> str:
+    return _find(element, path).text or ""
 
 
 def grid(grid_type: str, *fields: str, extra: str = "") -> str:
@@ -297,10 +313,10 @@ def _bulk(details: str = "<StatusEmailRecipients><Email>ops@example.org</Email><
 
 
 def _upload_id(reply: ET.Element) -> str:
-    return reply.findtext(f"{{{NS}}}Responses/{{{NS}}}BulkUpload/{{{NS}}}UploadID")
+    return _text(reply, f"{{{NS}}}Responses/{{{NS}}}BulkUpload/{{{NS}}}UploadID")
 
 
-def _upload_status(emulator: Emulator, upload_id: str) -> str:
+def _upload_status(emulator: Emulator, upload_id: str) -> str | None:
     condition = (f"<Conditions><Condition><Single><DataElement>upload_id</DataElement><DataValue>{upload_id}"
                  "</DataValue><Comparator>EQ</Comparator></Single></Condition></Conditions>")
     [(_, row)] = emulator.grid(grid("upload_history", "upload_id", "status", extra=condition))
@@ -459,8 +475,8 @@ def test_start_row_is_the_ordinal_of_the_first_row_in_either_base(base):
     emulator = Emulator(startrow_base=base)
     emulator.upload(QUICK_START_BULK_UPLOAD)
 
-    def page(start: int) -> list[str]:
-        extra = f"<SortField order=\"asc\">user_id</SortField><StartRow>{start}</StartRow><NumberOfRows>2</NumberOfRows>"
+    def page(start: int) -> list[str | None]:
+        extra = f'<SortField order="asc">user_id</SortField><StartRow>{start}</StartRow><NumberOfRows>2</NumberOfRows>'
         return [row["user_id"] for _, row in emulator.grid(grid("subscriber", "user_id", extra=extra))]
 
     assert page(base) == ["1374", "294"]  # sorted as text, as the tenant compares string values
@@ -568,7 +584,7 @@ def test_each_fault_shape_carries_the_vendor_code(shape):
         assert fault.findtext("faultcode") == "a:InvalidCredentialsException"
     else:
         name = "InformzAAPIFault" if shape == "aapi" else "InformzServiceFault"
-        detail = fault.find(f"detail/{{{NS}}}{name}")
+        detail = _find(fault, f"detail/{{{NS}}}{name}")
         assert detail.findtext(f"{{{NS}}}Code") == "InvalidCredentialsException"
         assert (detail.find(f"{{{NS}}}Message") is not None) == (shape == "service")
 
