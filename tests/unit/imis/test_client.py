@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from include.imis_thrive.http_retry import AmbiguousWriteError, RetryPolicy
-from include.imis_thrive.imis.client import ImisClient, ImisConfig, activity_entity
+from include.imis_thrive.imis.client import ImisClient, ImisConfig
 from include.imis_thrive.imis.errors import ImisAuthError, ImisNotFound, ImisPagingError, ImisRequestError
 from include.imis_thrive.imis.tokens import MemoryTokenStore
 
@@ -299,9 +299,3 @@ def test_activity_post_with_an_ambiguous_failure_is_not_resent():
         client_for(fake).post_activity("1", {"ACTIVITY_TYPE": "HLOGIC"})
     assert len(posts) == 1
 
-
-def test_activity_body_carries_the_party_in_both_places():
-    body = activity_entity("23456", {"ACTIVITY_TYPE": "HLOGIC", "UF_1": "key"})
-    assert body["PrimaryParentIdentity"]["IdentityElements"]["$values"] == ["23456"]
-    names = [p["Name"] for p in body["Properties"]["$values"]]
-    assert names == ["PartyId", "ACTIVITY_TYPE", "UF_1"]
