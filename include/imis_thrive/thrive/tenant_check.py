@@ -1,6 +1,6 @@
 """Check a real Thrive (Informz AAPI) tenant, read-only, before the first sync.
 
-Higher Logic's pages leave some details of the AAPI open (`thrive/wire.py` marks them UNCONFIRMED); a tenant
+Higher Logic's pages leave some details of the AAPI open (`thrive/documents.py` marks them UNCONFIRMED); a tenant
 answers each of them one way. This check asks the tenant and prints which alternative it shows:
 
 * the StartRow base (0 or 1), by `ThriveClient.startrow_base`'s two one-row probes;
@@ -9,7 +9,7 @@ answers each of them one way. This check asks the tenant and prints which altern
 * compression: one grid request sent compressed (the `compress_grids` extra), and whether the reply came back
   compressed, plain, or refused;
 * every grid the pipeline reads (target-group sync, campaign signals, upload history and the engagement grids
-  of `wire.ENGAGEMENT_GRIDS`): a Count request and one page with the pipeline's own return fields and sort key.
+  of `documents.ENGAGEMENT_GRIDS`): a Count request and one page with the pipeline's own return fields and sort key.
 
 Then one `FIX` line per problem a person must fix: credentials refused or this machine's IP not allow-listed,
 a grid the pipeline needs refused, a list IQA of iMIS without a Thrive target group of the same name (when iMIS
@@ -45,7 +45,7 @@ from enum import StrEnum
 import httpx
 
 from include.imis_thrive.http_retry import TransientHTTPError
-from include.imis_thrive.thrive import wire
+from include.imis_thrive.thrive import documents
 from include.imis_thrive.thrive.client import (
     GROUP_USE_FIELDS,
     INTEREST_FIELDS,
@@ -58,7 +58,7 @@ from include.imis_thrive.thrive.engagement import FLAG_FIELDS, FLAG_OF_KIND, SUB
 from include.imis_thrive.thrive.errors import ThriveCredentialsError, ThriveError, ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.models import Interest
-from include.imis_thrive.thrive.wire import FaultCode, Grid, GridQuery
+from include.imis_thrive.thrive.documents import FaultCode, Grid, GridQuery
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ IMIS_PASSWORD_ENV = "IMIS_PASSWORD"
 PAGE_ROWS = 10  # one small page per grid: enough to prove the read works, cheap on a large tenant
 # A grid type no tenant has: the request that shows the tenant's fault shape.
 NO_SUCH_GRID = "check_thrive_no_such_grid"
-# Grids whose tokens only third-party metadata shows (wire.py); a tenant that serves them is "extended".
+# Grids whose tokens only third-party metadata shows (documents.py); a tenant that serves them is "extended".
 THIRD_PARTY_GRIDS = frozenset({
     Grid.SUBSCRIBER_MAILING_HISTORY_ALL, Grid.MAILING_ACTIVITY_OPENS, Grid.MAILING_ACTIVITY_CLICKS,
     Grid.SUBSCRIBER_FORM_USAGE, Grid.SUBSCRIBER_WEB_TRACKING_PAGES,
@@ -105,7 +105,7 @@ CLIENT_GRIDS: tuple[GridUse, ...] = (
             "target groups (ThriveClient.interests)"),
     GridUse(Grid.SUBSCRIBER_INTERESTS, "subscriber_id", MEMBER_FIELDS, Role.REQUIRED,
             "target group members (ThriveClient.interest_members)"),
-    GridUse(Grid.UPLOAD_HISTORY, "upload_id", wire.GRID_ELEMENTS[Grid.UPLOAD_HISTORY], Role.REQUIRED,
+    GridUse(Grid.UPLOAD_HISTORY, "upload_id", documents.GRID_ELEMENTS[Grid.UPLOAD_HISTORY], Role.REQUIRED,
             "BulkUpload status (ThriveClient.upload_status)"),
     GridUse(Grid.MAILING_INSTANCE, "mailing_instance_id", MAILED_GROUP_FIELDS,
             Role.CAMPAIGN_SIGNAL, "campaign groups (mailing_instance.target_group_id)"),
@@ -123,9 +123,9 @@ def pipeline_grids(kinds: Sequence[EngagementKind] = tuple(EngagementKind)) -> l
                                               Role.ENGAGEMENT, f"{EngagementKind.RESUBSCRIBE} writeback",
                                               (EngagementKind.RESUBSCRIBE,))
     for kind in EngagementKind:
-        if kind not in kinds or kind in wire.DERIVED_KINDS:
+        if kind not in kinds or kind in documents.DERIVED_KINDS:
             continue
-        spec = wire.ENGAGEMENT_GRIDS[kind]
+        spec = documents.ENGAGEMENT_GRIDS[kind]
         fallback = Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS if kind in FLAG_OF_KIND else None
         for grid in spec.grids:
             known = engagement.get(grid)
@@ -182,21 +182,21 @@ FAULT_SHAPE_TEXT = {
 
 
 def fault_shape_of(body: bytes) -> FaultShape:
-    """Which of the open fault shapes a SOAP reply body shows (`wire.fault_from` reads all three)."""
+    """Which of the open fault shapes a SOAP reply body shows (`documents.fault_from` reads all three)."""
     try:
-        soap_body = wire.parse_envelope(body, "fault probe")
+        soap_body = documents.parse_envelope(body, "fault probe")
     except ThriveError:
         return FaultShape.UNREADABLE
-    fault = wire.child(soap_body, "Fault")
+    fault = documents.child(soap_body, "Fault")
     if fault is None:
         return FaultShape.NO_FAULT
-    detail = wire.child(fault, "detail")
-    names = {wire.local_name(item.tag).lower() for item in (detail if detail is not None else [])}
+    detail = documents.child(fault, "detail")
+    names = {documents.local_name(item.tag).lower() for item in (detail if detail is not None else [])}
     if "informzaapifault" in names:
         return FaultShape.AAPI
     if "informzservicefault" in names:
         return FaultShape.SERVICE
-    if ":" in (wire.child_text(fault, "faultcode") or ""):
+    if ":" in (documents.child_text(fault, "faultcode") or ""):
         return FaultShape.FAULTCODE
     return FaultShape.UNREADABLE
 
@@ -212,10 +212,10 @@ class Compression(StrEnum):
 
 def reply_is_compressed(body: bytes) -> bool:
     """Whether a GridResponse carries its `<Grids>` as a compressed payload (text, no child elements)."""
-    soap_body = wire.parse_envelope(body, "compression probe")
-    document = wire.parse_document(
-        wire.soap_argument(soap_body, wire.RESPONSE_WRAPPER, wire.RESULT, "compression probe"), "compression probe")
-    grids = wire.child(document, "Grids")
+    soap_body = documents.parse_envelope(body, "compression probe")
+    document = documents.parse_document(
+        documents.soap_argument(soap_body, documents.RESPONSE_WRAPPER, documents.RESULT, "compression probe"), "compression probe")
+    grids = documents.child(document, "Grids")
     return grids is not None and len(grids) == 0 and bool((grids.text or "").strip())
 
 

@@ -1,6 +1,6 @@
 """Tenant replies for the client's unit tests, built by hand as the vendor pages and WCF would send them.
 
-Kept out of `thrive/wire.py` on purpose: the client only reads replies, and a reply written by the same module
+Kept out of `thrive/documents.py` on purpose: the client only reads replies, and a reply written by the same module
 that reads it would prove nothing.
 """
 
