@@ -18,7 +18,7 @@ from sandbox.server import SandboxServer
 from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.thrive.engagement import EngagementKind, iter_engagement
-from include.imis_thrive.thrive.documents import DERIVED_KINDS
+from include.imis_thrive.thrive.grids import DERIVED_KINDS
 from include.imis_thrive.thrive.models import Subscriber
 
 USER, PASSWORD = "hl_api_user", "sandbox-thrive-password"

@@ -19,13 +19,6 @@ import pandas as pd
 from pydantic import BaseModel, Field, SecretStr
 
 from include.imis_thrive.http_retry import RetryPolicy, send_with_retry
-from include.imis_thrive.imis.errors import (
-    ImisAuthError,
-    ImisError,
-    ImisNotFound,
-    ImisRequestError,
-    ImisUnexpectedAnswer,
-)
 from include.imis_thrive.imis.entities import (
     DocumentSummary,
     activity_entity,
@@ -35,6 +28,13 @@ from include.imis_thrive.imis.entities import (
     execute_result,
     typed_string,
     validation_messages,
+)
+from include.imis_thrive.imis.errors import (
+    ImisAuthError,
+    ImisError,
+    ImisNotFound,
+    ImisRequestError,
+    ImisUnexpectedAnswer,
 )
 from include.imis_thrive.imis.iqa import frame_from_pages
 from include.imis_thrive.imis.iqa_package import IqaDefinition

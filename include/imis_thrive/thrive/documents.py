@@ -1,28 +1,26 @@
-"""The Informz AAPI wire format, in one place: read this before pointing the client at a real tenant.
+"""The Informz AAPI documents, built and read: read this before pointing the client at a real tenant.
 
-Thrive Marketing Professional (formerly Informz) has one SOAP 1.1 method, `PostInformzMessage(string)`.
-Its argument is a whole XML document in the namespace `http://partner.informz.net/aapi/2009/08/`:
+Every AAPI call carries one XML document in the namespace `http://partner.informz.net/aapi/2009/08/`, inside the
+SOAP envelope of `envelope.py`:
 
 * `GridRequest` reads: `<Grids><Grid type="token">` with `Conditions`, `ReturnFields` (at least one, always),
   `SortField`, `StartRow` and `NumberOfRows` (<= 1,000). The reply is a `GridResponse` whose rows are
   `<Record row="n"><Fields><Field element="name">value</Field>...`; an empty result is `<Grid type="x"/>`.
-  With compression, `<Grids>` holds base64 of a 4-byte little-endian length and gzip, both ways.
+  With compression, `<Grids>` holds base64 of a 4-byte little-endian length and gzip, both ways. Which grids
+  exist and what they hold is `grids.py`.
 * `ActionRequest` writes: `<Actions><Subscribe>...</Subscribe></Actions>`. The reply is an
   `ActionResponse` with one element per action under `<Responses>`, each with an `ActionStatus`; Subscribe
   answers counts only (`NewSubscriberCount`, `PreviousSubscriberCount`).
 * Every document carries the credentials: `<Password/><Brand id="n">name</Brand><User/>`; there is no token.
-* Errors are SOAP faults (HTTP 500) naming a camel-case code (`InvalidCredentialsException`, ...).
-* Times come back in UTC as `YYYY-MM-DDThh:mm:ss.fffffffZ` (7-digit fractions). Element names in replies
-  differ in case from the documented spelling, so every lookup here is case-insensitive.
 
 Evidence: `shared/reference/thrive-vendor-facts.md` lists what Higher Logic's own pages show, with their
-titles (support.higherlogic.com and informz.knowledgeowl.com). Marks below say which: CONFIRMED (a vendor page
-shows it), CONTRADICTED (an earlier guess a vendor page proved wrong, kept as a warning), OPEN (no vendor page
-settles it: the client copes with every reading seen, and `bin/check-thrive` reports which one a tenant uses).
-The emulator (`sandbox/thrive_*`) is written from those pages independently of this module, so a wrong guess
-here fails a test instead of agreeing with itself.
+titles (support.higherlogic.com and informz.knowledgeowl.com). Marks here and in `envelope.py` and `grids.py`
+say which: CONFIRMED (a vendor page shows it), CONTRADICTED (an earlier guess a vendor page proved wrong, kept
+as a warning), OPEN (no vendor page settles it: the client copes with every reading seen, and
+`bin/check-thrive` reports which one a tenant uses). The emulator (`sandbox/thrive_*`) is written from those
+pages independently of these modules, so a wrong guess here fails a test instead of agreeing with itself.
 
-Building uses ElementTree (it escapes `&`, `<`, `>` and quotes); parsing uses defusedxml only (no DTDs).
+Building uses ElementTree (it escapes `&`, `<`, `>` and quotes); reading uses `parsing.py` (defusedxml only).
 """
 
 from __future__ import annotations
@@ -36,65 +34,18 @@ import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from enum import StrEnum
-from xml.sax.saxutils import escape
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
-
-from include.imis_thrive.thrive.errors import (
-    ThriveCredentialsError,
-    ThriveFault,
-    ThriveItemNotFound,
-    ThriveProtocolError,
-    UnsendableValue,
-)
-from include.imis_thrive.thrive.kinds import EngagementKind
+from include.imis_thrive.thrive.envelope import NAMESPACE
+from include.imis_thrive.thrive.errors import ThriveProtocolError, UnsendableValue
+from include.imis_thrive.thrive.grids import MAX_GRID_ROWS
 from include.imis_thrive.thrive.models import Subscriber
-
-# --- SOAP transport ---------------------------------------------------------------------------------------
-NAMESPACE = "http://partner.informz.net/aapi/2009/08/"
-SOAP_NAMESPACE = "http://schemas.xmlsoap.org/soap/envelope/"
-SOAP_ACTION = f"{NAMESPACE}IInformzWebServiceContract/PostInformzMessage"  # OPEN: seen in third-party code only
-CONTENT_TYPE = "text/xml; charset=utf-8"
-OPERATION = "PostInformzMessage"
-ARGUMENT = "x"  # the WSDL's parameter name, per third-party code that pins the WSDL
-RESPONSE_WRAPPER = "PostInformzMessageResponse"  # OPEN: WCF's default name for the reply wrapper
-RESULT = "PostInformzMessageResult"
-# OPEN: the fault's XML. "SOAP Fault Error Codes" names the type InformzAAPIFault and lists codes but shows no
-# XML; the WSDL reportedly says InformzServiceFault. Both details are read, and a code only in a prefixed
-# `faultcode` (`a:InvalidCredentialsException`) is classified the same (`fault_from`).
-FAULT_DETAIL_NAMES = ("informzaapifault", "informzservicefault")
+from include.imis_thrive.thrive.parsing import child, child_text, children, format_timestamp, local_name, parse_document
 
 # --- limits -----------------------------------------------------------------------------------------------
-MAX_GRID_ROWS = 1000
 MAX_SUBSCRIBE = 1000
 EMAIL_MAX_LENGTH = 100
-
-
-class FaultCode(StrEnum):
-    """The vendor's (explicitly partial) list of fault codes that this project raises or reacts to."""
-
-    BRAND_NOT_FOUND = "BrandNotFoundException"
-    INSUFFICIENT_DATA = "InsufficientDataToCreateSubscriberException"
-    INSUFFICIENT_INFORMATION = "InsufficientInformationToCompleteActionException"
-    INVALID_CREDENTIALS = "InvalidCredentialsException"
-    INVALID_DATA_FORMAT = "InvalidDataFormatException"
-    INVALID_DOCUMENT = "InvalidDocumentException"
-    INVALID_GRID = "InvalidGridCategoryException"
-    ITEM_NOT_FOUND = "ItemNotFoundException"
-    NO_AVAILABLE_IP = "NoAvailableIPAddressException"
-    NO_NAMESPACE = "NoNameSpaceSpecifiedException"
-    UNEXPECTED_INPUT = "UnexpectedInputException"
-    UNKNOWN_ACTION = "UnknownActionException"
-    UNKNOWN_REQUEST = "UnknownRequestException"
-    VALID_USER_NOT_FOUND = "ValidUserNotFoundException"
-
-
-CREDENTIAL_FAULTS = frozenset({
-    FaultCode.INVALID_CREDENTIALS, FaultCode.BRAND_NOT_FOUND, FaultCode.NO_AVAILABLE_IP, FaultCode.VALID_USER_NOT_FOUND,
-})
 
 
 class Comparator(StrEnum):
@@ -117,134 +68,6 @@ class InterestAction(StrEnum):
     RESUBSCRIBE = "ResubscribeSubscribers"
 
 
-# --- grids ------------------------------------------------------------------------------------------------
-class Grid(StrEnum):
-    SUBSCRIBER = "subscriber"
-    SUBSCRIBER_INTERESTS = "subscriber_interests"
-    INTEREST_TARGET_GROUP = "interest_target_group"
-    TARGET_GROUP_COUNTS = "target_group_counts"
-    MAILING_INSTANCE = "mailing_instance"
-    MAILING_ACTIVITY_SUBSCRIBER_ACTIONS = "mailing_activity_subscriber_actions"
-    UPLOAD_HISTORY = "upload_history"
-    SUBSCRIBER_MAILING_HISTORY = "subscriber_mailing_history"  # mailings of the last 100 days
-    SUBSCRIBER_MAILING_HISTORY_ALL = "subscriber_mailing_history_all"  # only mailings older than 100 days
-    # Third-party only (no vendor page names them, thrive-vendor-facts.md): read when the tenant serves them; a
-    # kind whose grid the tenant refuses fails alone, naming the grid.
-    MAILING_ACTIVITY_OPENS = "mailing_activity_opens"
-    MAILING_ACTIVITY_CLICKS = "mailing_activity_clicks"
-    SUBSCRIBER_FORM_USAGE = "subscriber_form_usage"
-    SUBSCRIBER_WEB_TRACKING_PAGES = "subscriber_web_tracking_pages"
-
-
-COUNT = "Count"  # ask for this element alone to get one record holding the number of matching rows
-
-# The data elements of each grid, in the documented spelling (replies may differ in case).
-GRID_ELEMENTS: dict[Grid, tuple[str, ...]] = {
-    Grid.SUBSCRIBER: (
-        "subscriber_id", "email", "user_id", "modified_date", "service_since_date", "is_unsubscriber",
-        "cancellation_date", "cancellation_mailing_instance_id", "bounce_date", "is_repeated_bouncer",
-    ),
-    Grid.SUBSCRIBER_INTERESTS: (
-        "subscriber_to_interest_id", "subscriber_id", "email", "user_id", "interest_id", "interest_name",
-        "service_since_date",
-    ),
-    # CONFIRMED (GridRequests - Interest Target Group and Target Group Counts): no column says whether a group is
-    # used by a campaign; `campaign_interests` reads target_group_counts.last_used_date and
-    # mailing_instance.target_group_id instead.
-    Grid.INTEREST_TARGET_GROUP: ("target_group_id", "target_group_name", "is_deleted"),
-    # The grid is vendor-named; `last_used_date` is a third-party reading of its columns (thrive-grids.md §2).
-    Grid.TARGET_GROUP_COUNTS: ("id", "name", "type_name", "target_group_count", "count_date", "last_used_date"),
-    Grid.MAILING_INSTANCE: (
-        "mailing_instance_id", "mailing_id", "mailing_date", "mailing_subject", "is_test", "target_group_id",
-    ),
-    # CONFIRMED (GridRequests - Subscriber Mailing Activity): per subscriber and instance, no timestamp.
-    Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS: (
-        "mailing_instance_id", "user_id", "email", "was_delivered", "was_opened", "was_clicked",
-    ),
-    Grid.UPLOAD_HISTORY: (
-        "upload_id", "date", "status", "total_email_count", "invalid_email_count", "changed_email_count",
-        "new_count", "previous_unsubscriber_count",
-    ),
-    Grid.SUBSCRIBER_MAILING_HISTORY: (
-        "Subscriber_ID", "User_id", "Email", "Mailing_id", "Mailing_instance_id", "Mailing_name", "Mailing_date",
-        "Was_Delivered",
-    ),
-    Grid.MAILING_ACTIVITY_OPENS: ("mailing_id", "mailing_instance_id", "email", "user_id", "open_date"),
-    Grid.MAILING_ACTIVITY_CLICKS: (
-        "Id", "Link", "link_name", "link_date", "mailing_id", "mailing_instance_id", "Email", "user_id",
-    ),
-    Grid.SUBSCRIBER_FORM_USAGE: ("subscriber_id", "email", "user_id", "form_id", "form_name", "activity_date"),
-    Grid.SUBSCRIBER_WEB_TRACKING_PAGES: (
-        "subscriber_id", "remote_id", "subscriber_email", "url", "page_title", "create_date",
-    ),
-}
-GRID_ELEMENTS[Grid.SUBSCRIBER_MAILING_HISTORY_ALL] = GRID_ELEMENTS[Grid.SUBSCRIBER_MAILING_HISTORY]
-
-
-@dataclass(frozen=True)
-class EngagementGrid:
-    """Where one engagement kind is read: grid tokens (all are read), its date element and its columns.
-
-    The date element is both the window (`GTE start`, `LT end`) and the sort key; rows that tie on it keep
-    the tenant's order, which the sandbox keeps stable (OPEN: the real tenant's tie order).
-    """
-
-    grids: tuple[Grid, ...]
-    date_element: str
-    contact_id_element: str
-    email_element: str
-    mailing_id_element: str | None = None
-    mailing_instance_element: str | None = None
-    url_element: str | None = None
-    page_element: str | None = None
-
-    def return_fields(self) -> tuple[str, ...]:
-        names = (self.contact_id_element, self.email_element, self.date_element, self.mailing_id_element,
-                 self.mailing_instance_element, self.url_element, self.page_element)
-        return tuple(name for name in names if name)
-
-
-ENGAGEMENT_GRIDS: dict[EngagementKind, EngagementGrid] = {
-    # Vendor-named grid of the last 100 days; its `_all` twin (older mailings, third-party only) is read too
-    # when a window reaches further back (see `engagement.grids_for_window`).
-    EngagementKind.MAIL_SENT: EngagementGrid(
-        (Grid.SUBSCRIBER_MAILING_HISTORY,), "Mailing_date", "User_id", "Email",
-        mailing_id_element="Mailing_id", mailing_instance_element="Mailing_instance_id",
-    ),
-    EngagementKind.MAIL_OPEN: EngagementGrid(
-        (Grid.MAILING_ACTIVITY_OPENS,), "open_date", "user_id", "email",
-        mailing_id_element="mailing_id", mailing_instance_element="mailing_instance_id",
-    ),
-    EngagementKind.LINK_CLICK: EngagementGrid(
-        (Grid.MAILING_ACTIVITY_CLICKS,), "link_date", "user_id", "Email",
-        mailing_id_element="mailing_id", mailing_instance_element="mailing_instance_id", url_element="Link",
-    ),
-    # Vendor recipe: unsubscribes come from the subscriber grid by cancellation_date. It keeps only the latest
-    # unsubscribe per subscriber, so a subscriber who unsubscribes twice in one window yields one event.
-    EngagementKind.UNSUBSCRIBE: EngagementGrid(
-        (Grid.SUBSCRIBER,), "cancellation_date", "user_id", "email",
-        mailing_instance_element="cancellation_mailing_instance_id",
-    ),
-    # OPEN (third-party grid): form usage is the closest per-subscriber landing-page submit feed.
-    EngagementKind.LANDING_PAGE_SUBMIT: EngagementGrid(
-        (Grid.SUBSCRIBER_FORM_USAGE,), "activity_date", "user_id", "email", page_element="form_name",
-    ),
-    EngagementKind.WEB_PAGE_VISIT: EngagementGrid(
-        (Grid.SUBSCRIBER_WEB_TRACKING_PAGES,), "create_date", "remote_id", "subscriber_email",
-        url_element="url", page_element="page_title",
-    ),
-}
-# Kinds no grid records, derived instead: Resubscribe from the subscriber state the previous run recorded
-# (`engagement.resubscribes`), Bad Email from the malformed addresses the sync itself tried to add
-# (`sync/bad_emails.py`). No vendor page names a resubscribe grid or a bad-email grid token.
-DERIVED_KINDS = frozenset({EngagementKind.RESUBSCRIBE, EngagementKind.BAD_EMAIL})
-MAIL_HISTORY_DAYS = 100  # subscriber_mailing_history holds this many days; `_all` holds the older ones
-
-# OPEN: "Basic Outline for Integration" says to read upload_history.status by upload_id but shows no values;
-# these are matched case-insensitively (the emulator's `--upload-status` switches between two readings).
-UPLOAD_DONE_STATUSES = frozenset({"complete", "completed", "success", "succeeded", "finished", "done", "processed"})
-UPLOAD_FAILED_STATUSES = frozenset({"failed", "failure", "error", "cancelled", "canceled", "aborted"})
-
 # CONFIRMED by both vendor BulkUpload samples ("BulkUpload"; "API Quick Start Guide - Bulk Upload"): a ","
 # delimiter, ColumnIndex from 1, flags as 1/0, data types spelled `string`/`integer`. CONTRADICTED: the earlier
 # guess (a SubscriberData element, InterestDetails outside UploadDetails, ColumnIndex from 0, `true` flags).
@@ -253,36 +76,6 @@ BULK_FIRST_COLUMN_INDEX = 1
 BULK_TRUE = "1"
 # Connection extras may say `String`/`Int` (the Subscribe sample's spelling); BulkUpload wants the samples' words.
 BULK_DATA_TYPES = {"int": "integer", "number": "integer", "str": "string", "text": "string"}
-
-
-# --- time -------------------------------------------------------------------------------------------------
-_TIMESTAMP = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?)?\s*(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE
-)
-
-
-def format_timestamp(moment: datetime) -> str:
-    """UTC with 7 fractional digits, as Thrive writes it; naive datetimes are refused (ambiguous zone)."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware (UTC) datetime")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
-
-
-def parse_timestamp(text: str) -> datetime:
-    """Any Thrive date or timestamp as an aware UTC datetime; a value without a zone is read as UTC."""
-    match = _TIMESTAMP.match(text.strip())
-    if not match:
-        raise ValueError(f"not a Thrive timestamp: {text!r}")
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    micro = int((fraction or "0")[:6].ljust(6, "0"))
-    moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro,
-                      tzinfo=UTC)
-    if zone and zone.upper() != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        offset_minutes = sign * (int(digits[:2]) * 60 + int(digits[2:]))
-        moment = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes))).astimezone(UTC)
-    return moment
 
 
 # --- building ---------------------------------------------------------------------------------------------
@@ -538,133 +331,7 @@ def bulk_upload_action(
     return action
 
 
-def _envelope(wrapper: str, inner: str, document: str) -> bytes:
-    return (
-        f'<s:Envelope xmlns:s="{SOAP_NAMESPACE}"><s:Body><{wrapper} xmlns="{NAMESPACE}">'
-        f"<{inner}>{escape(document)}</{inner}></{wrapper}></s:Body></s:Envelope>"
-    ).encode("utf-8")
-
-
-def request_envelope(document: str) -> bytes:
-    return _envelope(OPERATION, ARGUMENT, document)
-
-
-# --- parsing ----------------------------------------------------------------------------------------------
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
-
-
-def flag(value: str | None) -> bool:
-    """A grid's bit column (`1`/`0`; some tenants and third-party readers say `true`/`false`)."""
-    return (value or "").strip().lower() in {"1", "true", "yes", "y"}
-
-
-def local_name(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def child(element: ET.Element, name: str) -> ET.Element | None:
-    """The first child whose local name matches `name`, ignoring namespace and case."""
-    wanted = name.lower()
-    for candidate in element:
-        if local_name(candidate.tag).lower() == wanted:
-            return candidate
-    return None
-
-
-def children(element: ET.Element, name: str) -> list[ET.Element]:
-    wanted = name.lower()
-    return [candidate for candidate in element if local_name(candidate.tag).lower() == wanted]
-
-
-def nested(element: ET.Element, container: str, name: str) -> list[ET.Element]:
-    """The `name` children of `element`'s `container` child; empty when there is no container."""
-    found = child(element, container)
-    return children(found, name) if found is not None else []
-
-
-def descendant_text(element: ET.Element, name: str) -> str | None:
-    """The text of the first descendant whose local name matches `name` (case-insensitive), wherever nested."""
-    wanted = name.lower()
-    for item in element.iter():
-        if item is not element and local_name(item.tag).lower() == wanted:
-            return item.text or ""
-    return None
-
-
-def child_text(element: ET.Element, name: str) -> str | None:
-    found = child(element, name)
-    return None if found is None else (found.text or "")
-
-
-def _safe_parse(text: str | bytes, what: str, part: str) -> ET.Element:
-    """Parse with defusedxml; broken XML and hostile XML (entities, a DTD, external references) both raise a
-    `ThriveProtocolError` naming the call, never a bare parser exception."""
-    try:
-        # Informz replies never carry a DTD, so any DTD is refused along with entities and external references.
-        return SafeET.fromstring(text, forbid_dtd=True)
-    except ET.ParseError as error:
-        preview = text[:200] if isinstance(text, bytes) else text[:200].encode()
-        raise ThriveProtocolError(f"{what}: {part} is not XML ({error}): {preview!r}") from error
-    except DefusedXmlException as error:
-        raise ThriveProtocolError(f"{what}: {part} was refused as unsafe XML ({type(error).__name__}: {error})"
-                                  ) from error
-
-
-def parse_document(text: str, what: str) -> ET.Element:
-    """An Informz document from its string form; the `utf-16` declaration a real reply carries is dropped."""
-    return _safe_parse(_XML_DECLARATION.sub("", text, count=1), what, "the reply document")
-
-
-def parse_envelope(body: bytes, what: str) -> ET.Element:
-    envelope = _safe_parse(body, what, "the reply")
-    soap_body = child(envelope, "Body")
-    if local_name(envelope.tag) != "Envelope" or soap_body is None:
-        raise ThriveProtocolError(f"{what}: the reply has no SOAP Body: {body[:200]!r}")
-    return soap_body
-
-
-def fault_from(soap_body: ET.Element, what: str) -> ThriveFault | None:
-    """The typed exception a SOAP fault stands for, or None when the body holds no fault."""
-    fault = child(soap_body, "Fault")
-    if fault is None:
-        return None
-    detail = child(fault, "detail")
-    info = next((item for item in (detail if detail is not None else [])
-                 if local_name(item.tag).lower() in FAULT_DETAIL_NAMES), None)
-    # A tenant may name the code only in a prefixed `faultcode` (`a:InvalidCredentialsException`): strip the prefix.
-    code = ((child_text(info, "Code") if info is not None else None) or child_text(fault, "faultcode") or "UnknownFault")
-    code = code.strip().rsplit(":", 1)[-1]
-    reason = next(
-        (text for text in ((child_text(info, "Reason") if info is not None else None),
-                           (child_text(info, "Message") if info is not None else None),
-                           child_text(fault, "faultstring")) if text),
-        "no reason given",
-    )
-    if code in CREDENTIAL_FAULTS:
-        return ThriveCredentialsError(what, code, reason)
-    if code == FaultCode.ITEM_NOT_FOUND:
-        return ThriveItemNotFound(what, code, reason)
-    return ThriveFault(what, code, reason)
-
-
-def soap_argument(soap_body: ET.Element, wrapper: str, inner: str, what: str) -> str:
-    """The escaped document inside `<wrapper><inner>` (the request's `x`, or the reply's result)."""
-    outer = child(soap_body, wrapper)
-    found = child(outer, inner) if outer is not None else None
-    if found is None:
-        raise ThriveProtocolError(f"{what}: the SOAP body has no <{wrapper}><{inner}> element")
-    return found.text or ""
-
-
-def document_from_reply(body: bytes, what: str) -> ET.Element:
-    """The reply document of a `PostInformzMessage` call; raises the typed fault if the reply is one."""
-    soap_body = parse_envelope(body, what)
-    fault = fault_from(soap_body, what)
-    if fault is not None:
-        raise fault
-    return parse_document(soap_argument(soap_body, RESPONSE_WRAPPER, RESULT, what), what)
-
-
+# --- replies ----------------------------------------------------------------------------------------------
 Record = dict[str, str | None]
 
 
