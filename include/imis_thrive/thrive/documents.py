@@ -380,6 +380,7 @@ def action_status(response: ET.Element) -> tuple[str, str]:
 def upload_id_of(response: ET.Element, what: str) -> int:
     """The `UploadID` a BulkUpload response carries, wherever it is nested (OPEN: the nesting)."""
     for element in response.iter():
-        if local_name(element.tag).lower() == "uploadid" and (element.text or "").strip().isdigit():
-            return int(element.text.strip())
+        text = (element.text or "").strip()
+        if local_name(element.tag).lower() == "uploadid" and text.isdigit():
+            return int(text)
     raise ThriveProtocolError(f"{what}: the BulkUpload response carries no UploadID")

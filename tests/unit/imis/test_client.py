@@ -299,3 +299,13 @@ def test_activity_post_with_an_ambiguous_failure_is_not_resent():
         client_for(fake).post_activity("1", {"ACTIVITY_TYPE": "HLOGIC"})
     assert len(posts) == 1
 
+
+
+def test_an_activity_search_whose_pages_fall_short_of_the_total_is_an_error_not_a_short_result():
+    fake = FakeImis()
+    row = {"Identity": {"IdentityElements": {"$values": ["7"]}}, "Properties": {"$values": []}}
+    fake.override = lambda r: httpx.Response(200, json={
+        "Items": {"$values": [row]}, "Offset": 0, "Limit": 500, "Count": 1, "TotalCount": 3,
+        "HasNext": False, "NextOffset": 0}) if "/api/Activity" in r.url.path else None
+    with pytest.raises(ImisPagingError, match=r"activities \{'PartyId': '1'\}: read 1 rows but TotalCount is 3"):
+        list(client_for(fake).find_activities({"PartyId": "1"}))
