@@ -14,6 +14,7 @@ from include.imis_thrive.thrive.kinds import EngagementKind
 
 MAX_GRID_ROWS = 1000  # NumberOfRows of one grid page
 
+
 class Grid(StrEnum):
     SUBSCRIBER = "subscriber"
     SUBSCRIBER_INTERESTS = "subscriber_interests"
