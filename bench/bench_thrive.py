@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.thrive.engagement import EngagementKind, iter_engagement
+from include.imis_thrive.thrive.grids import DERIVED_KINDS
 from include.imis_thrive.thrive.models import Subscriber
-from include.imis_thrive.thrive.wire import DERIVED_KINDS
 from sandbox.server import SandboxServer
 from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 

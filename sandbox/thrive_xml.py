@@ -1,4 +1,4 @@
-"""The Thrive emulator's SOAP/XML reader and writer (its own: nothing of the client's `wire.py`).
+"""The Thrive emulator's SOAP/XML reader and writer (its own: nothing of the client's `thrive/` modules).
 
 Reading: the SOAP 1.1 envelope of `PostInformzMessage`, the escaped request document inside `<x>`, and the
 compressed `<Grids>`/`<Actions>` payloads of "Sample Message (Encryption & Compression)" (base64 of a 4-byte

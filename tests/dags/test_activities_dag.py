@@ -16,7 +16,7 @@ from sandbox.faults import FaultConfig
 from sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
 from sandbox.thrive_store import UploadRow
 from include.imis_thrive.thrive.kinds import EngagementKind
-from include.imis_thrive.thrive.wire import DERIVED_KINDS
+from include.imis_thrive.thrive.grids import DERIVED_KINDS
 from tests.dags.conftest import PROJECT_ROOT, Sandboxes
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration]

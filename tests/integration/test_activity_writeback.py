@@ -38,7 +38,7 @@ from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.thrive.engagement import FLAG_OF_KIND, iter_engagement
 from include.imis_thrive.thrive.errors import ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
-from include.imis_thrive.thrive.wire import DERIVED_KINDS
+from include.imis_thrive.thrive.grids import DERIVED_KINDS
 from include.imis_thrive.writeback.activities import WritebackIncomplete, finish_run, write_activities
 from include.imis_thrive.writeback.activity_map import plan_activity
 

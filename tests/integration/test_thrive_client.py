@@ -6,9 +6,9 @@ import httpx
 import pytest
 
 from include.imis_thrive.http_retry import RetryPolicy
-from sandbox.faults import DROP, FaultConfig
-from include.imis_thrive.thrive import wire
+from include.imis_thrive.thrive import envelope
 from include.imis_thrive.thrive.client import THRIVE_REFUSED, ThriveClient
+from include.imis_thrive.thrive.documents import Comparator, Condition
 from include.imis_thrive.thrive.engagement import EngagementKind, iter_engagement, resubscribes, unsubscribed_state
 from include.imis_thrive.thrive.errors import (
     InterestNotFound,
@@ -17,8 +17,9 @@ from include.imis_thrive.thrive.errors import (
     ThriveItemNotFound,
     ThriveUnavailable,
 )
+from include.imis_thrive.thrive.grids import DERIVED_KINDS, Grid
 from include.imis_thrive.thrive.models import InterestMember, OutcomeStatus, Subscriber
-from include.imis_thrive.thrive.wire import Comparator, Condition, Grid
+from sandbox.faults import DROP, FaultConfig
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +114,7 @@ def test_consent_wins_an_upsert_never_resubscribes(thrive_client, thrive_sandbox
     assert events == [] and set(still) == quitters
 
 
-GRID_KINDS = [kind for kind in EngagementKind if kind not in wire.DERIVED_KINDS]
+GRID_KINDS = [kind for kind in EngagementKind if kind not in DERIVED_KINDS]
 
 
 def test_engagement_readers_return_every_generated_event_normalised(thrive_client, thrive_sandbox):
@@ -260,9 +261,9 @@ def test_the_admin_surface_over_http(thrive_server, thrive_client, thrive_sandbo
 
 
 def test_a_malformed_document_is_an_invalid_document_fault(thrive_config):
-    response = httpx.post(thrive_config.endpoint, content=b"<not-soap", headers={"Content-Type": wire.CONTENT_TYPE})
+    response = httpx.post(thrive_config.endpoint, content=b"<not-soap", headers={"Content-Type": envelope.CONTENT_TYPE})
 
     assert response.status_code == 500
     with pytest.raises(ThriveFault) as caught:
-        wire.document_from_reply(response.content, "raw post")
+        envelope.document_from_reply(response.content, "raw post")
     assert caught.value.code == "InvalidDocumentException"

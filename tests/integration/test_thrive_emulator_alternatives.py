@@ -8,7 +8,7 @@ from sandbox.server import SandboxServer
 from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive.client import ThriveClient
 from include.imis_thrive.thrive.models import Subscriber
-from include.imis_thrive.thrive.wire import Grid
+from include.imis_thrive.thrive.grids import Grid
 from tests.integration.thrive_fixtures import THRIVE_INTERESTS, THRIVE_PASSWORD, THRIVE_USER
 
 

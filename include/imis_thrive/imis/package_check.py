@@ -35,7 +35,8 @@ from enum import StrEnum
 import httpx
 
 from include.imis_thrive.http_retry import TransientHTTPError
-from include.imis_thrive.imis.client import DocumentSummary, ImisClient, ImisConfig
+from include.imis_thrive.imis.client import ImisClient, ImisConfig
+from include.imis_thrive.imis.entities import DocumentSummary
 from include.imis_thrive.imis.errors import ImisAuthError, ImisError, ImisNotFound, ImisRequestError
 from include.imis_thrive.imis.iqa_package import (
     CONTACTS_IQA,

@@ -1,8 +1,9 @@
 """HTTP client for Thrive Marketing Professional's AAPI: grids page by page, subscriber upserts, interests.
 
-Knows nothing of Airflow (include/imis_thrive/airflow/hooks/thrive.py builds it from the `thrive_default` connection) and
-nothing of XML shapes (`wire.py` owns those). Every call goes through `_post`, which retries what the shared
-policy says is worth retrying and turns everything else into a typed `ThriveError` naming the call.
+Knows nothing of Airflow (include/imis_thrive/airflow/hooks/thrive.py builds it from the `thrive_default`
+connection) and nothing of XML shapes (`envelope.py`, `documents.py` and `grids.py` own those). Every call goes
+through `_post`, which retries what the shared policy says is worth retrying and turns everything else into a
+typed `ThriveError` naming the call; grid pages are counted by the shared `Pager` (`paging.py`).
 
 Never resubscribes anyone: the only interest actions it sends are add-or-update and membership removal.
 """
@@ -22,18 +23,28 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr
 
 from include.imis_thrive.http_retry import RetryPolicy, TransientHTTPError, send_with_retry
-from include.imis_thrive.thrive import wire
+from include.imis_thrive.paging import Pager, Stop
+from include.imis_thrive.thrive import documents, envelope, parsing
+from include.imis_thrive.thrive.documents import Comparator, Condition, GridQuery, InterestAction, Record
 from include.imis_thrive.thrive.errors import (
     InterestNotFound,
+    ThriveActionFailed,
     ThriveConfigurationError,
     ThriveCredentialsError,
     ThriveFault,
-    ThriveActionFailed,
     ThriveHTTPError,
     ThriveProtocolError,
     ThriveUnavailable,
     UploadFailed,
     UploadTimeout,
+)
+from include.imis_thrive.thrive.grids import (
+    COUNT,
+    GRID_ELEMENTS,
+    MAX_GRID_ROWS,
+    UPLOAD_DONE_STATUSES,
+    UPLOAD_FAILED_STATUSES,
+    Grid,
 )
 from include.imis_thrive.thrive.models import (
     CampaignSelection,
@@ -45,7 +56,6 @@ from include.imis_thrive.thrive.models import (
     UploadStatus,
     UpsertResult,
 )
-from include.imis_thrive.thrive.wire import Comparator, Condition, Grid, GridQuery, InterestAction, Record
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,8 +91,8 @@ class ThriveConfig(BaseModel):
         None, ge=0, le=1, description="The tenant's first StartRow (0 or 1); None = detect on the first paged read")
     retry: RetryPolicy = RetryPolicy()
 
-    def brand(self) -> wire.Brand:
-        return wire.Brand(self.brand_id, self.brand_name, self.user, self.password.get_secret_value())
+    def brand(self) -> documents.Brand:
+        return documents.Brand(self.brand_id, self.brand_name, self.user, self.password.get_secret_value())
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -97,15 +107,15 @@ def rejection_reason(subscriber: Subscriber) -> str | None:
     email = subscriber.email.strip()
     if not email:
         return "email is empty"
-    if len(email) > wire.EMAIL_MAX_LENGTH:
-        return f"email is longer than {wire.EMAIL_MAX_LENGTH} characters"
+    if len(email) > documents.EMAIL_MAX_LENGTH:
+        return f"email is longer than {documents.EMAIL_MAX_LENGTH} characters"
     local, at, domain = email.partition("@")
     if not at or not local or "@" in domain or "." not in domain or any(c.isspace() for c in email):
         return "email is malformed"
     if DOUBLED_SUFFIX.search(domain):
         return "email domain repeats its suffix (e.g. .com.com)"
     for name, value in subscriber.fields.items():
-        reason = wire.unsendable_reason(name) or (wire.unsendable_reason(value) if value else None)
+        reason = documents.unsendable_reason(name) or (documents.unsendable_reason(value) if value else None)
         if reason:
             return f"personalization field {name!r} {reason}"
     return None
@@ -136,10 +146,10 @@ def screen_subscribers(subscribers: Iterable[Subscriber]) -> tuple[list[Subscrib
 def subscribe_counts(response: ET.Element, what: str) -> tuple[int, int]:
     """(`NewSubscriberCount`, `PreviousSubscriberCount`) of a Subscribe reply: all the vendor documents of it
     (ActionRequests - Subscribe, Unsubscribe and Opt-Out; a public 2013 caller reads exactly these)."""
-    status, message = wire.action_status(response)
+    status, message = documents.action_status(response)
     if status != "success":
         raise ThriveActionFailed("Subscribe", status, message)
-    counts = [wire.descendant_text(response, name) for name in ("NewSubscriberCount", "PreviousSubscriberCount")]
+    counts = [parsing.descendant_text(response, name) for name in ("NewSubscriberCount", "PreviousSubscriberCount")]
     if not all(count is not None and count.strip().isdigit() for count in counts):
         raise ThriveProtocolError(f"{what}: the Subscribe reply carries no NewSubscriberCount and "
                                   f"PreviousSubscriberCount (got {counts})")
@@ -167,7 +177,7 @@ def upload_status_from(record: Record) -> UploadStatus:
         new_count=number("new_count"),
         changed_count=number("changed_email_count"),
         invalid_email_count=number("invalid_email_count"),
-        uploaded_at=wire.parse_timestamp(uploaded) if uploaded else None,
+        uploaded_at=parsing.parse_timestamp(uploaded) if uploaded else None,
     )
 
 
@@ -186,7 +196,7 @@ class ThriveClient:
         self._http = httpx.Client(
             timeout=httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
             transport=transport,
-            headers={"Content-Type": wire.CONTENT_TYPE, "SOAPAction": f'"{wire.SOAP_ACTION}"'},
+            headers={"Content-Type": envelope.CONTENT_TYPE, "SOAPAction": f'"{envelope.SOAP_ACTION}"'},
         )
         self.calls = 0
         self._startrow_base: int | None = None
@@ -207,14 +217,14 @@ class ThriveClient:
         Every AAPI call is sent as idempotent: grids are reads, Subscribe is an upsert, and a repeated
         BulkUpload re-applies the same upsert or removal, so resending after an unknown outcome is safe.
         """
-        body = wire.request_envelope(document)
+        body = envelope.request_envelope(document)
 
         def send() -> httpx.Response:
             self.calls += 1
             response = self._http.post(self.config.endpoint, content=body)
             if response.status_code >= 400 and b"Fault" in response.content:
                 # A SOAP fault arrives as HTTP 500 but is the tenant's final word: raise it, never retry it.
-                fault = wire.fault_from(wire.parse_envelope(response.content, what), what)
+                fault = envelope.fault_from(envelope.parse_envelope(response.content, what), what)
                 if fault is not None:
                     raise fault
             return response
@@ -231,13 +241,13 @@ class ThriveClient:
             ) from error
         if response.status_code != 200:
             raise ThriveHTTPError(what, response.status_code, response.text[:200])
-        return wire.document_from_reply(response.content, what)
+        return envelope.document_from_reply(response.content, what)
 
     # --- grids --------------------------------------------------------------------------------------------
     def grid_page(self, query: GridQuery) -> list[Record]:
         what = f"grid {query.grid} rows {query.start_row}+{query.number_of_rows}"
-        document = wire.grid_request(self._brand, [query], compress=self.config.compress_grids)
-        grids = wire.grid_records(self._post(document, what), what)
+        document = documents.grid_request(self._brand, [query], compress=self.config.compress_grids)
+        grids = documents.grid_records(self._post(document, what), what)
         if query.grid.lower() not in grids:
             raise ThriveProtocolError(f"{what}: the reply holds no <Grid type={query.grid!r}> (grids: {sorted(grids)})")
         return grids[query.grid.lower()]
@@ -249,26 +259,23 @@ class ThriveClient:
         conditions: Sequence[Condition] = (),
         return_fields: Sequence[str] = (),
         descending: bool = False,
-        page_size: int = wire.MAX_GRID_ROWS,
+        page_size: int = MAX_GRID_ROWS,
     ) -> Iterator[Record]:
         """Every matching row exactly once, page by page; `sort_field` must be a stable key or pages may skip rows.
 
         Pages start at the tenant's StartRow base (0 or 1: the vendor says "ordinal placement of the first row"
         and shows no example), pinned by the `startrow_base` extra or detected once per client.
         """
-        if not 0 < page_size <= wire.MAX_GRID_ROWS:
-            raise ValueError(f"page_size must be 1..{wire.MAX_GRID_ROWS}, got {page_size}")
+        if not 0 < page_size <= MAX_GRID_ROWS:
+            raise ValueError(f"page_size must be 1..{MAX_GRID_ROWS}, got {page_size}")
         if not return_fields:
             raise ValueError(f"grid {grid}: name the return fields (the AAPI requires at least one)")
         query = GridQuery(grid, tuple(conditions), tuple(return_fields), sort_field, descending, 0, page_size)
-        offset = 0
-        base = self.startrow_base(query)
-        while True:
-            rows = self.grid_page(replace(query, start_row=base + offset))
+        pager = Pager(f"grid {grid}", Stop.SHORT_PAGE, limit=page_size, start=self.startrow_base(query))
+        while pager.more:
+            rows = self.grid_page(replace(query, start_row=pager.next_offset))
+            pager.add(len(rows))
             yield from rows
-            if len(rows) < page_size:
-                return
-            offset += len(rows)
 
     def startrow_base(self, query: GridQuery) -> int:
         """The tenant's first StartRow, from the extra, an earlier detection, or two one-row probes of `query`.
@@ -300,7 +307,7 @@ class ThriveClient:
         return self._startrow_base
 
     def count(self, grid: str, conditions: Sequence[Condition] = ()) -> int:
-        rows = self.grid_page(GridQuery(grid, tuple(conditions), (wire.COUNT,), number_of_rows=1))
+        rows = self.grid_page(GridQuery(grid, tuple(conditions), (COUNT,), number_of_rows=1))
         value = rows[0].get("count") if rows else None
         if value is None or not value.strip().isdigit():
             raise ThriveProtocolError(f"grid {grid}: the Count reply holds no number: {rows[:1]}")
@@ -313,7 +320,7 @@ class ThriveClient:
             Interest(
                 interest_id=int(row.get("target_group_id") or 0),
                 name=row.get("target_group_name") or "",
-                is_deleted=wire.flag(row.get("is_deleted")),
+                is_deleted=parsing.flag(row.get("is_deleted")),
             )
             for row in self.iter_grid(Grid.INTEREST_TARGET_GROUP, "target_group_id", (), INTEREST_FIELDS)
         ]
@@ -390,7 +397,7 @@ class ThriveClient:
             log.warning("upsert: %d subscribers rejected before sending (first: contact %s, %s)",
                         len(rejected), rejected[0].contact_id, rejected[0].reason)
         bulk = len(sendable) > self.config.bulk_threshold
-        size = self.config.bulk_chunk_size if bulk else wire.MAX_SUBSCRIBE
+        size = self.config.bulk_chunk_size if bulk else documents.MAX_SUBSCRIBE
         batches = -(-len(sendable) // size)
         started, done = time.monotonic(), 0
         for number, chunk in enumerate(batched(sendable, size), start=1):
@@ -417,7 +424,7 @@ class ThriveClient:
         statuses = []
         for chunk in batched(rows, self.config.bulk_chunk_size):
             what = f"remove {len(chunk)} members from interest {name!r}"
-            action = wire.bulk_upload_action(chunk, [name], InterestAction.REMOVE, self._status_recipients(what))
+            action = documents.bulk_upload_action(chunk, [name], InterestAction.REMOVE, self._status_recipients(what))
             statuses.append(self._run_upload(action, what))
         return statuses
 
@@ -448,8 +455,9 @@ class ThriveClient:
         return UpsertResult(outcomes=outcomes, calls=1 + calls, records_sent=len(chunk) + resent)
 
     def _subscribe_counts(self, chunk: Sequence[Subscriber], interests: Sequence[str], what: str) -> tuple[int, int]:
-        document = wire.action_request(self._brand, [wire.subscribe_action(chunk, interests, self.config.field_types)])
-        responses = wire.action_responses(self._post(document, what), what)
+        action = documents.subscribe_action(chunk, interests, self.config.field_types)
+        document = documents.action_request(self._brand, [action])
+        responses = documents.action_responses(self._post(document, what), what)
         if not responses:
             raise ThriveProtocolError(f"{what}: the ActionResponse holds no Subscribe response")
         return subscribe_counts(responses[0], what)
@@ -476,7 +484,8 @@ class ThriveClient:
 
     def _bulk_upsert(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
         what = f"BulkUpload {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
-        action = wire.bulk_upload_action(chunk, interests, InterestAction.ADD_OR_UPDATE, self._status_recipients(what),
+        action = documents.bulk_upload_action(chunk, interests, InterestAction.ADD_OR_UPDATE,
+                                              self._status_recipients(what),
                                          self.config.field_types)
         status = self._run_upload(action, what)
         # BulkUpload reports counts only (per-row outcomes go to the status e-mail), so rows are "accepted".
@@ -494,20 +503,20 @@ class ThriveClient:
         return self.config.status_email_recipients
 
     def _run_upload(self, action: ET.Element, what: str) -> UploadStatus:
-        responses = wire.action_responses(self._post(wire.action_request(self._brand, [action]), what), what)
+        responses = documents.action_responses(self._post(documents.action_request(self._brand, [action]), what), what)
         if not responses:
             raise ThriveProtocolError(f"{what}: the ActionResponse holds no BulkUpload response")
-        status, message = wire.action_status(responses[0])
+        status, message = documents.action_status(responses[0])
         if status != "success":
             raise ThriveActionFailed("BulkUpload", status, message)
-        upload_id = wire.upload_id_of(responses[0], what)
+        upload_id = documents.upload_id_of(responses[0], what)
         log.info("%s: upload %d queued", what, upload_id)
         return self.wait_for_upload(upload_id, what)
 
     # --- uploads ------------------------------------------------------------------------------------------
     def upload_status(self, upload_id: int) -> UploadStatus | None:
         condition = Condition.single("upload_id", Comparator.EQ, upload_id)
-        rows = self.grid_page(GridQuery(Grid.UPLOAD_HISTORY, (condition,), wire.GRID_ELEMENTS[Grid.UPLOAD_HISTORY],
+        rows = self.grid_page(GridQuery(Grid.UPLOAD_HISTORY, (condition,), GRID_ELEMENTS[Grid.UPLOAD_HISTORY],
                                         "upload_id", number_of_rows=1))
         return upload_status_from(rows[0]) if rows else None
 
@@ -518,11 +527,11 @@ class ThriveClient:
         while True:
             status = self.upload_status(upload_id)
             state = status.status.strip().lower() if status else "not yet listed"
-            if status is not None and state in wire.UPLOAD_DONE_STATUSES:
+            if status is not None and state in UPLOAD_DONE_STATUSES:
                 log.info("%s: upload %d %s (%s rows, %s new)", what, upload_id, status.status,
                          status.total_count, status.new_count)
                 return status
-            if state in wire.UPLOAD_FAILED_STATUSES:
+            if state in UPLOAD_FAILED_STATUSES:
                 raise UploadFailed(upload_id, what, state)
             waited = max(time.monotonic() - started, slept)
             if waited >= self.config.poll_timeout_s:

@@ -1,6 +1,6 @@
 """Engagement readers: for `[start, end)` and each kind, an iterator of normalised events.
 
-Six kinds are read from the grid `wire.ENGAGEMENT_GRIDS` names, windowed and sorted on that grid's date
+Six kinds are read from the grid `grids.ENGAGEMENT_GRIDS` names, windowed and sorted on that grid's date
 element, so the activity writeback (DESIGN.md §3) sees one shape whatever grid an event came from. No grid
 records the other two, so they are derived: a Resubscribe is a subscriber the previous run recorded as
 unsubscribed who is subscribed again (`resubscribes`), and a Bad Email is a malformed address the sync itself
@@ -14,11 +14,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from include.imis_thrive.thrive import wire
+from include.imis_thrive.thrive import parsing
 from include.imis_thrive.thrive.client import ThriveClient, batched
+from include.imis_thrive.thrive.documents import Comparator, Condition, Record
+from include.imis_thrive.thrive.envelope import FaultCode
 from include.imis_thrive.thrive.errors import ThriveError, ThriveFault
+from include.imis_thrive.thrive.grids import (
+    DERIVED_KINDS,
+    ENGAGEMENT_GRIDS,
+    MAIL_HISTORY_DAYS,
+    MAX_GRID_ROWS,
+    EngagementGrid,
+    Grid,
+)
 from include.imis_thrive.thrive.kinds import EngagementKind
-from include.imis_thrive.thrive.wire import Comparator, Condition, EngagementGrid, FaultCode, Grid, Record
 
 __all__ = ["EngagementEvent", "EngagementKind", "KindUnavailable", "event_from_record", "flagged_events",
            "iter_engagement", "resubscribes"]
@@ -43,7 +52,7 @@ class KindUnavailable(ThriveError):
         self.kind = kind
         super().__init__(
             f"{kind}: Thrive refused grid {grid} ({fault.code}: {fault.reason}). No vendor page documents this grid, "
-            f"so this tenant may not serve it: ask Higher Logic to enable it, or leave {kind!r} out of the "
+            f"so this tenant may not serve it: ask Higher Logic to enable it, or leave {kind.value!r} out of the "
             "DAG's `kinds` param")
 
 
@@ -76,7 +85,7 @@ def event_from_record(kind: EngagementKind, spec: EngagementGrid, record: Record
         email=_get(record, spec.email_element),
         mailing_id=_get(record, spec.mailing_id_element),
         mailing_instance_id=_get(record, spec.mailing_instance_element),
-        occurred_at=wire.parse_timestamp(occurred),
+        occurred_at=parsing.parse_timestamp(occurred),
         url=_get(record, spec.url_element),
         page=_get(record, spec.page_element),
     )
@@ -96,8 +105,8 @@ def _inside(moment: datetime, start: datetime, end: datetime) -> datetime:
 
 def grids_for_window(kind: EngagementKind, start: datetime, now: datetime) -> tuple[str, ...]:
     """The grids holding `kind`'s events from `start` on: Mail Sent older than 100 days lives in the `_all` twin."""
-    grids: tuple[str, ...] = wire.ENGAGEMENT_GRIDS[kind].grids
-    if kind is EngagementKind.MAIL_SENT and start < now - timedelta(days=wire.MAIL_HISTORY_DAYS):
+    grids: tuple[str, ...] = ENGAGEMENT_GRIDS[kind].grids
+    if kind is EngagementKind.MAIL_SENT and start < now - timedelta(days=MAIL_HISTORY_DAYS):
         grids += (Grid.SUBSCRIBER_MAILING_HISTORY_ALL,)
     return grids
 
@@ -107,14 +116,14 @@ def iter_engagement(
     kind: EngagementKind,
     start: datetime,
     end: datetime,
-    page_size: int = wire.MAX_GRID_ROWS,
+    page_size: int = MAX_GRID_ROWS,
     now: datetime | None = None,
 ) -> Iterator[EngagementEvent]:
     """Events of one grid-read kind with `start <= occurred_at < end`, oldest first per grid."""
     _check_window(start, end)
-    if kind in wire.DERIVED_KINDS:
+    if kind in DERIVED_KINDS:
         raise ValueError(f"{kind} is derived, not read from a grid (see resubscribes / sync.bad_emails)")
-    spec = wire.ENGAGEMENT_GRIDS[kind]
+    spec = ENGAGEMENT_GRIDS[kind]
     window = (Condition.single(spec.date_element, Comparator.GTE, start),
               Condition.single(spec.date_element, Comparator.LT, end))
     for grid in grids_for_window(kind, start, now or datetime.now(start.tzinfo)):
@@ -156,11 +165,11 @@ def resubscribes(
                  client.iter_grid(Grid.SUBSCRIBER, "subscriber_id", (condition,), SUBSCRIBER_STATE_FIELDS)}
         for contact in contacts:
             row = found.get(contact)
-            if row is None or wire.flag(row.get("is_unsubscriber")):
+            if row is None or parsing.flag(row.get("is_unsubscriber")):
                 still[contact] = unsubscribed[contact]
                 continue
             modified = row.get("modified_date")
-            moment = wire.parse_timestamp(modified) if modified else start
+            moment = parsing.parse_timestamp(modified) if modified else start
             events.append(EngagementEvent(EngagementKind.RESUBSCRIBE, contact, row.get("email"), None, None,
                                           _inside(moment, start, end)))
     log.info("resubscribes: %d of %d recorded unsubscribers are subscribed again", len(events), len(unsubscribed))
@@ -197,7 +206,7 @@ def flagged_events(
         instance_id, mailed = instance.get("mailing_instance_id"), instance.get("mailing_date")
         if not instance_id or not mailed:
             continue
-        moment = _inside(wire.parse_timestamp(mailed), start, end)
+        moment = _inside(parsing.parse_timestamp(mailed), start, end)
         known = set(seen.get(instance_id, ()))
         rows = client.iter_grid(Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS, "user_id",
                                 (Condition.single("mailing_instance_id", Comparator.EQ, instance_id),
@@ -205,7 +214,7 @@ def flagged_events(
                                 (*FLAG_FIELDS, flag))
         for row in rows:
             contact = row.get("user_id")
-            if contact and wire.flag(row.get(flag)) and contact not in known:
+            if contact and parsing.flag(row.get(flag)) and contact not in known:
                 known.add(contact)
                 events.append(EngagementEvent(kind, contact, row.get("email"), instance.get("mailing_id"),
                                               instance_id, moment))

@@ -1,4 +1,4 @@
-"""What the client takes and returns, in the sync's words; wire details stay in `wire.py`."""
+"""What the client takes and returns, in the sync's words; wire details stay in `documents.py` and `envelope.py`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Check a real Thrive (Informz AAPI) tenant, read-only, before the first sync.
 
-Higher Logic's pages leave some details of the AAPI open (`thrive/wire.py` marks them UNCONFIRMED); a tenant
-answers each of them one way. This check asks the tenant and prints which alternative it shows:
+Higher Logic's pages leave some details of the AAPI open (`thrive/documents.py`, `envelope.py` and `grids.py`
+mark them OPEN); a tenant answers each of them one way. This check asks the tenant and prints which alternative it
+shows:
 
 * the StartRow base (0 or 1), by `ThriveClient.startrow_base`'s two one-row probes;
 * the fault XML shape, from one request for a grid type that does not exist: an `InformzAAPIFault` detail, an
@@ -9,7 +10,7 @@ answers each of them one way. This check asks the tenant and prints which altern
 * compression: one grid request sent compressed (the `compress_grids` extra), and whether the reply came back
   compressed, plain, or refused;
 * every grid the pipeline reads (target-group sync, campaign signals, upload history and the engagement grids
-  of `wire.ENGAGEMENT_GRIDS`): a Count request and one page with the pipeline's own return fields and sort key.
+  of `ENGAGEMENT_GRIDS`): a Count request and one page with the pipeline's own return fields and sort key.
 
 Then one `FIX` line per problem a person must fix: credentials refused or this machine's IP not allow-listed,
 a grid the pipeline needs refused, a list IQA of iMIS without a Thrive target group of the same name (when iMIS
@@ -45,7 +46,7 @@ from enum import StrEnum
 import httpx
 
 from include.imis_thrive.http_retry import TransientHTTPError
-from include.imis_thrive.thrive import wire
+from include.imis_thrive.thrive import envelope, parsing
 from include.imis_thrive.thrive.client import (
     GROUP_USE_FIELDS,
     INTEREST_FIELDS,
@@ -54,11 +55,13 @@ from include.imis_thrive.thrive.client import (
     ThriveClient,
     ThriveConfig,
 )
+from include.imis_thrive.thrive.documents import GridQuery
 from include.imis_thrive.thrive.engagement import FLAG_FIELDS, FLAG_OF_KIND, SUBSCRIBER_STATE_FIELDS
+from include.imis_thrive.thrive.envelope import FaultCode
 from include.imis_thrive.thrive.errors import ThriveCredentialsError, ThriveError, ThriveFault
+from include.imis_thrive.thrive.grids import DERIVED_KINDS, ENGAGEMENT_GRIDS, GRID_ELEMENTS, Grid
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.models import Interest
-from include.imis_thrive.thrive.wire import FaultCode, Grid, GridQuery
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ IMIS_PASSWORD_ENV = "IMIS_PASSWORD"
 PAGE_ROWS = 10  # one small page per grid: enough to prove the read works, cheap on a large tenant
 # A grid type no tenant has: the request that shows the tenant's fault shape.
 NO_SUCH_GRID = "check_thrive_no_such_grid"
-# Grids whose tokens only third-party metadata shows (wire.py); a tenant that serves them is "extended".
+# Grids whose tokens only third-party metadata shows (grids.py); a tenant that serves them is "extended".
 THIRD_PARTY_GRIDS = frozenset({
     Grid.SUBSCRIBER_MAILING_HISTORY_ALL, Grid.MAILING_ACTIVITY_OPENS, Grid.MAILING_ACTIVITY_CLICKS,
     Grid.SUBSCRIBER_FORM_USAGE, Grid.SUBSCRIBER_WEB_TRACKING_PAGES,
@@ -105,7 +108,7 @@ CLIENT_GRIDS: tuple[GridUse, ...] = (
             "target groups (ThriveClient.interests)"),
     GridUse(Grid.SUBSCRIBER_INTERESTS, "subscriber_id", MEMBER_FIELDS, Role.REQUIRED,
             "target group members (ThriveClient.interest_members)"),
-    GridUse(Grid.UPLOAD_HISTORY, "upload_id", wire.GRID_ELEMENTS[Grid.UPLOAD_HISTORY], Role.REQUIRED,
+    GridUse(Grid.UPLOAD_HISTORY, "upload_id", GRID_ELEMENTS[Grid.UPLOAD_HISTORY], Role.REQUIRED,
             "BulkUpload status (ThriveClient.upload_status)"),
     GridUse(Grid.MAILING_INSTANCE, "mailing_instance_id", MAILED_GROUP_FIELDS,
             Role.CAMPAIGN_SIGNAL, "campaign groups (mailing_instance.target_group_id)"),
@@ -123,9 +126,9 @@ def pipeline_grids(kinds: Sequence[EngagementKind] = tuple(EngagementKind)) -> l
                                               Role.ENGAGEMENT, f"{EngagementKind.RESUBSCRIBE} writeback",
                                               (EngagementKind.RESUBSCRIBE,))
     for kind in EngagementKind:
-        if kind not in kinds or kind in wire.DERIVED_KINDS:
+        if kind not in kinds or kind in DERIVED_KINDS:
             continue
-        spec = wire.ENGAGEMENT_GRIDS[kind]
+        spec = ENGAGEMENT_GRIDS[kind]
         fallback = Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS if kind in FLAG_OF_KIND else None
         for grid in spec.grids:
             known = engagement.get(grid)
@@ -182,21 +185,21 @@ FAULT_SHAPE_TEXT = {
 
 
 def fault_shape_of(body: bytes) -> FaultShape:
-    """Which of the open fault shapes a SOAP reply body shows (`wire.fault_from` reads all three)."""
+    """Which of the open fault shapes a SOAP reply body shows (`envelope.fault_from` reads all three)."""
     try:
-        soap_body = wire.parse_envelope(body, "fault probe")
+        soap_body = envelope.parse_envelope(body, "fault probe")
     except ThriveError:
         return FaultShape.UNREADABLE
-    fault = wire.child(soap_body, "Fault")
+    fault = parsing.child(soap_body, "Fault")
     if fault is None:
         return FaultShape.NO_FAULT
-    detail = wire.child(fault, "detail")
-    names = {wire.local_name(item.tag).lower() for item in (detail if detail is not None else [])}
+    detail = parsing.child(fault, "detail")
+    names = {parsing.local_name(item.tag).lower() for item in (detail if detail is not None else [])}
     if "informzaapifault" in names:
         return FaultShape.AAPI
     if "informzservicefault" in names:
         return FaultShape.SERVICE
-    if ":" in (wire.child_text(fault, "faultcode") or ""):
+    if ":" in (parsing.child_text(fault, "faultcode") or ""):
         return FaultShape.FAULTCODE
     return FaultShape.UNREADABLE
 
@@ -212,10 +215,10 @@ class Compression(StrEnum):
 
 def reply_is_compressed(body: bytes) -> bool:
     """Whether a GridResponse carries its `<Grids>` as a compressed payload (text, no child elements)."""
-    soap_body = wire.parse_envelope(body, "compression probe")
-    document = wire.parse_document(
-        wire.soap_argument(soap_body, wire.RESPONSE_WRAPPER, wire.RESULT, "compression probe"), "compression probe")
-    grids = wire.child(document, "Grids")
+    soap_body = envelope.parse_envelope(body, "compression probe")
+    argument = envelope.soap_argument(soap_body, envelope.RESPONSE_WRAPPER, envelope.RESULT, "compression probe")
+    document = parsing.parse_document(argument, "compression probe")
+    grids = parsing.child(document, "Grids")
     return grids is not None and len(grids) == 0 and bool((grids.text or "").strip())
 
 
@@ -723,6 +726,7 @@ def _connection_config(conn_id: str) -> ThriveConfig:
     """The settings a DAG task would get, from the connection in Airflow's metadata DB or secrets backend."""
     _airflow()
     from airflow.sdk.exceptions import AirflowNotFoundException
+
     from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
     try:
@@ -749,6 +753,7 @@ def _list_iqas(args: argparse.Namespace) -> tuple[list[str] | None, str | None]:
         else:
             _airflow()
             from airflow.sdk.exceptions import AirflowNotFoundException
+
             from include.imis_thrive.airflow.hooks.imis import ImisHook
 
             try:

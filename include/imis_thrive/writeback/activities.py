@@ -33,8 +33,8 @@ from include.imis_thrive.thrive.engagement import (
     resubscribes,
     unsubscribed_state,
 )
-from include.imis_thrive.thrive import wire
 from include.imis_thrive.thrive.errors import ThriveError
+from include.imis_thrive.thrive.grids import ENGAGEMENT_GRIDS, Grid
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.ledger import ActivityLedger, hours_between
 from include.imis_thrive.writeback.derived_state import load_flags, load_unsubscribed, save_flags, save_unsubscribed
@@ -121,13 +121,13 @@ def _opens_or_clicks(thrive: ThriveClient, store: SnapshotStore, writer: Activit
     per-mailing flags (one event per contact and mailing, dated at the mailing); returns the source used."""
     try:
         writer.write(iter_engagement(thrive, kind, start, end))
-        return wire.ENGAGEMENT_GRIDS[kind].grids[0]
+        return ENGAGEMENT_GRIDS[kind].grids[0]
     except KindUnavailable as refused:
         log.warning("%s; reading the documented per-mailing %s flags instead", refused, FLAG_OF_KIND[kind])
     events, flags = flagged_events(thrive, kind, load_flags(store, kind), start, end)
     writer.write(events)
     save_flags(store, kind, flags)
-    return f"{wire.Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS}.{FLAG_OF_KIND[kind]}"
+    return f"{Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS}.{FLAG_OF_KIND[kind]}"
 
 
 def _in_dependency_order(kinds: Iterable[EngagementKind]) -> list[EngagementKind]:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from include.imis_thrive.http_retry import AmbiguousWriteError, RetryPolicy
-from include.imis_thrive.imis.client import ImisClient, ImisConfig, activity_entity
+from include.imis_thrive.imis.client import ImisClient, ImisConfig
 from include.imis_thrive.imis.errors import ImisAuthError, ImisNotFound, ImisPagingError, ImisRequestError
 from include.imis_thrive.imis.tokens import MemoryTokenStore
 
@@ -300,8 +300,12 @@ def test_activity_post_with_an_ambiguous_failure_is_not_resent():
     assert len(posts) == 1
 
 
-def test_activity_body_carries_the_party_in_both_places():
-    body = activity_entity("23456", {"ACTIVITY_TYPE": "HLOGIC", "UF_1": "key"})
-    assert body["PrimaryParentIdentity"]["IdentityElements"]["$values"] == ["23456"]
-    names = [p["Name"] for p in body["Properties"]["$values"]]
-    assert names == ["PartyId", "ACTIVITY_TYPE", "UF_1"]
+
+def test_an_activity_search_whose_pages_fall_short_of_the_total_is_an_error_not_a_short_result():
+    fake = FakeImis()
+    row = {"Identity": {"IdentityElements": {"$values": ["7"]}}, "Properties": {"$values": []}}
+    fake.override = lambda r: httpx.Response(200, json={
+        "Items": {"$values": [row]}, "Offset": 0, "Limit": 500, "Count": 1, "TotalCount": 3,
+        "HasNext": False, "NextOffset": 0}) if "/api/Activity" in r.url.path else None
+    with pytest.raises(ImisPagingError, match=r"activities \{'PartyId': '1'\}: read 1 rows but TotalCount is 3"):
+        list(client_for(fake).find_activities({"PartyId": "1"}))

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from include.imis_thrive.imis.client import DocumentSummary
+from include.imis_thrive.imis.entities import DocumentSummary
 from include.imis_thrive.imis.errors import ImisAuthError, ImisError, ImisNotFound, ImisRequestError
 from include.imis_thrive.imis.iqa_package import (
     CONTACTS_IQA,

@@ -2,7 +2,7 @@
 
 The samples below are Higher Logic's own, as their pages publish them (support.higherlogic.com and the
 Informz knowledge base; titles in each fixture), with only the credentials filled in. Replies are read with
-ElementTree here, not with the client's `wire.py`, so nothing of the client takes part.
+ElementTree here, not with the client's `thrive/documents.py`, so nothing of the client takes part.
 """
 
 from __future__ import annotations

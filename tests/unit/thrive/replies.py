@@ -1,7 +1,7 @@
 """Tenant replies for the client's unit tests, built by hand as the vendor pages and WCF would send them.
 
-Kept out of `thrive/wire.py` on purpose: the client only reads replies, and a reply written by the same module
-that reads it would prove nothing.
+Kept out of `thrive/documents.py` and `envelope.py` on purpose: the client only reads replies, and a reply written
+by the same module that reads it would prove nothing.
 """
 
 from xml.sax.saxutils import escape

@@ -7,9 +7,7 @@ import httpx
 import pytest
 
 from include.imis_thrive.http_retry import RetryPolicy
-from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
-from include.imis_thrive.thrive import wire
-from tests.unit.thrive import replies
+from include.imis_thrive.thrive import documents, envelope, parsing
 from include.imis_thrive.thrive.client import (
     THRIVE_REFUSED,
     ThriveClient,
@@ -30,6 +28,8 @@ from include.imis_thrive.thrive.errors import (
     UploadTimeout,
 )
 from include.imis_thrive.thrive.models import OutcomeStatus, Subscriber
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
+from tests.unit.thrive import replies
 
 ENDPOINT = "https://partner.example/aapi/InformzService.svc"
 
@@ -137,10 +137,10 @@ def test_many_refusals_are_all_located_and_a_wholly_refused_call_fails(make_clie
 
 def _subscribe_response(counts: str, status: str = "success", message: str = "") -> ET.Element:
     """The `<Subscribe>` element of an ActionResponse carrying `counts` and an ActionStatus."""
-    document = (f'<ActionResponse xmlns="{wire.NAMESPACE}"><Responses><Subscribe>{counts}<ActionStatus>'
+    document = (f'<ActionResponse xmlns="{envelope.NAMESPACE}"><Responses><Subscribe>{counts}<ActionStatus>'
                 f"<Status>{status}</Status><Message>{message}</Message></ActionStatus></Subscribe></Responses>"
                 "</ActionResponse>")
-    return wire.action_responses(wire.parse_document(document, "t"), "t")[0]
+    return documents.action_responses(parsing.parse_document(document, "t"), "t")[0]
 
 
 def test_a_tenant_whose_counts_add_up_gets_one_call_and_no_search():
@@ -186,7 +186,7 @@ def _scripted(responses: list[httpx.Response]) -> tuple[httpx.MockTransport, lis
 def _grid_reply(rows: int) -> httpx.Response:
     records = "".join(f'<Record row="{i}"><Fields><Field element="upload_id">{i}</Field></Fields></Record>'
                       for i in range(rows))
-    document = (f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="upload_history">{records}</Grid>'
+    document = (f'<GridResponse xmlns="{envelope.NAMESPACE}"><Grids><Grid type="upload_history">{records}</Grid>'
                 "</Grids></GridResponse>")
     return httpx.Response(200, content=replies.response_envelope(document))
 
@@ -207,7 +207,7 @@ def test_transient_statuses_are_retried_then_succeed():
 
     assert client.upload_status(0).upload_id == 0
     assert len(seen) == 3
-    assert seen[0].headers["SOAPAction"] == f'"{wire.SOAP_ACTION}"'
+    assert seen[0].headers["SOAPAction"] == f'"{envelope.SOAP_ACTION}"'
 
 
 def test_retries_running_out_raise_unavailable_naming_the_call():
@@ -227,8 +227,8 @@ def test_a_non_soap_error_status_points_at_the_connection_host():
 
 
 def _start_rows(seen: list[httpx.Request]) -> list[str]:
-    return [wire.parse_document(wire.soap_argument(wire.parse_envelope(r.content, "t"), wire.OPERATION,
-                                                   wire.ARGUMENT, "t"), "t").findtext(f".//{{{wire.NAMESPACE}}}StartRow")
+    return [parsing.parse_document(envelope.soap_argument(envelope.parse_envelope(r.content, "t"), envelope.OPERATION,
+                                                   envelope.ARGUMENT, "t"), "t").findtext(f".//{{{envelope.NAMESPACE}}}StartRow")
             for r in seen]
 
 
@@ -247,17 +247,17 @@ def _tenant(reading: str, total: int) -> httpx.MockTransport:
     `zero` (OFFSET: 0 is the first row), `between` (1 is the first; rows [start, start+n-1], so 0 loses a row),
     `clamp` (1 is the first; 0 is read as 1), `refuse` (1 is the first; 0 is a fault)."""
     def handler(request: httpx.Request) -> httpx.Response:
-        grid = wire.parse_document(wire.soap_argument(wire.parse_envelope(request.content, "t"), wire.OPERATION,
-                                                      wire.ARGUMENT, "t"), "t").find(f".//{{{wire.NAMESPACE}}}Grid")
-        start = int(grid.findtext(f"{{{wire.NAMESPACE}}}StartRow"))
-        size = int(grid.findtext(f"{{{wire.NAMESPACE}}}NumberOfRows"))
+        grid = parsing.parse_document(envelope.soap_argument(envelope.parse_envelope(request.content, "t"), envelope.OPERATION,
+                                                      envelope.ARGUMENT, "t"), "t").find(f".//{{{envelope.NAMESPACE}}}Grid")
+        start = int(grid.findtext(f"{{{envelope.NAMESPACE}}}StartRow"))
+        size = int(grid.findtext(f"{{{envelope.NAMESPACE}}}NumberOfRows"))
         if reading == "refuse" and start == 0:
             return httpx.Response(500, content=replies.fault_envelope("UnexpectedInputException", "StartRow must be >= 1"))
         first = {"zero": start, "between": start - 1, "clamp": max(start, 1) - 1, "refuse": start - 1}[reading]
         numbers = [n for n in range(max(first, 0), first + size) if n < total and n >= 0]
         records = "".join(f'<Record row="{n}"><Fields><Field element="upload_id">{n}</Field></Fields></Record>'
                           for n in numbers)
-        document = (f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="upload_history">{records}</Grid>'
+        document = (f'<GridResponse xmlns="{envelope.NAMESPACE}"><Grids><Grid type="upload_history">{records}</Grid>'
                     "</Grids></GridResponse>")
         return httpx.Response(200, content=replies.response_envelope(document))
 
@@ -295,7 +295,7 @@ def test_the_detected_startrow_base_is_kept_for_later_reads():
 
 
 def test_a_reply_without_the_requested_grid_raises_naming_the_call():
-    document = f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="subscriber"/></Grids></GridResponse>'
+    document = f'<GridResponse xmlns="{envelope.NAMESPACE}"><Grids><Grid type="subscriber"/></Grids></GridResponse>'
     transport, _ = _scripted([httpx.Response(200, content=replies.response_envelope(document))])
     client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
 
@@ -315,7 +315,7 @@ def test_a_bulk_upload_without_status_email_recipients_fails_before_sending():
 
 
 def _upload_reply(status: str) -> httpx.Response:
-    document = (f'<GridResponse xmlns="{wire.NAMESPACE}"><Grids><Grid type="upload_history"><Record row="1"><Fields>'
+    document = (f'<GridResponse xmlns="{envelope.NAMESPACE}"><Grids><Grid type="upload_history"><Record row="1"><Fields>'
                 f'<Field element="upload_id">5</Field><Field element="status">{status}</Field></Fields></Record>'
                 "</Grid></Grids></GridResponse>")
     return httpx.Response(200, content=replies.response_envelope(document))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox import thrive_xml
-from include.imis_thrive.thrive import wire
-from tests.unit.thrive import replies
+from include.imis_thrive.thrive import documents, envelope
 from include.imis_thrive.thrive.errors import ThriveCredentialsError
+from include.imis_thrive.thrive.grids import ENGAGEMENT_GRIDS
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.models import Interest
 from include.imis_thrive.thrive.tenant_check import (
@@ -30,6 +29,8 @@ from include.imis_thrive.thrive.tenant_check import (
     pipeline_grids,
     reply_is_compressed,
 )
+from sandbox import thrive_xml
+from tests.unit.thrive import replies
 
 RECIPIENTS = ("data-team@example.org",)
 
@@ -52,7 +53,7 @@ def _refused(report: TenantReport, *grids: str, code: str = "InvalidGridCategory
 def test_each_fault_shape_of_the_emulator_is_named(shape, expected):
     body = thrive_xml.fault_envelope("InvalidGridCategoryException", "Grid type 'x' is not a known grid", shape)
     assert fault_shape_of(body) is expected
-    assert wire.fault_from(wire.parse_envelope(body, "t"), "t").code == "InvalidGridCategoryException"
+    assert envelope.fault_from(envelope.parse_envelope(body, "t"), "t").code == "InvalidGridCategoryException"
 
 
 def test_a_reply_without_a_fault_or_not_soap_is_said_so():
@@ -61,9 +62,9 @@ def test_a_reply_without_a_fault_or_not_soap_is_said_so():
 
 
 def test_a_compressed_grids_payload_is_told_from_a_plain_one():
-    ns = wire.NAMESPACE
+    ns = envelope.NAMESPACE
     plain = f'<GridResponse xmlns="{ns}"><Grids><Grid type="subscriber"/></Grids></GridResponse>'
-    packed = f'<GridResponse xmlns="{ns}"><Grids>{wire.compress_text(f"<Grid xmlns={chr(34)}{ns}{chr(34)} type={chr(34)}subscriber{chr(34)}/>")}</Grids></GridResponse>'
+    packed = f'<GridResponse xmlns="{ns}"><Grids>{documents.compress_text(f"<Grid xmlns={chr(34)}{ns}{chr(34)} type={chr(34)}subscriber{chr(34)}/>")}</Grids></GridResponse>'
     assert not reply_is_compressed(replies.response_envelope(plain))
     assert reply_is_compressed(replies.response_envelope(packed))
 
@@ -81,12 +82,12 @@ def test_every_grid_the_pipeline_reads_is_checked_once_with_its_own_fields():
     uses = pipeline_grids()
     grids = [use.grid for use in uses]
     assert len(grids) == len(set(grids))
-    engagement = {grid for spec in wire.ENGAGEMENT_GRIDS.values() for grid in spec.grids}
+    engagement = {grid for spec in ENGAGEMENT_GRIDS.values() for grid in spec.grids}
     derived = {"subscriber", "mailing_activity_subscriber_actions"}  # Resubscribe's state, the opens/clicks flags
     assert set(grids) == engagement | {use.grid for use in CLIENT_GRIDS} | derived
     mail_sent = [use for use in uses if EngagementKind.MAIL_SENT in use.kinds]
     assert {use.grid for use in mail_sent} == {"subscriber_mailing_history"}
-    assert all(use.return_fields == wire.ENGAGEMENT_GRIDS[EngagementKind.MAIL_SENT].return_fields()
+    assert all(use.return_fields == ENGAGEMENT_GRIDS[EngagementKind.MAIL_SENT].return_fields()
                for use in mail_sent)
     only_clicks = [use.grid for use in pipeline_grids([EngagementKind.LINK_CLICK])]
     assert only_clicks == [use.grid for use in CLIENT_GRIDS] + ["mailing_activity_clicks", "mailing_activity_subscriber_actions"]
