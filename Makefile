@@ -7,7 +7,7 @@ VENV := .venv
 UV_VERSION := 0.13.9
 ENV := source bin/env.sh &&
 
-.PHONY: venv test demo sandbox bench soak clean airflow ui-check lock
+.PHONY: venv test test-alternatives demo sandbox bench soak clean airflow ui-check lock
 
 venv: $(VENV)/.installed
 
@@ -24,6 +24,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 test: venv
 	$(ENV) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The integration and DAG tests once per reading of each detail the Thrive vendor pages leave open (the defaults
+# are startrow_base=0, fault_shape=aapi, grids=extended, upload_status=complete, compression=on-request,
+# subscriber_results=false; `make test` covers those). The unit tests use no emulator. One line per alternative.
+THRIVE_ALTERNATIVES ?= grids=documented startrow_base=1 fault_shape=service fault_shape=faultcode \
+  upload_status=processed compression=never subscriber_results=true
+test-alternatives: venv
+	@$(ENV) failed=0; for alternative in $(THRIVE_ALTERNATIVES); do \
+	  log="$${TMPDIR:-/tmp}/imis-thrive-tests-$$alternative.log"; \
+	  $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/integration tests/dags \
+	    --thrive-alternatives=$$alternative $(PYTEST_ARGS) > "$$log" 2>&1 || failed=1; \
+	  printf '%-26s %s  (log: %s)\n' "$$alternative" "$$(tail -n 1 "$$log")" "$$log"; \
+	done; exit $$failed
 
 demo: venv
 	$(ENV) bin/prepare-airflow-home && $(VENV)/bin/python -m sandbox.demo

@@ -18,6 +18,10 @@ def pytest_addoption(parser) -> None:
                      help="iMIS sandbox flavor for every test that does not pin one (default: $IMIS_SANDBOX_FLAVOR, "
                           "else ems); `--imis-flavor 2017` runs the client, package-check and sync tests against "
                           "iMIS 2017 QueryDefinition answers")
+    parser.addoption("--thrive-alternatives", default=None, metavar="NAME=VALUE,...",
+                     help="the Thrive emulator's reading of the details the vendor leaves open, for every test "
+                          "that does not pin one, e.g. `grids=documented` or `startrow_base=1,fault_shape=faultcode` "
+                          "(sets $THRIVE_SANDBOX_ALTERNATIVES; `make test-alternatives` runs each in turn)")
 
 
 def pytest_configure(config) -> None:
@@ -25,7 +29,19 @@ def pytest_configure(config) -> None:
     flavor = config.getoption("--imis-flavor")
     if flavor:
         os.environ["IMIS_SANDBOX_FLAVOR"] = flavor
+    alternatives = config.getoption("--thrive-alternatives")
+    if alternatives is not None:
+        import pytest
+
+        from sandbox.thrive_app import ALTERNATIVES_ENV, ThriveSandboxConfig, alternatives_from_env
+
+        try:  # a misspelt name or value stops the session here, not in every test
+            ThriveSandboxConfig(**alternatives_from_env({ALTERNATIVES_ENV: alternatives}))
+        except ValueError as error:
+            raise pytest.UsageError(f"--thrive-alternatives: {error}") from error
+        os.environ[ALTERNATIVES_ENV] = alternatives
 
 
 def pytest_report_header(config) -> str:
-    return f"iMIS sandbox flavor: {os.environ.get('IMIS_SANDBOX_FLAVOR', 'ems')}"
+    return (f"iMIS sandbox flavor: {os.environ.get('IMIS_SANDBOX_FLAVOR', 'ems')}; Thrive emulator alternatives: "
+            f"{os.environ.get('THRIVE_SANDBOX_ALTERNATIVES') or 'the defaults'}")

@@ -9,24 +9,28 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import pytest
 
 from sandbox.faults import FaultConfig
 from sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
 from sandbox.thrive_store import UploadRow
+from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.kinds import EngagementKind
-from include.imis_thrive.thrive.grids import DERIVED_KINDS
+from include.imis_thrive.writeback.activities import REPORT_PREFIX
 from tests.dags.conftest import PROJECT_ROOT, Sandboxes
+from tests.integration.engagement_expectations import GRID_KINDS, engagement_sources, expected_events, unserved
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 DAG_ID = "thrive_to_imis_activities"
 INTEREST = "Newsletter"
-FIRST_END = datetime(2026, 3, 8, 7, tzinfo=UTC)  # dag.test(logical_date=07:00) runs the interval [06:00, 07:00)
+# dag.test(logical_date=h) runs the interval [h - 1 h, h); two days ago, inside the 100 days every documented
+# grid holds (the date itself does not matter here).
+FIRST_END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
 ALL_KINDS = [kind.value for kind in EngagementKind]
-# The kinds read from Thrive's grids, which the generator's events date exactly; Resubscribe and Bad Email are
-# derived (tests/integration/test_activity_writeback.py covers them).
-GRID_KINDS = tuple(kind for kind in EngagementKind if kind not in DERIVED_KINDS)
+# The kinds read from Thrive's grids (GRID_KINDS) are compared with the generator's events, as the grids the
+# emulator serves let them be read; Resubscribe and Bad Email are derived (test_activity_writeback.py covers them).
 RATES = EngagementRates(unsubscribe_per_send=0.05, resubscribe_per_unsubscribe=0.5, bad_email_per_send=0.03,
                         landing_submit_per_click=0.3)
 
@@ -45,13 +49,12 @@ def engage(sandboxes: Sandboxes, start: datetime, end: datetime, volume: int) ->
     return generated, known
 
 
-def expected_keys(generated: GeneratedEngagement, known: set[str], start: datetime, end: datetime,
-                  kinds: tuple[EngagementKind, ...] = GRID_KINDS) -> Counter[tuple[str, str, str]]:
+def expected_keys(sandboxes: Sandboxes, generated: GeneratedEngagement, known: set[str], start: datetime,
+                  end: datetime, kinds: tuple[EngagementKind, ...] = GRID_KINDS) -> Counter[tuple[str, str, str]]:
     """(kind, contact, UTC second) of each event of a known contact in `[start, end)`."""
     expected: Counter[tuple[str, str, str]] = Counter()
-    for kind in kinds:
-        frame = generated.events[kind]
-        rows = frame[frame["user_id"].isin(known) & (frame["occurred_at"] >= start) & (frame["occurred_at"] < end)]
+    sources = engagement_sources(sandboxes.thrive, start)
+    for kind, rows in expected_events(generated, known, start, end, sources, kinds).items():
         for contact, moment in zip(rows["user_id"], rows["occurred_at"], strict=True):
             expected[(kind.value, contact, moment.strftime("%Y-%m-%dT%H:%M:%S"))] += 1
     return expected
@@ -72,12 +75,27 @@ def written(sandboxes: Sandboxes, kinds: tuple[EngagementKind, ...] = GRID_KINDS
     return found
 
 
-def run_interval(dagbag, end: datetime, **conf) -> tuple[str, tuple[datetime, datetime]]:
-    """One dag.test() run for the hour ending at `end`; (run state, its data interval).
+class Run(NamedTuple):
+    state: str
+    interval: tuple[datetime, datetime]
+    report: dict | None  # the run report finish_run stored
+
+
+def run_interval(dagbag, sandboxes: Sandboxes, end: datetime, **conf) -> Run:
+    """One dag.test() run for the hour ending at `end`.
 
     The conf is always complete: params given to one dag.test() stay on the session's DAG object."""
     run = dagbag.get_dag(DAG_ID).test(logical_date=end, run_conf={"kinds": ALL_KINDS} | conf)
-    return str(run.state), (run.data_interval_start, run.data_interval_end)
+    report = SnapshotStore(sandboxes.store_url).read_json(f"{REPORT_PREFIX}/{snapshot_name(run.run_id)}")
+    return Run(str(run.state), (run.data_interval_start, run.data_interval_end), report)
+
+
+def assert_finished(sandboxes: Sandboxes, run: Run) -> None:
+    """A run of every kind succeeds where the emulator serves them all; elsewhere it fails after writing the
+    others, and its report names exactly the kinds not served (never an empty success)."""
+    missing = unserved(engagement_sources(sandboxes.thrive, run.interval[0]))
+    assert sorted(run.report["writeback"]["failed_kinds"]) == missing
+    assert run.state == ("failed" if missing else "success")
 
 
 def test_the_dag_follows_the_project_policies(dagbag):
@@ -110,40 +128,41 @@ def test_the_backfill_cli_accepts_three_days(dagbag):
 
 def test_a_run_writes_its_interval_and_a_second_run_writes_nothing(dagbag, sandboxes):
     generated, known = engage(sandboxes, FIRST_END - timedelta(hours=2), FIRST_END + timedelta(hours=1), 600)
-    state, (start, end) = run_interval(dagbag, FIRST_END)
-    assert state == "success"
+    run = run_interval(dagbag, sandboxes, FIRST_END)
+    assert_finished(sandboxes, run)
+    start, end = run.interval
     assert (start, end) == (FIRST_END - timedelta(hours=1), FIRST_END)
-    expected = expected_keys(generated, known, start, end)
+    expected = expected_keys(sandboxes, generated, known, start, end)
     assert written(sandboxes) == expected and sum(expected.values()) > 50
-    state, _ = run_interval(dagbag, FIRST_END)
-    assert state == "success"
+    assert_finished(sandboxes, run_interval(dagbag, sandboxes, FIRST_END))
     assert written(sandboxes) == expected
 
 
 def test_three_consecutive_intervals_write_exactly_their_events(dagbag, sandboxes):
     generated, known = engage(sandboxes, FIRST_END - timedelta(hours=2), FIRST_END + timedelta(hours=3), 600)
     for hour in range(3):
-        assert run_interval(dagbag, FIRST_END + timedelta(hours=hour))[0] == "success"
-    expected = expected_keys(generated, known, FIRST_END - timedelta(hours=1), FIRST_END + timedelta(hours=2))
+        assert_finished(sandboxes, run_interval(dagbag, sandboxes, FIRST_END + timedelta(hours=hour)))
+    one_hour = timedelta(hours=1)
+    expected = expected_keys(sandboxes, generated, known, FIRST_END - one_hour, FIRST_END + 2 * one_hour)
     assert written(sandboxes) == expected
-    assert expected_keys(generated, known, FIRST_END - timedelta(hours=2), FIRST_END - timedelta(hours=1))
+    assert expected_keys(sandboxes, generated, known, FIRST_END - 2 * one_hour, FIRST_END - one_hour)
 
 
 def test_the_kinds_param_writes_only_those_kinds(dagbag, sandboxes):
     end = FIRST_END + timedelta(days=1)
     generated, known = engage(sandboxes, end - timedelta(hours=1), end, 400)
-    assert run_interval(dagbag, end, kinds=["Link Click", "Mail Open"])[0] == "success"
+    assert run_interval(dagbag, sandboxes, end, kinds=["Link Click", "Mail Open"]).state == "success"
     only = (EngagementKind.LINK_CLICK, EngagementKind.MAIL_OPEN)
-    assert written(sandboxes, tuple(EngagementKind)) == expected_keys(generated, known, end - timedelta(hours=1), end,
-                                                                      only)
+    assert written(sandboxes, tuple(EngagementKind)) == expected_keys(sandboxes, generated, known,
+                                                                      end - timedelta(hours=1), end, only)
 
 
 def test_faults_during_writes_still_end_with_one_activity_per_event(dagbag, sandboxes):
     generated, known = engage(sandboxes, FIRST_END - timedelta(hours=1), FIRST_END, 400)
     sandboxes.imis.faults.configure(FaultConfig(rate_429=0.03, rate_500=0.03, rate_503=0.03, drop_rate=0.03,
                                                 retry_after_s=0, path_prefix="/api/activity", seed=5))
-    assert run_interval(dagbag, FIRST_END)[0] == "success"
-    assert written(sandboxes) == expected_keys(generated, known, FIRST_END - timedelta(hours=1), FIRST_END)
+    assert_finished(sandboxes, run_interval(dagbag, sandboxes, FIRST_END))
+    assert written(sandboxes) == expected_keys(sandboxes, generated, known, FIRST_END - timedelta(hours=1), FIRST_END)
     assert {"500", "drop"} <= set(sandboxes.imis.faults.injected)
 
 
@@ -158,7 +177,7 @@ DagBag(dag_folder=sys.argv[1] + "/dags").get_dag(sys.argv[2]).test(logical_date=
 
 def test_a_run_killed_halfway_and_run_again_has_no_gap_and_no_duplicate(dagbag, sandboxes):
     generated, known = engage(sandboxes, FIRST_END - timedelta(hours=1), FIRST_END, 400)
-    expected = expected_keys(generated, known, FIRST_END - timedelta(hours=1), FIRST_END)
+    expected = expected_keys(sandboxes, generated, known, FIRST_END - timedelta(hours=1), FIRST_END)
     sandboxes.imis.faults.configure(FaultConfig(latency_ms=20, path_prefix="/api/activity"))
     child = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(PROJECT_ROOT), DAG_ID, FIRST_END.isoformat()],
                              env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -171,5 +190,5 @@ def test_a_run_killed_halfway_and_run_again_has_no_gap_and_no_duplicate(dagbag, 
     child.wait()
     assert 0 < sum(written(sandboxes).values()) < sum(expected.values())
     sandboxes.imis.faults.configure(FaultConfig())
-    assert run_interval(dagbag, FIRST_END)[0] == "success"
+    assert_finished(sandboxes, run_interval(dagbag, sandboxes, FIRST_END))
     assert written(sandboxes) == expected

@@ -35,18 +35,23 @@ from sandbox.thrive_store import UploadRow
 from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
-from include.imis_thrive.thrive.engagement import FLAG_OF_KIND, iter_engagement
+from include.imis_thrive.thrive.engagement import FLAG_OF_KIND, flagged_events, iter_engagement
 from include.imis_thrive.thrive.errors import ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
-from include.imis_thrive.thrive.grids import DERIVED_KINDS
 from include.imis_thrive.writeback.activities import WritebackIncomplete, finish_run, write_activities
 from include.imis_thrive.writeback.activity_map import plan_activity
+from tests.integration.engagement_expectations import (
+    GRID_KINDS,
+    Source,
+    engagement_sources,
+    expected_events,
+    unserved,
+)
 
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=0.02)
 ZONE = "America/New_York"
-GRID_KINDS = tuple(kind for kind in EngagementKind if kind not in DERIVED_KINDS)
 INTEREST = "Newsletter"
 UNKNOWN_TO_IMIS = ("9999001", "9999002")
 # Rich in the rare kinds, so a few hundred events hold every one of the eight.
@@ -57,6 +62,8 @@ RATES = EngagementRates(open_per_send=0.5, click_per_open=0.5, unsubscribe_per_s
 DETAIL = {EngagementKind.LINK_CLICK: "url", EngagementKind.WEB_PAGE_VISIT: "url",
           EngagementKind.LANDING_PAGE_SUBMIT: "page", EngagementKind.BAD_EMAIL: "page"}
 DST_DAY = datetime(2026, 3, 8, 6, tzinfo=UTC)  # 01:00 EST; an hour later the clocks jump to 03:00 EDT
+# Where the date does not matter: two days ago, on the hour (inside the 100 days every documented grid holds).
+RECENT = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
 
 
 class LoseAnswers:
@@ -125,14 +132,18 @@ class World:
                        for a in self.imis_sandbox.activities()
                        if a["Properties"]["ACTIVITY_TYPE"] == "HLOGIC" and a["Properties"]["SOURCE_CODE"] in names)
 
+    def sources(self, start: datetime) -> dict[EngagementKind, Source]:
+        return engagement_sources(self.thrive_sandbox, start)
+
+    def served(self, start: datetime) -> list[EngagementKind]:
+        """The kinds this emulator lets a window from `start` read; a run of the others reports them failed."""
+        return [kind for kind in EngagementKind if self.sources(start).get(kind) is not Source.UNSERVED]
+
     def expected(self, generated: GeneratedEngagement, start: datetime, end: datetime) -> Counter[tuple]:
-        """The same tuples computed from the generated events of known contacts in `[start, end)`."""
+        """The same tuples computed from the generated events of known contacts in `[start, end)`, as the
+        grids this emulator serves let the writeback read them (`engagement_expectations`)."""
         expected: Counter[tuple] = Counter()
-        for kind, frame in generated.events.items():
-            if kind not in GRID_KINDS:
-                continue
-            rows = frame[frame["user_id"].isin(self.known) & (frame["occurred_at"] >= start)
-                         & (frame["occurred_at"] < end)]
+        for kind, rows in expected_events(generated, self.known, start, end, self.sources(start)).items():
             local = rows["occurred_at"].dt.tz_convert(ZONE).dt.strftime("%Y-%m-%dT%H:%M:%S")
             mailing = [None if pd.isna(m) else str(m) for m in rows["mailing_instance_id"].fillna(rows["mailing_id"])]
             detail = rows[DETAIL[kind]] if kind in DETAIL else [None] * len(rows)
@@ -171,7 +182,15 @@ def serve_world(tmp_path: Path, **thrive_options) -> Iterator[World]:
         thrive.close()
 
 
-def test_every_kind_lands_once_with_contact_local_time_and_fields(world):
+def test_every_kind_lands_once_with_contact_local_time_and_fields(tmp_path):
+    # Each event at its own local time across the spring-forward night: the per-event grids, and, this date being
+    # more than 100 days ago, the `_all` archive for Mail Sent. Only an emulator serving extended grids has both.
+    with serve_world(tmp_path, grids="extended") as world:
+        assert set(world.sources(DST_DAY).values()) == {Source.GRID}
+        _every_kind_lands_once_with_contact_local_time_and_fields(world)
+
+
+def _every_kind_lands_once_with_contact_local_time_and_fields(world: World) -> None:
     end = DST_DAY + timedelta(hours=2)
     generated = world.engage(DST_DAY, end, volume=400)
     reports = world.write_hourly(DST_DAY, end)
@@ -188,23 +207,28 @@ def test_every_kind_lands_once_with_contact_local_time_and_fields(world):
 
 
 def test_a_second_run_of_an_interval_writes_nothing(world):
-    end = DST_DAY + timedelta(hours=1)
-    world.engage(DST_DAY, end, volume=300)
-    first = world.write(DST_DAY, end)
+    end = RECENT + timedelta(hours=1)
+    world.engage(RECENT, end, volume=300)
+    first = world.write(RECENT, end)
+    assert sorted(first["failed_kinds"]) == unserved(world.sources(RECENT))
     before = world.imis_sandbox.activities()
-    second = world.write(DST_DAY, end)
+    second = world.write(RECENT, end)
     assert sum(second["written"].values()) == 0
-    assert second["already_written"] == {k: v for k, v in first["written"].items() if v}
+    # Events from per-mailing flags are not even derived again: the flags seen are kept with the snapshots.
+    from_flags = {kind.value for kind, source in world.sources(RECENT).items() if source is Source.FLAGS}
+    assert second["already_written"] == {k: v for k, v in first["written"].items() if v and k not in from_flags}
+    assert {kind: second["read"][kind] for kind in from_flags} == dict.fromkeys(from_flags, 0)
     assert world.imis_sandbox.activities() == before
 
 
 def test_a_three_day_backfill_writes_exactly_those_days_and_again_nothing(world):
     day = timedelta(days=1)
-    first_day = datetime(2026, 3, 2, tzinfo=UTC)
+    first_day = RECENT.replace(hour=0) - 5 * day
     generated = world.engage(first_day - day, first_day + 4 * day, volume=600)
-    world.write_hourly(first_day, first_day + 3 * day)
+    reports = world.write_hourly(first_day, first_day + 3 * day)
     expected = world.expected(generated, first_day, first_day + 3 * day)
     assert world.activities() == expected
+    assert {tuple(sorted(report["failed_kinds"])) for report in reports} == {tuple(unserved(world.sources(first_day)))}
     assert sum(world.expected(generated, first_day - day, first_day).values()) > 0  # there was more to take
     again = world.write_hourly(first_day, first_day + 3 * day)
     assert sum(sum(report["written"].values()) for report in again) == 0
@@ -212,13 +236,14 @@ def test_a_three_day_backfill_writes_exactly_those_days_and_again_nothing(world)
 
 
 def test_faults_during_writes_still_end_with_one_activity_per_event(world):
-    end = DST_DAY + timedelta(hours=1)
-    generated = world.engage(DST_DAY, end, volume=400)
+    end = RECENT + timedelta(hours=1)
+    generated = world.engage(RECENT, end, volume=400)
     world.imis_sandbox.faults.configure(FaultConfig(rate_429=0.04, rate_500=0.04, rate_503=0.04, drop_rate=0.04,
                                                     retry_after_s=0, seed=11))
     world.lose_answers.every = 9  # and some posts land but their answer is lost
-    report = world.write(DST_DAY, end)
-    assert world.activities() == world.expected(generated, DST_DAY, end)
+    report = world.write(RECENT, end)
+    assert world.activities() == world.expected(generated, RECENT, end)
+    assert sorted(report["failed_kinds"]) == unserved(world.sources(RECENT))
     assert set(world.imis_sandbox.faults.injected) == {"429", "500", "503", "drop"}
     assert world.lose_answers.lost > 0
     assert sum(report["found_in_imis"].values()) == world.lose_answers.lost
@@ -246,12 +271,12 @@ write_activities(imis, thrive, SnapshotStore(store), datetime.fromisoformat(star
 
 
 def test_a_run_killed_halfway_then_rerun_leaves_no_gap_and_no_duplicate(world):
-    end = DST_DAY + timedelta(hours=1)
-    generated = world.engage(DST_DAY, end, volume=400)
-    expected = world.expected(generated, DST_DAY, end)
+    end = RECENT + timedelta(hours=1)
+    generated = world.engage(RECENT, end, volume=400)
+    expected = world.expected(generated, RECENT, end)
     world.imis_sandbox.faults.configure(FaultConfig(latency_ms=5))
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, world.imis_url, world.thrive_url, world.store.base, DST_DAY.isoformat(),
+        [sys.executable, "-c", CHILD, world.imis_url, world.thrive_url, world.store.base, RECENT.isoformat(),
          end.isoformat()],
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -265,7 +290,7 @@ def test_a_run_killed_halfway_then_rerun_leaves_no_gap_and_no_duplicate(world):
     halfway = sum(world.activities().values())
     assert 0 < halfway < sum(expected.values())
     world.imis_sandbox.faults.configure(FaultConfig())
-    report = world.write(DST_DAY, end)
+    report = world.write(RECENT, end)
     assert world.activities() == expected
     grid_kinds = {kind.value for kind in GRID_KINDS}
     resolved = sum(count for kind, count in [*report["already_written"].items(), *report["found_in_imis"].items()]
@@ -306,8 +331,8 @@ def test_a_malformed_address_the_sync_added_becomes_one_bad_email_activity(world
 
 
 def test_a_kind_thrive_refuses_fails_alone_and_the_run_names_it(world, monkeypatch):
-    end = DST_DAY + timedelta(hours=1)
-    generated = world.engage(DST_DAY, end, volume=400)
+    end = RECENT + timedelta(hours=1)
+    generated = world.engage(RECENT, end, volume=400)
     refused = ThriveFault("grid subscriber_web_tracking_pages", "InvalidGridCategoryException",
                           "Grid type 'subscriber_web_tracking_pages' is not available")
     real_iter_grid = world.thrive.iter_grid
@@ -318,25 +343,28 @@ def test_a_kind_thrive_refuses_fails_alone_and_the_run_names_it(world, monkeypat
         return real_iter_grid(grid, *args, **kwargs)
 
     monkeypatch.setattr(world.thrive, "iter_grid", iter_grid)
-    report = world.write(DST_DAY, end)
+    report = world.write(RECENT, end)
 
-    expected = world.expected(generated, DST_DAY, end)
+    expected = world.expected(generated, RECENT, end)
     assert world.activities() == Counter({k: v for k, v in expected.items() if k[0] != "Web Tracking Page Visit"})
-    assert list(report["failed_kinds"]) == ["Web Tracking Page Visit"]
+    assert sorted(report["failed_kinds"]) == sorted({*unserved(world.sources(RECENT)), "Web Tracking Page Visit"})
     with pytest.raises(WritebackIncomplete, match="Web Tracking Page Visit: .*InvalidGridCategoryException"):
-        finish_run(world.store, "run-1", DST_DAY, end, report)
+        finish_run(world.store, "run-1", RECENT, end, report)
 
 
 CANNOT_TAKE = "An error occurred. Please contact the administrator."
 
 
 def test_one_event_imis_cannot_take_is_quarantined_and_every_other_of_10000_is_written_once(world):
-    end = DST_DAY + timedelta(hours=1)
-    generated = world.engage(DST_DAY, end, volume=11_000, seed=4)
-    expected = world.expected(generated, DST_DAY, end)
+    end = RECENT + timedelta(hours=1)
+    # Opens and clicks read from per-mailing flags, and kinds not served, leave fewer events of the same volume.
+    every_event = set(world.sources(RECENT).values()) == {Source.GRID}
+    generated = world.engage(RECENT, end, volume=11_000 if every_event else 16_000, seed=4)
+    expected = world.expected(generated, RECENT, end)
     assert sum(expected.values()) >= 10_000
-    # The poisoned event: a link click of a known contact, as the writer itself will read it from Thrive.
-    poisoned = next(event for event in iter_engagement(world.thrive, EngagementKind.LINK_CLICK, DST_DAY, end)
+    # The poisoned event: a Mail Sent of a known contact, as the writer itself will read it from Thrive (from a
+    # per-event grid under every alternative; see the flags test below for a poisoned Link Click without one).
+    poisoned = next(event for event in iter_engagement(world.thrive, EngagementKind.MAIL_SENT, RECENT, end)
                     if event.contact_id in world.known)
     poisoned_key = plan_activity(poisoned, ZoneInfo(ZONE)).key
     poisoned_tuple = (poisoned.kind.value, poisoned.contact_id,
@@ -353,7 +381,9 @@ def test_one_event_imis_cannot_take_is_quarantined_and_every_other_of_10000_is_w
                                  timezone=ZONE, retry=FAST, max_concurrency=16), token_store=MemoryTokenStore())
 
     def run() -> dict:
-        return write_activities(imis, world.thrive, world.store, DST_DAY, end, concurrency=16, batch_size=1_000)
+        # Only the kinds this emulator serves: a kind it refuses would fail the run before the quarantine did.
+        return write_activities(imis, world.thrive, world.store, RECENT, end, kinds=world.served(RECENT),
+                                concurrency=16, batch_size=1_000)
 
     started = time.monotonic()
     with imis:
@@ -363,18 +393,21 @@ def test_one_event_imis_cannot_take_is_quarantined_and_every_other_of_10000_is_w
         assert set(keys().values()) == {1} and poisoned_key not in keys()  # each exactly once
         assert sum(first["written"][kind.value] for kind in GRID_KINDS) == sum(written_once.values())
         [entry] = first["quarantine"]["entries"]
-        assert (entry["key"], entry["contact_id"], entry["kind"]) == (poisoned_key, poisoned.contact_id, "Link Click")
+        assert (entry["key"], entry["contact_id"], entry["kind"]) == (poisoned_key, poisoned.contact_id, "Mail Sent")
         assert (entry["reason"], entry["runs"], entry["attempts"]) == (f"HTTP 500: {CANNOT_TAKE}", 1, 5)
         assert first["checked_in_imis"] == 5  # one look-up after each failed post: none before, nothing pending
         with pytest.raises(WritebackIncomplete) as failed:  # the run fails, after the report, naming the event
-            finish_run(world.store, "scheduled__run-1", DST_DAY, end, first)
-        assert f"{poisoned_key} for contact {poisoned.contact_id} (Link Click): HTTP 500: {CANNOT_TAKE}" in \
+            finish_run(world.store, "scheduled__run-1", RECENT, end, first)
+        assert f"{poisoned_key} for contact {poisoned.contact_id} (Mail Sent): HTTP 500: {CANNOT_TAKE}" in \
             str(failed.value).splitlines()[0]
         assert "@" not in str(failed.value)  # contact IDs only, never an email
 
         again = run()  # the knob still on: looked up, tried again, quarantined again; nothing else posted
         assert sum(again["written"].values()) == 0
-        assert sum(again["already_written"].get(kind.value, 0) for kind in GRID_KINDS) == sum(written_once.values())
+        # Read again and recognised, except the events from per-mailing flags: those seen are not derived again.
+        from_flags = {kind.value for kind, source in world.sources(RECENT).items() if source is Source.FLAGS}
+        assert sum(again["already_written"].get(kind.value, 0) for kind in GRID_KINDS) == sum(
+            count for key, count in written_once.items() if key[0] not in from_flags)
         # Looked up first (pending), then 5 look-ups after its 5 posts; plus the unknown contacts' events in flight
         # before iMIS first says the party does not exist (at most one per thread and contact).
         assert 1 + 5 <= again["checked_in_imis"] <= 1 + 5 + 16 * len(UNKNOWN_TO_IMIS)
@@ -385,11 +418,11 @@ def test_one_event_imis_cannot_take_is_quarantined_and_every_other_of_10000_is_w
         with httpx.Client(base_url=world.imis_url, timeout=10) as admin:
             assert admin.delete("/_sandbox/activities/failing").json() == {"failing": []}
         fixed = run()
-        assert fixed["written"]["Link Click"] == 1 and sum(fixed["written"].values()) == 1
+        assert fixed["written"]["Mail Sent"] == 1 and sum(fixed["written"].values()) == 1
         assert fixed["quarantine"]["released"] == 1 and fixed["quarantine"]["open"] == 0
         assert world.activities() == expected
         assert keys()[poisoned_key] == 1 and set(keys().values()) == {1}
-        assert finish_run(world.store, "scheduled__run-3", DST_DAY, end, fixed)["writeback"]["quarantine"][
+        assert finish_run(world.store, "scheduled__run-3", RECENT, end, fixed)["writeback"]["quarantine"][
             "events"] == 0
     seconds = time.monotonic() - started
     print(f"\n10k writeback with one poisoned event: three runs in {seconds:.1f} s (first run {first['seconds']} s, "
@@ -420,6 +453,23 @@ def test_a_tenant_serving_only_documented_grids_gets_opens_and_clicks_from_the_m
         sent = world.expected(generated, start, end)
         assert world.activities([EngagementKind.MAIL_SENT]) == Counter(
             {k: v for k, v in sent.items() if k[0] == "Mail Sent"})
+
+
+@pytest.mark.xfail(strict=True, reason="client bug: the flags state marks a quarantined flag-derived event as seen, "
+                   "so no later run of its interval derives it again (writeback/activities.py _opens_or_clicks)")
+def test_a_quarantined_click_from_the_mailing_flags_is_tried_again_by_the_next_run_of_its_interval(tmp_path):
+    start = RECENT
+    end = start + timedelta(hours=1)
+    with serve_world(tmp_path, grids="documented") as world:
+        world.engage(start, end, volume=400, seed=6)
+        clicks, _ = flagged_events(world.thrive, EngagementKind.LINK_CLICK, {}, start, end)
+        poisoned = plan_activity(next(e for e in clicks if e.contact_id in world.known), ZoneInfo(ZONE)).key
+        with httpx.Client(base_url=world.imis_url, timeout=10) as admin:
+            admin.put("/_sandbox/activities/failing", json={"matches": [poisoned]})
+        kinds = [EngagementKind.LINK_CLICK]
+        assert [e["key"] for e in world.write(start, end, kinds=kinds)["quarantine"]["entries"]] == [poisoned]
+        again = world.write(start, end, kinds=kinds)
+    assert [(e["key"], e["runs"]) for e in again["quarantine"]["entries"]] == [(poisoned, 2)]
 
 
 def test_a_window_older_than_100_days_fails_mail_sent_where_the_archive_grid_is_not_served(tmp_path):

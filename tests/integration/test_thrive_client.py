@@ -9,7 +9,13 @@ from include.imis_thrive.http_retry import RetryPolicy
 from include.imis_thrive.thrive import envelope
 from include.imis_thrive.thrive.client import THRIVE_REFUSED, ThriveClient
 from include.imis_thrive.thrive.documents import Comparator, Condition
-from include.imis_thrive.thrive.engagement import EngagementKind, iter_engagement, resubscribes, unsubscribed_state
+from include.imis_thrive.thrive.engagement import (
+    EngagementKind,
+    KindUnavailable,
+    iter_engagement,
+    resubscribes,
+    unsubscribed_state,
+)
 from include.imis_thrive.thrive.errors import (
     InterestNotFound,
     ThriveCredentialsError,
@@ -17,14 +23,16 @@ from include.imis_thrive.thrive.errors import (
     ThriveItemNotFound,
     ThriveUnavailable,
 )
-from include.imis_thrive.thrive.grids import DERIVED_KINDS, Grid
+from include.imis_thrive.thrive.grids import Grid
 from include.imis_thrive.thrive.models import InterestMember, OutcomeStatus, Subscriber
 from sandbox.faults import DROP, FaultConfig
+from tests.integration.engagement_expectations import GRID_KINDS, Source, engagement_sources
 
 pytestmark = pytest.mark.integration
 
-START = datetime(2026, 3, 2, tzinfo=UTC)
-END = datetime(2026, 3, 9, tzinfo=UTC)
+# A week ending two days ago: inside the 100 days every documented grid holds (the dates do not matter).
+END = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+START = END - timedelta(days=7)
 TRICKY_NAME = 'Zoë "Z" O\'Brien & <Sons> 🎉 שלום'
 
 
@@ -114,24 +122,32 @@ def test_consent_wins_an_upsert_never_resubscribes(thrive_client, thrive_sandbox
     assert events == [] and set(still) == quitters
 
 
-GRID_KINDS = [kind for kind in EngagementKind if kind not in DERIVED_KINDS]
+def _per_event(thrive_sandbox) -> list[EngagementKind]:
+    """The grid kinds whose per-event grid this emulator serves (all six unless `grids=documented`)."""
+    return [kind for kind, source in engagement_sources(thrive_sandbox, START).items() if source is Source.GRID]
 
 
 def test_engagement_readers_return_every_generated_event_normalised(thrive_client, thrive_sandbox):
     thrive_client.upsert_subscribers(_subscribers(300), interest="Newsletter")
     counts = thrive_sandbox.generate_engagement(START, END, volume=5000, seed=9)
+    served = _per_event(thrive_sandbox)
 
-    events = [event for kind in GRID_KINDS for event in iter_engagement(thrive_client, kind, START, END)]
+    events = [event for kind in served for event in iter_engagement(thrive_client, kind, START, END)]
 
-    read = {kind.value: sum(e.kind is kind for e in events) for kind in GRID_KINDS}
-    assert read == {kind.value: counts[kind.value] for kind in GRID_KINDS}
+    read = {kind.value: sum(e.kind is kind for e in events) for kind in served}
+    assert read == {kind.value: counts[kind.value] for kind in served}
     assert all(START <= e.occurred_at < END and e.occurred_at.tzinfo is UTC for e in events)
     sent = [e for e in events if e.kind is EngagementKind.MAIL_SENT]
-    assert [e.occurred_at for e in sent] == sorted(e.occurred_at for e in sent)
-    click = next(e for e in events if e.kind is EngagementKind.LINK_CLICK)
-    assert click.url.startswith("https://www.example.org/m/") and click.contact_id and click.mailing_instance_id
-    visit = next(e for e in events if e.kind is EngagementKind.WEB_PAGE_VISIT)
-    assert visit.url and visit.page and visit.email.endswith("@example.org")
+    assert sent and [e.occurred_at for e in sent] == sorted(e.occurred_at for e in sent)
+    if EngagementKind.LINK_CLICK in served:
+        click = next(e for e in events if e.kind is EngagementKind.LINK_CLICK)
+        assert click.url.startswith("https://www.example.org/m/") and click.contact_id and click.mailing_instance_id
+    if EngagementKind.WEB_PAGE_VISIT in served:
+        visit = next(e for e in events if e.kind is EngagementKind.WEB_PAGE_VISIT)
+        assert visit.url and visit.page and visit.email.endswith("@example.org")
+    for kind in set(GRID_KINDS) - set(served):  # refused by name, never an empty read
+        with pytest.raises(KindUnavailable, match=f"{kind}: Thrive refused grid .*InvalidGridCategoryException"):
+            list(iter_engagement(thrive_client, kind, START, END))
 
 
 def test_resubscribes_are_derived_from_the_unsubscribed_state_a_run_recorded(thrive_client, thrive_sandbox):
@@ -154,11 +170,12 @@ def test_engagement_windows_split_cleanly(thrive_client, thrive_sandbox):
     thrive_sandbox.generate_engagement(START, END, volume=2000, seed=2)
     middle = START + timedelta(days=3, hours=7)
 
-    whole = list(iter_engagement(thrive_client, EngagementKind.MAIL_OPEN, START, END, page_size=97))
-    halves = [*iter_engagement(thrive_client, EngagementKind.MAIL_OPEN, START, middle),
-              *iter_engagement(thrive_client, EngagementKind.MAIL_OPEN, middle, END)]
+    for kind in _per_event(thrive_sandbox):
+        whole = list(iter_engagement(thrive_client, kind, START, END, page_size=97))
+        halves = [*iter_engagement(thrive_client, kind, START, middle),
+                  *iter_engagement(thrive_client, kind, middle, END)]
 
-    assert sorted(whole, key=repr) == sorted(halves, key=repr)
+        assert whole and sorted(whole, key=repr) == sorted(halves, key=repr), kind
 
 
 def test_grids_page_on_a_stable_key_and_count(thrive_client):
