@@ -91,6 +91,11 @@ def event_from_record(kind: EngagementKind, spec: EngagementGrid, record: Record
     )
 
 
+def _first_windows(seen: Mapping[str, str | None] | Sequence[str]) -> dict[str, str | None]:
+    """The state of one mailing; a list (the state before windows were kept) is contacts of unknown windows."""
+    return dict(seen) if isinstance(seen, Mapping) else dict.fromkeys(seen)
+
+
 def _check_window(start: datetime, end: datetime) -> None:
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("engagement window bounds must be timezone-aware (UTC)")
@@ -184,41 +189,42 @@ def unsubscribed_state(events: Sequence[EngagementEvent]) -> dict[str, str]:
 def flagged_events(
     client: ThriveClient,
     kind: EngagementKind,
-    seen: Mapping[str, Sequence[str]],
+    seen: Mapping[str, Mapping[str, str | None] | Sequence[str]],
     start: datetime,
     end: datetime,
-) -> tuple[list[EngagementEvent], dict[str, list[str]]]:
+) -> tuple[list[EngagementEvent], dict[str, dict[str, str | None]]]:
     """Opens or clicks derived from `mailing_activity_subscriber_actions`, and the flags seen after this window.
 
-    `seen` maps mailing instance -> contacts whose flag an earlier run already turned into an event. The flags
-    carry no time, so a new one is dated at its mailing, kept inside the window (the same interval derives the
-    same event and key). Mailings older than `FLAG_LOOKBACK` are dropped from the state.
+    `seen` maps mailing instance -> {contact: start of the window that first turned its flag into an event}. The
+    flags carry no time, so an event is dated at its mailing, kept inside that window: a later run of the *same*
+    window derives the same event and key again (so a quarantined one is retried, and the ledger recognises the
+    written ones); any other window skips it. Mailings older than `FLAG_LOOKBACK` are dropped from the state.
     """
     _check_window(start, end)
     flag = FLAG_OF_KIND[kind]
+    window = start.isoformat()
     instances = client.iter_grid(Grid.MAILING_INSTANCE, "mailing_instance_id",
                                  (Condition.single("mailing_date", Comparator.GTE, end - FLAG_LOOKBACK),
                                   Condition.single("mailing_date", Comparator.LT, end)),
                                  ("mailing_instance_id", "mailing_id", "mailing_date"))
     events: list[EngagementEvent] = []
-    state: dict[str, list[str]] = {}
+    state: dict[str, dict[str, str | None]] = {}
     for instance in instances:
         instance_id, mailed = instance.get("mailing_instance_id"), instance.get("mailing_date")
         if not instance_id or not mailed:
             continue
         moment = _inside(parsing.parse_timestamp(mailed), start, end)
-        known = set(seen.get(instance_id, ()))
+        known = _first_windows(seen.get(instance_id, {}))
         rows = client.iter_grid(Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS, "user_id",
                                 (Condition.single("mailing_instance_id", Comparator.EQ, instance_id),
                                  Condition.single(flag, Comparator.EQ, 1)),
                                 (*FLAG_FIELDS, flag))
         for row in rows:
             contact = row.get("user_id")
-            if contact and parsing.flag(row.get(flag)) and contact not in known:
-                known.add(contact)
+            if contact and parsing.flag(row.get(flag)) and known.setdefault(contact, window) == window:
                 events.append(EngagementEvent(kind, contact, row.get("email"), instance.get("mailing_id"),
                                               instance_id, moment))
-        state[instance_id] = sorted(known)
-    log.info("%s: %d new from the %s flags of %d mailing instance(s) (the per-event grid is not served)", kind,
+        state[instance_id] = dict(sorted(known.items()))
+    log.info("%s: %d from the %s flags of %d mailing instance(s) (the per-event grid is not served)", kind,
              len(events), flag, len(state))
     return events, state
