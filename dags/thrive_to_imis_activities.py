@@ -43,9 +43,9 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_conte
 
 from include.imis_thrive.airflow.assets import IMIS_HLOGIC_ACTIVITIES
 from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
+from include.imis_thrive.thrive.kinds import EngagementKind  # a bare enum: cheap at parse time
 
-ENGAGEMENT_KINDS = ["Bad Email", "Landing Page Submit", "Unsubscribe", "Resubscribe", "Web Tracking Page Visit",
-                    "Mail Sent", "Mail Open", "Link Click"]  # the values of EngagementKind, kept import-free here
+ENGAGEMENT_KINDS = [kind.value for kind in EngagementKind]
 
 
 @dag(
@@ -71,7 +71,6 @@ def thrive_to_imis_activities():
         from include.imis_thrive.airflow.hooks.imis import ImisHook
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 
-        from include.imis_thrive.thrive.kinds import EngagementKind
         from include.imis_thrive.writeback import activities
         from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 

@@ -111,6 +111,18 @@ def test_the_dag_follows_the_project_policies(dagbag):
     assert dag.params["kinds"] == ALL_KINDS
 
 
+def test_the_kinds_param_offers_exactly_the_defined_kinds(dagbag):
+    """The DAG, the activity map and the docs name the kinds of `EngagementKind`, no hand copy of them."""
+    from include.imis_thrive.writeback.activity_map import KIND_LAYOUT
+
+    dag = dagbag.get_dag(DAG_ID)
+    schema = dag.params.get_param("kinds").schema
+    assert schema["items"]["enum"] == ALL_KINDS == dag.params["kinds"]
+    assert set(KIND_LAYOUT) == set(EngagementKind)
+    doc = " ".join(dag.doc_md.split())
+    assert [kind for kind in ALL_KINDS if kind not in doc] == []
+
+
 def test_the_backfill_cli_accepts_three_days(dagbag):
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import sync_bag_to_db

@@ -19,6 +19,8 @@ DAG_FILES = sorted((PROJECT_ROOT / "dags").glob("*.py"))
 EXPECTED_DAGS = {"imis_to_thrive_target_groups", "imis_to_thrive_panel_fields", "thrive_to_imis_activities"}
 HEAVY_MODULES = ("pandas", "great_expectations", "pyarrow", "numpy", "include.imis_thrive.sync",
                  "include.imis_thrive.imis", "include.imis_thrive.thrive", "include.imis_thrive.writeback", "sandbox")
+# Domain modules a DAG file may import to name things (param choices): bare definitions, no imports of their own.
+NAME_MODULES = {"include.imis_thrive.thrive", "include.imis_thrive.thrive.kinds"}
 
 PARSE = """
 import json, runpy, sys, time
@@ -53,7 +55,8 @@ def test_parsing_a_dag_file_imports_nothing_heavy(dag_file):
     result = subprocess.run([sys.executable, "-c", PARSE, str(dag_file), str(PROJECT_ROOT)],
                             capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
-    heavy = [m for m in parsed["modules"] if m.split(".")[0] in HEAVY_MODULES or m.startswith(HEAVY_MODULES)]
+    heavy = [m for m in parsed["modules"] if m not in NAME_MODULES
+             and (m.split(".")[0] in HEAVY_MODULES or m.startswith(HEAVY_MODULES))]
     assert heavy == [], f"{dag_file.name} imports at parse time: {heavy[:10]}"
 
 

@@ -8,29 +8,47 @@ API server (what any scheduler, CI job or CMS hook can do as well), and optional
     POST /api/v2/dags/{dag_id}/dagRuns                 {"dag_run_id", "logical_date": null, "conf"}  -> run
     GET  /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}    -> run, with "state"
 
-The token route is the SimpleAuthManager's (Airflow's default); another auth manager issues tokens its own
-way, so `AirflowApiClient` also accepts a ready token. The run id is chosen here, which makes the trigger
-safe to retry: a repeat of a POST that did reach Airflow answers 409, and the run it created is read back.
+The `/api/v2` calls go through Airflow's own client library (`apache-airflow-client`, generated from the API
+server's OpenAPI document and released with it), with urllib3's retries for 429, 5xx and connection errors.
+The token route is the SimpleAuthManager's (Airflow's default) and in no API document, so it is called here
+with the library's HTTP pool; another auth manager issues tokens its own way, so `AirflowApiClient` also
+accepts a ready token. The run id is chosen here, which makes the trigger safe to retry: a repeat of a POST
+that did reach Airflow answers 409, and the run it created is read back.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
-
-from include.imis_thrive.http_retry import RetryPolicy, TransientHTTPError, send_with_retry
+import urllib3
+from airflow_client.client import ApiClient, Configuration
+from airflow_client.client.api.dag_run_api import DagRunApi
+from airflow_client.client.exceptions import (
+    ApiException,
+    ConflictException,
+    ForbiddenException,
+    NotFoundException,
+    ServiceException,
+    UnauthorizedException,
+)
+from airflow_client.client.models.dag_run_response import DAGRunResponse
+from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 
 TARGET_GROUP_DAG = "imis_to_thrive_target_groups"
 FINISHED_STATES = frozenset({"success", "failed"})
+# POST too: a trigger carries its own run id, so a repeat is recognised (409) rather than doubled.
+RETRIES = urllib3.Retry(total=4, backoff_factor=0.5, backoff_max=10.0, status_forcelist=(429, 500, 502, 503, 504),
+                        allowed_methods=None, respect_retry_after_header=True, raise_on_status=False)
+T = TypeVar("T")
 
 
 class AirflowApiError(Exception):
@@ -65,9 +83,8 @@ class DagRun:
     conf: dict[str, Any]
 
     @classmethod
-    def from_api(cls, body: Mapping[str, Any]) -> DagRun:
-        return cls(dag_id=body["dag_id"], run_id=body["dag_run_id"], state=str(body["state"]),
-                   conf=dict(body.get("conf") or {}))
+    def from_api(cls, run: DAGRunResponse) -> DagRun:
+        return cls(dag_id=run.dag_id, run_id=run.dag_run_id, state=str(run.state.value), conf=dict(run.conf or {}))
 
     @property
     def finished(self) -> bool:
@@ -78,17 +95,15 @@ class AirflowApiClient:
     """A logged-in session with one Airflow API server; one per thread, like the other clients."""
 
     def __init__(self, base_url: str, username: str | None = None, password: str | None = None, *,
-                 token: str | None = None, timeout_s: float = 30.0, policy: RetryPolicy = RetryPolicy(),
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 token: str | None = None, timeout_s: float = 30.0, retries: urllib3.Retry = RETRIES) -> None:
         if token is None and not (username and password):
             raise AirflowLoginRefused(f"Airflow API at {base_url}: give a user name and password, or a token")
         self.base_url = base_url.rstrip("/")
         self.username = username
         self._password = password
-        self._token = token
-        self._policy = policy
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport,
-                                  headers={"Accept": "application/json"})
+        self._timeout_s = timeout_s
+        self._api = ApiClient(Configuration(host=self.base_url, access_token=token, retries=retries))
+        self._runs = DagRunApi(self._api)
 
     def __repr__(self) -> str:  # never the password or the token
         return f"AirflowApiClient({self.base_url!r}, username={self.username!r})"
@@ -100,41 +115,51 @@ class AirflowApiClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self._api.rest_client.pool_manager.clear()
 
     def login(self) -> None:
         """A fresh JWT from the SimpleAuthManager's token route; kept in memory only, never logged."""
         if not (self.username and self._password):
             raise AirflowLoginRefused(f"Airflow API at {self.base_url}: the token was refused and no user name "
                                       "and password were given to log in again")
-        response = send_with_retry(
-            lambda: self._http.post("/auth/token", json={"username": self.username, "password": self._password}),
-            f"Airflow login as {self.username!r}", self._policy)
-        if response.status_code in (400, 401, 403):
-            raise AirflowLoginRefused(f"Airflow API at {self.base_url} refused the login of user "
-                                      f"{self.username!r} ({_detail(response)}): check the user name and password")
-        _raise_unexpected(response, f"Airflow login as {self.username!r}")
-        self._token = response.json()["access_token"]
+        response = self._api.rest_client.request(
+            "POST", f"{self.base_url}/auth/token", headers={"Content-Type": "application/json"},
+            body={"username": self.username, "password": self._password}, _request_timeout=self._timeout_s)
+        response.read()
+        text = response.data.decode(errors="replace")
+        if response.status in (400, 401, 403):
+            raise AirflowLoginRefused(f"Airflow API at {self.base_url} refused the login of user {self.username!r}"
+                                      f" ({_detail(response.status, text)}): check the user name and password")
+        if response.status >= 500:
+            raise ServiceException(status=response.status, reason=response.reason, body=text)
+        if response.status >= 400:
+            raise AirflowApiError(f"Airflow login as {self.username!r}: {_detail(response.status, text)}")
+        self._api.configuration.access_token = json.loads(response.data)["access_token"]
 
     def trigger_dag_run(self, dag_id: str, conf: Mapping[str, Any], run_id: str | None = None,
                         note: str | None = None) -> DagRun:
         """A manual run of `dag_id` with `conf`, queued for the scheduler; returns it as Airflow stored it."""
         run_id = run_id or manual_run_id()
-        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf), "note": note}
+        body = TriggerDAGRunPostBody(dag_run_id=run_id, logical_date=None, conf=dict(conf), note=note)
         what = f"trigger DAG {dag_id!r}"
-        response = self._call("POST", f"/api/v2/dags/{_segment(dag_id)}/dagRuns", what, json=body)
-        if response.status_code == 409:
+        try:
+            run = self._call(lambda: self._runs.trigger_dag_run(dag_id, body, _request_timeout=self._timeout_s))
+        except ConflictException:
             return self._run_created_by_earlier_attempt(dag_id, run_id, dict(conf))
-        self._raise_for_dag_error(response, dag_id, what)
-        return DagRun.from_api(response.json())
+        except ApiException as error:
+            raise self._dag_error(error, dag_id, what) from None
+        return DagRun.from_api(run)
 
     def get_dag_run(self, dag_id: str, run_id: str) -> DagRun:
         what = f"read run {run_id!r} of DAG {dag_id!r}"
-        response = self._call("GET", f"/api/v2/dags/{_segment(dag_id)}/dagRuns/{_segment(run_id)}", what)
-        if response.status_code == 404:
-            raise DagNotFound(f"{what}: Airflow at {self.base_url} knows no such DAG or run ({_detail(response)})")
-        self._raise_for_dag_error(response, dag_id, what)
-        return DagRun.from_api(response.json())
+        try:
+            run = self._call(lambda: self._runs.get_dag_run(dag_id, run_id, _request_timeout=self._timeout_s))
+        except NotFoundException as error:
+            raise DagNotFound(f"{what}: Airflow at {self.base_url} knows no such DAG or run "
+                              f"({_detail(error.status, error.body)})") from None
+        except ApiException as error:
+            raise self._dag_error(error, dag_id, what) from None
+        return DagRun.from_api(run)
 
     def wait_for_dag_run(self, dag_id: str, run_id: str, timeout_s: float, poll_s: float = 5.0, *,
                          on_state: Callable[[DagRun], None] | None = None,
@@ -160,20 +185,15 @@ class AirflowApiClient:
         """Where the run is in the Airflow UI."""
         return f"{self.base_url}/dags/{_segment(dag_id)}/runs/{_segment(run_id)}"
 
-    def _call(self, method: str, path: str, what: str, json: Any = None) -> httpx.Response:
-        """One API call with the retry policy; logs in first, and once more if the token expired."""
-        if self._token is None:
+    def _call(self, call: Callable[[], T]) -> T:
+        """One API call; logs in first, and once more if the token expired."""
+        if self._api.configuration.access_token is None:
             self.login()
-        response = self._send(method, path, what, json)
-        if response.status_code == 401:
+        try:
+            return call()
+        except UnauthorizedException:
             self.login()
-            response = self._send(method, path, what, json)
-        return response
-
-    def _send(self, method: str, path: str, what: str, json: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self._token}"}
-        return send_with_retry(lambda: self._http.request(method, path, json=json, headers=headers), what,
-                               self._policy)
+            return call()
 
     def _run_created_by_earlier_attempt(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> DagRun:
         """A 409 for our own run id: an earlier attempt went through if the stored run carries our conf."""
@@ -183,16 +203,19 @@ class AirflowApiClient:
                                  "another conf; trigger again with a new run id")
         return run
 
-    def _raise_for_dag_error(self, response: httpx.Response, dag_id: str, what: str) -> None:
-        if response.status_code == 403:
-            raise AirflowAccessDenied(f"{what}: user {self.username!r} may not do this at {self.base_url} "
-                                      f"({_detail(response)}); it needs the 'user' role or higher")
-        if response.status_code == 404:
-            raise DagNotFound(f"{what}: Airflow at {self.base_url} knows no DAG {dag_id!r} "
-                              f"({_detail(response)}); is the DAG file deployed and parsed?")
-        if response.status_code in (400, 422):
-            raise DagRunRejected(f"{what}: {_detail(response)}")
-        _raise_unexpected(response, what)
+    def _dag_error(self, error: ApiException, dag_id: str, what: str) -> Exception:
+        """The domain error for an API refusal; 5xx (retries spent) stays the library's ServiceException."""
+        if isinstance(error, ForbiddenException):
+            return AirflowAccessDenied(f"{what}: user {self.username!r} may not do this at {self.base_url} "
+                                       f"({_detail(error.status, error.body)}); it needs the 'user' role or higher")
+        if isinstance(error, NotFoundException):
+            return DagNotFound(f"{what}: Airflow at {self.base_url} knows no DAG {dag_id!r} "
+                               f"({_detail(error.status, error.body)}); is the DAG file deployed and parsed?")
+        if error.status in (400, 422):
+            return DagRunRejected(f"{what}: {_detail(error.status, error.body)}")
+        if isinstance(error, ServiceException):
+            return error
+        return AirflowApiError(f"{what}: {_detail(error.status, error.body)}")
 
 
 def manual_run_id(now: datetime | None = None) -> str:
@@ -211,19 +234,14 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(status: int | None, body: str | None) -> str:
     """Airflow's error detail (a string or a structure), short enough for one line."""
     try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text
+        detail = json.loads(body or "").get("detail", body)
+    except (ValueError, AttributeError):
+        detail = body or ""
     text = detail if isinstance(detail, str) else str(detail)
-    return f"HTTP {response.status_code}: {' '.join(text.split())[:300]}"
-
-
-def _raise_unexpected(response: httpx.Response, what: str) -> None:
-    if response.is_error:
-        raise AirflowApiError(f"{what}: {_detail(response)}")
+    return f"HTTP {status}: {' '.join(text.split())[:300]}"
 
 
 # --- bin/refresh-target-group ------------------------------------------------------------------------------
@@ -273,8 +291,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         return _fail(str(timeout), EXIT_TIMEOUT)
     except AirflowLoginRefused as refused:
         return _fail(f"{refused} (from {USER_ENV} / {PASSWORD_ENV})", EXIT_ERROR)
-    except (httpx.TransportError, TransientHTTPError) as unreachable:
-        return _fail(f"cannot reach the Airflow API at {url} ({unreachable}); is the API server up and "
+    except (urllib3.exceptions.HTTPError, ServiceException) as unreachable:
+        reason = (_detail(unreachable.status, unreachable.body) if isinstance(unreachable, ServiceException)
+                  else f"{type(unreachable).__name__}: {unreachable}")
+        return _fail(f"cannot reach the Airflow API at {url} ({reason}); is the API server up and "
                      f"{URL_ENV} right?", EXIT_ERROR)
     except (AirflowApiError, ValueError) as error:
         return _fail(str(error), EXIT_ERROR)

@@ -4,29 +4,29 @@ import json
 import socket
 from types import SimpleNamespace
 
-import httpx
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
 
 from include.imis_thrive.airflow.notifications.alerts import (
     ALERT_EMAILS_VARIABLE,
-    ALERT_WEBHOOK_VARIABLE,
+    SLACK_CONN_ID,
     AlertConfigError,
     AlertDeliveryFailed,
     FailureAlert,
     alert_recipients,
-    alert_webhook_url,
     error_first_line,
     notify_failure,
     parse_recipients,
-    post_alert_webhook,
-    webhook_payload,
+    send_alert_slack,
+    slack_configured,
 )
 from sandbox.server import SandboxServer
 from sandbox.smtp import SmtpSink
 
 LOG_URL = "http://airflow.example.org/dags/imis_to_thrive_target_groups/runs/manual__1/tasks/load_target_group"
-SLACK_URL = "https://hooks.slack.com/services/T000/B000/s3cretWebhookToken"
+SLACK_TOKEN = "T000/B000/s3cretWebhookToken"
+SLACK_CONN_ENV = f"AIRFLOW_CONN_{SLACK_CONN_ID.upper()}"
 SECRET = "s3cret-smtp-password-123"
 
 
@@ -52,20 +52,33 @@ def smtp_default(monkeypatch):
         yield sink
 
 
+class SlackWebhookServer:
+    """A Slack incoming webhook on loopback: takes JSON at `/services/<token>`, answers `ok` or what it is told."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        self.answers: list[tuple[int, str]] = []  # used in turn; then 200 "ok"
+        app = FastAPI()
+
+        @app.post("/services/{token:path}")
+        async def webhook(token: str, request: Request) -> PlainTextResponse:
+            if token != SLACK_TOKEN:
+                return PlainTextResponse("no_service", status_code=404)
+            self.received.append(await request.json())
+            status, body = self.answers.pop(0) if self.answers else (200, "ok")
+            return PlainTextResponse(body, status_code=status)
+
+        self.server = SandboxServer(app)
+
+
 @pytest.fixture
-def webhook_receiver(monkeypatch):
-    """A JSON endpoint on loopback that records what it is sent, named by the webhook Variable."""
-    received: list[dict] = []
-    app = FastAPI()
-
-    @app.post("/alerts")
-    async def alerts(request: Request) -> dict:
-        received.append(await request.json())
-        return {"ok": True}
-
-    with SandboxServer(app) as server:
-        monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}", f"{server.url}/alerts")
-        yield received
+def slack_webhook(monkeypatch):
+    """The Slack test server, and the `slack_default` connection pointing at it as a real one points at Slack."""
+    slack = SlackWebhookServer()
+    with slack.server as server:
+        monkeypatch.setenv(SLACK_CONN_ENV, json.dumps({"conn_type": "slackwebhook", "host": f"{server.url}/services",
+                                                       "password": SLACK_TOKEN}))
+        yield slack
 
 
 # --- the error line -------------------------------------------------------------------------------------------
@@ -135,7 +148,7 @@ def test_subject_stays_one_short_line():
 def test_nothing_but_ids_and_the_error_line_reaches_the_alert():
     alert = FailureAlert.from_context(failure_context())
 
-    for text in (alert.subject(), alert.html_body(), json.dumps(webhook_payload(alert, "https://ops.example.org/"))):
+    for text in (alert.subject(), alert.html_body(), alert.slack_text()):
         assert SECRET not in text
 
 
@@ -194,52 +207,47 @@ def test_recipients_fall_back_to_the_task_email(monkeypatch):
     assert alert_recipients(failure_context()) == []
 
 
-# --- webhook --------------------------------------------------------------------------------------------------
+# --- Slack ----------------------------------------------------------------------------------------------------
 
-def test_slack_gets_escaped_text_other_endpoints_get_the_fields_too():
-    alert = FailureAlert.from_context(failure_context(RuntimeError("a < b & c")))
+def test_slack_gets_the_alert_as_escaped_text(slack_webhook):
+    alert = FailureAlert.from_context(failure_context(RuntimeError("a < b & c <!channel>")))
 
-    slack = webhook_payload(alert, SLACK_URL)
-    assert list(slack) == ["text"] and "a &lt; b &amp; c" in slack["text"] and LOG_URL in slack["text"]
-    generic = webhook_payload(alert, "https://ops.example.org/hooks/airflow")
-    assert generic["alert"]["task"] == "load_target_group" and generic["alert"]["try_number"] == 3
-    assert "a < b & c" in generic["text"]
+    send_alert_slack(alert, failure_context())
 
-
-def test_webhook_is_off_unless_its_variable_is_set(monkeypatch):
-    monkeypatch.delenv(f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}", raising=False)
-    assert alert_webhook_url() is None
+    [payload] = slack_webhook.received
+    assert list(payload) == ["text"]
+    assert "a &lt; b &amp; c &lt;!channel&gt;" in payload["text"] and LOG_URL in payload["text"]
 
 
-def test_webhook_url_must_be_http(monkeypatch):
-    monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}", "hooks.slack.com/services/T/B/x")
-    with pytest.raises(AlertConfigError, match=ALERT_WEBHOOK_VARIABLE):
-        alert_webhook_url()
+def test_slack_is_off_unless_its_connection_exists(monkeypatch):
+    monkeypatch.delenv(SLACK_CONN_ENV, raising=False)
+    assert not slack_configured()
 
 
-def test_webhook_retries_a_5xx_then_delivers():
-    statuses = iter([503, 200])
-    sent: list[dict] = []
+def test_slack_retries_a_5xx_then_delivers(slack_webhook):
+    slack_webhook.answers = [(503, "service_unavailable")]
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(json.loads(request.content))
-        return httpx.Response(next(statuses))
+    send_alert_slack(FailureAlert.from_context(failure_context()), failure_context())
 
-    alert = FailureAlert.from_context(failure_context())
-    post_alert_webhook(alert, SLACK_URL, transport=httpx.MockTransport(handler), sleep=lambda _: None)
-    assert len(sent) == 2 and "load_target_group" in sent[1]["text"]
+    assert len(slack_webhook.received) == 2 and "load_target_group" in slack_webhook.received[1]["text"]
 
 
-@pytest.mark.parametrize("handler", [
-    lambda request: httpx.Response(404, text="no_service"),
-    lambda request: httpx.Response(500),
-    lambda request: (_ for _ in ()).throw(httpx.ConnectError(f"cannot reach {request.url}")),
-], ids=["rejected", "server-error", "unreachable"])
-def test_webhook_failure_names_the_variable_never_the_url(handler):
-    alert = FailureAlert.from_context(failure_context())
+@pytest.mark.parametrize("trouble", ["rejected", "server-error", "unreachable"])
+def test_slack_failure_names_the_connection_never_the_token(slack_webhook, monkeypatch, trouble):
+    if trouble == "rejected":
+        monkeypatch.setenv(SLACK_CONN_ENV, json.dumps({"conn_type": "slackwebhook", "password": "T000/B000/wrong",
+                                                       "host": f"{slack_webhook.server.url}/services"}))
+    elif trouble == "server-error":
+        slack_webhook.answers = [(500, "internal_error")] * 3
+    else:
+        with socket.socket() as bound_not_listening:
+            bound_not_listening.bind(("127.0.0.1", 0))
+            port = bound_not_listening.getsockname()[1]
+        monkeypatch.setenv(SLACK_CONN_ENV, json.dumps({"conn_type": "slackwebhook", "password": SLACK_TOKEN,
+                                                       "host": f"http://127.0.0.1:{port}/services"}))
     with pytest.raises(AlertDeliveryFailed) as raised:
-        post_alert_webhook(alert, SLACK_URL, transport=httpx.MockTransport(handler), sleep=lambda _: None)
-    assert ALERT_WEBHOOK_VARIABLE in str(raised.value)
+        send_alert_slack(FailureAlert.from_context(failure_context()), failure_context())
+    assert f"connection {SLACK_CONN_ID}" in str(raised.value)
     assert "s3cretWebhookToken" not in str(raised.value) and raised.value.__cause__ is None
 
 
@@ -257,7 +265,7 @@ def test_notify_failure_mails_the_alert(monkeypatch, smtp_default):
     assert LOG_URL in mail.body()
 
 
-def test_notify_failure_posts_to_the_webhook_even_when_mail_fails(monkeypatch, webhook_receiver):
+def test_notify_failure_posts_to_slack_even_when_mail_fails(monkeypatch, slack_webhook):
     monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", "ops@x.org")
     with socket.socket() as bound_not_listening:  # a free port that refuses connections
         bound_not_listening.bind(("127.0.0.1", 0))
@@ -270,13 +278,13 @@ def test_notify_failure_posts_to_the_webhook_even_when_mail_fails(monkeypatch, w
                                                       "ConnectionRefusedError"):
             notify_failure(failure_context())
 
-    [payload] = webhook_receiver
-    assert payload["alert"]["dag_id"] == "imis_to_thrive_target_groups"
+    [payload] = slack_webhook.received
+    assert "imis_to_thrive_target_groups / load_target_group" in payload["text"]
 
 
 def test_notify_failure_without_any_channel_says_what_to_set(monkeypatch):
     monkeypatch.delenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", raising=False)
-    monkeypatch.delenv(f"AIRFLOW_VAR_{ALERT_WEBHOOK_VARIABLE.upper()}", raising=False)
+    monkeypatch.delenv(SLACK_CONN_ENV, raising=False)
 
     with pytest.raises(AlertDeliveryFailed, match=f"no alert channel: set the Variable {ALERT_EMAILS_VARIABLE}"):
         notify_failure(failure_context())

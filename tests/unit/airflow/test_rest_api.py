@@ -1,11 +1,15 @@
-"""The Airflow API client's decisions (re-login, a retried trigger, waiting), on a scripted transport."""
+"""The Airflow API client's decisions (re-login, a retried trigger, waiting), against a scripted API server on
+loopback: the client library sends real HTTP, so the fake answers over a real socket."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-import httpx
 import pytest
+import urllib3
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from include.imis_thrive.airflow.rest_api import (
     AirflowApiClient,
@@ -16,36 +20,67 @@ from include.imis_thrive.airflow.rest_api import (
     manual_run_id,
     target_group_conf,
 )
-from include.imis_thrive.http_retry import RetryPolicy
+from sandbox.server import SandboxServer
 
 DAG = "imis_to_thrive_target_groups"
-FAST = RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0)
+FAST = urllib3.Retry(total=1, backoff_factor=0, status_forcelist=(503,), allowed_methods=None, raise_on_status=False)
 
 
 def run_body(run_id: str, state: str = "queued", conf: dict | None = None) -> dict:
-    return {"dag_id": DAG, "dag_run_id": run_id, "state": state, "conf": conf or {}}
+    """A run as the API server returns it (the fields the client's model requires)."""
+    return {"dag_id": DAG, "dag_display_name": DAG, "dag_run_id": run_id, "state": state, "conf": conf or {},
+            "dag_versions": [], "run_after": "2026-03-01T10:00:00Z", "run_type": "manual"}
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: object
 
 
 class FakeAirflow:
     """Answers like the API server; `answers` maps (method, path) to a list of (status, body) used in turn."""
 
-    def __init__(self, answers: dict[tuple[str, str], list[tuple[int, dict]]]) -> None:
-        self.answers = answers
-        self.requests: list[httpx.Request] = []
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answers: dict[tuple[str, str], list[tuple[int, dict]]] = {}
+        self.requests: list[Received] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    async def answer(self, request: Request) -> JSONResponse:
+        body = await request.body()
+        self.requests.append(Received(request.method, request.url.path, dict(request.headers),
+                                      await request.json() if body else None))
         queue = self.answers[(request.method, request.url.path)]
-        status, body = queue.pop(0) if len(queue) > 1 else queue[0]
-        return httpx.Response(status, json=body)
+        status, answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        return JSONResponse(answer, status_code=status)
 
     def client(self, **kwargs) -> AirflowApiClient:
-        return AirflowApiClient("http://airflow.test", "refresher", "s3cret", policy=FAST,
-                                transport=httpx.MockTransport(self), **kwargs)
+        return AirflowApiClient(self.url, "refresher", "s3cret", retries=FAST, **kwargs)
 
 
-def test_logs_in_once_and_sends_the_token_with_the_trigger():
-    airflow = FakeAirflow({
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeAirflow]:
+    app = FastAPI()
+    with SandboxServer(app) as running:
+        fake = FakeAirflow(running.url)
+        app.add_api_route("/{path:path}", fake.answer, methods=["GET", "POST"])
+        yield fake
+
+
+@pytest.fixture
+def fake_airflow(server):
+    """Scripted anew for each test: `fake_airflow(answers)` is the server answering those."""
+    def script(answers: dict[tuple[str, str], list[tuple[int, dict]]]) -> FakeAirflow:
+        server.answers, server.requests = answers, []
+        return server
+
+    return script
+
+
+def test_logs_in_once_and_sends_the_token_with_the_trigger(fake_airflow):
+    airflow = fake_airflow({
         ("POST", "/auth/token"): [(201, {"access_token": "jwt-1"})],
         ("POST", f"/api/v2/dags/{DAG}/dagRuns"): [(200, run_body("r1", conf={"target_group": "Newsletter"}))],
     })
@@ -53,32 +88,31 @@ def test_logs_in_once_and_sends_the_token_with_the_trigger():
         run = client.trigger_dag_run(DAG, {"target_group": "Newsletter"}, run_id="r1")
     assert (run.run_id, run.state, run.conf) == ("r1", "queued", {"target_group": "Newsletter"})
     login, trigger = airflow.requests
-    assert json.loads(login.content) == {"username": "refresher", "password": "s3cret"}
-    assert trigger.headers["Authorization"] == "Bearer jwt-1"
-    assert json.loads(trigger.content) == {"dag_run_id": "r1", "logical_date": None,
-                                           "conf": {"target_group": "Newsletter"}, "note": None}
+    assert login.json == {"username": "refresher", "password": "s3cret"}
+    assert trigger.headers["authorization"] == "Bearer jwt-1"
+    assert trigger.json == {"dag_run_id": "r1", "logical_date": None, "conf": {"target_group": "Newsletter"}}
 
 
-def test_an_expired_token_is_renewed_once():
-    airflow = FakeAirflow({
+def test_an_expired_token_is_renewed_once(fake_airflow):
+    airflow = fake_airflow({
         ("POST", "/auth/token"): [(201, {"access_token": "jwt-2"})],
         ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [(401, {"detail": "Token Expired"}), (200, run_body("r1"))],
     })
     client = airflow.client(token="jwt-old")
     assert client.get_dag_run(DAG, "r1").state == "queued"
-    assert [r.headers.get("Authorization") for r in airflow.requests] == ["Bearer jwt-old", None, "Bearer jwt-2"]
+    assert [r.headers.get("authorization") for r in airflow.requests] == ["Bearer jwt-old", None, "Bearer jwt-2"]
 
 
-def test_a_refused_login_names_the_user_not_the_password():
-    airflow = FakeAirflow({("POST", "/auth/token"): [(401, {"detail": "Invalid credentials"})]})
+def test_a_refused_login_names_the_user_not_the_password(fake_airflow):
+    airflow = fake_airflow({("POST", "/auth/token"): [(401, {"detail": "Invalid credentials"})]})
     with pytest.raises(AirflowLoginRefused, match="user 'refresher'.*Invalid credentials") as refused:
         airflow.client().trigger_dag_run(DAG, {})
     assert "s3cret" not in str(refused.value) and "s3cret" not in repr(airflow.client())
 
 
-def test_a_repeated_trigger_reads_back_the_run_its_first_attempt_created():
+def test_a_repeated_trigger_reads_back_the_run_its_first_attempt_created(fake_airflow):
     conf = {"target_group": "Newsletter", "dry_run": False}
-    airflow = FakeAirflow({
+    airflow = fake_airflow({
         ("POST", "/auth/token"): [(201, {"access_token": "jwt"})],
         ("POST", f"/api/v2/dags/{DAG}/dagRuns"): [(409, {"detail": "Unique constraint violation"})],
         ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [(200, run_body("r1", conf=conf))],
@@ -86,8 +120,17 @@ def test_a_repeated_trigger_reads_back_the_run_its_first_attempt_created():
     assert airflow.client().trigger_dag_run(DAG, conf, run_id="r1").run_id == "r1"
 
 
-def test_a_run_id_taken_by_another_conf_is_refused():
-    airflow = FakeAirflow({
+def test_a_busy_server_is_asked_again(fake_airflow):
+    airflow = fake_airflow({
+        ("POST", "/auth/token"): [(201, {"access_token": "jwt"})],
+        ("POST", f"/api/v2/dags/{DAG}/dagRuns"): [(503, {"detail": "busy"}), (200, run_body("r1"))],
+    })
+    assert airflow.client().trigger_dag_run(DAG, {}, run_id="r1").run_id == "r1"
+    assert [r.path for r in airflow.requests].count(f"/api/v2/dags/{DAG}/dagRuns") == 2
+
+
+def test_a_run_id_taken_by_another_conf_is_refused(fake_airflow):
+    airflow = fake_airflow({
         ("POST", "/auth/token"): [(201, {"access_token": "jwt"})],
         ("POST", f"/api/v2/dags/{DAG}/dagRuns"): [(409, {"detail": "Unique constraint violation"})],
         ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [(200, run_body("r1", conf={"target_group": "Other"}))],
@@ -96,8 +139,8 @@ def test_a_run_id_taken_by_another_conf_is_refused():
         airflow.client().trigger_dag_run(DAG, {"target_group": "Newsletter"}, run_id="r1")
 
 
-def test_wait_reports_each_state_change_until_the_run_finishes():
-    airflow = FakeAirflow({
+def test_wait_reports_each_state_change_until_the_run_finishes(fake_airflow):
+    airflow = fake_airflow({
         ("POST", "/auth/token"): [(201, {"access_token": "jwt"})],
         ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [
             (200, run_body("r1", "queued")), (200, run_body("r1", "running")), (200, run_body("r1", "running")),
@@ -110,8 +153,8 @@ def test_wait_reports_each_state_change_until_the_run_finishes():
     assert heard == ["queued", "running", "success"] and sleeps == [2, 2, 2]
 
 
-def test_wait_gives_up_at_the_deadline_and_says_where_the_run_is():
-    airflow = FakeAirflow({
+def test_wait_gives_up_at_the_deadline_and_says_where_the_run_is(fake_airflow):
+    airflow = fake_airflow({
         ("POST", "/auth/token"): [(201, {"access_token": "jwt"})],
         ("GET", f"/api/v2/dags/{DAG}/dagRuns/r1"): [(200, run_body("r1", "running"))],
     })

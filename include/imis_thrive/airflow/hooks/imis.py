@@ -1,11 +1,8 @@
 """Airflow hook: the `imis_default` connection -> an `ImisClient`.
 
 Connection fields: host = the iMIS site URL (a path prefix such as `/Asi.Scheduler_X` is allowed), login and
-password = the integration user (a RemoteService application user). Extras: `timezone` (the instance's IANA
-zone, default UTC), `endpoint` (`query` for /api/query on 20.3.77+, `iqa` for /api/IQA), `page_size` (<= 500),
-`max_concurrency`, `token_store_dir` (where workers on one machine share the bearer token; default
-`$AIRFLOW_HOME/imis_tokens`). The connection form for these fields is declared in
-`include/imis_thrive/provider.py` (Airflow 3.2+ reads forms from provider metadata, not from hook methods).
+password = the integration user (a RemoteService application user). The extras, the connection form's fields
+and what this hook reads, are defined once in `include/imis_thrive/airflow/connection_fields.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from include.imis_thrive.airflow.connection_fields import IMIS_EXTRAS, config_names
 from include.imis_thrive.airflow.runtime import quiet_request_logs
 
 if TYPE_CHECKING:
@@ -42,8 +40,7 @@ class ImisHook(BaseHook):
         if not connection.host:
             raise ValueError(f"connection {self.imis_conn_id}: host (the iMIS site URL) is empty")
         base_url = connection.host if "://" in connection.host else f"https://{connection.host}"
-        settings = {key: extra[key] for key in ("timezone", "endpoint", "page_size", "max_concurrency")
-                    if extra.get(key) not in (None, "")}
+        settings = {key: extra[key] for key in config_names(IMIS_EXTRAS) if extra.get(key) not in (None, "")}
         return ImisConfig(base_url=base_url, username=connection.login or "", password=connection.password or "",
                           **settings)
 

@@ -1,12 +1,9 @@
 """Airflow hook: the `thrive_default` connection -> a `ThriveClient`.
 
 Connection fields: host = the full AAPI endpoint URL (e.g. https://partner.informz.net/aapi/InformzService.svc),
-login and password = the API user. Extras: `brand_id` and `brand_name` (required: every document carries
-them), `status_email_recipients` (required by BulkUpload: a comma-separated list of addresses that receive
-Thrive's upload reports), and optionally `bulk_threshold`, `bulk_chunk_size`, `poll_interval_s`, `poll_timeout_s`,
-`timeout_s`, `compress_grids` (true/false) and `startrow_base` (0 or 1; detected when unset; `bin/check-thrive`
-says which this tenant uses). The connection form for these fields is declared in
-`include/imis_thrive/provider.py` (Airflow 3.2+ reads forms from provider metadata, not from hook methods).
+login and password = the API user. The extras (`brand_id`, `brand_name` and `status_email_recipients` read here,
+the others passed to `ThriveConfig`), the connection form's fields included, are defined once in
+`include/imis_thrive/airflow/connection_fields.py`.
 """
 
 from __future__ import annotations
@@ -15,13 +12,13 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
+from include.imis_thrive.airflow.connection_fields import THRIVE_EXTRAS, config_names
 from include.imis_thrive.airflow.runtime import quiet_request_logs
 
 if TYPE_CHECKING:
     from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 
-OPTIONAL_EXTRAS = ("bulk_threshold", "bulk_chunk_size", "poll_interval_s", "poll_timeout_s", "timeout_s",
-                   "compress_grids", "startrow_base")
+OPTIONAL_EXTRAS = config_names(THRIVE_EXTRAS)
 
 
 def recipients_of(value: str | list[str] | None) -> list[str]:

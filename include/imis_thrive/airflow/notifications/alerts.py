@@ -1,16 +1,18 @@
-"""Failure alerts for every task of the iMIS ⇄ Thrive DAGs: a mail through `smtp_default`, optionally a webhook.
+"""Failure alerts for every task of the iMIS ⇄ Thrive DAGs: a mail through `smtp_default`, optionally Slack.
 
 DAG files put `notify_failure` in `default_args["on_failure_callback"]`. Airflow calls it only when a task has
 finally failed: a try that fails with retries left calls `on_retry_callback` instead, so a task that succeeds
 after a retry alerts no one. Both channels are read from Airflow Variables when a task fails, never at parse time:
 
 - `imis_thrive_alert_emails`: comma- or semicolon-separated recipients (fallback: the task's own `email`);
-- `imis_thrive_alert_webhook_url`: set it to also POST the alert to a Slack incoming webhook or any JSON endpoint.
+- the connection `slack_default` (type `slackwebhook`, the Slack provider's): create it to also post the alert to
+  a Slack incoming webhook; its password is the webhook's token (or its whole URL), a credential like any other.
 
 An alert names the DAG, the task (and its map index name), the run, the try, the error's first line and the log
 URL, plus the detail lines a domain error offers as safe to send (`alert_lines`: e.g. the event keys, contact IDs
 and iMIS's reasons of quarantined activities); nothing else of the task reaches it, so no connection secret can.
-Every DAG file imports this module, so the SMTP provider, httpx and the retry policy load inside the callback.
+Both channels are the providers' own notifiers: `SmtpNotifier` for mail, `SlackWebhookNotifier` for Slack.
+Every DAG file imports this module, so the providers load inside the callback.
 """
 
 from __future__ import annotations
@@ -18,26 +20,22 @@ from __future__ import annotations
 import html
 import logging
 import re
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import httpx
     from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
 SMTP_CONN_ID = "smtp_default"
 ALERT_EMAILS_VARIABLE = "imis_thrive_alert_emails"
-ALERT_WEBHOOK_VARIABLE = "imis_thrive_alert_webhook_url"
-SLACK_WEBHOOK_HOST = "hooks.slack.com"
+SLACK_CONN_ID = "slack_default"
 MAX_ERROR_CHARS = 300
 SUBJECT_ERROR_CHARS = 100
 MAX_DETAIL_LINES = 20
-WEBHOOK_TIMEOUT_S = 10.0
+SLACK_TIMEOUT_S = 10
+SLACK_RETRIES = 2  # per kind of trouble (connection, 429, 500/503): a callback must not hold a worker long
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -47,7 +45,7 @@ class AlertConfigError(ValueError):
 
 
 class AlertDeliveryFailed(RuntimeError):
-    """A channel did not take the alert; the message names the channel, never a webhook URL."""
+    """A channel did not take the alert; the message names the channel, never a webhook URL or token."""
 
 
 def _one_line(text: str, limit: int) -> str:
@@ -138,8 +136,9 @@ class FailureAlert:
         return (f"Airflow task failed: {self.dag_id} / {self.task}, run {self.run_id}, "
                 f"try {self.try_number} of {self.tries}\nError: {self.error}{details}\nLog: {self.log_url}")
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def slack_text(self) -> str:
+        """The text as Slack's mrkdwn wants it: &, < and > escaped, so an error can neither link nor mention."""
+        return self.text().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def parse_recipients(value: str | list[str] | None) -> list[str]:
@@ -174,50 +173,45 @@ def send_alert_mail(alert: FailureAlert, recipients: list[str], context: Context
     notifier.notify(context)
 
 
-def webhook_payload(alert: FailureAlert, url: str) -> dict[str, Any]:
-    """Slack incoming webhooks take `text` (mrkdwn, with &, < and > escaped); other endpoints get the fields too."""
-    if urlsplit(url).hostname == SLACK_WEBHOOK_HOST:
-        escaped = alert.text().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        return {"text": escaped}
-    return {"text": alert.text(), "alert": alert.as_dict()}
-
-
-def alert_webhook_url() -> str | None:
-    """The webhook URL from its Variable, masked at once: a Slack webhook URL is itself the credential."""
-    from airflow.sdk import Variable
+def slack_configured() -> bool:
+    """Whether the Slack webhook connection exists; its password (the token) is masked at once if so."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
     from airflow.sdk.log import mask_secret
 
-    url = (Variable.get(ALERT_WEBHOOK_VARIABLE, default=None) or "").strip()
-    if not url:
-        return None
-    mask_secret(url)
-    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise AlertConfigError(f"Variable {ALERT_WEBHOOK_VARIABLE}: not an http(s) URL")
-    return url
+    try:
+        connection = BaseHook.get_connection(SLACK_CONN_ID)
+    except AirflowNotFoundException:
+        return False
+    if connection.password:
+        mask_secret(connection.password)
+    return True
 
 
-def post_alert_webhook(alert: FailureAlert, url: str, transport: httpx.BaseTransport | None = None,
-                       sleep: Callable[[float], None] = time.sleep) -> None:
-    """POST the alert as JSON with the project's retry policy, kept short: a callback must not hold a worker long.
+def send_alert_slack(alert: FailureAlert, context: Context) -> None:
+    """Post through the Slack provider's notifier, retrying connection errors, 429 and 500/503 a little.
 
-    Retried as if idempotent: a duplicate alert is harmless, a lost one is not. Errors never carry the URL.
+    Retried as if idempotent: a duplicate alert is harmless, a lost one is not. Errors never carry the token.
     """
-    import httpx
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+    from airflow.sdk.log import redact
+    from slack_sdk.http_retry.builtin_handlers import (
+        ConnectionErrorRetryHandler,
+        RateLimitErrorRetryHandler,
+        ServerErrorRetryHandler,
+    )
 
-    from include.imis_thrive.http_retry import RetryPolicy, TransientHTTPError, send_with_retry
-
-    what = f"webhook alert (Variable {ALERT_WEBHOOK_VARIABLE})"
-    policy = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=5.0, max_retry_after=10.0)
-    with httpx.Client(timeout=WEBHOOK_TIMEOUT_S, transport=transport) as client:
-        try:
-            response = send_with_retry(lambda: client.post(url, json=webhook_payload(alert, url)), what, policy,
-                                       sleep=sleep)
-        except httpx.TransportError as error:
-            raise AlertDeliveryFailed(f"{what}: {type(error).__name__}") from None
-        except TransientHTTPError as error:  # the last attempt's status; its text names `what`, not the URL
-            raise AlertDeliveryFailed(str(error)) from None
-    if response.is_error:
-        raise AlertDeliveryFailed(f"{what}: HTTP {response.status_code} {response.text[:200]}")
+    handlers = [ConnectionErrorRetryHandler(max_retry_count=SLACK_RETRIES),
+                RateLimitErrorRetryHandler(max_retry_count=SLACK_RETRIES),
+                ServerErrorRetryHandler(max_retry_count=SLACK_RETRIES)]
+    notifier = SlackWebhookNotifier(slack_webhook_conn_id=SLACK_CONN_ID, text=alert.slack_text(),
+                                    timeout=SLACK_TIMEOUT_S, retry_handlers=handlers)
+    try:
+        notifier.notify(context)  # not `notifier(context)`: that renders the text as a Jinja template
+    except Exception as error:
+        reason = _one_line(str(redact(str(error))), 200)
+        raise AlertDeliveryFailed(f"Slack alert (connection {SLACK_CONN_ID}): {type(error).__name__}: {reason}") \
+            from None
 
 
 def _mail_channel(alert: FailureAlert, context: Context) -> bool:
@@ -229,17 +223,16 @@ def _mail_channel(alert: FailureAlert, context: Context) -> bool:
     return True
 
 
-def _webhook_channel(alert: FailureAlert, context: Context) -> bool:
-    url = alert_webhook_url()
-    if url is None:
+def _slack_channel(alert: FailureAlert, context: Context) -> bool:
+    if not slack_configured():
         return False
-    post_alert_webhook(alert, url)
-    log.info("Failure alert for %s / %s posted to the webhook", alert.dag_id, alert.task)
+    send_alert_slack(alert, context)
+    log.info("Failure alert for %s / %s posted to Slack", alert.dag_id, alert.task)
     return True
 
 
 def notify_failure(context: Context) -> None:
-    """`on_failure_callback` for every task: mail the alert and, if configured, post it to the webhook.
+    """`on_failure_callback` for every task: mail the alert and, if configured, post it to Slack.
 
     Each channel is tried even if the other fails; then any failure is raised, and Airflow logs it in the
     task log (a callback error never changes the task's state).
@@ -247,7 +240,8 @@ def notify_failure(context: Context) -> None:
     alert = FailureAlert.from_context(context)
     delivered: list[str] = []
     problems: list[str] = []
-    channels = ((f"mail through connection {SMTP_CONN_ID}", _mail_channel), ("webhook", _webhook_channel))
+    channels = ((f"mail through connection {SMTP_CONN_ID}", _mail_channel),
+                (f"Slack through connection {SLACK_CONN_ID}", _slack_channel))
     for channel, send in channels:
         try:
             if send(alert, context):
@@ -256,7 +250,7 @@ def notify_failure(context: Context) -> None:
             problems.append(f"{channel}: {type(error).__name__}: {error}")
     if not delivered and not problems:
         problems.append(f"no alert channel: set the Variable {ALERT_EMAILS_VARIABLE} (comma-separated addresses)"
-                        f" or {ALERT_WEBHOOK_VARIABLE}")
+                        f" or create the Slack webhook connection {SLACK_CONN_ID}")
     if problems:
         raise AlertDeliveryFailed(f"failure alert for {alert.dag_id} / {alert.task} not delivered: "
                                   + "; ".join(problems))
