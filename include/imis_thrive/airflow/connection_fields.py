@@ -61,8 +61,14 @@ IMIS_EXTRAS: tuple[ConnectionExtra, ...] = (
                     default=500, minimum=1, maximum=500),
     ConnectionExtra("max_concurrency", "Concurrent requests", "Pages fetched at once within one task",
                     type="integer", default=4, minimum=1, maximum=16),
+    ConnectionExtra("token_store", "Token store",
+                    "file = workers on one machine share the bearer token through a folder; redis = every worker "
+                    "of the deployment shares one (needed on Celery or Kubernetes: iMIS keeps one token per user)",
+                    default="file", choices=("file", "redis"), to_config=False),
     ConnectionExtra("token_store_dir", "Token store folder",
-                    "Where workers on one machine share the bearer token (default $AIRFLOW_HOME/imis_tokens)",
+                    "token_store = file: the folder (default $AIRFLOW_HOME/imis_tokens)", to_config=False),
+    ConnectionExtra("token_store_url", "Token store Redis URL",
+                    "token_store = redis: e.g. redis://redis:6379/2 (the Celery broker's Redis will do)",
                     to_config=False),
 )
 

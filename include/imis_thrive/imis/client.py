@@ -44,6 +44,8 @@ from include.imis_thrive.imis.tokens import PROCESS_TOKEN_STORE, Token, TokenSto
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 500  # iMIS silently caps larger pages (reference §2.4)
+# A 401 renews the token and replays the request; a third refusal of a fresh token is an answer, not a race.
+TOKEN_ATTEMPTS = 3
 
 
 class ImisConfig(BaseModel):
@@ -161,18 +163,30 @@ class ImisClient:
     def _request(self, method: str, path: str, what: str, *, params: Any = None, json: Any = None,
                  idempotent: bool = True) -> httpx.Response:
         token = self._token()
-        for attempt in (1, 2):
+        for attempt in range(1, TOKEN_ATTEMPTS + 1):
             headers = {"Authorization": token.authorization}
             response = send_with_retry(
                 lambda: self._http.request(method, path, params=params, json=json, headers=headers),
                 what=what, policy=self.config.retry, idempotent=idempotent, sleep=self._sleep,
             )
             self._count_call()
-            if response.status_code != 401:
+            if response.status_code != 401 or attempt == TOKEN_ATTEMPTS:
                 break
             if attempt == 1:
-                log.info("%s: 401, re-authenticating once", what)
-                token = self._renew_after_401(token)
+                log.info("%s: 401, renewing the token and sending it again", what)
+            else:
+                log.warning("%s: 401 again with a fresh token; another login as %s may have replaced it, renewing "
+                            "once more", what, self.config.username)
+            token = self._renew_after_401(token)
+        if response.status_code == 401:
+            raise ImisAuthError(
+                f"{what}: refused {TOKEN_ATTEMPTS} fresh tokens in a row ({_error_detail(response)}). Either it is "
+                "not shared with Everyone (for an IQA) or the integration user lacks the RemoteService role, or "
+                f"something else keeps logging in as {self.config.username!r} and so replacing this token (iMIS "
+                "keeps one per user): another machine or deployment with its own token store (set the imis "
+                "connection's token_store to redis so that every worker shares one), or a person signed in as "
+                "the integration user"
+            )
         return _checked(response, what)
 
     # -- IQA ----------------------------------------------------------------------------------------------
@@ -294,11 +308,6 @@ def _checked(response: httpx.Response, what: str) -> httpx.Response:
     if status < 400:
         return response
     detail = _error_detail(response)
-    if status == 401:
-        raise ImisAuthError(
-            f"{what}: still unauthorised after a fresh login ({detail}). For an IQA this usually means it is not "
-            "shared with Everyone, or the integration user lacks the RemoteService role"
-        )
     if status == 403:
         raise ImisAuthError(f"{what}: forbidden for the integration user ({detail})")
     if status == 404:

@@ -8,7 +8,7 @@ class ImisError(Exception):
 
 
 class ImisAuthError(ImisError):
-    """Login refused, or a request still unauthorised after one fresh login.
+    """Login refused, or a request still unauthorised after fresh logins.
 
     iMIS answers 401 both for a dead token and for a call the user may not make (an IQA not shared with
     Everyone), so after one re-authentication the second 401 is reported as a permission problem.

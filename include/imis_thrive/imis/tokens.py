@@ -154,7 +154,7 @@ class RedisTokenStore:
             deadline, pause = time.monotonic() + self.wait_s, 0.01
             while not self._redis.set(name, holder, nx=True, px=int(self.lease_s * 1000)):
                 if time.monotonic() > deadline:
-                    raise TokenLockTimeout(f"the iMIS login lock on {self.url} stayed taken for {self.wait_s:.0f} s; "
+                    raise TokenLockTimeout(f"the iMIS login lock on {_without_password(self.url)} stayed taken for {self.wait_s:.0f} s; "
                                            "a worker may be stuck logging in (it expires by itself within "
                                            f"{self.lease_s:.0f} s)")
                 time.sleep(pause)
@@ -166,3 +166,14 @@ class RedisTokenStore:
 
 
 PROCESS_TOKEN_STORE = MemoryTokenStore()
+
+
+def _without_password(url: str) -> str:
+    """The Redis URL fit for a message: `redis://:secret@host/2` → `redis://:***@host/2`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{parts.hostname}{f':{parts.port}' if parts.port else ''}"))

@@ -57,3 +57,19 @@ def test_the_connection_form_is_registered_with_airflow():
     assert manager.field_behaviours["imis"]["relabeling"]["host"] == "iMIS site URL"
     assert {"extra__imis__timezone", "extra__imis__endpoint", "extra__imis__page_size"} <= set(
         manager.connection_form_widgets)
+
+
+def test_token_store_redis_shares_the_token_through_the_url_it_names(imis_connection, monkeypatch):
+    from include.imis_thrive.imis.tokens import RedisTokenStore
+
+    imis_connection(extra={"token_store": "redis", "token_store_url": "redis://127.0.0.1:6379/15"})
+    store = ImisHook().token_store()
+    assert isinstance(store, RedisTokenStore) and store.url == "redis://127.0.0.1:6379/15"
+
+
+@pytest.mark.parametrize("extra, named", [({"token_store": "redis"}, "token_store_url"),
+                                          ({"token_store": "memcached"}, "file or redis")])
+def test_a_bad_token_store_setting_names_the_connection_and_the_fix(imis_connection, extra, named):
+    imis_connection(extra=extra)
+    with pytest.raises(ValueError, match=f"imis_default.*{named}"):
+        ImisHook().token_store()

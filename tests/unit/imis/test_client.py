@@ -213,9 +213,25 @@ def test_a_second_401_after_relogin_names_the_query_and_the_likely_cause():
     fake = FakeImis()
     fake.override = lambda r: httpx.Response(401, json={"Message": "Authorization has been denied for this request."}) \
         if "/api/" in r.url.path else None
-    with pytest.raises(ImisAuthError, match=r"IQA \$/HigherLogic/MailingLists/Secret .*not shared with Everyone"):
+    with pytest.raises(ImisAuthError, match=r"IQA \$/HigherLogic/MailingLists/Secret .*refused 3 fresh tokens.*"
+                                            r"not shared with Everyone.*keeps logging in as 'hl'.*token_store"):
         client_for(fake).run_iqa("$/HigherLogic/MailingLists/Secret")
-    assert fake.logins == 2
+    assert fake.logins == 3
+
+
+def test_a_token_another_login_keeps_killing_is_renewed_and_the_request_replayed():
+    """iMIS keeps one token per user: a second machine logging in kills ours, twice here, mid-request."""
+    fake = FakeImis(total=3)
+    kills = iter([True, True])
+
+    def another_login(request: httpx.Request) -> None:
+        if "/api/" in request.url.path and next(kills, False):
+            fake.valid_tokens.clear()
+        return None
+
+    fake.override = another_login
+    assert len(client_for(fake).run_iqa("$/X")) == 3
+    assert fake.logins == 3
 
 
 def test_bad_credentials_fail_at_once_with_the_servers_reason_and_no_password():

@@ -48,3 +48,11 @@ def test_file_store_lock_excludes_other_processes(tmp_path):
     for worker in workers:
         worker.join(timeout=60)
     assert int(counter.read_text()) == 100  # no lost update: the lock really is exclusive
+
+
+def test_a_redis_url_in_a_message_never_shows_its_password():
+    from include.imis_thrive.imis.tokens import _without_password
+
+    assert _without_password("redis://:hunter2@redis:6380/2") == "redis://:***@redis:6380/2"
+    assert _without_password("rediss://worker:hunter2@redis/0") == "rediss://worker:***@redis/0"
+    assert _without_password("redis://redis:6379/2") == "redis://redis:6379/2"

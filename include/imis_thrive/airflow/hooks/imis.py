@@ -18,6 +18,7 @@ from include.imis_thrive.airflow.runtime import quiet_request_logs
 
 if TYPE_CHECKING:
     from include.imis_thrive.imis.client import ImisClient, ImisConfig
+    from include.imis_thrive.imis.tokens import TokenStore
 
 
 class ImisHook(BaseHook):
@@ -48,11 +49,28 @@ class ImisHook(BaseHook):
         from airflow.sdk.log import mask_secret
 
         from include.imis_thrive.imis.client import ImisClient
-        from include.imis_thrive.imis.tokens import FileTokenStore
 
         config = self.get_config()
         mask_secret(config.password.get_secret_value())
         quiet_request_logs()
+        return ImisClient(config, token_store=self.token_store(), on_token=mask_secret)
+
+    def token_store(self) -> "TokenStore":
+        """Where the bearer token lives: a folder on this machine, or Redis for every worker of a deployment."""
+        from include.imis_thrive.imis.tokens import FileTokenStore, RedisTokenStore
+
         extra = self.get_connection(self.imis_conn_id).extra_dejson
-        store_dir = extra.get("token_store_dir") or Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "imis_tokens"
-        return ImisClient(config, token_store=FileTokenStore(store_dir), on_token=mask_secret)
+        kind = extra.get("token_store") or "file"
+        if kind == "redis":
+            url = extra.get("token_store_url")
+            if not url:
+                raise ValueError(f"connection {self.imis_conn_id}: token_store is redis but token_store_url is "
+                                 "empty; set it to the Redis every worker reaches, e.g. redis://redis:6379/2")
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(url)  # a Redis URL may carry a password
+            return RedisTokenStore(url)
+        if kind != "file":
+            raise ValueError(f"connection {self.imis_conn_id}: token_store must be file or redis, not {kind!r}")
+        default_dir = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "imis_tokens"
+        return FileTokenStore(extra.get("token_store_dir") or default_dir)
