@@ -27,34 +27,43 @@ from urllib.parse import quote
 
 import httpx
 
+from include.imis_thrive.errors import BadConfiguration, ImisThriveError, TransientTrouble
 from include.imis_thrive.http_retry import RetryPolicy, TransientHTTPError, send_with_retry
 
 TARGET_GROUP_DAG = "imis_to_thrive_target_groups"
 FINISHED_STATES = frozenset({"success", "failed"})
 
 
-class AirflowApiError(Exception):
-    """The Airflow API refused a call; the message names the DAG, run or login to fix."""
+class AirflowApiError(ImisThriveError):
+    """The Airflow API refused a call; the message names the DAG, run or login to fix. A family, never raised."""
 
 
-class AirflowLoginRefused(AirflowApiError):
+class AirflowLoginRefused(AirflowApiError, BadConfiguration):
     """Wrong user name or password (or a user the auth manager does not know)."""
 
 
-class AirflowAccessDenied(AirflowApiError):
+class AirflowAccessDenied(AirflowApiError, BadConfiguration):
     """The user is known but its role may not do this (e.g. a viewer triggering a DAG)."""
 
 
-class DagNotFound(AirflowApiError):
+class DagNotFound(AirflowApiError, BadConfiguration):
     """The DAG id is unknown to the API server: not parsed yet, removed, or misspelt."""
 
 
-class DagRunRejected(AirflowApiError):
+class DagRunRejected(AirflowApiError, BadConfiguration):
     """Airflow would not create the run, typically a conf value that breaks the DAG's params."""
 
 
-class DagRunTimeout(AirflowApiError):
+class DagRunTimeout(AirflowApiError, TransientTrouble):
     """The run did not finish within the wait; it keeps running in Airflow."""
+
+
+class AirflowRequestRefused(AirflowApiError, BadConfiguration):
+    """Any other 4xx: the call itself is wrong (a URL that is not the API server's, say)."""
+
+
+class AirflowServerError(AirflowApiError, TransientTrouble):
+    """A 5xx the HTTP retry policy does not retry itself: the API server's trouble."""
 
 
 @dataclass(frozen=True)
@@ -222,8 +231,10 @@ def _detail(response: httpx.Response) -> str:
 
 
 def _raise_unexpected(response: httpx.Response, what: str) -> None:
+    if response.is_server_error:
+        raise AirflowServerError(f"{what}: {_detail(response)}")
     if response.is_error:
-        raise AirflowApiError(f"{what}: {_detail(response)}")
+        raise AirflowRequestRefused(f"{what}: {_detail(response)}")
 
 
 # --- bin/refresh-target-group ------------------------------------------------------------------------------

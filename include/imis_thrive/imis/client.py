@@ -24,11 +24,12 @@ from pydantic import BaseModel, Field, SecretStr
 
 from include.imis_thrive.http_retry import RetryPolicy, send_with_retry
 from include.imis_thrive.imis.errors import (
+    ImisAnswerNotJson,
     ImisAuthError,
-    ImisError,
     ImisNotFound,
     ImisPagingError,
     ImisRequestError,
+    ImisServerError,
     ImisUnexpectedAnswer,
 )
 from include.imis_thrive.imis.iqa import rows_to_frame
@@ -187,7 +188,7 @@ class ImisClient:
                 f"iMIS refused the login of user {self.config.username!r} at {self.config.base_url}/token "
                 f"(HTTP {response.status_code}: {reason}); check the imis_default connection's login and password"
             )
-        body = response.json()
+        body = _decode(response)
         token = Token(value=body["access_token"], token_type=body.get("token_type") or "bearer",
                       expires_at=time.time() + float(body.get("expires_in") or 1199))
         if self._on_token:
@@ -387,7 +388,7 @@ class ImisClient:
         while True:
             params = {**filters, "Limit": page_size, "Offset": offset}
             response = self._request("GET", "api/Activity", f"activities {dict(filters)}", params=params)
-            page = Page.from_envelope(response.json(), offset)
+            page = Page.from_envelope(_decode(response), offset)
             for row in page.rows:
                 yield activity_row(row, f"activities {dict(filters)}")
             if not page.has_next or page.count == 0 or page.next_offset <= offset:
@@ -403,8 +404,8 @@ def _decode(response: httpx.Response) -> Any:
     try:
         return msgspec.json.decode(response.content)
     except msgspec.DecodeError as bad:
-        raise ImisError(f"{response.request.method} {response.request.url.path}: the answer is not JSON ({bad}): "
-                        f"{response.text[:200]}") from bad
+        raise ImisAnswerNotJson(f"{response.request.method} {response.request.url.path}: the answer is not JSON "
+                                f"({bad}): {response.text[:200]}") from bad
 
 
 def execute_result(payload: Any, what: str) -> Any:
@@ -460,7 +461,7 @@ def _checked(response: httpx.Response, what: str) -> httpx.Response:
         raise ImisNotFound(f"{what}: not found ({detail})")
     if 400 <= status < 500:
         raise ImisRequestError(f"{what}: rejected with HTTP {status}: {detail}", status)
-    raise ImisError(f"{what}: HTTP {status}: {detail}")
+    raise ImisServerError(f"{what}: HTTP {status}: {detail}", status)
 
 
 def _string(value: str) -> dict[str, str]:

@@ -36,6 +36,8 @@ import fsspec
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
+from include.imis_thrive.errors import BadConfiguration
+
 log = logging.getLogger(__name__)
 
 POINTER_OBJECT = "CURRENT.json"
@@ -45,8 +47,10 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9]+")
 
 
-class SnapshotError(Exception):
-    """The snapshot store is not in the state this operation needs; the message says what to do."""
+class SnapshotError(BadConfiguration):
+    """The snapshot store is not in the state this operation needs; the message says what to do.
+
+    Bad configuration: a task retry finds the store as it left it; a person restores an object or re-runs the sync."""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from enum import StrEnum
 
 import httpx
 
+from include.imis_thrive.errors import BadConfiguration
 from include.imis_thrive.http_retry import TransientHTTPError
 from include.imis_thrive.thrive import wire
 from include.imis_thrive.thrive.client import (
@@ -631,7 +632,7 @@ def _compression_probe(config: ThriveConfig, transport: httpx.BaseTransport | No
 
 # -- command line ---------------------------------------------------------------------------------------------
 
-class ConnectionUnusable(Exception):
+class ConnectionUnusable(BadConfiguration):
     """The command line or the Airflow connection does not describe a Thrive brand to check."""
 
 

@@ -15,11 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+from pydantic import ValidationError
 
+from include.imis_thrive.airflow.hooks import invalid_setting
 from include.imis_thrive.airflow.runtime import quiet_request_logs
+from include.imis_thrive.errors import BadConnectionSetting
 
 if TYPE_CHECKING:
     from include.imis_thrive.imis.client import ImisClient, ImisConfig
+
+# ImisConfig's names for the connection's own fields; every other setting is an extra of the same name.
+CONNECTION_FIELDS = {"base_url": "host", "username": "login", "password": "password"}
 
 
 class ImisHook(BaseHook):
@@ -40,12 +46,15 @@ class ImisHook(BaseHook):
         connection = self.get_connection(self.imis_conn_id)
         extra = connection.extra_dejson
         if not connection.host:
-            raise ValueError(f"connection {self.imis_conn_id}: host (the iMIS site URL) is empty")
+            raise BadConnectionSetting(self.imis_conn_id, "host", "(the iMIS site URL) is empty")
         base_url = connection.host if "://" in connection.host else f"https://{connection.host}"
         settings = {key: extra[key] for key in ("timezone", "endpoint", "page_size", "max_concurrency")
                     if extra.get(key) not in (None, "")}
-        return ImisConfig(base_url=base_url, username=connection.login or "", password=connection.password or "",
-                          **settings)
+        try:
+            return ImisConfig(base_url=base_url, username=connection.login or "",
+                              password=connection.password or "", **settings)
+        except ValidationError as invalid:
+            raise invalid_setting(self.imis_conn_id, invalid, CONNECTION_FIELDS) from invalid
 
     def get_client(self) -> "ImisClient":
         from airflow.sdk.log import mask_secret

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from include.imis_thrive.errors import BadConfiguration, TransientTrouble
+
 if TYPE_CHECKING:
     import httpx
     from airflow.sdk import Context
@@ -42,11 +44,11 @@ WEBHOOK_TIMEOUT_S = 10.0
 _WHITESPACE = re.compile(r"\s+")
 
 
-class AlertConfigError(ValueError):
+class AlertConfigError(BadConfiguration, ValueError):
     """An alert channel is configured in a way no message can be sent through; names the Variable to fix."""
 
 
-class AlertDeliveryFailed(RuntimeError):
+class AlertDeliveryFailed(TransientTrouble, RuntimeError):
     """A channel did not take the alert; the message names the channel, never a webhook URL."""
 
 
