@@ -3,13 +3,14 @@ data or on a bad connection setting is tried once; a task failing on transport t
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 
 import pytest
 
 from sandbox.faults import FaultConfig
-from tests.dags.conftest import dag_test_run, task_key
+from tests.dags.conftest import PROJECT_ROOT, dag_test_run, task_key
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 DAG_ID = "imis_to_thrive_target_groups"
@@ -53,3 +54,25 @@ def test_transport_trouble_is_retried_and_the_run_then_succeeds(dagbag, sandboxe
     assert sandboxes.imis.faults.injected == {"503": attempts}
     retried = {task: try_number for task, (_, try_number) in tries(run).items() if try_number > 1}
     assert list(retried.values()) == [2], tries(run)
+
+
+def _is_task(decorator: ast.expr) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return (target.id if isinstance(target, ast.Name) else getattr(target, "attr", "")) == "task"
+
+
+def _enters_retry_by_error_kind(function: ast.FunctionDef) -> bool:
+    """The task's top-level `with` enters `retry_by_error_kind()` first, so client construction is inside it."""
+    for statement in function.body:
+        if isinstance(statement, ast.With):
+            first = statement.items[0].context_expr
+            return isinstance(first, ast.Call) and getattr(first.func, "id", "") == "retry_by_error_kind"
+    return False
+
+
+@pytest.mark.parametrize("dag_file", sorted((PROJECT_ROOT / "dags").glob("*.py")), ids=lambda path: path.stem)
+def test_every_task_decides_its_retry_by_error_kind(dag_file):
+    tasks = [node for node in ast.walk(ast.parse(dag_file.read_text()))
+             if isinstance(node, ast.FunctionDef) and any(_is_task(d) for d in node.decorator_list)]
+    assert tasks
+    assert [task.name for task in tasks if not _enters_retry_by_error_kind(task)] == []

@@ -61,6 +61,6 @@ def test_every_exception_class_is_exactly_one_kind_or_a_family_base():
 
 
 def test_the_kinds_are_disjoint_and_two_of_them_fail_at_once():
-    assert FAILS_AT_ONCE == (BadData, BadConfiguration)
+    assert (BadData, BadConfiguration) == FAILS_AT_ONCE
     for kind in KINDS:
         assert kinds_of(kind) == [kind.__name__]
