@@ -15,7 +15,7 @@ class ThriveFault(ThriveError, BadConfiguration):
     """A SOAP fault of type `InformzAAPIFault`: the tenant refused the document; retrying will not help.
 
     Bad configuration: the tenant's word on what this brand and user may do (credentials, allowlist, grids,
-    interests); a refused record is reported per record in the ActionStatus instead, never as a fault."""
+    interests). Records Thrive will not take are counted in the action's reply and quarantined, not faulted."""
 
     def __init__(self, what: str, code: str, reason: str) -> None:
         self.what = what
