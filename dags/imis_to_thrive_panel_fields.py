@@ -62,24 +62,22 @@ def imis_to_thrive_panel_fields():
     def extract_panel_fields(run_id: str | None = None) -> dict:
         """Panel IQA → typed frame → blocking expectations → Thrive text, staged for this run."""
         from include.imis_thrive.airflow.hooks.imis import ImisHook
-
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import panel_fields
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
-        with ImisHook().get_client() as imis, bad_data_fails_without_retry():
+        with retry_by_error_kind(), ImisHook().get_client() as imis:
             return panel_fields.extract_panel_fields(imis, snapshot_store(), run_id)
 
     @task
     def upsert_panel_fields(extracted: dict, params: dict, run_id: str | None = None) -> dict:
         """Changed fields of contacts Thrive holds, one upsert per field set; then the snapshot is committed."""
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
-
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import panel_fields
         from include.imis_thrive.sync.guard import MassChangeLimits
-        from include.imis_thrive.airflow.runtime import snapshot_store
 
         limits = MassChangeLimits(max_changed_share=params["max_changed_share"])
-        with ThriveHook().get_client() as thrive:
+        with retry_by_error_kind(), ThriveHook().get_client() as thrive:
             return panel_fields.upsert_panel_fields(
                 thrive, snapshot_store(), extracted, run_id, dry_run=params["dry_run"],
                 override=params["allow_mass_change"], limits=limits)
@@ -88,13 +86,14 @@ def imis_to_thrive_panel_fields():
     def finish_run(extracted: dict, upserted: dict, run_id: str | None = None) -> dict:
         """The run report next to the snapshots; fails the run if the mass-change guard stopped the load."""
         from include.imis_thrive import reports
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import panel_fields
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
-        with bad_data_fails_without_retry():
+        with retry_by_error_kind():
             summary = panel_fields.finish_run(snapshot_store(), run_id, extracted, upserted)
-        get_current_context()["outlet_events"][THRIVE_PANEL_FIELDS].extra = reports.panel_figures(extracted, upserted)
-        return summary
+            outlet = get_current_context()["outlet_events"][THRIVE_PANEL_FIELDS]
+            outlet.extra = reports.panel_figures(extracted, upserted)
+            return summary
 
     extracted = extract_panel_fields()
     finish_run(extracted, upsert_panel_fields(extracted))

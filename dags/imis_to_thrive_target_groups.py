@@ -70,28 +70,25 @@ def imis_to_thrive_target_groups():
         """The list IQAs to sync, each checked against the requirements its definition shows."""
         from include.imis_thrive.airflow.hooks.imis import ImisHook
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
-
+        from include.imis_thrive.airflow.runtime import campaign_only_choice, retry_by_error_kind
         from include.imis_thrive.sync import target_groups
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry
 
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, campaign_only_choice
-
-        scheduled = dag_run is not None and str(dag_run.run_type).lower().endswith("scheduled")
-        campaign_only = campaign_only_choice() if scheduled and not params["target_group"] else None
-        with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
-            groups = target_groups.discover_target_groups(imis, thrive, only=params["target_group"],
-                                                          campaign_only=campaign_only)
-        return [group.as_dict() for group in groups]
+        with retry_by_error_kind():
+            scheduled = dag_run is not None and str(dag_run.run_type).lower().endswith("scheduled")
+            campaign_only = campaign_only_choice() if scheduled and not params["target_group"] else None
+            with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
+                groups = target_groups.discover_target_groups(imis, thrive, only=params["target_group"],
+                                                              campaign_only=campaign_only)
+            return [group.as_dict() for group in groups]
 
     @task(pool="imis_api")
     def extract_contacts(run_id: str | None = None) -> dict:
         """Contacts IQA → typed frame → blocking expectations → Thrive fields, staged for this run."""
         from include.imis_thrive.airflow.hooks.imis import ImisHook
-
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
-        with ImisHook().get_client() as imis, bad_data_fails_without_retry():
+        with retry_by_error_kind(), ImisHook().get_client() as imis:
             return target_groups.extract_contacts(imis, snapshot_store(), run_id)
 
     @task(pool="imis_api", map_index_template="{{ target_group }}")
@@ -99,64 +96,65 @@ def imis_to_thrive_target_groups():
         """One list: extracted, checked, diffed against its snapshot, guarded; skipped lists say why."""
         from include.imis_thrive.airflow.hooks.imis import ImisHook
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
-
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
         from include.imis_thrive.sync.guard import MassChangeLimits
-        from include.imis_thrive.airflow.runtime import snapshot_store
 
         get_current_context()["target_group"] = group["name"]
-        limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
-        with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
-            return target_groups.plan_target_group(
-                imis, thrive, snapshot_store(), target_groups.TargetGroup.from_dict(group), contacts, run_id,
-                full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
+        with retry_by_error_kind():
+            limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
+            with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
+                return target_groups.plan_target_group(
+                    imis, thrive, snapshot_store(), target_groups.TargetGroup.from_dict(group), contacts, run_id,
+                    full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
 
     @task(outlets=[THRIVE_CONTACTS])
     def upsert_contacts(contacts: dict, plans: list[dict], params: dict, run_id: str | None = None) -> dict:
         """Fields of members new to Thrive or changed, in one upsert for all groups; commits the contacts."""
-        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
-
         from include.imis_thrive import reports
+        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
         from include.imis_thrive.sync.guard import MassChangeLimits
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
-        limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
-        with ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
-            upserted = target_groups.upsert_contacts(
-                thrive, snapshot_store(), contacts, list(plans), run_id, dry_run=params["dry_run"],
-                full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
-        get_current_context()["outlet_events"][THRIVE_CONTACTS].extra = reports.contacts_figures(contacts, upserted)
-        return upserted
+        with retry_by_error_kind():
+            limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
+            with ThriveHook().get_client() as thrive:
+                upserted = target_groups.upsert_contacts(
+                    thrive, snapshot_store(), contacts, list(plans), run_id, dry_run=params["dry_run"],
+                    full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
+            outlet = get_current_context()["outlet_events"][THRIVE_CONTACTS]
+            outlet.extra = reports.contacts_figures(contacts, upserted)
+            return upserted
 
     @task(map_index_template="{{ target_group }}", outlets=[THRIVE_TARGET_GROUPS])
     def load_target_group(plan: dict, params: dict, run_id: str | None = None) -> dict:
         """Interest additions and removals for one group, then its snapshot is committed."""
-        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
-
         from include.imis_thrive import reports
+        from include.imis_thrive.airflow.hooks.thrive import ThriveHook
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         context = get_current_context()
         context["target_group"] = plan["group"]
-        with ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
-            loaded = target_groups.load_target_group(thrive, snapshot_store(), plan, run_id,
-                                                     dry_run=params["dry_run"])
-        if not params["dry_run"]:
-            context["outlet_events"][THRIVE_TARGET_GROUPS].add(
-                target_group_asset(plan["group"]), extra=reports.target_group_figures(plan, loaded))
-        return loaded
+        with retry_by_error_kind():
+            with ThriveHook().get_client() as thrive:
+                loaded = target_groups.load_target_group(thrive, snapshot_store(), plan, run_id,
+                                                         dry_run=params["dry_run"])
+            if not params["dry_run"]:
+                context["outlet_events"][THRIVE_TARGET_GROUPS].add(
+                    target_group_asset(plan["group"]), extra=reports.target_group_figures(plan, loaded))
+            return loaded
 
     @task(trigger_rule="all_done")
     def finish_run(run_id: str | None = None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if any list was skipped or blocked."""
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
-        plans = _mapped_results(ti.xcom_pull(task_ids="plan_target_group", default=None))
-        loads = _mapped_results(ti.xcom_pull(task_ids="load_target_group", default=None))
-        with bad_data_fails_without_retry():
+        with retry_by_error_kind():
+            plans = _mapped_results(ti.xcom_pull(task_ids="plan_target_group", default=None))
+            loads = _mapped_results(ti.xcom_pull(task_ids="load_target_group", default=None))
             return target_groups.finish_run(
                 snapshot_store(), run_id, plans, ti.xcom_pull(task_ids="extract_contacts", default=None),
                 ti.xcom_pull(task_ids="upsert_contacts", default=None), {load["group"]: load for load in loads})

@@ -70,12 +70,11 @@ def thrive_to_imis_activities():
         """The interval's engagement from Thrive, each event once as an iMIS activity."""
         from include.imis_thrive.airflow.hooks.imis import ImisHook
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
-
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.writeback import activities
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         kinds = [EngagementKind(kind) for kind in params["kinds"]]
-        with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
+        with retry_by_error_kind(), ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
             return activities.write_activities(imis, thrive, snapshot_store(), data_interval_start,
                                                data_interval_end, kinds=kinds,
                                                retry_stuck=bool(params.get("retry_stuck")))
@@ -84,14 +83,14 @@ def thrive_to_imis_activities():
     def finish_run(run_id: str | None = None, data_interval_start=None, data_interval_end=None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if iMIS refused events or the write failed."""
         from include.imis_thrive import reports
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.writeback import activities
-        from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
-        written = ti.xcom_pull(task_ids="write_activities", default=None)
-        with bad_data_fails_without_retry():
+        with retry_by_error_kind():
+            written = ti.xcom_pull(task_ids="write_activities", default=None)
             report = activities.finish_run(snapshot_store(), run_id, data_interval_start, data_interval_end, written)
-        get_current_context()["outlet_events"][IMIS_HLOGIC_ACTIVITIES].extra = reports.activity_figures(written)
-        return report
+            get_current_context()["outlet_events"][IMIS_HLOGIC_ACTIVITIES].extra = reports.activity_figures(written)
+            return report
 
     write_activities() >> finish_run()
 

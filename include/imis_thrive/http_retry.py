@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import httpx
 import tenacity
 
+from include.imis_thrive.errors import TransientTrouble
+
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -38,7 +40,7 @@ class RetryPolicy:
     max_retry_after: float = 120.0
 
 
-class TransientHTTPError(Exception):
+class TransientHTTPError(TransientTrouble):
     """A retryable HTTP status; `what` names the call so the final error says what failed."""
 
     def __init__(self, what: str, response: httpx.Response) -> None:
@@ -47,7 +49,7 @@ class TransientHTTPError(Exception):
         super().__init__(f"{what}: HTTP {response.status_code} {_short_body(response)}")
 
 
-class AmbiguousWriteError(Exception):
+class AmbiguousWriteError(TransientTrouble):
     """A non-idempotent request failed in a way that leaves open whether the server acted on it."""
 
     def __init__(self, what: str, cause: BaseException) -> None:

@@ -16,11 +16,14 @@ from enum import Enum
 from itertools import islice
 from typing import TypeVar
 
+from include.imis_thrive.errors import TransientTrouble
+
 P = TypeVar("P")
 
 
-class PagingError(Exception):
-    """A paged answer contradicts itself; the default error of a `Pager` that is given none."""
+class PagingError(TransientTrouble):
+    """A paged answer contradicts itself; the default error of a `Pager` that is given none. Transient like
+    `ImisPagingError`: the usual cause is a result that changed while its pages were read."""
 
 
 class Stop(Enum):

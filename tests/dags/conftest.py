@@ -85,6 +85,12 @@ _DEFAULT_PARAMS: dict = {}
 
 def run_dag(dagbag, dag_id: str, **conf):
     """One `dag.test()` run; returns (run state, {task_id or task_id[map name]: state})."""
+    run = dag_test_run(dagbag, dag_id, **conf)
+    return str(run.state), {task_key(ti): str(ti.state) for ti in run.get_task_instances()}
+
+
+def dag_test_run(dagbag, dag_id: str, **conf):
+    """One `dag.test()` run from the DAG's default params; returns the finished DagRun."""
     dag = dagbag.get_dag(dag_id)
     # dag.test() writes run_conf into the DAG's and its tasks' params: every run starts from the defaults.
     defaults = _DEFAULT_PARAMS.setdefault(
@@ -92,9 +98,9 @@ def run_dag(dagbag, dag_id: str, **conf):
     dag.params = copy.deepcopy(defaults[None])
     for task in dag.tasks:
         task.params = copy.deepcopy(defaults[task.task_id])
-    run = dag.test(run_conf=conf or None)
-    states = {}
-    for ti in run.get_task_instances():
-        key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.rendered_map_index or ti.map_index}]"
-        states[key] = str(ti.state)
-    return str(run.state), states
+    return dag.test(run_conf=conf or None)
+
+
+def task_key(ti) -> str:
+    """`task_id`, or `task_id[map name]` for a mapped task instance."""
+    return ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.rendered_map_index or ti.map_index}]"

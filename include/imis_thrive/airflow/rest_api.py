@@ -43,6 +43,8 @@ from airflow_client.client.exceptions import (
 from airflow_client.client.models.dag_run_response import DAGRunResponse
 from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 
+from include.imis_thrive.errors import BadConfiguration, ImisThriveError, TransientTrouble
+
 TARGET_GROUP_DAG = "imis_to_thrive_target_groups"
 FINISHED_STATES = frozenset({"success", "failed"})
 # POST too: a trigger carries its own run id, so a repeat is recognised (409) rather than doubled.
@@ -51,28 +53,36 @@ RETRIES = urllib3.Retry(total=4, backoff_factor=0.5, backoff_max=10.0, status_fo
 T = TypeVar("T")
 
 
-class AirflowApiError(Exception):
-    """The Airflow API refused a call; the message names the DAG, run or login to fix."""
+class AirflowApiError(ImisThriveError):
+    """The Airflow API refused a call; the message names the DAG, run or login to fix. A family, never raised."""
 
 
-class AirflowLoginRefused(AirflowApiError):
+class AirflowLoginRefused(AirflowApiError, BadConfiguration):
     """Wrong user name or password (or a user the auth manager does not know)."""
 
 
-class AirflowAccessDenied(AirflowApiError):
+class AirflowAccessDenied(AirflowApiError, BadConfiguration):
     """The user is known but its role may not do this (e.g. a viewer triggering a DAG)."""
 
 
-class DagNotFound(AirflowApiError):
+class DagNotFound(AirflowApiError, BadConfiguration):
     """The DAG id is unknown to the API server: not parsed yet, removed, or misspelt."""
 
 
-class DagRunRejected(AirflowApiError):
+class DagRunRejected(AirflowApiError, BadConfiguration):
     """Airflow would not create the run, typically a conf value that breaks the DAG's params."""
 
 
-class DagRunTimeout(AirflowApiError):
+class DagRunTimeout(AirflowApiError, TransientTrouble):
     """The run did not finish within the wait; it keeps running in Airflow."""
+
+
+class AirflowRequestRefused(AirflowApiError, BadConfiguration):
+    """Any other 4xx: the call itself is wrong (a URL that is not the API server's, say)."""
+
+
+class AirflowServerError(AirflowApiError, TransientTrouble):
+    """A 5xx the HTTP retry policy does not retry itself: the API server's trouble."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +143,7 @@ class AirflowApiClient:
         if response.status >= 500:
             raise ServiceException(status=response.status, reason=response.reason, body=text)
         if response.status >= 400:
-            raise AirflowApiError(f"Airflow login as {self.username!r}: {_detail(response.status, text)}")
+            raise AirflowRequestRefused(f"Airflow login as {self.username!r}: {_detail(response.status, text)}")
         self._api.configuration.access_token = json.loads(response.data)["access_token"]
 
     def trigger_dag_run(self, dag_id: str, conf: Mapping[str, Any], run_id: str | None = None,
@@ -215,7 +225,7 @@ class AirflowApiClient:
             return DagRunRejected(f"{what}: {_detail(error.status, error.body)}")
         if isinstance(error, ServiceException):
             return error
-        return AirflowApiError(f"{what}: {_detail(error.status, error.body)}")
+        return AirflowRequestRefused(f"{what}: {_detail(error.status, error.body)}")
 
 
 def manual_run_id(now: datetime | None = None) -> str:

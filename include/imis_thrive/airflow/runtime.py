@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from include.imis_thrive.airflow.notifications.alerts import notify_failure
+from include.imis_thrive.errors import BadConfiguration
 
 if TYPE_CHECKING:
     from include.imis_thrive.sync.snapshots import SnapshotStore
     from include.imis_thrive.sync.target_groups import CampaignOnly
 
 # Every task of the three DAGs: transport trouble retries (2 more tries, 2 → 4 min apart, at most 15), and
-# the final failure mails the team. Bad data fails at once instead (`bad_data_fails_without_retry`).
+# the final failure mails the team. Bad data and bad configuration fail at once instead (`retry_by_error_kind`).
 DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
                 "on_failure_callback": notify_failure}
@@ -39,7 +40,7 @@ def default_store_url() -> str:
 SINGLE_MACHINE_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
 
 
-class LocalStoreOnDistributedExecutor(Exception):
+class LocalStoreOnDistributedExecutor(BadConfiguration):
     """The store would be a folder on each worker, so a task on another worker than its stage's would fail."""
 
 
@@ -101,21 +102,15 @@ def quiet_request_logs() -> None:
 
 
 @contextmanager
-def bad_data_fails_without_retry() -> Iterator[None]:
-    """Bad input (a failed expectation, a blocked mass change, a broken list) does not fix itself on retry:
-    fail the task at once, with the domain error's message, so the alert says what to fix."""
+def retry_by_error_kind() -> Iterator[None]:
+    """The one place the three kinds of `include/imis_thrive/errors.py` meet Airflow: bad data and bad
+    configuration do not fix themselves on retry, so the task fails at once with the domain error's message (the
+    alert says what to fix); transient trouble, and anything unforeseen, propagates and Airflow retries it."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from include.imis_thrive.sync.diff import DuplicateIds
-    from include.imis_thrive.sync.field_map import MissingIqaColumn
-    from include.imis_thrive.sync.guard import MassChangeBlocked
-    from include.imis_thrive.sync.target_groups import SyncIncomplete, TargetGroupSkipped, UnknownTargetGroup
-    from include.imis_thrive.sync.validation import ValidationFailed
-    from include.imis_thrive.writeback.activities import WritebackIncomplete
-    from include.imis_thrive.writeback.writer import ActivitiesRejected
+    from include.imis_thrive.errors import FAILS_AT_ONCE
 
     try:
         yield
-    except (ValidationFailed, MassChangeBlocked, MissingIqaColumn, DuplicateIds, TargetGroupSkipped,
-            UnknownTargetGroup, SyncIncomplete, ActivitiesRejected, WritebackIncomplete) as bad:
+    except FAILS_AT_ONCE as bad:
         raise AirflowFailException(str(bad)) from bad

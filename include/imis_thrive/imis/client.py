@@ -30,10 +30,11 @@ from include.imis_thrive.imis.entities import (
     validation_messages,
 )
 from include.imis_thrive.imis.errors import (
+    ImisAnswerNotJson,
     ImisAuthError,
-    ImisError,
     ImisNotFound,
     ImisRequestError,
+    ImisServerError,
     ImisUnexpectedAnswer,
 )
 from include.imis_thrive.imis.iqa import frame_from_pages
@@ -123,7 +124,7 @@ class ImisClient:
                 f"iMIS refused the login of user {self.config.username!r} at {self.config.base_url}/token "
                 f"(HTTP {response.status_code}: {reason}); check the imis_default connection's login and password"
             )
-        body = response.json()
+        body = _decode(response)
         token = Token(value=body["access_token"], token_type=body.get("token_type") or "bearer",
                       expires_at=time.time() + float(body.get("expires_in") or 1199))
         if self._on_token:
@@ -268,7 +269,7 @@ class ImisClient:
 
         def fetch(offset: int) -> Page:
             params = {**filters, "Limit": page_size, "Offset": offset}
-            return Page.from_envelope(self._request("GET", "api/Activity", what, params=params).json(), offset)
+            return Page.from_envelope(_decode(self._request("GET", "api/Activity", what, params=params)), offset)
 
         for page in paged(fetch, what):
             for row in page.rows:
@@ -283,8 +284,8 @@ def _decode(response: httpx.Response) -> Any:
     try:
         return msgspec.json.decode(response.content)
     except msgspec.DecodeError as bad:
-        raise ImisError(f"{response.request.method} {response.request.url.path}: the answer is not JSON ({bad}): "
-                        f"{response.text[:200]}") from bad
+        raise ImisAnswerNotJson(f"{response.request.method} {response.request.url.path}: the answer is not JSON "
+                                f"({bad}): {response.text[:200]}") from bad
 
 
 def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
@@ -314,4 +315,4 @@ def _checked(response: httpx.Response, what: str) -> httpx.Response:
         raise ImisNotFound(f"{what}: not found ({detail})")
     if 400 <= status < 500:
         raise ImisRequestError(f"{what}: rejected with HTTP {status}: {detail}", status)
-    raise ImisError(f"{what}: HTTP {status}: {detail}")
+    raise ImisServerError(f"{what}: HTTP {status}: {detail}", status)

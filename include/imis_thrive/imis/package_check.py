@@ -34,6 +34,7 @@ from enum import StrEnum
 
 import httpx
 
+from include.imis_thrive.errors import BadConfiguration
 from include.imis_thrive.http_retry import TransientHTTPError
 from include.imis_thrive.imis.client import ImisClient, ImisConfig
 from include.imis_thrive.imis.entities import DocumentSummary
@@ -62,7 +63,7 @@ PASSWORD_ENV = "IMIS_PASSWORD"
 _SHARE_WITH_EVERYONE = f"it must be an IQA that {ListRequirement.SHARED_WITH_EVERYONE.value}"
 
 
-class ConnectionUnusable(Exception):
+class ConnectionUnusable(BadConfiguration):
     """The command line or the Airflow connection does not describe an iMIS instance to check."""
 
 

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from include.imis_thrive.errors import TransientTrouble
+
 if TYPE_CHECKING:
     import redis
 
@@ -113,7 +115,7 @@ class FileTokenStore:
                 os.close(descriptor)
 
 
-class TokenLockTimeout(TimeoutError):
+class TokenLockTimeout(TransientTrouble, TimeoutError):
     """Another worker held the iMIS login lock for longer than a login takes."""
 
 

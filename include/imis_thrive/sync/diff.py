@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from include.imis_thrive.errors import BadData
 from include.imis_thrive.sync.field_map import ID_COLUMN, THRIVE_EMPTY, iqa_of, render_for_thrive
 
 
-class DuplicateIds(Exception):
+class DuplicateIds(BadData):
     """A frame handed to the diff has repeated IDs, so rows cannot be matched; the IQA must be fixed."""
 
     def __init__(self, iqa: str, side: str, duplicates: pd.Index) -> None:

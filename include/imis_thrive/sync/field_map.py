@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from include.imis_thrive.errors import BadData
 from include.imis_thrive.imis.iqa_package import CONTACTS_IQA_PATH, ID_ALIAS
 
 CONTACTS_IQA = CONTACTS_IQA_PATH
@@ -67,7 +68,7 @@ DEFAULT_PERSONALIZATION_MAP: Mapping[str, str] = MappingProxyType(
 )
 
 
-class MissingIqaColumn(Exception):
+class MissingIqaColumn(BadData):
     """The IQA does not return a column the field map needs; the fix is in the IQA's Display tab."""
 
     def __init__(self, iqa: str, missing: Mapping[str, str]) -> None:

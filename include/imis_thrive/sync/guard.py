@@ -16,6 +16,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from include.imis_thrive.errors import BadData
 from include.imis_thrive.sync.diff import ContactDiff, MembershipDiff
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class GuardCheck:
         return asdict(self)
 
 
-class MassChangeBlocked(Exception):
+class MassChangeBlocked(BadData):
     """The run would change too much at once; check the IQA, or re-run with the mass-change override."""
 
     def __init__(self, check: GuardCheck) -> None:

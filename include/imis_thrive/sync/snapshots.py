@@ -44,6 +44,8 @@ import fsspec
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
+from include.imis_thrive.errors import BadConfiguration, TransientTrouble
+
 log = logging.getLogger(__name__)
 
 POINTER_OBJECT = "CURRENT.json"
@@ -57,12 +59,15 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9]+")
 
 
-class SnapshotError(Exception):
-    """The snapshot store is not in the state this operation needs; the message says what to do."""
+class SnapshotError(BadConfiguration):
+    """The snapshot store is not in the state this operation needs; the message says what to do.
+
+    Bad configuration: a task retry finds the store as it left it; a person restores an object or re-runs the sync."""
 
 
-class StoreConflict(SnapshotError):
-    """Another writer changed a document between this writer's read and its conditional write."""
+class StoreConflict(TransientTrouble):
+    """Another writer changed a document between this writer's read and its conditional write (again and again,
+    when it escapes: a retry of the task reads afresh)."""
 
 
 # Memory filesystems live in this process: a lock per path stands in for a conditional write.
@@ -151,7 +156,7 @@ class SnapshotStore:
             log.info("committed snapshot %s: %d rows at %s", handle.name, handle.rows, handle.key)
             self._prune(handle, history)
             return
-        raise SnapshotError(f"the pointer of {handle.name!r} in {self.base!r} changed under every one of "
+        raise StoreConflict(f"the pointer of {handle.name!r} in {self.base!r} changed under every one of "
                             f"{CONDITIONAL_WRITE_ATTEMPTS} commit attempts; re-run the sync")
 
     def _check_committable(self, handle: SnapshotHandle, current: Mapping[str, Any] | None) -> None:
@@ -192,7 +197,7 @@ class SnapshotStore:
             log.info("committed snapshot %s: %d rows at %s", name, handle.rows, handle.key)
             self._prune(handle, history)
             return handle
-        raise SnapshotError(f"the pointer of {name!r} in {self.base!r} changed under every one of "
+        raise StoreConflict(f"the pointer of {name!r} in {self.base!r} changed under every one of "
                             f"{CONDITIONAL_WRITE_ATTEMPTS} commit attempts; re-run the sync")
 
     def update_json(self, key: str, change: Callable[[dict[str, Any] | None], Mapping[str, Any]]) -> str:
@@ -206,7 +211,7 @@ class SnapshotStore:
             except StoreConflict:
                 continue
             return self.fs.unstrip_protocol(path)
-        raise SnapshotError(f"{key}.json in {self.base!r} changed under every one of {CONDITIONAL_WRITE_ATTEMPTS} "
+        raise StoreConflict(f"{key}.json in {self.base!r} changed under every one of {CONDITIONAL_WRITE_ATTEMPTS} "
                             "update attempts; re-run the task")
 
     def read(self, name: str) -> pd.DataFrame | None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from include.imis_thrive.errors import BadConfiguration, BadData
 from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.errors import ImisAuthError, ImisNotFound, ImisUnexpectedAnswer
 from include.imis_thrive.imis.iqa_package import (
@@ -76,15 +77,15 @@ CAMPAIGN_GROUPS_VARIABLE = "imis_thrive_campaign_groups"  # names the hourly run
 CAMPAIGN_LOOKBACK_DAYS = 30  # a group a mailing used this recently counts as a campaign group
 
 
-class UnknownTargetGroup(Exception):
+class UnknownTargetGroup(BadConfiguration):
     """A manual run named a target group that is not a list IQA."""
 
 
-class TargetGroupSkipped(Exception):
+class TargetGroupSkipped(BadData):
     """The list fails a requirement (or the guard); nothing was loaded for it."""
 
 
-class SyncIncomplete(Exception):
+class SyncIncomplete(BadData):
     """The run loaded what it could, but some lists were skipped or blocked; the report says which."""
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from include.imis_thrive.errors import BadData
 from include.imis_thrive.sync.field_map import DEFAULT_PERSONALIZATION_MAP, ID_COLUMN, iqa_of
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class Rule:
         return dict(self.kwargs).get("column")
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(BadData):
     """A blocking expectation failed: the IQA must be fixed before this sync can load anything."""
 
     def __init__(self, iqa: str, summary: dict[str, Any]) -> None:

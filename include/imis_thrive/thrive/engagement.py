@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from include.imis_thrive.errors import BadConfiguration
 from include.imis_thrive.thrive import parsing
 from include.imis_thrive.thrive.client import ThriveClient, batched
 from include.imis_thrive.thrive.documents import Comparator, Condition, Record
@@ -45,7 +46,7 @@ FLAG_LOOKBACK = timedelta(days=30)  # opens and clicks of a mailing this old are
 STATE_BATCH = 500  # contact IDs per `IN` condition when reading the state of recorded unsubscribers
 
 
-class KindUnavailable(ThriveError):
+class KindUnavailable(ThriveError, BadConfiguration):
     """The tenant refuses the grid one engagement kind is read from; the other kinds are still read."""
 
     def __init__(self, kind: EngagementKind, grid: str, fault: ThriveFault) -> None:

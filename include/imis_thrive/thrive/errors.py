@@ -1,14 +1,21 @@
-"""Typed Thrive errors; each message names what a person must fix (the connection, interest, action or upload)."""
+"""Typed Thrive errors; each message names what a person must fix (the connection, interest, action or upload).
+
+Each is one kind of `include/imis_thrive/errors.py`, which decides whether Airflow retries it."""
 
 from __future__ import annotations
 
-
-class ThriveError(Exception):
-    """Base class for every failure talking to Thrive Marketing Professional."""
+from include.imis_thrive.errors import BadConfiguration, BadData, ImisThriveError, TransientTrouble
 
 
-class ThriveFault(ThriveError):
-    """A SOAP fault of type `InformzAAPIFault`: the tenant refused the document; retrying will not help."""
+class ThriveError(ImisThriveError):
+    """Base class for every failure talking to Thrive Marketing Professional; a family, never raised itself."""
+
+
+class ThriveFault(ThriveError, BadConfiguration):
+    """A SOAP fault of type `InformzAAPIFault`: the tenant refused the document; retrying will not help.
+
+    Bad configuration: the tenant's word on what this brand and user may do (credentials, allowlist, grids,
+    interests). Records Thrive will not take are counted in the action's reply and quarantined, not faulted."""
 
     def __init__(self, what: str, code: str, reason: str) -> None:
         self.what = what
@@ -32,7 +39,7 @@ class ThriveItemNotFound(ThriveFault):
     """The document names something the brand does not have, most often an interest (target group)."""
 
 
-class InterestNotFound(ThriveError):
+class InterestNotFound(ThriveError, BadConfiguration):
     """The interest does not exist in the brand; the AAPI cannot create one, a person must (Thrive UI)."""
 
     def __init__(self, interest: str) -> None:
@@ -43,24 +50,33 @@ class InterestNotFound(ThriveError):
         )
 
 
-class ThriveHTTPError(ThriveError):
-    """An HTTP status that is neither success nor a SOAP fault (wrong endpoint URL, proxy error page...)."""
+class ThriveHTTPError(ThriveError, BadConfiguration):
+    """An HTTP status that is neither success nor a SOAP fault (wrong endpoint URL, proxy error page...).
+
+    Bad configuration: 429 and 5xx are retried by the client and end as `ThriveUnavailable`; what is left
+    (a redirect, 404, 401 from a proxy) is an endpoint that is not the AAPI."""
 
     def __init__(self, what: str, status_code: int, detail: str) -> None:
         self.status_code = status_code
         super().__init__(f"{what}: HTTP {status_code} from the Thrive endpoint (check the connection host): {detail}")
 
 
-class ThriveConfigurationError(ThriveError):
+class ThriveConfigurationError(ThriveError, BadConfiguration):
     """The thrive connection lacks a setting a call needs; retrying cannot help, a person must set it."""
 
 
-class ThriveProtocolError(ThriveError):
-    """The reply is not the document the wire format promises; the message says which part was missing."""
+class ThriveProtocolError(ThriveError, BadConfiguration):
+    """The reply is not the document the wire format promises; the message says which part was missing.
+
+    Bad configuration: the same request gets the same reply again (a torn reply is a transport error, which
+    retries), so the endpoint or the tenant's alternative (compression, grids) is not the one the client expects."""
 
 
-class ThriveActionFailed(ThriveError):
-    """An action answered `ActionStatus/Status` other than success, without a SOAP fault."""
+class ThriveActionFailed(ThriveError, BadConfiguration):
+    """An action answered `ActionStatus/Status` other than success, without a SOAP fault.
+
+    Bad configuration: a refusal of the whole action (not of a few records) comes from the brand's field
+    definitions or the action's settings, which a retry sends unchanged."""
 
     def __init__(self, action: str, status: str, message: str) -> None:
         self.action = action
@@ -68,8 +84,11 @@ class ThriveActionFailed(ThriveError):
         super().__init__(f"{action}: Thrive reported status {status!r}: {message}")
 
 
-class UploadFailed(ThriveError):
-    """A BulkUpload finished in a failed state; its row outcomes are unknown."""
+class UploadFailed(ThriveError, TransientTrouble):
+    """A BulkUpload finished in a failed state; its row outcomes are unknown.
+
+    Transient: Thrive's side of a job failed, and an upload is an upsert, so the retry is safe and usually
+    succeeds; its rows are not the cause (per-row problems are counted, not failed)."""
 
     def __init__(self, upload_id: int, what: str, status: str) -> None:
         self.upload_id = upload_id
@@ -78,7 +97,7 @@ class UploadFailed(ThriveError):
         )
 
 
-class UploadTimeout(ThriveError):
+class UploadTimeout(ThriveError, TransientTrouble):
     """A BulkUpload was still running when the client stopped waiting; it may still complete."""
 
     def __init__(self, upload_id: int, what: str, waited_s: float, status: str) -> None:
@@ -89,9 +108,9 @@ class UploadTimeout(ThriveError):
         )
 
 
-class UnsendableValue(ThriveError):
+class UnsendableValue(ThriveError, BadData):
     """A value holds characters XML 1.0 cannot carry (control characters, lone surrogates)."""
 
 
-class ThriveUnavailable(ThriveError):
+class ThriveUnavailable(ThriveError, TransientTrouble):
     """The endpoint kept failing (429/5xx/dropped connections) until the retry policy gave up."""

@@ -45,6 +45,7 @@ from enum import StrEnum
 
 import httpx
 
+from include.imis_thrive.errors import BadConfiguration
 from include.imis_thrive.http_retry import TransientHTTPError
 from include.imis_thrive.thrive import envelope, parsing
 from include.imis_thrive.thrive.client import (
@@ -634,7 +635,7 @@ def _compression_probe(config: ThriveConfig, transport: httpx.BaseTransport | No
 
 # -- command line ---------------------------------------------------------------------------------------------
 
-class ConnectionUnusable(Exception):
+class ConnectionUnusable(BadConfiguration):
     """The command line or the Airflow connection does not describe a Thrive brand to check."""
 
 

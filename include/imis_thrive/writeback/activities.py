@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from include.imis_thrive.errors import BadData
 from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.reports import render_activities
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
@@ -46,10 +47,11 @@ log = logging.getLogger(__name__)
 REPORT_PREFIX = "reports/activities"
 
 
-class WritebackIncomplete(Exception):
+class WritebackIncomplete(BadData):
     """The run wrote what it could, but events were refused or quarantined, or the write step failed.
 
-    `alert_lines`: what the failure alert lists besides the first line (event keys, contact IDs, iMIS's reasons)."""
+    `alert_lines`: what the failure alert lists besides the first line (event keys, contact IDs, iMIS's reasons).
+    Bad data: raised by `finish_run`, whose retry would report the same events again (the write step retries itself)."""
 
     def __init__(self, message: str, alert_lines: Sequence[str] = ()) -> None:
         super().__init__(message)

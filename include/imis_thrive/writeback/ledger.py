@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from include.imis_thrive.errors import TransientTrouble
 from include.imis_thrive.sync.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,10 @@ HOUR_FORMAT = "%Y%m%dT%H"
 _LOAD_ATTEMPTS = 5
 
 
-class LedgerError(Exception):
-    """The ledger cannot be read consistently; the message names the partition and what to check."""
+class LedgerError(TransientTrouble):
+    """The ledger cannot be read consistently; the message names the partition and what to check.
+
+    Transient: a partition changing under the reader is another writer compacting it; a later try reads it settled."""
 
 
 def ledger_hour(moment: datetime) -> str:

@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from include.imis_thrive.errors import BadConfiguration, TransientTrouble
 from include.imis_thrive.http_retry import AmbiguousWriteError, TransientHTTPError
 from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.errors import ImisRequestError
@@ -72,11 +73,11 @@ class WriteResult:
     attempts: int = 0
 
 
-class ActivitiesRejected(Exception):
+class ActivitiesRejected(BadConfiguration):
     """iMIS refuses the activities themselves (not an unknown contact): the mapping or the type is wrong."""
 
 
-class WriteOutcomeUnknown(Exception):
+class WriteOutcomeUnknown(TransientTrouble):
     """An event's post stayed ambiguous through every attempt and lookup; a retry of the task resolves it."""
 
 

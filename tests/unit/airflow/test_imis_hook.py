@@ -3,6 +3,7 @@ import json
 import pytest
 
 from include.imis_thrive.airflow.hooks.imis import ImisHook
+from include.imis_thrive.errors import BadConnectionSetting
 from include.imis_thrive.imis.tokens import FileTokenStore
 
 
@@ -45,7 +46,14 @@ def test_client_shares_tokens_through_a_file_store(imis_connection, tmp_path):
 
 def test_empty_host_is_a_clear_error(imis_connection):
     imis_connection(host="")
-    with pytest.raises(ValueError, match="imis_default: host"):
+    with pytest.raises(BadConnectionSetting, match="imis_default: host") as raised:
+        ImisHook().get_config()
+    assert (raised.value.conn_id, raised.value.field) == ("imis_default", "host")
+
+
+def test_an_invalid_extra_is_a_bad_connection_setting_naming_it(imis_connection, tmp_path):
+    imis_connection(extra={"page_size": 900, "token_store_dir": str(tmp_path / "tokens")})
+    with pytest.raises(BadConnectionSetting, match=r"connection imis_default: extra page_size is invalid: .*500"):
         ImisHook().get_config()
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from include.imis_thrive.thrive.client import ThriveClient
 from include.imis_thrive.airflow.hooks.thrive import ThriveHook
+from include.imis_thrive.errors import BadConnectionSetting
 
 PASSWORD = "s3cret-thrive-pass"
 
@@ -43,7 +44,14 @@ def test_a_host_without_scheme_gets_https_and_defaults_apply(thrive_connection):
 def test_missing_fields_are_named(thrive_connection):
     thrive_connection(password=None, extra={"brand_name": "B"})
 
-    with pytest.raises(ValueError, match="connection thrive_default: set password, extra brand_id"):
+    with pytest.raises(BadConnectionSetting, match="connection thrive_default: password, extra brand_id must be set"):
+        ThriveHook().get_config()
+
+
+def test_an_invalid_extra_is_a_bad_connection_setting_naming_it(thrive_connection):
+    thrive_connection(extra={"brand_id": "1", "brand_name": "B", "bulk_threshold": -1})
+
+    with pytest.raises(BadConnectionSetting, match="connection thrive_default: extra bulk_threshold is invalid"):
         ThriveHook().get_config()
 
 

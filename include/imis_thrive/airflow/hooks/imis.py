@@ -12,13 +12,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+from pydantic import ValidationError
 
 from include.imis_thrive.airflow.connection_fields import IMIS_EXTRAS, config_names
+from include.imis_thrive.airflow.hooks import invalid_setting
 from include.imis_thrive.airflow.runtime import quiet_request_logs
+from include.imis_thrive.errors import BadConnectionSetting
 
 if TYPE_CHECKING:
     from include.imis_thrive.imis.client import ImisClient, ImisConfig
     from include.imis_thrive.imis.tokens import TokenStore
+
+# ImisConfig's names for the connection's own fields; every other setting is an extra of the same name.
+CONNECTION_FIELDS = {"base_url": "host", "username": "login", "password": "password"}
 
 
 class ImisHook(BaseHook):
@@ -39,11 +45,14 @@ class ImisHook(BaseHook):
         connection = self.get_connection(self.imis_conn_id)
         extra = connection.extra_dejson
         if not connection.host:
-            raise ValueError(f"connection {self.imis_conn_id}: host (the iMIS site URL) is empty")
+            raise BadConnectionSetting(self.imis_conn_id, "host", "(the iMIS site URL) is empty")
         base_url = connection.host if "://" in connection.host else f"https://{connection.host}"
         settings = {key: extra[key] for key in config_names(IMIS_EXTRAS) if extra.get(key) not in (None, "")}
-        return ImisConfig(base_url=base_url, username=connection.login or "", password=connection.password or "",
-                          **settings)
+        try:
+            return ImisConfig(base_url=base_url, username=connection.login or "",
+                              password=connection.password or "", **settings)
+        except ValidationError as invalid:
+            raise invalid_setting(self.imis_conn_id, invalid, CONNECTION_FIELDS) from invalid
 
     def get_client(self) -> "ImisClient":
         from airflow.sdk.log import mask_secret
@@ -64,13 +73,14 @@ class ImisHook(BaseHook):
         if kind == "redis":
             url = extra.get("token_store_url")
             if not url:
-                raise ValueError(f"connection {self.imis_conn_id}: token_store is redis but token_store_url is "
-                                 "empty; set it to the Redis every worker reaches, e.g. redis://redis:6379/2")
+                raise BadConnectionSetting(self.imis_conn_id, "extra token_store_url", "is empty while token_store "
+                                           "is redis: set it to the Redis every worker reaches, e.g. "
+                                           "redis://redis:6379/2")
             from airflow.sdk.log import mask_secret
 
             mask_secret(url)  # a Redis URL may carry a password
             return RedisTokenStore(url)
         if kind != "file":
-            raise ValueError(f"connection {self.imis_conn_id}: token_store must be file or redis, not {kind!r}")
+            raise BadConnectionSetting(self.imis_conn_id, "extra token_store", f"must be file or redis, not {kind!r}")
         default_dir = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "imis_tokens"
         return FileTokenStore(extra.get("token_store_dir") or default_dir)

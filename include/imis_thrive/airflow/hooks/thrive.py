@@ -11,13 +11,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
+from pydantic import ValidationError
 
 from include.imis_thrive.airflow.connection_fields import THRIVE_EXTRAS, config_names
+from include.imis_thrive.airflow.hooks import invalid_setting
 from include.imis_thrive.airflow.runtime import quiet_request_logs
+from include.imis_thrive.errors import BadConnectionSetting
 
 if TYPE_CHECKING:
     from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 
+# ThriveConfig's names for the connection's own fields; every other setting is an extra of the same name.
+CONNECTION_FIELDS = {"endpoint": "host", "user": "login", "password": "password"}
 OPTIONAL_EXTRAS = config_names(THRIVE_EXTRAS)
 
 
@@ -48,12 +53,17 @@ class ThriveHook(BaseHook):
                     ("extra brand_id", extra.get("brand_id")), ("extra brand_name", extra.get("brand_name")))
         missing = [name for name, value in required if not value]
         if missing:
-            raise ValueError(f"connection {self.thrive_conn_id}: set {', '.join(missing)}")
+            raise BadConnectionSetting(self.thrive_conn_id, ", ".join(missing), "must be set")
         endpoint = connection.host if "://" in connection.host else f"https://{connection.host}"
         settings = {key: extra[key] for key in OPTIONAL_EXTRAS if extra.get(key) not in (None, "")}
-        return ThriveConfig(endpoint=endpoint, brand_id=str(extra["brand_id"]), brand_name=str(extra["brand_name"]),
-                            user=connection.login, password=connection.password,
-                            status_email_recipients=recipients_of(extra.get("status_email_recipients")), **settings)
+        try:
+            return ThriveConfig(endpoint=endpoint, brand_id=str(extra["brand_id"]),
+                                brand_name=str(extra["brand_name"]), user=connection.login,
+                                password=connection.password,
+                                status_email_recipients=recipients_of(extra.get("status_email_recipients")),
+                                **settings)
+        except ValidationError as invalid:
+            raise invalid_setting(self.thrive_conn_id, invalid, CONNECTION_FIELDS) from invalid
 
     def get_client(self) -> ThriveClient:
         from airflow.sdk.log import mask_secret

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from include.imis_thrive.errors import BadConfiguration, TransientTrouble
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -40,11 +42,11 @@ SLACK_RETRIES = 2  # per kind of trouble (connection, 429, 500/503): a callback 
 _WHITESPACE = re.compile(r"\s+")
 
 
-class AlertConfigError(ValueError):
+class AlertConfigError(BadConfiguration, ValueError):
     """An alert channel is configured in a way no message can be sent through; names the Variable to fix."""
 
 
-class AlertDeliveryFailed(RuntimeError):
+class AlertDeliveryFailed(TransientTrouble, RuntimeError):
     """A channel did not take the alert; the message names the channel, never a webhook URL or token."""
 
 
