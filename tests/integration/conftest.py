@@ -28,5 +28,5 @@ def imis_server(imis_sandbox: ImisSandbox) -> Iterator[SandboxServer]:
     """`imis_sandbox` served over real HTTP on 127.0.0.1 (port 0: a free one); `.url` is its base URL."""
     with SandboxServer(imis_sandbox.app, port=0) as server:
         yield server
-from tests.integration.thrive_fixtures import *  # noqa: F401,F403
+from tests.integration.thrive_fixtures import *  # noqa: F403
 

@@ -16,8 +16,8 @@ from enum import StrEnum
 import pandas as pd
 
 from include.imis_thrive.thrive.engagement import FLAG_LOOKBACK, FLAG_OF_KIND, grids_for_window
-from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.grids import DERIVED_KINDS, Grid
+from include.imis_thrive.thrive.kinds import EngagementKind
 from sandbox.thrive_app import ThriveSandbox
 from sandbox.thrive_engagement import GeneratedEngagement
 

@@ -7,15 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sandbox.airflow_settings import load_settings
 from include.imis_thrive.http_retry import RetryPolicy
 from include.imis_thrive.imis.client import ImisClient, ImisConfig
 from include.imis_thrive.imis.tokens import MemoryTokenStore
+from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from sandbox.__main__ import build_sandboxes
+from sandbox.airflow_settings import load_settings
 from sandbox.imis_app import ImisSandbox
 from sandbox.server import SandboxServer
 from sandbox.thrive_app import ThriveSandbox
-from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 
 
 @dataclass

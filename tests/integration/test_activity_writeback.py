@@ -21,17 +21,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from sandbox.airflow_settings import load_settings
 from include.imis_thrive.http_retry import RetryPolicy
 from include.imis_thrive.imis.client import ImisClient, ImisConfig
 from include.imis_thrive.imis.tokens import MemoryTokenStore
-from sandbox.__main__ import build_sandboxes
-from sandbox.faults import FaultConfig
-from sandbox.imis_app import ImisSandbox
-from sandbox.server import SandboxServer
-from sandbox.thrive_app import ThriveSandbox
-from sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
-from sandbox.thrive_store import UploadRow
 from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
@@ -40,6 +32,14 @@ from include.imis_thrive.thrive.errors import ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.activities import WritebackIncomplete, finish_run, write_activities
 from include.imis_thrive.writeback.activity_map import plan_activity
+from sandbox.__main__ import build_sandboxes
+from sandbox.airflow_settings import load_settings
+from sandbox.faults import FaultConfig
+from sandbox.imis_app import ImisSandbox
+from sandbox.server import SandboxServer
+from sandbox.thrive_app import ThriveSandbox
+from sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
+from sandbox.thrive_store import UploadRow
 from tests.integration.engagement_expectations import (
     GRID_KINDS,
     Source,

@@ -15,8 +15,6 @@ import pytest
 from pydantic import SecretStr
 
 from include.imis_thrive.http_retry import RetryPolicy
-from sandbox.server import SandboxServer
-from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from include.imis_thrive.thrive.client import ThriveConfig
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.thrive.tenant_check import (
@@ -29,6 +27,8 @@ from include.imis_thrive.thrive.tenant_check import (
     TenantReport,
     check_tenant,
 )
+from sandbox.server import SandboxServer
+from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 from tests.integration.thrive_fixtures import THRIVE_INTERESTS, THRIVE_PASSWORD, THRIVE_USER
 
 pytestmark = pytest.mark.integration

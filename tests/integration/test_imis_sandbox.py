@@ -18,6 +18,7 @@ from include.imis_thrive.imis.iqa_package import (
 from sandbox.faults import FaultConfig
 from sandbox.imis_app import DENIED, EVERYONE_ACCESS_ID, ImisSandbox, ImisSandboxConfig
 from sandbox.server import SandboxServer
+
 pytestmark = pytest.mark.integration
 
 CONTACTS = CONTACTS_IQA.path

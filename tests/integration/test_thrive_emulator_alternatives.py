@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from include.imis_thrive.thrive.client import ThriveClient
+from include.imis_thrive.thrive.grids import Grid
+from include.imis_thrive.thrive.models import Subscriber
 from sandbox.server import SandboxServer
 from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
-from include.imis_thrive.thrive.client import ThriveClient
-from include.imis_thrive.thrive.models import Subscriber
-from include.imis_thrive.thrive.grids import Grid
 from tests.integration.thrive_fixtures import THRIVE_INTERESTS, THRIVE_PASSWORD, THRIVE_USER
 
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from include.imis_thrive.http_retry import RetryPolicy
+from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from sandbox.server import SandboxServer
 from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
-from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 
 THRIVE_USER = "hl_api_user"
 THRIVE_PASSWORD = "sandbox-thrive-password"

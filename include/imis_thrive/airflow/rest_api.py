@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -230,7 +230,7 @@ class AirflowApiClient:
 
 def manual_run_id(now: datetime | None = None) -> str:
     """Airflow's own shape for manual run ids, made here so a retried trigger cannot create a second run."""
-    return f"manual__{(now or datetime.now(timezone.utc)).isoformat(timespec='microseconds')}"
+    return f"manual__{(now or datetime.now(UTC)).isoformat(timespec='microseconds')}"
 
 
 def target_group_conf(target_group: str, dry_run: bool) -> dict[str, Any]:

@@ -96,7 +96,7 @@ class ImisClient:
         self.calls = 0
         self._calls_lock = threading.Lock()
 
-    def __enter__(self) -> "ImisClient":
+    def __enter__(self) -> ImisClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

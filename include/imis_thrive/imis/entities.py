@@ -23,7 +23,7 @@ class DocumentSummary:
     status: str | None = None
 
     @classmethod
-    def from_entity(cls, data: Mapping[str, Any]) -> "DocumentSummary":
+    def from_entity(cls, data: Mapping[str, Any]) -> DocumentSummary:
         return cls(document_id=str(data.get("DocumentId", "")), document_type=str(data.get("DocumentTypeId", "")),
                    path=str(data.get("Path", "")), name=str(data.get("Name", "")), status=data.get("Status"))
 

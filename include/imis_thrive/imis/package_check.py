@@ -301,6 +301,7 @@ def _connection_client(conn_id: str) -> ImisClient:
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")  # the report, not Airflow's chatter
     from airflow.sdk.exceptions import AirflowNotFoundException
+
     from include.imis_thrive.airflow.hooks.imis import ImisHook
 
     try:

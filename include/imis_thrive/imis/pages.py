@@ -24,7 +24,7 @@ class Page:
     next_offset: int
 
     @classmethod
-    def from_envelope(cls, body: Mapping[str, Any], requested_offset: int) -> "Page":
+    def from_envelope(cls, body: Mapping[str, Any], requested_offset: int) -> Page:
         items = body.get("Items")
         rows = list(items.get("$values") or []) if isinstance(items, Mapping) else list(items or [])
         count = int(body.get("Count", len(rows)))

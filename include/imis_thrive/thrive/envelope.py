@@ -62,7 +62,7 @@ def _envelope(wrapper: str, inner: str, document: str) -> bytes:
     return (
         f'<s:Envelope xmlns:s="{SOAP_NAMESPACE}"><s:Body><{wrapper} xmlns="{NAMESPACE}">'
         f"<{inner}>{escape(document)}</{inner}></{wrapper}></s:Body></s:Envelope>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def request_envelope(document: str) -> bytes:

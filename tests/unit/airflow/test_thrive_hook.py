@@ -3,9 +3,9 @@ import logging
 
 import pytest
 
-from include.imis_thrive.thrive.client import ThriveClient
 from include.imis_thrive.airflow.hooks.thrive import ThriveHook
 from include.imis_thrive.errors import BadConnectionSetting
+from include.imis_thrive.thrive.client import ThriveClient
 
 PASSWORD = "s3cret-thrive-pass"
 

@@ -11,10 +11,10 @@ from include.imis_thrive.imis.iqa_package import (
     MAILING_LISTS_FOLDER,
     PANEL_FIELDS_IQA,
     PERSONALIZATION_ALIASES,
+    ImisDataType,
     IqaColumn,
     IqaDefinition,
     IqaFilter,
-    ImisDataType,
     list_iqa_definition,
     package_mismatches,
 )

@@ -14,10 +14,10 @@ from include.imis_thrive.imis.iqa_package import (
     MAILING_LISTS_FOLDER,
     PANEL_FIELDS_IQA,
     ROOT_FOLDER,
+    ImisDataType,
     IqaColumn,
     IqaDefinition,
     IqaFilter,
-    ImisDataType,
     list_iqa_definition,
 )
 from include.imis_thrive.imis.package_check import (

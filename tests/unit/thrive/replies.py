@@ -14,7 +14,7 @@ def response_envelope(document: str) -> bytes:
     """A `PostInformzMessage` reply carrying `document` as escaped text (WCF's default wrapper names)."""
     return (f'<s:Envelope xmlns:s="{SOAP_NAMESPACE}"><s:Body><PostInformzMessageResponse xmlns="{NAMESPACE}">'
             f"<PostInformzMessageResult>{escape(document)}</PostInformzMessageResult></PostInformzMessageResponse>"
-            "</s:Body></s:Envelope>").encode("utf-8")
+            "</s:Body></s:Envelope>").encode()
 
 
 def fault_envelope(code: str, reason: str) -> bytes:
@@ -22,4 +22,4 @@ def fault_envelope(code: str, reason: str) -> bytes:
     return (f'<s:Envelope xmlns:s="{SOAP_NAMESPACE}"><s:Body><s:Fault><faultcode>s:Client</faultcode>'
             f'<faultstring xml:lang="en-US">{escape(reason)}</faultstring><detail>'
             f'<InformzAAPIFault xmlns="{NAMESPACE}"><Code>{escape(code)}</Code><Reason>{escape(reason)}</Reason>'
-            "</InformzAAPIFault></detail></s:Fault></s:Body></s:Envelope>").encode("utf-8")
+            "</InformzAAPIFault></detail></s:Fault></s:Body></s:Envelope>").encode()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 from pydantic import ValidationError
@@ -39,7 +39,7 @@ class ImisHook(BaseHook):
         super().__init__()
         self.imis_conn_id = imis_conn_id
 
-    def get_config(self) -> "ImisConfig":
+    def get_config(self) -> ImisConfig:
         from include.imis_thrive.imis.client import ImisConfig
 
         connection = self.get_connection(self.imis_conn_id)
@@ -54,7 +54,7 @@ class ImisHook(BaseHook):
         except ValidationError as invalid:
             raise invalid_setting(self.imis_conn_id, invalid, CONNECTION_FIELDS) from invalid
 
-    def get_client(self) -> "ImisClient":
+    def get_client(self) -> ImisClient:
         from airflow.sdk.log import mask_secret
 
         from include.imis_thrive.imis.client import ImisClient
@@ -64,7 +64,7 @@ class ImisHook(BaseHook):
         quiet_request_logs()
         return ImisClient(config, token_store=self.token_store(), on_token=mask_secret)
 
-    def token_store(self) -> "TokenStore":
+    def token_store(self) -> TokenStore:
         """Where the bearer token lives: a folder on this machine, or Redis for every worker of a deployment."""
         from include.imis_thrive.imis.tokens import FileTokenStore, RedisTokenStore
 
