@@ -150,10 +150,11 @@ def subscribe_counts(response: ET.Element, what: str) -> tuple[int, int]:
     if status != "success":
         raise ThriveActionFailed("Subscribe", status, message)
     counts = [parsing.descendant_text(response, name) for name in ("NewSubscriberCount", "PreviousSubscriberCount")]
-    if not all(count is not None and count.strip().isdigit() for count in counts):
+    numbers = [int(count) for count in counts if count is not None and count.strip().isdigit()]
+    if len(numbers) != len(counts):
         raise ThriveProtocolError(f"{what}: the Subscribe reply carries no NewSubscriberCount and "
                                   f"PreviousSubscriberCount (got {counts})")
-    new, previous = (int(count) for count in counts)
+    new, previous = numbers
     return new, previous
 
 
@@ -357,12 +358,12 @@ class ThriveClient:
         rows = self.iter_grid(Grid.MAILING_INSTANCE, "mailing_instance_id",
                               (Condition.single("mailing_date", Comparator.GTE, since),),
                               MAILED_GROUP_FIELDS)
-        return {int(row["target_group_id"]) for row in rows if (row.get("target_group_id") or "").strip().isdigit()}
+        return _ids(row.get("target_group_id") for row in rows)
 
     def _recently_used_group_ids(self, since: datetime) -> set[int]:
         rows = self.iter_grid(Grid.TARGET_GROUP_COUNTS, "id", (Condition.single("last_used_date", Comparator.GTE, since),),
                               GROUP_USE_FIELDS)
-        return {int(row["id"]) for row in rows if (row.get("id") or "").strip().isdigit()}
+        return _ids(row.get("id") for row in rows)
 
     def require_interest(self, name: str) -> Interest:
         """The live interest of that name (compared case-insensitively, as Thrive compares values).
@@ -539,3 +540,7 @@ class ThriveClient:
             self._sleep(self.config.poll_interval_s)
             slept += self.config.poll_interval_s
 
+
+def _ids(values: Iterable[str | None]) -> set[int]:
+    """The numeric ids among grid cells (an empty or non-numeric cell names no group)."""
+    return {int(value) for value in values if value is not None and value.strip().isdigit()}

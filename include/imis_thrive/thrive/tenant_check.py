@@ -515,9 +515,9 @@ def check_tenant(config: ThriveConfig, list_names: Sequence[str] | None = None, 
         try:
             first = _count_grid(client, uses[0])
         except ThriveCredentialsError as refused:
-            return _replace(report, credentials=credentials_problem(refused), credentials_code=refused.code)
+            return replace(report, credentials=credentials_problem(refused), credentials_code=refused.code)
         except (ThriveError, TransientHTTPError, httpx.TransportError) as failure:
-            return _replace(report, unreachable=f"the endpoint {config.endpoint} cannot be used: {failure}; check "
+            return replace(report, unreachable=f"the endpoint {config.endpoint} cannot be used: {failure}; check "
                                                 "the thrive connection's host (the full AAPI URL)")
         counted = [first] + [_count_grid(client, use) for use in uses[1:]]
         startrow = _startrow(client, counted, config.startrow_base)
@@ -531,15 +531,11 @@ def check_tenant(config: ThriveConfig, list_names: Sequence[str] | None = None, 
     elif isinstance(interests, str):
         target_groups = TargetGroupCheck(not_checked=f"Thrive's target groups could not be read: {interests}")
     else:
-        target_groups = missing_target_groups(list_names, interests)
-    report = _replace(report, startrow=startrow, fault_shape=shape, fault_code=code, compression=compression,
-                      compression_detail=detail, grids=checks, target_groups=target_groups)
+        target_groups = missing_target_groups(list_names, interests or [])
+    report = replace(report, startrow=startrow, fault_shape=shape, fault_code=code, compression=compression,
+                     compression_detail=detail, grids=checks, target_groups=target_groups)
     log.info("Thrive tenant check of %s: %d grids, %d problems", config.endpoint, len(checks), len(report.problems))
     return report
-
-
-def _replace(report: TenantReport, **changes: object) -> TenantReport:
-    return replace(report, **changes)
 
 
 def _count_grid(client: ThriveClient, use: GridUse) -> GridCheck:

@@ -52,7 +52,7 @@ class ThriveHook(BaseHook):
         required = (("host", connection.host), ("login", connection.login), ("password", connection.password),
                     ("extra brand_id", extra.get("brand_id")), ("extra brand_name", extra.get("brand_name")))
         missing = [name for name, value in required if not value]
-        if missing:
+        if missing or not connection.host:
             raise BadConnectionSetting(self.thrive_conn_id, ", ".join(missing), "must be set")
         endpoint = connection.host if "://" in connection.host else f"https://{connection.host}"
         settings = {key: extra[key] for key in OPTIONAL_EXTRAS if extra.get(key) not in (None, "")}
