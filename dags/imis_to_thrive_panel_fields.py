@@ -67,7 +67,7 @@ def imis_to_thrive_panel_fields():
         from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
         with ImisHook().get_client() as imis, bad_data_fails_without_retry():
-            return panel_fields.extract_panel_fields(imis, snapshot_store(), run_id)
+            return panel_fields.extract_panel_fields(imis, snapshot_store(), run_id).to_xcom()
 
     @task
     def upsert_panel_fields(extracted: dict, params: dict, run_id: str | None = None) -> dict:
@@ -76,25 +76,28 @@ def imis_to_thrive_panel_fields():
 
         from include.imis_thrive.sync import panel_fields
         from include.imis_thrive.sync.guard import MassChangeLimits
+        from include.imis_thrive.sync.results import PanelExtract
         from include.imis_thrive.airflow.runtime import snapshot_store
 
         limits = MassChangeLimits(max_changed_share=params["max_changed_share"])
         with ThriveHook().get_client() as thrive:
             return panel_fields.upsert_panel_fields(
-                thrive, snapshot_store(), extracted, run_id, dry_run=params["dry_run"],
-                override=params["allow_mass_change"], limits=limits)
+                thrive, snapshot_store(), PanelExtract.from_xcom(extracted), run_id, dry_run=params["dry_run"],
+                override=params["allow_mass_change"], limits=limits).to_xcom()
 
     @task(outlets=[THRIVE_PANEL_FIELDS])
     def finish_run(extracted: dict, upserted: dict, run_id: str | None = None) -> dict:
         """The run report next to the snapshots; fails the run if the mass-change guard stopped the load."""
         from include.imis_thrive import reports
         from include.imis_thrive.sync import panel_fields
+        from include.imis_thrive.sync.results import PanelExtract, PanelUpsert
         from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
+        extract, upsert = PanelExtract.from_xcom(extracted), PanelUpsert.from_xcom(upserted)
         with bad_data_fails_without_retry():
-            summary = panel_fields.finish_run(snapshot_store(), run_id, extracted, upserted)
-        get_current_context()["outlet_events"][THRIVE_PANEL_FIELDS].extra = reports.panel_figures(extracted, upserted)
-        return summary
+            summary = panel_fields.finish_run(snapshot_store(), run_id, extract, upsert)
+        get_current_context()["outlet_events"][THRIVE_PANEL_FIELDS].extra = reports.panel_figures(extract, upsert)
+        return summary.to_xcom()
 
     extracted = extract_panel_fields()
     finish_run(extracted, upsert_panel_fields(extracted))

@@ -79,20 +79,23 @@ def thrive_to_imis_activities():
         with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive, bad_data_fails_without_retry():
             return activities.write_activities(imis, thrive, snapshot_store(), data_interval_start,
                                                data_interval_end, kinds=kinds,
-                                               retry_stuck=bool(params.get("retry_stuck")))
+                                               retry_stuck=bool(params.get("retry_stuck"))).to_xcom()
 
     @task(trigger_rule="all_done", outlets=[IMIS_HLOGIC_ACTIVITIES])
     def finish_run(run_id: str | None = None, data_interval_start=None, data_interval_end=None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if iMIS refused events or the write failed."""
         from include.imis_thrive import reports
         from include.imis_thrive.writeback import activities
+        from include.imis_thrive.writeback.results import ActivityWriteback
         from include.imis_thrive.airflow.runtime import bad_data_fails_without_retry, snapshot_store
 
-        written = ti.xcom_pull(task_ids="write_activities", default=None)
+        pulled = ti.xcom_pull(task_ids="write_activities", default=None)
+        written = pulled and ActivityWriteback.from_xcom(pulled)
         with bad_data_fails_without_retry():
             report = activities.finish_run(snapshot_store(), run_id, data_interval_start, data_interval_end, written)
-        get_current_context()["outlet_events"][IMIS_HLOGIC_ACTIVITIES].extra = reports.activity_figures(written)
-        return report
+        figures = reports.activity_figures(report.writeback)
+        get_current_context()["outlet_events"][IMIS_HLOGIC_ACTIVITIES].extra = figures
+        return report.to_xcom()
 
     write_activities() >> finish_run()
 

@@ -49,7 +49,7 @@ class World(SandboxPair):
                                             override=override, limits=MassChangeLimits())
         summary = sync.finish_run(self.store, run_id, extracted, upserted)
         report = self.store.read_json(sync.report_key(run_id))
-        assert summary["report"].endswith(f"{sync.report_key(run_id)}.json") and summary["sent"] == upserted["sent"]
+        assert summary.report.endswith(f"{sync.report_key(run_id)}.json") and summary.sent == upserted.sent
         return report
 
     def subscribe_writes(self) -> int:

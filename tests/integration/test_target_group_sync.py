@@ -37,11 +37,8 @@ class World(SandboxPair):
                                       dry_run=options.get("dry_run", False),
                                       full_resync=options.get("full_resync", False),
                                       override=options.get("override", False))
-        loads = {}
-        for plan in plans:
-            if plan["status"] == "ready":
-                loads[plan["group"]] = sync.load_target_group(self.thrive, self.store, plan, run_id,
-                                                              dry_run=options.get("dry_run", False))
+        loads = [sync.load_target_group(self.thrive, self.store, plan, run_id, dry_run=options.get("dry_run", False))
+                 for plan in plans if plan.ready]
         sync.finish_run(self.store, run_id, plans, contacts, upsert, loads)
         return self.store.read_json(f"reports/target_groups/{snapshot_name(run_id)}")
 
