@@ -125,7 +125,7 @@ def run_one(rows: int) -> None:
         )
         timed("snapshot commit (pointer + prune)", figures, lambda: store.commit(handle))
         timed("snapshot read", figures, lambda: store.read("contacts"))
-        size = store.fs.size(store._path(handle.key))
+        size = store.size(handle)
 
     core = figures["validate"] + figures["map to Thrive fields"] + figures["diff vs previous snapshot"]
     print(f"\n== {rows:,} contacts ==")

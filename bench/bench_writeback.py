@@ -27,6 +27,7 @@ from include.imis_thrive.imis.tokens import MemoryTokenStore
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.writeback.activities import write_activities
+from include.imis_thrive.writeback.results import ActivityWriteback
 
 START = datetime(2026, 3, 8, 6, tzinfo=UTC)
 END = START + timedelta(hours=1)
@@ -51,7 +52,7 @@ def serve(subscribers: int, events: int, pipe: Connection) -> None:
         pipe.recv()
 
 
-def run(imis_url: str, thrive_url: str, store: SnapshotStore, threads: int) -> dict:
+def run(imis_url: str, thrive_url: str, store: SnapshotStore, threads: int) -> ActivityWriteback:
     imis = ImisClient(ImisConfig(base_url=imis_url, username="hl_integration", password="sandbox-imis-password",
                                  timezone="America/New_York", max_concurrency=threads),
                       token_store=MemoryTokenStore())
@@ -77,10 +78,10 @@ def main() -> None:
         store = SnapshotStore(tempfile.mkdtemp(prefix="bench-writeback-"))
         for label in ("first run", "second run"):
             report = run(imis_url, thrive_url, store, args.threads)
-            read, written = sum(report["read"].values()), sum(report["written"].values())
-            print(f"{label}: {report['seconds']:.1f}s, {read:,} events read, {written:,} activities written "
-                  f"({written / report['seconds']:,.0f}/s), {sum(report['already_written'].values()):,} already "
-                  f"written, {report['imis_calls']:,} iMIS and {report['thrive_calls']:,} Thrive calls, "
+            read, written = sum(report.read.values()), sum(report.written.values())
+            print(f"{label}: {report.seconds:.1f}s, {read:,} events read, {written:,} activities written "
+                  f"({written / report.seconds:,.0f}/s), {sum(report.already_written.values()):,} already "
+                  f"written, {report.imis_calls:,} iMIS and {report.thrive_calls:,} Thrive calls, "
                   f"{args.threads} threads")
         held = httpx.get(f"{imis_url}/_sandbox").json()["activities"]
         print(f"iMIS holds {held:,} activities; peak RSS of the writer process "

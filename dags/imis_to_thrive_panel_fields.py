@@ -38,7 +38,6 @@ from include.imis_thrive.airflow.assets import THRIVE_PANEL_FIELDS
 from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
 
 
-
 @dag(
     schedule="0 2 * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="America/New_York"),
@@ -66,7 +65,7 @@ def imis_to_thrive_panel_fields():
         from include.imis_thrive.sync import panel_fields
 
         with retry_by_error_kind(), ImisHook().get_client() as imis:
-            return panel_fields.extract_panel_fields(imis, snapshot_store(), run_id)
+            return panel_fields.extract_panel_fields(imis, snapshot_store(), run_id).to_xcom()
 
     @task
     def upsert_panel_fields(extracted: dict, params: dict, run_id: str | None = None) -> dict:
@@ -75,12 +74,13 @@ def imis_to_thrive_panel_fields():
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import panel_fields
         from include.imis_thrive.sync.guard import MassChangeLimits
+        from include.imis_thrive.sync.results import PanelExtract
 
         limits = MassChangeLimits(max_changed_share=params["max_changed_share"])
         with retry_by_error_kind(), ThriveHook().get_client() as thrive:
             return panel_fields.upsert_panel_fields(
-                thrive, snapshot_store(), extracted, run_id, dry_run=params["dry_run"],
-                override=params["allow_mass_change"], limits=limits)
+                thrive, snapshot_store(), PanelExtract.from_xcom(extracted), run_id, dry_run=params["dry_run"],
+                override=params["allow_mass_change"], limits=limits).to_xcom()
 
     @task(outlets=[THRIVE_PANEL_FIELDS])
     def finish_run(extracted: dict, upserted: dict, run_id: str | None = None) -> dict:
@@ -88,12 +88,14 @@ def imis_to_thrive_panel_fields():
         from include.imis_thrive import reports
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import panel_fields
+        from include.imis_thrive.sync.results import PanelExtract, PanelUpsert
 
         with retry_by_error_kind():
-            summary = panel_fields.finish_run(snapshot_store(), run_id, extracted, upserted)
+            extract, upsert = PanelExtract.from_xcom(extracted), PanelUpsert.from_xcom(upserted)
+            summary = panel_fields.finish_run(snapshot_store(), run_id, extract, upsert)
             outlet = get_current_context()["outlet_events"][THRIVE_PANEL_FIELDS]
-            outlet.extra = reports.panel_figures(extracted, upserted)
-            return summary
+            outlet.extra = reports.panel_figures(extract, upsert)
+            return summary.to_xcom()
 
     extracted = extract_panel_fields()
     finish_run(extracted, upsert_panel_fields(extracted))

@@ -38,7 +38,6 @@ from include.imis_thrive.airflow.assets import THRIVE_CONTACTS, THRIVE_TARGET_GR
 from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
 
 
-
 @dag(
     schedule="@hourly",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -79,7 +78,7 @@ def imis_to_thrive_target_groups():
             with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
                 groups = target_groups.discover_target_groups(imis, thrive, only=params["target_group"],
                                                               campaign_only=campaign_only)
-            return [group.as_dict() for group in groups]
+            return [group.to_xcom() for group in groups]
 
     @task(pool="imis_api")
     def extract_contacts(run_id: str | None = None) -> dict:
@@ -89,7 +88,7 @@ def imis_to_thrive_target_groups():
         from include.imis_thrive.sync import target_groups
 
         with retry_by_error_kind(), ImisHook().get_client() as imis:
-            return target_groups.extract_contacts(imis, snapshot_store(), run_id)
+            return target_groups.extract_contacts(imis, snapshot_store(), run_id).to_xcom()
 
     @task(pool="imis_api", map_index_template="{{ target_group }}")
     def plan_target_group(group: dict, contacts: dict, params: dict, run_id: str | None = None) -> dict:
@@ -99,14 +98,16 @@ def imis_to_thrive_target_groups():
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
         from include.imis_thrive.sync.guard import MassChangeLimits
+        from include.imis_thrive.sync.results import ContactsExtract, TargetGroup
 
         get_current_context()["target_group"] = group["name"]
         with retry_by_error_kind():
             limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
             with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
                 return target_groups.plan_target_group(
-                    imis, thrive, snapshot_store(), target_groups.TargetGroup.from_dict(group), contacts, run_id,
-                    full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
+                    imis, thrive, snapshot_store(), TargetGroup.from_xcom(group), ContactsExtract.from_xcom(contacts),
+                    run_id, full_resync=params["full_resync"], override=params["allow_mass_change"],
+                    limits=limits).to_xcom()
 
     @task(outlets=[THRIVE_CONTACTS])
     def upsert_contacts(contacts: dict, plans: list[dict], params: dict, run_id: str | None = None) -> dict:
@@ -116,16 +117,19 @@ def imis_to_thrive_target_groups():
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
         from include.imis_thrive.sync.guard import MassChangeLimits
+        from include.imis_thrive.sync.results import ContactsExtract, TargetGroupPlan
 
         with retry_by_error_kind():
             limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
+            extracted = ContactsExtract.from_xcom(contacts)
             with ThriveHook().get_client() as thrive:
                 upserted = target_groups.upsert_contacts(
-                    thrive, snapshot_store(), contacts, list(plans), run_id, dry_run=params["dry_run"],
-                    full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits)
+                    thrive, snapshot_store(), extracted, [TargetGroupPlan.from_xcom(plan) for plan in plans], run_id,
+                    dry_run=params["dry_run"], full_resync=params["full_resync"],
+                    override=params["allow_mass_change"], limits=limits)
             outlet = get_current_context()["outlet_events"][THRIVE_CONTACTS]
-            outlet.extra = reports.contacts_figures(contacts, upserted)
-            return upserted
+            outlet.extra = reports.contacts_figures(extracted, upserted)
+            return upserted.to_xcom()
 
     @task(map_index_template="{{ target_group }}", outlets=[THRIVE_TARGET_GROUPS])
     def load_target_group(plan: dict, params: dict, run_id: str | None = None) -> dict:
@@ -134,30 +138,37 @@ def imis_to_thrive_target_groups():
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
+        from include.imis_thrive.sync.results import TargetGroupPlan
 
         context = get_current_context()
-        context["target_group"] = plan["group"]
         with retry_by_error_kind():
+            planned = TargetGroupPlan.from_xcom(plan)
+            context["target_group"] = planned.group
             with ThriveHook().get_client() as thrive:
-                loaded = target_groups.load_target_group(thrive, snapshot_store(), plan, run_id,
+                loaded = target_groups.load_target_group(thrive, snapshot_store(), planned, run_id,
                                                          dry_run=params["dry_run"])
             if not params["dry_run"]:
                 context["outlet_events"][THRIVE_TARGET_GROUPS].add(
-                    target_group_asset(plan["group"]), extra=reports.target_group_figures(plan, loaded))
-            return loaded
+                    target_group_asset(planned.group), extra=reports.target_group_figures(planned, loaded))
+            return loaded.to_xcom()
 
     @task(trigger_rule="all_done")
     def finish_run(run_id: str | None = None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if any list was skipped or blocked."""
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
+        from include.imis_thrive.sync.results import ContactsExtract, ContactsUpsert, TargetGroupLoad, TargetGroupPlan
 
         with retry_by_error_kind():
-            plans = _mapped_results(ti.xcom_pull(task_ids="plan_target_group", default=None))
-            loads = _mapped_results(ti.xcom_pull(task_ids="load_target_group", default=None))
+            plans = [TargetGroupPlan.from_xcom(plan)
+                     for plan in _mapped_results(ti.xcom_pull(task_ids="plan_target_group", default=None))]
+            loads = [TargetGroupLoad.from_xcom(load)
+                     for load in _mapped_results(ti.xcom_pull(task_ids="load_target_group", default=None))]
+            contacts = ti.xcom_pull(task_ids="extract_contacts", default=None)
+            upserted = ti.xcom_pull(task_ids="upsert_contacts", default=None)
             return target_groups.finish_run(
-                snapshot_store(), run_id, plans, ti.xcom_pull(task_ids="extract_contacts", default=None),
-                ti.xcom_pull(task_ids="upsert_contacts", default=None), {load["group"]: load for load in loads})
+                snapshot_store(), run_id, plans, contacts and ContactsExtract.from_xcom(contacts),
+                upserted and ContactsUpsert.from_xcom(upserted), loads).to_xcom()
 
     def _mapped_results(pulled) -> list[dict]:
         """A mapped task's XComs: a list, or the bare value when only one instance ran; failed ones missing."""

@@ -77,7 +77,7 @@ def thrive_to_imis_activities():
         with retry_by_error_kind(), ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
             return activities.write_activities(imis, thrive, snapshot_store(), data_interval_start,
                                                data_interval_end, kinds=kinds,
-                                               retry_stuck=bool(params.get("retry_stuck")))
+                                               retry_stuck=bool(params.get("retry_stuck"))).to_xcom()
 
     @task(trigger_rule="all_done", outlets=[IMIS_HLOGIC_ACTIVITIES])
     def finish_run(run_id: str | None = None, data_interval_start=None, data_interval_end=None, ti=None) -> dict:
@@ -85,12 +85,15 @@ def thrive_to_imis_activities():
         from include.imis_thrive import reports
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.writeback import activities
+        from include.imis_thrive.writeback.results import ActivityWriteback
 
         with retry_by_error_kind():
-            written = ti.xcom_pull(task_ids="write_activities", default=None)
+            pulled = ti.xcom_pull(task_ids="write_activities", default=None)
+            written = pulled and ActivityWriteback.from_xcom(pulled)
             report = activities.finish_run(snapshot_store(), run_id, data_interval_start, data_interval_end, written)
-            get_current_context()["outlet_events"][IMIS_HLOGIC_ACTIVITIES].extra = reports.activity_figures(written)
-            return report
+            figures = reports.activity_figures(report.writeback)
+            get_current_context()["outlet_events"][IMIS_HLOGIC_ACTIVITIES].extra = figures
+            return report.to_xcom()
 
     write_activities() >> finish_run()
 

@@ -19,7 +19,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from include.imis_thrive.step_result import StepResult
+from include.imis_thrive.sync.results import PanelFieldsReport, TargetGroupsReport
 from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.writeback.results import ActivitiesReport
 from sandbox.__main__ import RunningSandboxes, running_sandboxes
 from sandbox.airflow_settings import PROJECT_ROOT, load_settings
 
@@ -111,43 +114,42 @@ def _run_dag(number: int, dag_id: str, logical_date: datetime | None, workdir: P
     return row
 
 
-REPORT_FOLDERS = {"imis_to_thrive_target_groups": "reports/target_groups",
-                  "imis_to_thrive_panel_fields": "reports/panel_fields",
-                  "thrive_to_imis_activities": "reports/activities"}
+REPORTS: dict[str, tuple[str, type[StepResult]]] = {
+    "imis_to_thrive_target_groups": ("reports/target_groups", TargetGroupsReport),
+    "imis_to_thrive_panel_fields": ("reports/panel_fields", PanelFieldsReport),
+    "thrive_to_imis_activities": ("reports/activities", ActivitiesReport),
+}
 
 
-def _newest_report(store: SnapshotStore, dag_id: str) -> dict[str, Any] | None:
-    """The JSON report of the DAG's latest run (each run also leaves a readable `.md` beside it)."""
-    folder = REPORT_FOLDERS[dag_id]
-    reports = store.fs.glob(store._path(f"{folder}/*.json"))
-    if not reports:
-        return None
-    newest = max(reports, key=lambda path: store.fs.info(path).get("mtime") or 0)
-    return store.read_json(f"{folder}/{Path(newest).stem}")
+def _newest_report(store: SnapshotStore, dag_id: str) -> Any:
+    """The JSON report of the DAG's latest run, typed (each run also leaves a readable `.md` beside it)."""
+    folder, model = REPORTS[dag_id]
+    name = store.newest_name(folder)
+    document = store.read_json(f"{folder}/{name}") if name else None
+    return model.from_xcom(document) if document else None
 
 
-def _target_group_figures(report: dict[str, Any]) -> dict[str, Any]:
-    contacts, upsert = report.get("contacts") or {}, report.get("upsert") or {}
-    loads = [group.get("load") or {} for group in report.get("target_groups", [])]
-    diff = upsert.get("diff", {})
-    return {"rows": contacts.get("rows", 0), "added": diff.get("added", 0), "changed": diff.get("changed", 0),
-            "members +/-": f"+{sum(load.get('added', 0) for load in loads)}"
-                           f"/-{sum(load.get('removed', 0) for load in loads)}",
-            "quarantined": (contacts.get("quarantined") or {}).get("rows", 0) + upsert.get("rejected", 0)}
+def _target_group_figures(report: TargetGroupsReport) -> dict[str, Any]:
+    contacts, upsert = report.contacts, report.upsert
+    loads = [group.load for group in report.target_groups if group.load]
+    return {"rows": contacts.rows if contacts else 0, "added": upsert.diff.added if upsert else 0,
+            "changed": upsert.diff.changed if upsert else 0,
+            "members +/-": f"+{sum(load.added for load in loads)}/-{sum(load.removed for load in loads)}",
+            "quarantined": (contacts.quarantined.rows if contacts else 0) + (upsert.rejected if upsert else 0)}
 
 
-def _panel_figures(report: dict[str, Any]) -> dict[str, Any]:
-    extract, upsert = report.get("extract") or {}, report.get("upsert") or {}
-    diff = upsert.get("diff", {})
-    return {"rows": extract.get("rows", 0), "added": diff.get("added", 0), "changed": diff.get("changed", 0),
-            "members +/-": "", "quarantined": (extract.get("quarantined") or {}).get("rows", 0)
-            + upsert.get("rejected", 0)}
+def _panel_figures(report: PanelFieldsReport) -> dict[str, Any]:
+    extract, upsert = report.extract, report.upsert
+    return {"rows": extract.rows, "added": upsert.diff.added, "changed": upsert.diff.changed, "members +/-": "",
+            "quarantined": extract.quarantined.rows + upsert.rejected}
 
 
-def _activity_figures(report: dict[str, Any]) -> dict[str, Any]:
-    written = (report.get("writeback") or {}).get("written", {})
+def _activity_figures(report: ActivitiesReport) -> dict[str, Any]:
+    if report.writeback is None:
+        return {"rows": 0, "activities": "0"}
+    written = report.writeback.written
     by_kind = " ".join(f"{KIND_ABBREVIATIONS.get(kind, kind)}={count}" for kind, count in written.items() if count)
-    return {"rows": sum((report.get("writeback") or {}).get("read", {}).values()),
+    return {"rows": sum(report.writeback.read.values()),
             "activities": f"{sum(written.values())} ({by_kind})" if written else "0"}
 
 

@@ -1,12 +1,27 @@
 """Run reports a person reads (Markdown next to the JSON) and the figures each Asset event carries.
 
-Counts, names and contact IDs only: member emails and tokens never reach a report, an XCom or a log.
+Counts, names and contact IDs only: member emails and tokens never reach a report, an XCom or a log. Each
+function reads the typed step results (`sync/results.py`, `writeback/results.py`), not nested dictionaries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from include.imis_thrive.sync.results import (
+    ContactsExtract,
+    ContactsUpsert,
+    PanelExtract,
+    PanelFieldsReport,
+    PanelUpsert,
+    RejectionSummary,
+    TargetGroupLoad,
+    TargetGroupPlan,
+    TargetGroupsReport,
+    ValidationQuarantine,
+)
+from include.imis_thrive.writeback.results import ActivitiesReport, ActivityWriteback, QuarantinedEvent
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -15,21 +30,29 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _quarantine_lines(title: str, quarantine: Mapping[str, Any] | None) -> list[str]:
-    if not quarantine or not (quarantine.get("rows") or quarantine.get("open")):
+def _quarantine_lines(title: str, quarantine: ValidationQuarantine | RejectionSummary | None) -> list[str]:
+    """Rows validation kept back (`ValidationQuarantine`) or contacts Thrive keeps refusing (`RejectionSummary`)."""
+    if quarantine is None:
         return []
-    reasons = quarantine.get("by_reason", {})
-    lines = [f"**{title}**", "", table(["reason", "contacts"], sorted(reasons.items()))]
-    ids = quarantine.get("sample_ids") or quarantine.get("flagged_ids") or []
+    if isinstance(quarantine, ValidationQuarantine):
+        if not quarantine.rows:
+            return []
+        ids = quarantine.sample_ids
+    else:
+        if not quarantine.open:
+            return []
+        ids = quarantine.flagged_ids
+    lines = [f"**{title}**", "", table(["reason", "contacts"], sorted(quarantine.by_reason.items()))]
     if ids:
         lines += ["", "Contact IDs (first ones): " + ", ".join(map(str, ids))]
-    if quarantine.get("flagged_count"):
-        lines += ["", f"{quarantine['flagged_count']} contact(s) rejected {quarantine['flag_after_runs']} runs in a "
-                      "row need a fix in iMIS: " + ", ".join(quarantine.get("flagged_ids", []))]
+    if isinstance(quarantine, RejectionSummary) and quarantine.flagged_count:
+        lines += ["", f"{quarantine.flagged_count} contact(s) rejected {quarantine.flag_after_runs} runs in a "
+                      "row need a fix in iMIS: " + ", ".join(quarantine.flagged_ids)]
     return lines + [""]
 
 
 def _validation_lines(validation: Mapping[str, Any] | None) -> list[str]:
+    """The GX summary `validate_iqa` made (a plain document: its shape is GX's, not ours)."""
     if not validation:
         return []
     failed = validation.get("failed", [])
@@ -41,129 +64,118 @@ def _validation_lines(validation: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
-def target_group_figures(plan: Mapping[str, Any], load: Mapping[str, Any]) -> dict[str, Any]:
+def target_group_figures(plan: TargetGroupPlan, load: TargetGroupLoad) -> dict[str, Any]:
     """The `extra` of one target group's Asset event."""
-    membership = plan.get("membership", {})
-    return {"rows": membership.get("current", 0), "added": load.get("added", 0), "removed": load.get("removed", 0),
-            "quarantined": load.get("not_in_thrive", 0) + load.get("rejected", 0),
-            "members": load.get("members"), "api_calls": load.get("calls", 0), "seconds": load.get("seconds"),
-            "dry_run": load.get("dry_run", False)}
+    return {"rows": plan.membership.current if plan.membership else 0, "added": load.added, "removed": load.removed,
+            "quarantined": load.not_in_thrive + load.rejected, "members": load.members, "api_calls": load.calls,
+            "seconds": load.seconds, "dry_run": load.dry_run}
 
 
-def contacts_figures(contacts: Mapping[str, Any], upsert: Mapping[str, Any]) -> dict[str, Any]:
+def contacts_figures(contacts: ContactsExtract, upsert: ContactsUpsert) -> dict[str, Any]:
     """The `extra` of the contacts Asset event (default fields and the preference token)."""
-    diff = upsert.get("diff", {})
-    return {"rows": contacts.get("rows", 0), "added": diff.get("added", 0), "changed": diff.get("changed", 0),
-            "removed": 0, "quarantined": contacts.get("quarantined", {}).get("rows", 0) + upsert.get("rejected", 0),
-            "sent": upsert.get("sent", 0), "api_calls": upsert.get("calls", 0),
-            "seconds": round(contacts.get("seconds", 0) + upsert.get("seconds", 0), 2),
-            "dry_run": upsert.get("dry_run", False)}
+    return {"rows": contacts.rows, "added": upsert.diff.added, "changed": upsert.diff.changed, "removed": 0,
+            "quarantined": contacts.quarantined.rows + upsert.rejected, "sent": upsert.sent, "api_calls": upsert.calls,
+            "seconds": round(contacts.seconds + upsert.seconds, 2), "dry_run": upsert.dry_run}
 
 
-def render_target_groups(report: Mapping[str, Any]) -> str:
-    contacts, upsert = report.get("contacts") or {}, report.get("upsert") or {}
-    diff = upsert.get("diff", {})
-    groups = report.get("target_groups", [])
-    lines = [f"# Target-group sync {report['run_id']}", "", f"Finished {report['finished_at']}.", "",
+def render_target_groups(report: TargetGroupsReport) -> str:
+    contacts, upsert = report.contacts, report.upsert
+    diff = upsert.diff if upsert else None
+    lines = [f"# Target-group sync {report.run_id}", "", f"Finished {report.finished_at}.", "",
              "## Contacts (default fields and `iMISv2 - Token`)", "",
              table(["read", "staged", "new to Thrive", "changed", "sent", "rejected by Thrive", "API calls"],
-                   [(contacts.get("rows"), contacts.get("staged"), diff.get("added"), diff.get("changed"),
-                     upsert.get("sent"), upsert.get("rejected"), upsert.get("calls"))]), ""]
-    if diff.get("changed_by_column"):
-        lines += ["Changed fields: " + ", ".join(f"{k} ({v})" for k, v in sorted(diff["changed_by_column"].items())),
+                   [(contacts and contacts.rows, contacts and contacts.staged, diff and diff.added,
+                     diff and diff.changed, upsert and upsert.sent, upsert and upsert.rejected,
+                     upsert and upsert.calls)]), ""]
+    if diff and diff.changed_by_column:
+        lines += ["Changed fields: " + ", ".join(f"{k} ({v})" for k, v in sorted(diff.changed_by_column.items())),
                   ""]
-    lines += _validation_lines(contacts.get("validation"))
-    lines += _quarantine_lines("Quarantined by validation (not sent)", contacts.get("quarantined"))
-    lines += _quarantine_lines("Rejected by Thrive (retried every run)", upsert.get("quarantine"))
+    lines += _validation_lines(contacts.validation if contacts else None)
+    lines += _quarantine_lines("Quarantined by validation (not sent)", contacts.quarantined if contacts else None)
+    lines += _quarantine_lines("Rejected by Thrive (retried every run)", upsert.quarantine if upsert else None)
     lines += ["## Target groups", "",
               table(["group", "status", "members", "added", "removed", "not added", "note"],
-                    [(g["group"], g["status"], (g.get("load") or {}).get("members"),
-                      (g.get("load") or {}).get("added"), (g.get("load") or {}).get("removed"),
-                      (g.get("load") or {}).get("not_in_thrive"), g.get("reason") or "") for g in groups]), ""]
+                    [(g.group, g.status, g.load and g.load.members, g.load and g.load.added,
+                      g.load and g.load.removed, g.load and g.load.not_in_thrive, g.reason or "")
+                     for g in report.target_groups]), ""]
     return "\n".join(lines)
 
 
-def render_panel_fields(report: Mapping[str, Any]) -> str:
-    extract, upsert = report.get("extract") or {}, report.get("upsert") or {}
-    diff = upsert.get("diff", {})
-    lines = [f"# Panel-field sync {report['run_id']}", "", f"Finished {report['finished_at']}; IQA {report['iqa']}.",
+def render_panel_fields(report: PanelFieldsReport) -> str:
+    extract, upsert = report.extract, report.upsert
+    lines = [f"# Panel-field sync {report.run_id}", "", f"Finished {report.finished_at}; IQA {report.iqa}.",
              "", table(["read", "fields", "new contacts", "changed", "field sets sent", "rejected", "status"],
-                       [(extract.get("rows"), len(extract.get("fields", [])), diff.get("added"), diff.get("changed"),
-                         upsert.get("sent"), upsert.get("rejected"), upsert.get("status"))]), ""]
-    if extract.get("custom_fields"):
-        lines += ["Custom fields: " + ", ".join(extract["custom_fields"]), ""]
-    if upsert.get("reason"):
-        lines += [f"**Stopped:** {upsert['reason']}", ""]
-    lines += _validation_lines(extract.get("validation"))
-    lines += _quarantine_lines("Quarantined by validation (not sent)", extract.get("quarantined"))
+                       [(extract.rows, len(extract.fields), upsert.diff.added, upsert.diff.changed,
+                         upsert.sent, upsert.rejected, upsert.status)]), ""]
+    if extract.custom_fields:
+        lines += ["Custom fields: " + ", ".join(extract.custom_fields), ""]
+    if upsert.reason:
+        lines += [f"**Stopped:** {upsert.reason}", ""]
+    lines += _validation_lines(extract.validation)
+    lines += _quarantine_lines("Quarantined by validation (not sent)", extract.quarantined)
     return "\n".join(lines)
 
 
-def render_activities(report: Mapping[str, Any]) -> str:
-    writeback = report.get("writeback") or {}
-    interval = report.get("interval", {})
-    lines = [f"# Activity writeback {report['run_id']}", "",
-             f"Interval [{interval.get('start')}, {interval.get('end')}), iMIS time zone "
-             f"{writeback.get('timezone')}.", ""]
-    read, written = writeback.get("read", {}), writeback.get("written", {})
-    already = writeback.get("already_written", {})
+def render_activities(report: ActivitiesReport) -> str:
+    writeback = report.writeback
+    lines = [f"# Activity writeback {report.run_id}", "",
+             f"Interval [{report.interval.start}, {report.interval.end}), iMIS time zone "
+             f"{writeback.timezone if writeback else None}.", ""]
+    if writeback is None:
+        return "\n".join([*lines, "The write step did not finish; see the log of `write_activities`.", ""])
+    read, written, already = writeback.read, writeback.written, writeback.already_written
     lines += [table(["kind", "read", "written", "already written"],
                     [(kind, read.get(kind, 0), written.get(kind, 0), already.get(kind, 0)) for kind in read]), ""]
-    unknown = writeback.get("unknown_contacts") or {}
-    if unknown.get("events"):
-        lines += [f"**{unknown['events']} event(s) of contacts unknown to iMIS were skipped:** "
-                  + ", ".join(map(str, unknown.get("ids", []))), ""]
-    rejected = writeback.get("rejected") or {}
-    if rejected.get("events"):
-        lines += [f"**iMIS refused {rejected['events']} event(s):**", "",
-                  table(["reason", "events"], sorted(rejected.get("by_reason", {}).items())), ""]
-    lines += _activity_quarantine_lines(writeback.get("quarantine") or {})
-    lines += [f"{writeback.get('imis_calls', 0)} iMIS calls, {writeback.get('thrive_calls', 0)} Thrive calls, "
-              f"{writeback.get('seconds', 0)} s.", ""]
+    unknown = writeback.unknown_contacts
+    if unknown.events:
+        lines += [f"**{unknown.events} event(s) of contacts unknown to iMIS were skipped:** "
+                  + ", ".join(map(str, unknown.ids)), ""]
+    rejected = writeback.rejected
+    if rejected.events:
+        lines += [f"**iMIS refused {rejected.events} event(s):**", "",
+                  table(["reason", "events"], sorted(rejected.by_reason.items())), ""]
+    lines += _activity_quarantine_lines(writeback)
+    lines += [f"{writeback.imis_calls} iMIS calls, {writeback.thrive_calls} Thrive calls, {writeback.seconds} s.", ""]
     return "\n".join(lines)
 
 
-def _activity_quarantine_lines(quarantine: Mapping[str, Any]) -> list[str]:
+def _activity_quarantine_lines(writeback: ActivityWriteback) -> list[str]:
     """Events iMIS failed every post of in this run, and stuck ones skipped: key, contact ID, kind, reason."""
+    quarantine = writeback.quarantine
     header = ["event key", "contact", "kind", "iMIS said", "failed runs", "posts", "first seen", "stuck"]
 
-    def rows(entries: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        return [(e["key"], e["contact_id"], e["kind"], e["reason"], f"{e['runs']} of {quarantine.get('retry_runs')}",
-                 e["attempts"], e["first_seen"], "yes" if e["stuck"] else "no") for e in entries]
+    def rows(entries: Iterable[QuarantinedEvent]) -> list[tuple[Any, ...]]:
+        return [(e.key, e.contact_id, e.kind, e.reason, f"{e.runs} of {quarantine.retry_runs}", e.attempts,
+                 e.first_seen, "yes" if e.stuck else "no") for e in entries]
 
     lines: list[str] = []
-    if quarantine.get("events"):
-        lines += [f"**{quarantine['events']} event(s) quarantined: iMIS failed every post of them "
-                  f"({quarantine.get('attempts_per_run')} a run, each then looked up); the next run of this interval "
+    if quarantine.events:
+        lines += [f"**{quarantine.events} event(s) quarantined: iMIS failed every post of them "
+                  f"({quarantine.attempts_per_run} a run, each then looked up); the next run of this interval "
                   "tries them again, stuck ones only with the param `retry_stuck`:**", "",
-                  table(header, rows(quarantine.get("entries", []))), ""]
-    skipped = quarantine.get("stuck_skipped") or {}
-    if skipped.get("events"):
-        lines += [f"**{skipped['events']} stuck event(s) skipped, not tried until cleared (param `retry_stuck`, or "
+                  table(header, rows(quarantine.entries)), ""]
+    skipped = quarantine.stuck_skipped
+    if skipped.events:
+        lines += [f"**{skipped.events} stuck event(s) skipped, not tried until cleared (param `retry_stuck`, or "
                   "delete the entry from `quarantine/activities.json`):**", "",
-                  table(header, rows(skipped.get("entries", []))), ""]
-    if quarantine.get("released"):
-        lines += [f"{quarantine['released']} event(s) quarantined earlier were written and left the quarantine.", ""]
+                  table(header, rows(skipped.entries)), ""]
+    if quarantine.released:
+        lines += [f"{quarantine.released} event(s) quarantined earlier were written and left the quarantine.", ""]
     return lines
 
 
-def activity_figures(writeback: Mapping[str, Any]) -> dict[str, Any]:
+def activity_figures(writeback: ActivityWriteback) -> dict[str, Any]:
     """The `extra` of the activities Asset event."""
-    return {"rows": sum(writeback.get("read", {}).values()), "added": sum(writeback.get("written", {}).values()),
-            "written_by_kind": dict(writeback.get("written", {})),
-            "already_written": sum(writeback.get("already_written", {}).values()),
-            "quarantined": (writeback.get("unknown_contacts") or {}).get("events", 0)
-            + (writeback.get("rejected") or {}).get("events", 0) + (writeback.get("quarantine") or {}).get("events", 0),
-            "api_calls": writeback.get("imis_calls", 0) + writeback.get("thrive_calls", 0),
-            "seconds": writeback.get("seconds")}
+    return {"rows": sum(writeback.read.values()), "added": sum(writeback.written.values()),
+            "written_by_kind": dict(writeback.written),
+            "already_written": sum(writeback.already_written.values()),
+            "quarantined": writeback.unknown_contacts.events + writeback.rejected.events + writeback.quarantine.events,
+            "api_calls": writeback.imis_calls + writeback.thrive_calls, "seconds": writeback.seconds}
 
 
-def panel_figures(extract: Mapping[str, Any], upsert: Mapping[str, Any]) -> dict[str, Any]:
+def panel_figures(extract: PanelExtract, upsert: PanelUpsert) -> dict[str, Any]:
     """The `extra` of the panel-fields Asset event."""
-    diff = upsert.get("diff", {})
-    return {"rows": extract.get("rows", 0), "added": diff.get("added", 0), "changed": diff.get("changed", 0),
-            "removed": diff.get("removed", 0),
-            "quarantined": (extract.get("quarantined") or {}).get("rows", 0) + upsert.get("rejected", 0),
-            "fields": len(extract.get("fields", [])), "api_calls": upsert.get("calls", 0),
-            "seconds": round((extract.get("seconds") or 0) + (upsert.get("seconds") or 0), 2),
-            "status": upsert.get("status")}
+    return {"rows": extract.rows, "added": upsert.diff.added, "changed": upsert.diff.changed,
+            "removed": upsert.diff.removed, "quarantined": extract.quarantined.rows + upsert.rejected,
+            "fields": len(extract.fields), "api_calls": upsert.calls,
+            "seconds": round(extract.seconds + upsert.seconds, 2), "status": upsert.status}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.airflow_settings import load_settings
 from sandbox.__main__ import build_sandboxes
+from sandbox.airflow_settings import load_settings
 from sandbox.imis_app import ImisSandbox
 from sandbox.server import SandboxServer
 from sandbox.thrive_app import ThriveSandbox

@@ -13,12 +13,12 @@ from typing import NamedTuple
 
 import pytest
 
-from sandbox.faults import FaultConfig
-from sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
-from sandbox.thrive_store import UploadRow
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.activities import REPORT_PREFIX
+from sandbox.faults import FaultConfig
+from sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
+from sandbox.thrive_store import UploadRow
 from tests.dags.conftest import PROJECT_ROOT, Sandboxes
 from tests.integration.engagement_expectations import GRID_KINDS, engagement_sources, expected_events, unserved
 

@@ -28,8 +28,7 @@ def written(sandboxes) -> dict[str, int]:
 
 def latest_report(store_url: str) -> dict:
     store = SnapshotStore(store_url)
-    [newest] = sorted(store.fs.glob(store._path("reports/target_groups/*.json")))[-1:]
-    return store.read_json(f"reports/target_groups/{newest.rsplit('/', 1)[1].removesuffix('.json')}")
+    return store.read_json(f"reports/target_groups/{store.newest_name('reports/target_groups')}")
 
 
 def test_three_runs_load_everything_then_exactly_the_changes_then_nothing(dagbag, sandboxes):
@@ -167,7 +166,7 @@ def test_the_readable_report_names_the_groups_and_quarantine_reasons_without_ema
     state, _ = run_dag(dagbag, DAG_ID)
     assert state == "success"
     store = SnapshotStore(sandboxes.store_url)
-    [markdown] = store.fs.glob(store._path("reports/target_groups/*.md"))
-    text = store.fs.cat_file(markdown).decode()
+    [name] = store.json_names("reports/target_groups")
+    text = store.read_text(f"reports/target_groups/{name}")
     assert "| Newsletter | ready |" in text and "email_invalid" in text
     assert "@" not in text  # counts and IDs only: no member email reaches a report

@@ -23,7 +23,7 @@ def test_every_ledger_entry_holds_the_seqn_imis_assigned(world: World) -> None: 
     world.lose_answers.every = 7  # some posts land but their answer is lost: found again by look-up
     report = world.write(DST_DAY, end)
 
-    assert sum(report["found_in_imis"].values()) == world.lose_answers.lost > 0
+    assert sum(report.found_in_imis.values()) == world.lose_answers.lost > 0
     in_imis = {a["Properties"][EVENT_KEY.name]: str(a["SEQN"]) for a in world.imis_sandbox.activities()}
     ledger = ActivityLedger.load(world.store, hours_between(DST_DAY, end))
     assert {key: ledger.seqn(key) for key in in_imis} == in_imis

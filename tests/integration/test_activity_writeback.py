@@ -32,6 +32,7 @@ from include.imis_thrive.thrive.errors import ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.activities import WritebackIncomplete, finish_run, write_activities
 from include.imis_thrive.writeback.activity_map import plan_activity
+from include.imis_thrive.writeback.results import ActivityWriteback
 from sandbox.__main__ import build_sandboxes
 from sandbox.airflow_settings import load_settings
 from sandbox.faults import FaultConfig
@@ -114,10 +115,10 @@ class World:
             store.apply_engagement(generated)
         return generated
 
-    def write(self, start: datetime, end: datetime, **options) -> dict:
+    def write(self, start: datetime, end: datetime, **options) -> ActivityWriteback:
         return write_activities(self.imis, self.thrive, self.store, start, end, **options)
 
-    def write_hourly(self, start: datetime, end: datetime) -> list[dict]:
+    def write_hourly(self, start: datetime, end: datetime) -> list[ActivityWriteback]:
         hours = int((end - start) / timedelta(hours=1))
         return [self.write(start + timedelta(hours=h), start + timedelta(hours=h + 1)) for h in range(hours)]
 
@@ -199,10 +200,10 @@ def _every_kind_lands_once_with_contact_local_time_and_fields(world: World) -> N
     assert kinds == {kind.value for kind in GRID_KINDS}
     local_hours = {when[11:13] for _, _, when, _, _ in world.activities()}
     assert local_hours == {"01", "03"}  # 02:xx does not exist on the spring-forward night
-    unknown = [report["unknown_contacts"] for report in reports]
-    assert {contact for u in unknown for contact in u["ids"]} == set(UNKNOWN_TO_IMIS)
-    assert sum(sum(report["no_contact_id"].values()) for report in reports) > 0
-    written = sum(sum(report["written"].values()) for report in reports)
+    unknown = [report.unknown_contacts for report in reports]
+    assert {contact for u in unknown for contact in u.ids} == set(UNKNOWN_TO_IMIS)
+    assert sum(sum(report.no_contact_id.values()) for report in reports) > 0
+    written = sum(sum(report.written.values()) for report in reports)
     assert written == sum(world.activities(EngagementKind).values())
 
 
@@ -210,14 +211,12 @@ def test_a_second_run_of_an_interval_writes_nothing(world):
     end = RECENT + timedelta(hours=1)
     world.engage(RECENT, end, volume=300)
     first = world.write(RECENT, end)
-    assert sorted(first["failed_kinds"]) == unserved(world.sources(RECENT))
+    assert sorted(first.failed_kinds) == unserved(world.sources(RECENT))
     before = world.imis_sandbox.activities()
     second = world.write(RECENT, end)
-    assert sum(second["written"].values()) == 0
-    # Events from per-mailing flags are not even derived again: the flags seen are kept with the snapshots.
-    from_flags = {kind.value for kind, source in world.sources(RECENT).items() if source is Source.FLAGS}
-    assert second["already_written"] == {k: v for k, v in first["written"].items() if v and k not in from_flags}
-    assert {kind: second["read"][kind] for kind in from_flags} == dict.fromkeys(from_flags, 0)
+    assert sum(second.written.values()) == 0
+    # Read again, the events from per-mailing flags included (the same window derives them again), and recognised.
+    assert second.already_written == {k: v for k, v in first.written.items() if v}
     assert world.imis_sandbox.activities() == before
 
 
@@ -228,10 +227,10 @@ def test_a_three_day_backfill_writes_exactly_those_days_and_again_nothing(world)
     reports = world.write_hourly(first_day, first_day + 3 * day)
     expected = world.expected(generated, first_day, first_day + 3 * day)
     assert world.activities() == expected
-    assert {tuple(sorted(report["failed_kinds"])) for report in reports} == {tuple(unserved(world.sources(first_day)))}
+    assert {tuple(sorted(report.failed_kinds)) for report in reports} == {tuple(unserved(world.sources(first_day)))}
     assert sum(world.expected(generated, first_day - day, first_day).values()) > 0  # there was more to take
     again = world.write_hourly(first_day, first_day + 3 * day)
-    assert sum(sum(report["written"].values()) for report in again) == 0
+    assert sum(sum(report.written.values()) for report in again) == 0
     assert world.activities() == expected
 
 
@@ -243,11 +242,11 @@ def test_faults_during_writes_still_end_with_one_activity_per_event(world):
     world.lose_answers.every = 9  # and some posts land but their answer is lost
     report = world.write(RECENT, end)
     assert world.activities() == world.expected(generated, RECENT, end)
-    assert sorted(report["failed_kinds"]) == unserved(world.sources(RECENT))
+    assert sorted(report.failed_kinds) == unserved(world.sources(RECENT))
     assert set(world.imis_sandbox.faults.injected) == {"429", "500", "503", "drop"}
     assert world.lose_answers.lost > 0
-    assert sum(report["found_in_imis"].values()) == world.lose_answers.lost
-    assert report["checked_in_imis"] > 0
+    assert sum(report.found_in_imis.values()) == world.lose_answers.lost
+    assert report.checked_in_imis > 0
 
 
 CHILD = """
@@ -293,10 +292,10 @@ def test_a_run_killed_halfway_then_rerun_leaves_no_gap_and_no_duplicate(world):
     report = world.write(RECENT, end)
     assert world.activities() == expected
     grid_kinds = {kind.value for kind in GRID_KINDS}
-    resolved = sum(count for kind, count in [*report["already_written"].items(), *report["found_in_imis"].items()]
+    resolved = sum(count for kind, count in [*report.already_written.items(), *report.found_in_imis.items()]
                    if kind in grid_kinds)
     assert resolved == halfway
-    assert sum(report["written"][kind] for kind in grid_kinds) == sum(expected.values()) - halfway
+    assert sum(report.written[kind] for kind in grid_kinds) == sum(expected.values()) - halfway
 
 
 def test_a_resubscribe_is_derived_from_the_recorded_unsubscribe_and_written_once(world):
@@ -310,9 +309,9 @@ def test_a_resubscribe_is_derived_from_the_recorded_unsubscribe_and_written_once
 
     written = world.activities([EngagementKind.RESUBSCRIBE])
     assert {contact for _, contact, *_ in written} == comebacks and set(written.values()) == {1}
-    assert first["written"]["Resubscribe"] == len(comebacks) and again["written"]["Resubscribe"] == 0
+    assert first.written["Resubscribe"] == len(comebacks) and again.written["Resubscribe"] == 0
     later = world.write(end, end + timedelta(hours=1))
-    assert later["written"]["Resubscribe"] == 0  # they are subscribed now: nothing left to derive
+    assert later.written["Resubscribe"] == 0  # they are subscribed now: nothing left to derive
 
 
 def test_a_malformed_address_the_sync_added_becomes_one_bad_email_activity(world):
@@ -325,7 +324,7 @@ def test_a_malformed_address_the_sync_added_becomes_one_bad_email_activity(world
     report = world.write(DST_DAY, DST_DAY + timedelta(hours=1), kinds=[EngagementKind.BAD_EMAIL])
     world.write(DST_DAY, DST_DAY + timedelta(hours=1), kinds=[EngagementKind.BAD_EMAIL])
 
-    assert report["written"]["Bad Email"] == 1
+    assert report.written["Bad Email"] == 1
     assert list(world.activities([EngagementKind.BAD_EMAIL])) == [
         ("Bad Email", contact, "2026-03-08T01:05:00", None, "the domain ends in a doubled .com")]
 
@@ -347,7 +346,7 @@ def test_a_kind_thrive_refuses_fails_alone_and_the_run_names_it(world, monkeypat
 
     expected = world.expected(generated, RECENT, end)
     assert world.activities() == Counter({k: v for k, v in expected.items() if k[0] != "Web Tracking Page Visit"})
-    assert sorted(report["failed_kinds"]) == sorted({*unserved(world.sources(RECENT)), "Web Tracking Page Visit"})
+    assert sorted(report.failed_kinds) == sorted({*unserved(world.sources(RECENT)), "Web Tracking Page Visit"})
     with pytest.raises(WritebackIncomplete, match="Web Tracking Page Visit: .*InvalidGridCategoryException"):
         finish_run(world.store, "run-1", RECENT, end, report)
 
@@ -391,11 +390,11 @@ def test_one_event_imis_cannot_take_is_quarantined_and_every_other_of_10000_is_w
         written_once = expected - Counter({poisoned_tuple: 1})
         assert world.activities() == written_once  # the other 9,999+ events
         assert set(keys().values()) == {1} and poisoned_key not in keys()  # each exactly once
-        assert sum(first["written"][kind.value] for kind in GRID_KINDS) == sum(written_once.values())
-        [entry] = first["quarantine"]["entries"]
-        assert (entry["key"], entry["contact_id"], entry["kind"]) == (poisoned_key, poisoned.contact_id, "Mail Sent")
-        assert (entry["reason"], entry["runs"], entry["attempts"]) == (f"HTTP 500: {CANNOT_TAKE}", 1, 5)
-        assert first["checked_in_imis"] == 5  # one look-up after each failed post: none before, nothing pending
+        assert sum(first.written[kind.value] for kind in GRID_KINDS) == sum(written_once.values())
+        [entry] = first.quarantine.entries
+        assert (entry.key, entry.contact_id, entry.kind) == (poisoned_key, poisoned.contact_id, "Mail Sent")
+        assert (entry.reason, entry.runs, entry.attempts) == (f"HTTP 500: {CANNOT_TAKE}", 1, 5)
+        assert first.checked_in_imis == 5  # one look-up after each failed post: none before, nothing pending
         with pytest.raises(WritebackIncomplete) as failed:  # the run fails, after the report, naming the event
             finish_run(world.store, "scheduled__run-1", RECENT, end, first)
         assert f"{poisoned_key} for contact {poisoned.contact_id} (Mail Sent): HTTP 500: {CANNOT_TAKE}" in \
@@ -403,30 +402,26 @@ def test_one_event_imis_cannot_take_is_quarantined_and_every_other_of_10000_is_w
         assert "@" not in str(failed.value)  # contact IDs only, never an email
 
         again = run()  # the knob still on: looked up, tried again, quarantined again; nothing else posted
-        assert sum(again["written"].values()) == 0
-        # Read again and recognised, except the events from per-mailing flags: those seen are not derived again.
-        from_flags = {kind.value for kind, source in world.sources(RECENT).items() if source is Source.FLAGS}
-        assert sum(again["already_written"].get(kind.value, 0) for kind in GRID_KINDS) == sum(
-            count for key, count in written_once.items() if key[0] not in from_flags)
+        assert sum(again.written.values()) == 0
+        assert sum(again.already_written.get(kind.value, 0) for kind in GRID_KINDS) == sum(written_once.values())
         # Looked up first (pending), then 5 look-ups after its 5 posts; plus the unknown contacts' events in flight
         # before iMIS first says the party does not exist (at most one per thread and contact).
-        assert 1 + 5 <= again["checked_in_imis"] <= 1 + 5 + 16 * len(UNKNOWN_TO_IMIS)
-        assert [(e["key"], e["runs"], e["attempts"]) for e in again["quarantine"]["entries"]] == [
+        assert 1 + 5 <= again.checked_in_imis <= 1 + 5 + 16 * len(UNKNOWN_TO_IMIS)
+        assert [(e.key, e.runs, e.attempts) for e in again.quarantine.entries] == [
             (poisoned_key, 2, 10)]
         assert world.activities() == written_once
 
         with httpx.Client(base_url=world.imis_url, timeout=10) as admin:
             assert admin.delete("/_sandbox/activities/failing").json() == {"failing": []}
         fixed = run()
-        assert fixed["written"]["Mail Sent"] == 1 and sum(fixed["written"].values()) == 1
-        assert fixed["quarantine"]["released"] == 1 and fixed["quarantine"]["open"] == 0
+        assert fixed.written["Mail Sent"] == 1 and sum(fixed.written.values()) == 1
+        assert fixed.quarantine.released == 1 and fixed.quarantine.open == 0
         assert world.activities() == expected
         assert keys()[poisoned_key] == 1 and set(keys().values()) == {1}
-        assert finish_run(world.store, "scheduled__run-3", RECENT, end, fixed)["writeback"]["quarantine"][
-            "events"] == 0
+        assert finish_run(world.store, "scheduled__run-3", RECENT, end, fixed).writeback.quarantine.events == 0
     seconds = time.monotonic() - started
-    print(f"\n10k writeback with one poisoned event: three runs in {seconds:.1f} s (first run {first['seconds']} s, "
-          f"{first['activities_per_second']} activities/s; re-run {again['seconds']} s; fixed {fixed['seconds']} s)")
+    print(f"\n10k writeback with one poisoned event: three runs in {seconds:.1f} s (first run {first.seconds} s, "
+          f"{first.activities_per_second} activities/s; re-run {again.seconds} s; fixed {fixed.seconds} s)")
 
 
 def test_a_tenant_serving_only_documented_grids_gets_opens_and_clicks_from_the_mailing_flags(tmp_path):
@@ -447,10 +442,10 @@ def test_a_tenant_serving_only_documented_grids_gets_opens_and_clicks_from_the_m
             written = world.activities([kind])
             assert {(contact, instance) for _, contact, _, instance, _ in written} == expected and expected
             assert set(written.values()) == {1}  # one per contact and mailing, however often they opened
-            assert first["sources"][kind.value] == f"mailing_activity_subscriber_actions.{FLAG_OF_KIND[kind]}"
-            assert again["written"][kind.value] == 0 and later["written"][kind.value] == 0  # never twice
-        assert sorted(first["failed_kinds"]) == ["Landing Page Submit", "Web Tracking Page Visit"]
-        assert "InvalidGridCategoryException" in first["failed_kinds"]["Landing Page Submit"]
+            assert first.sources[kind.value] == f"mailing_activity_subscriber_actions.{FLAG_OF_KIND[kind]}"
+            assert again.written[kind.value] == 0 and later.written[kind.value] == 0  # never twice
+        assert sorted(first.failed_kinds) == ["Landing Page Submit", "Web Tracking Page Visit"]
+        assert "InvalidGridCategoryException" in first.failed_kinds["Landing Page Submit"]
         sent = world.expected(generated, start, end)
         assert world.activities([EngagementKind.MAIL_SENT]) == Counter(
             {k: v for k, v in sent.items() if k[0] == "Mail Sent"})
@@ -466,13 +461,13 @@ def test_a_quarantined_click_from_the_mailing_flags_is_tried_again_by_the_next_r
         with httpx.Client(base_url=world.imis_url, timeout=10) as admin:
             admin.put("/_sandbox/activities/failing", json={"matches": [poisoned]})
         kinds = [EngagementKind.LINK_CLICK]
-        assert [e["key"] for e in world.write(start, end, kinds=kinds)["quarantine"]["entries"]] == [poisoned]
+        assert [e.key for e in world.write(start, end, kinds=kinds).quarantine.entries] == [poisoned]
         again = world.write(start, end, kinds=kinds)
-    assert [(e["key"], e["runs"]) for e in again["quarantine"]["entries"]] == [(poisoned, 2)]
+    assert [(e.key, e.runs) for e in again.quarantine.entries] == [(poisoned, 2)]
 
 
 def test_a_window_older_than_100_days_fails_mail_sent_where_the_archive_grid_is_not_served(tmp_path):
     with serve_world(tmp_path, grids="documented") as world:
         world.engage(DST_DAY, DST_DAY + timedelta(hours=1), volume=200)
         report = world.write(DST_DAY, DST_DAY + timedelta(hours=1), kinds=[EngagementKind.MAIL_SENT])
-    assert "subscriber_mailing_history_all" in report["failed_kinds"]["Mail Sent"]
+    assert "subscriber_mailing_history_all" in report.failed_kinds["Mail Sent"]

@@ -14,7 +14,6 @@ from include.imis_thrive.sync.field_map import to_thrive_panel_fields
 from include.imis_thrive.sync.guard import MassChangeBlocked, MassChangeLimits
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.sync.validation import ValidationFailed
-
 from tests.integration.sandbox_pair import SandboxPair, serve_pair
 
 pytestmark = pytest.mark.integration
@@ -49,7 +48,7 @@ class World(SandboxPair):
                                             override=override, limits=MassChangeLimits())
         summary = sync.finish_run(self.store, run_id, extracted, upserted)
         report = self.store.read_json(sync.report_key(run_id))
-        assert summary["report"].endswith(f"{sync.report_key(run_id)}.json") and summary["sent"] == upserted["sent"]
+        assert summary.report.endswith(f"{sync.report_key(run_id)}.json") and summary.sent == upserted.sent
         return report
 
     def subscribe_writes(self) -> int:

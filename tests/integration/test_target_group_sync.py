@@ -10,7 +10,6 @@ import pytest
 from include.imis_thrive.sync import target_groups as sync
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.models import InterestMember
-
 from tests.integration.sandbox_pair import SandboxPair, serve_pair
 
 pytestmark = pytest.mark.integration
@@ -37,11 +36,8 @@ class World(SandboxPair):
                                       dry_run=options.get("dry_run", False),
                                       full_resync=options.get("full_resync", False),
                                       override=options.get("override", False))
-        loads = {}
-        for plan in plans:
-            if plan["status"] == "ready":
-                loads[plan["group"]] = sync.load_target_group(self.thrive, self.store, plan, run_id,
-                                                              dry_run=options.get("dry_run", False))
+        loads = [sync.load_target_group(self.thrive, self.store, plan, run_id, dry_run=options.get("dry_run", False))
+                 for plan in plans if plan.ready]
         sync.finish_run(self.store, run_id, plans, contacts, upsert, loads)
         return self.store.read_json(f"reports/target_groups/{snapshot_name(run_id)}")
 

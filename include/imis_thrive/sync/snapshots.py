@@ -25,6 +25,7 @@ s3"), and these modules must run and be tested without Airflow. Credentials come
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -253,16 +254,48 @@ class SnapshotStore:
         self._write_whole(path, text.encode())
         return self.fs.unstrip_protocol(path)
 
+    def read_text(self, key: str, suffix: str = ".md") -> str | None:
+        """The text document stored at `<key><suffix>` (`write_text`), or None."""
+        try:
+            return self.fs.cat_file(self._path(f"{_checked(key)}{suffix}")).decode()
+        except FileNotFoundError:
+            return None
+
     def json_names(self, folder: str) -> list[str]:
         """The JSON documents directly under `folder`, by name without `.json`, sorted (none: empty list)."""
+        return sorted(name.removesuffix(".json") for name in self._listing(folder) if name.endswith(".json"))
+
+    def newest_name(self, folder: str, suffix: str = ".json") -> str | None:
+        """The document under `folder` written last (e.g. the latest run report), by name without `suffix`."""
+        listing = {name: info for name, info in self._listing(folder).items() if name.endswith(suffix)}
+        if not listing:
+            return None
+        newest = max(listing, key=lambda name: (_modified(listing[name]), name))
+        return newest.removesuffix(suffix)
+
+    def snapshot_keys(self, name: str) -> list[str]:
+        """Keys of every snapshot object of `name` still stored, staged or committed, sorted (oldest first)."""
+        folder = f"{_checked(name)}/{SNAPSHOT_FOLDER}"
+        return sorted(f"{folder}/{item}" for item in self._listing(folder))
+
+    def size(self, handle: SnapshotHandle) -> int:
+        """Bytes of a snapshot's Parquet object."""
+        return int(self.fs.size(self._path(handle.key)))
+
+    def discard(self, handle: SnapshotHandle) -> None:
+        """Delete a snapshot object that will never be committed; one already gone is not an error."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self._path(handle.key))
+
+    def _listing(self, folder: str) -> dict[str, dict[str, Any]]:
+        """The objects directly under `folder`, by base name, with their fsspec info (none: empty)."""
         path = self._path(_checked(folder))
         self.fs.invalidate_cache(path)
         try:
-            paths = self.fs.ls(path, detail=False)
+            entries = self.fs.ls(path, detail=True)
         except FileNotFoundError:
-            return []
-        names = (posixpath.basename(item) for item in paths)
-        return sorted(name.removesuffix(".json") for name in names if name.endswith(".json"))
+            return {}
+        return {posixpath.basename(entry["name"].rstrip("/")): entry for entry in entries}
 
     def delete_json(self, key: str) -> None:
         """Remove the document at `<key>.json`; one already gone is not an error (a concurrent delete won)."""
@@ -394,6 +427,12 @@ def _checked(key: str) -> str:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _modified(info: Mapping[str, Any]) -> float:
+    """When an object was last written, whatever the filesystem calls it (local `mtime`, S3 `LastModified`)."""
+    moment = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    return moment.timestamp() if isinstance(moment, datetime) else float(moment)
 
 
 def _json_bytes(document: Mapping[str, Any]) -> bytes:

@@ -1,8 +1,8 @@
 """Target-group sync (iMIS list IQAs -> Thrive interests): the steps of `imis_to_thrive_target_groups`.
 
 Each public function is one task of the DAG and runs without Airflow: it takes the clients and the
-snapshot store, returns a small JSON-friendly summary (counts, names, snapshot handles; never member data),
-and raises a typed error a person can act on. The order, and why:
+snapshot store, returns a small typed result (`results.py`: counts, names, snapshot handles; never member
+data) that travels through XCom as JSON, and raises a typed error a person can act on. The order, and why:
 
 1. `discover_target_groups`: the IQAs of `$/HigherLogic/MailingLists`, each checked against the list
    requirements its definition can show (ID alias, no prompts, a matching Thrive target group).
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,9 +55,24 @@ from include.imis_thrive.sync.guard import (
     check_contact_changes,
     check_membership_removals,
 )
-from include.imis_thrive.sync.merge import merge_members, merge_sent_rows
-from include.imis_thrive.sync.quarantine import RejectionLedger
-from include.imis_thrive.sync.snapshots import SnapshotHandle, SnapshotStore, snapshot_name
+from include.imis_thrive.sync.load_cycle import is_in, settle_upsert, write_report
+from include.imis_thrive.sync.merge import merge_members
+from include.imis_thrive.sync.results import (
+    ContactChanges,
+    ContactsExtract,
+    ContactsUpsert,
+    GroupOutcome,
+    GuardVerdict,
+    MembershipChanges,
+    PlanStatus,
+    TargetGroup,
+    TargetGroupLoad,
+    TargetGroupPlan,
+    TargetGroupsReport,
+    TargetGroupsRun,
+    ValidationQuarantine,
+)
+from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.sync.validation import IqaKind, ValidationFailed, validate_iqa
 from include.imis_thrive.thrive.client import ThriveClient
 from include.imis_thrive.thrive.models import (
@@ -65,7 +80,6 @@ from include.imis_thrive.thrive.models import (
     Interest,
     InterestMember,
     Subscriber,
-    SubscriberOutcome,
 )
 
 log = logging.getLogger(__name__)
@@ -87,22 +101,6 @@ class TargetGroupSkipped(BadData):
 
 class SyncIncomplete(BadData):
     """The run loaded what it could, but some lists were skipped or blocked; the report says which."""
-
-
-@dataclass(frozen=True)
-class TargetGroup:
-    """A list IQA and the Thrive target group (interest) of the same name."""
-
-    name: str
-    iqa: str
-    problem: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, document: Mapping[str, Any]) -> TargetGroup:
-        return cls(document["name"], document["iqa"], document.get("problem"))
 
 
 def group_snapshot(name: str) -> str:
@@ -159,7 +157,7 @@ def discover_target_groups(imis: ImisClient, thrive: ThriveClient, only: str | N
         if problem is None and document.name.casefold() not in interests:
             problem = (f"list IQA {iqa} is skipped: Thrive has no target group named {document.name!r}; "
                        "create it in Thrive (the AAPI cannot) or rename the IQA")
-        groups.append(TargetGroup(document.name, iqa, problem))
+        groups.append(TargetGroup(name=document.name, iqa=iqa, problem=problem))
     log.info("discovered %d target group(s): %s", len(groups), ", ".join(g.name for g in groups) or "none")
     return groups
 
@@ -182,7 +180,7 @@ def _definition_problem(imis: ImisClient, iqa: str) -> str | None:
 
 # -- 2. contacts -------------------------------------------------------------------------------------------
 
-def extract_contacts(imis: ImisClient, store: SnapshotStore, run_id: str) -> dict[str, Any]:
+def extract_contacts(imis: ImisClient, store: SnapshotStore, run_id: str) -> ContactsExtract:
     """Extract, validate and map the contacts IQA; raises `ValidationFailed` before anything is loaded."""
     started = time.monotonic()
     frame = imis.run_iqa(CONTACTS_IQA_PATH, declared_types=_declared_types(CONTACTS_IQA.columns),
@@ -195,39 +193,27 @@ def extract_contacts(imis: ImisClient, store: SnapshotStore, run_id: str) -> dic
     quarantined = outcome.quarantine
     log.info("contacts: %d read, %d quarantined by validation, %d staged", len(frame),
              quarantined[ID_ALIAS].nunique() if len(quarantined) else 0, len(candidate))
-    return {
-        "handle": handle.as_dict(), "rows": len(frame), "staged": len(candidate),
-        "quarantined": _quarantine_summary(quarantined), "validation": outcome.summary,
-        "new_bad_emails": new_bad_emails, "seconds": round(time.monotonic() - started, 2),
-    }
+    return ContactsExtract(handle=handle, rows=len(frame), staged=len(candidate),
+                           quarantined=ValidationQuarantine.of(quarantined), validation=outcome.summary,
+                           new_bad_emails=new_bad_emails, seconds=round(time.monotonic() - started, 2))
 
 
 def _declared_types(columns: Iterable[Any]) -> dict[str, str]:
     return {column.alias: column.data_type.value for column in columns}
 
 
-def _quarantine_summary(quarantine: pd.DataFrame) -> dict[str, Any]:
-    """Counts per reason and a few IDs: enough to act on, no member data."""
-    if quarantine.empty:
-        return {"rows": 0, "by_reason": {}, "sample_ids": []}
-    return {"rows": int(quarantine[ID_ALIAS].nunique()),
-            "by_reason": {str(k): int(v) for k, v in quarantine["reason"].value_counts().items()},
-            "sample_ids": quarantine[ID_ALIAS].drop_duplicates().head(10).tolist()}
-
-
 # -- 3. plan one group -------------------------------------------------------------------------------------
 
 def plan_target_group(imis: ImisClient, thrive: ThriveClient, store: SnapshotStore, group: TargetGroup,
-                      contacts: Mapping[str, Any], run_id: str, full_resync: bool = False,
-                      override: bool = False, limits: MassChangeLimits = MassChangeLimits()) -> dict[str, Any]:
+                      contacts: ContactsExtract, run_id: str, full_resync: bool = False,
+                      override: bool = False, limits: MassChangeLimits = MassChangeLimits()) -> TargetGroupPlan:
     """Extract and check one list, diff its membership and stage the plan; never raises for a bad list."""
-    plan: dict[str, Any] = {"group": group.name, "iqa": group.iqa}
     if group.problem:
-        return plan | {"status": "skipped", "reason": group.problem}
+        return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.SKIPPED, reason=group.problem)
     try:
         members = _list_members(imis, store, group, contacts)
     except TargetGroupSkipped as skipped:
-        return plan | {"status": "skipped", "reason": str(skipped)}
+        return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.SKIPPED, reason=str(skipped))
     baseline = store.current(group_snapshot(group.name))
     if full_resync:
         previous = [m.contact_id for m in thrive.interest_members(group.name) if m.contact_id]
@@ -237,8 +223,9 @@ def plan_target_group(imis: ImisClient, thrive: ThriveClient, store: SnapshotSto
     try:
         guard = check_membership_removals(diff, limits, override)
     except MassChangeBlocked as blocked:
-        return plan | {"status": "blocked", "reason": str(blocked), "membership": diff.summary(),
-                       "guard": blocked.check.as_dict()}
+        return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.BLOCKED, reason=str(blocked),
+                               membership=MembershipChanges.model_validate(diff.summary()),
+                               guard=GuardVerdict.of(blocked.check))
     changes = pd.concat([
         pd.DataFrame({ID_ALIAS: diff.added, CHANGE_COLUMN: "add"}),
         pd.DataFrame({ID_ALIAS: diff.removed, CHANGE_COLUMN: "remove"}),
@@ -247,13 +234,14 @@ def plan_target_group(imis: ImisClient, thrive: ThriveClient, store: SnapshotSto
     handle = store.stage(group_snapshot(group.name), changes, run_id)
     log.info("target group %r: %d members, %d to add, %d to remove", group.name, diff.current_count,
              len(diff.added), len(diff.removed))
-    return plan | {"status": "ready", "handle": handle.as_dict(),
-                   "baseline": None if baseline is None else baseline.as_dict(), "membership": diff.summary(),
-                   "guard": guard.as_dict(), "full_resync": full_resync}
+    return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.READY, handle=handle,
+                           baseline=baseline,
+                           membership=MembershipChanges.model_validate(diff.summary()), guard=GuardVerdict.of(guard),
+                           full_resync=full_resync)
 
 
 def _list_members(imis: ImisClient, store: SnapshotStore, group: TargetGroup,
-                  contacts: Mapping[str, Any]) -> pd.Series:
+                  contacts: ContactsExtract) -> pd.Series:
     """The list's member IDs, after the requirements only running it can show."""
     try:
         frame = imis.run_iqa(group.iqa, declared_types=_declared_types(LIST_IQA_COLUMNS),
@@ -279,60 +267,50 @@ def _list_members(imis: ImisClient, store: SnapshotStore, group: TargetGroup,
     return clean[ID_ALIAS]
 
 
-def contacts_status(store: SnapshotStore, contacts: Mapping[str, Any]) -> pd.Series:
-    """Status by contact ID, from the contacts this run staged (`extract_contacts`'s summary)."""
-    staged = store.load(SnapshotHandle.from_dict(contacts["handle"]))
+def contacts_status(store: SnapshotStore, contacts: ContactsExtract) -> pd.Series:
+    """Status by contact ID, from the contacts this run staged (`extract_contacts`'s result)."""
+    staged = store.load(contacts.handle)
     return staged.set_index(ID_ALIAS)[STATUS_ALIAS]
 
 
 # -- 4. contacts upsert ------------------------------------------------------------------------------------
 
-def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Mapping[str, Any],
-                    plans: Sequence[Mapping[str, Any]], run_id: str, dry_run: bool = False,
+def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: ContactsExtract,
+                    plans: Sequence[TargetGroupPlan], run_id: str, dry_run: bool = False,
                     full_resync: bool = False, override: bool = False,
-                    limits: MassChangeLimits = MassChangeLimits()) -> dict[str, Any]:
+                    limits: MassChangeLimits = MassChangeLimits()) -> ContactsUpsert:
     """Send the fields of the synced groups' members that Thrive lacks or holds stale, once for all groups.
 
     Contacts in no synced group are not pushed. The contacts snapshot records what Thrive was sent, per
     contact, so a contact whose fields changed while it was in no synced group is sent when it joins one.
     """
     started = time.monotonic()
-    staged = store.load(SnapshotHandle.from_dict(contacts["handle"])).drop(columns=[STATUS_ALIAS])
+    staged = store.load(contacts.handle).drop(columns=[STATUS_ALIAS])
     fields = [column for column in staged.columns if column != ID_ALIAS]
     members = _planned_members(store, plans)
-    targets = staged[staged[ID_ALIAS].isin(members)].reset_index(drop=True)
+    targets = staged[is_in(staged[ID_ALIAS], members)].reset_index(drop=True)
     targets.attrs["iqa"] = CONTACTS_IQA_PATH
     baseline = store.current(CONTACTS_SNAPSHOT)
     sent_before = None if full_resync or baseline is None else store.load(baseline)
-    previous = None if sent_before is None else sent_before[sent_before[ID_ALIAS].isin(members)]
+    previous = None if sent_before is None else sent_before[is_in(sent_before[ID_ALIAS], members)]
     diff = diff_contacts(previous, targets, columns=fields)
     guard = _contacts_guard(previous, targets, fields, override, limits)
     to_send = diff.upserts(targets)
-    summary: dict[str, Any] = {"members": len(members), "missing_from_contacts_iqa": len(members) - len(targets),
-                               "diff": diff.summary(), "guard": guard, "to_send": len(to_send),
-                               "dry_run": dry_run}
+    planned = {"members": len(members), "missing_from_contacts_iqa": len(members) - len(targets),
+               "diff": ContactChanges.model_validate(diff.summary()), "guard": guard, "to_send": len(to_send),
+               "dry_run": dry_run}
     if dry_run or to_send.empty:
-        return summary | {"sent": 0, "rejected": 0, "calls": 0, "records_sent": 0,
-                          "seconds": round(time.monotonic() - started, 2)}
+        return ContactsUpsert(**planned, records_sent=0, seconds=round(time.monotonic() - started, 2))
     log.info("contacts: sending %d (%d new to Thrive, %d changed)", len(to_send), len(diff.added),
              len(diff.changed))
     result = thrive.upsert_subscribers(_subscribers(to_send, fields))
-    rejected = [o for o in result.outcomes if not o.accepted]
-    ledger = RejectionLedger.load(store, CONTACTS_SNAPSHOT)
-    ledger.record(run_id, accepted=[o.contact_id for o in result.outcomes if o.accepted], rejected=rejected)
-    accepted_rows = to_send[~to_send[ID_ALIAS].isin([o.contact_id for o in rejected])]
-    store.commit_over(CONTACTS_SNAPSHOT, run_id, baseline,
-                      lambda theirs, base: merge_sent_rows(accepted_rows, theirs, base))
-    ledger.save(store)
-    return summary | {"sent": len(to_send), "rejected": len(rejected), "calls": result.calls,
-                      "records_sent": result.records_sent,
-                      "outcomes": _outcome_counts(result.outcomes), "quarantine": ledger.summary(),
-                      "seconds": round(time.monotonic() - started, 2)}
+    figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline)
+    return ContactsUpsert(**planned, **dict(figures), seconds=round(time.monotonic() - started, 2))
 
 
-def _planned_members(store: SnapshotStore, plans: Sequence[Mapping[str, Any]]) -> pd.Index:
+def _planned_members(store: SnapshotStore, plans: Sequence[TargetGroupPlan]) -> pd.Index:
     """Everyone who is (or stays) a member of a group ready to load this run."""
-    frames = [store.load(SnapshotHandle.from_dict(plan["handle"])) for plan in plans if plan["status"] == "ready"]
+    frames = [store.load(plan.staged()) for plan in plans if plan.ready]
     if not frames:
         return pd.Index([], dtype="str")
     plan = pd.concat(frames, ignore_index=True)
@@ -340,14 +318,14 @@ def _planned_members(store: SnapshotStore, plans: Sequence[Mapping[str, Any]]) -
 
 
 def _contacts_guard(previous: pd.DataFrame | None, targets: pd.DataFrame, fields: list[str], override: bool,
-                    limits: MassChangeLimits) -> dict[str, Any]:
+                    limits: MassChangeLimits) -> GuardVerdict:
     """The guard over contacts Thrive already holds: newly synced members are new people, not a rewrite."""
     if previous is None or previous.empty:
-        return {"blocked": False, "base": 0}
-    known = targets[targets[ID_ALIAS].isin(previous[ID_ALIAS])]
+        return GuardVerdict.nothing_to_compare()
+    known = targets[is_in(targets[ID_ALIAS], previous[ID_ALIAS])]
     known.attrs["iqa"] = CONTACTS_IQA_PATH
-    return check_contact_changes(diff_contacts(previous, known, columns=fields), CONTACTS_IQA_PATH, limits,
-                                 override).as_dict()
+    return GuardVerdict.of(check_contact_changes(diff_contacts(previous, known, columns=fields), CONTACTS_IQA_PATH,
+                                                 limits, override))
 
 
 def _subscribers(rows: pd.DataFrame, fields: list[str]) -> list[Subscriber]:
@@ -356,33 +334,26 @@ def _subscribers(rows: pd.DataFrame, fields: list[str]) -> list[Subscriber]:
             for contact_id, record in zip(rows[ID_ALIAS], values.to_dict("records"), strict=True)]
 
 
-def _outcome_counts(outcomes: Iterable[SubscriberOutcome]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
-    return counts
-
-
 # -- 5. load one group -------------------------------------------------------------------------------------
 
-def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: Mapping[str, Any], run_id: str,
-                      dry_run: bool = False) -> dict[str, Any]:
+def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: TargetGroupPlan, run_id: str,
+                      dry_run: bool = False) -> TargetGroupLoad:
     """Apply one group's membership changes, then commit its snapshot. Raises for a skipped/blocked list."""
-    if plan["status"] != "ready":
-        raise TargetGroupSkipped(plan["reason"])
+    if not plan.ready:
+        raise TargetGroupSkipped(plan.reason)
     started = time.monotonic()
-    name = plan["group"]
-    changes = store.load(SnapshotHandle.from_dict(plan["handle"]))
+    name = plan.group
+    changes = store.load(plan.staged())
     in_thrive = store.read(CONTACTS_SNAPSHOT)
     emails = (pd.Series(dtype="str") if in_thrive is None
               else in_thrive.set_index(ID_ALIAS)[EMAIL_FIELD].astype(object))
     wanted = changes.loc[changes[CHANGE_COLUMN] == "add", ID_ALIAS]
     addable = wanted[wanted.isin(emails.index)]
     leaving = changes.loc[changes[CHANGE_COLUMN] == "remove", ID_ALIAS]
-    summary: dict[str, Any] = {"group": name, "to_add": len(addable), "to_remove": len(leaving),
-                               "not_in_thrive": len(wanted) - len(addable), "dry_run": dry_run}
+    planned = {"group": name, "to_add": len(addable), "to_remove": len(leaving),
+               "not_in_thrive": len(wanted) - len(addable), "dry_run": dry_run}
     if dry_run:
-        return summary | {"added": 0, "removed": 0, "rejected": 0, "records_sent": 0}
+        return TargetGroupLoad(**planned)
     rejected_ids: set[str] = set()
     calls = records_sent = 0
     if len(addable):
@@ -395,16 +366,15 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: Mapping[
     kept = changes.loc[changes[CHANGE_COLUMN] == "keep", ID_ALIAS]
     added = addable[~addable.isin(rejected_ids)]
     mine = pd.concat([kept, added], ignore_index=True).astype("str")
-    baseline = plan.get("baseline")
     committed = store.commit_over(
-        group_snapshot(name), run_id, None if baseline is None else SnapshotHandle.from_dict(baseline),
+        group_snapshot(name), run_id, plan.baseline,
         lambda theirs, base: pd.DataFrame({ID_ALIAS: merge_members(
             mine, None if theirs is None else theirs[ID_ALIAS], None if base is None else base[ID_ALIAS])}))
     log.info("target group %r: %d added, %d removed, %d not added (not in Thrive or rejected)", name,
              len(added), len(leaving), len(wanted) - len(added))
-    return summary | {"added": len(added), "removed": len(leaving), "rejected": len(rejected_ids),
-                      "members": committed.rows, "calls": calls, "records_sent": records_sent,
-                      "seconds": round(time.monotonic() - started, 2)}
+    return TargetGroupLoad(**planned, added=len(added), removed=len(leaving), rejected=len(rejected_ids),
+                           members=committed.rows, calls=calls, records_sent=records_sent,
+                           seconds=round(time.monotonic() - started, 2))
 
 
 def _members(ids: pd.Series, emails: pd.Series) -> list[InterestMember]:
@@ -415,28 +385,25 @@ def _members(ids: pd.Series, emails: pd.Series) -> list[InterestMember]:
 
 # -- 6. finish ----------------------------------------------------------------------------------------------
 
-def finish_run(store: SnapshotStore, run_id: str, plans: Sequence[Mapping[str, Any]],
-               contacts: Mapping[str, Any] | None, upsert: Mapping[str, Any] | None,
-               loads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def finish_run(store: SnapshotStore, run_id: str, plans: Sequence[TargetGroupPlan],
+               contacts: ContactsExtract | None, upsert: ContactsUpsert | None,
+               loads: Sequence[TargetGroupLoad]) -> TargetGroupsRun:
     """Write the run report (counts only) next to the snapshots; then raise `SyncIncomplete` naming each
-    list that was not synced, so the run ends failed and alerting fires. `loads` is keyed by group name."""
-    report = {
-        "run_id": run_id, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "contacts": contacts, "upsert": upsert,
-        "target_groups": [dict(plan) | {"load": loads.get(plan["group"])} for plan in plans],
-    }
-    key = f"reports/target_groups/{snapshot_name(run_id)}"
-    location = store.write_json(key, report)
-    readable = store.write_text(key, render_target_groups(report))
-    log.info("run report written to %s (readable: %s)", location, readable)
-    problems = [f"{step} did not finish; see its log" for step, summary in
-                (("extract_contacts", contacts), ("upsert_contacts", upsert)) if summary is None]
-    problems += [f"{plan['group']}: {plan['reason']}" for plan in plans if plan["status"] != "ready"]
-    failed_loads = [plan["group"] for plan in plans if plan["status"] == "ready" and not loads.get(plan["group"])]
+    list that was not synced, so the run ends failed and alerting fires. A step that did not finish is None
+    (or, for a group's load, missing)."""
+    by_group = {load.group: load for load in loads}
+    report = TargetGroupsReport(
+        run_id=run_id, finished_at=datetime.now(UTC).isoformat(timespec="seconds"), contacts=contacts,
+        upsert=upsert,
+        target_groups=[GroupOutcome(**dict(plan), load=by_group.get(plan.group)) for plan in plans])
+    location = write_report(store, f"reports/target_groups/{snapshot_name(run_id)}", report,
+                            render_target_groups(report))
+    problems = [f"{step} did not finish; see its log" for step, result in
+                (("extract_contacts", contacts), ("upsert_contacts", upsert)) if result is None]
+    problems += [f"{plan.group}: {plan.reason}" for plan in plans if not plan.ready]
+    failed_loads = [plan.group for plan in plans if plan.ready and plan.group not in by_group]
     problems += [f"{group}: its load did not finish (see that task's log)" for group in failed_loads]
     if problems:
         raise SyncIncomplete(f"the run did not sync everything (report: {location}):\n" + "\n".join(problems))
-    return {"report": location, "target_groups": len(plans),
-            "sent": (upsert or {}).get("sent", 0),
-            "added": sum(load.get("added", 0) for load in loads.values()),
-            "removed": sum(load.get("removed", 0) for load in loads.values())}
+    return TargetGroupsRun(report=location, target_groups=len(plans), sent=upsert.sent if upsert else 0,
+                           added=sum(load.added for load in loads), removed=sum(load.removed for load in loads))

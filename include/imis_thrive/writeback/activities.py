@@ -1,7 +1,8 @@
 """Activity writeback (Thrive → iMIS): the steps of `thrive_to_imis_activities`.
 
 Each public function is one task of the DAG and runs without Airflow: it takes the clients and the snapshot
-store, returns a small JSON-friendly summary (counts per kind, iMIS IDs; never emails or other member data),
+store, returns a small typed result (`results.py`: counts per kind, iMIS IDs; never emails or other member
+data),
 and raises a typed error a person can act on.
 
 1. `write_activities`: read the eight engagement kinds of `[start, end)` (six from Thrive's grids, Resubscribe
@@ -16,16 +17,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from include.imis_thrive.errors import BadData
 from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.reports import render_activities
+from include.imis_thrive.sync.bad_emails import bad_email_events
+from include.imis_thrive.sync.load_cycle import write_report
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.client import ThriveClient
-from include.imis_thrive.sync.bad_emails import bad_email_events
 from include.imis_thrive.thrive.engagement import (
     FLAG_OF_KIND,
     KindUnavailable,
@@ -37,9 +38,16 @@ from include.imis_thrive.thrive.engagement import (
 from include.imis_thrive.thrive.errors import ThriveError
 from include.imis_thrive.thrive.grids import ENGAGEMENT_GRIDS, Grid
 from include.imis_thrive.thrive.kinds import EngagementKind
-from include.imis_thrive.writeback.ledger import ActivityLedger, hours_between
 from include.imis_thrive.writeback.derived_state import load_flags, load_unsubscribed, save_flags, save_unsubscribed
+from include.imis_thrive.writeback.ledger import ActivityLedger, hours_between
 from include.imis_thrive.writeback.quarantine import RETRY_RUNS
+from include.imis_thrive.writeback.results import (
+    ActivitiesReport,
+    ActivityWriteback,
+    Interval,
+    QuarantinedEvent,
+    WritebackQuarantine,
+)
 from include.imis_thrive.writeback.writer import DEFAULT_BATCH_SIZE, ActivityWriter
 
 log = logging.getLogger(__name__)
@@ -60,7 +68,7 @@ class WritebackIncomplete(BadData):
 
 def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStore, start: datetime, end: datetime,
                      kinds: Iterable[EngagementKind] = tuple(EngagementKind), concurrency: int | None = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE, retry_stuck: bool = False) -> dict[str, Any]:
+                     batch_size: int = DEFAULT_BATCH_SIZE, retry_stuck: bool = False) -> ActivityWriteback:
     """Every event of `[start, end)` as one activity; safe to re-run for the same interval (writes 0 again).
 
     Each kind is read and written on its own: a kind Thrive will not serve is listed under `failed_kinds`
@@ -102,7 +110,7 @@ def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStor
     compacted = ledger.compact()
     seconds = time.monotonic() - started
     written = sum(writer.tally.written.values())
-    return {
+    return ActivityWriteback.model_validate({
         "interval": {"start": start.isoformat(), "end": end.isoformat()},
         "timezone": imis.config.timezone,
         **writer.tally.summary(),
@@ -114,7 +122,7 @@ def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStor
         "thrive_calls": thrive.calls - thrive_calls,
         "seconds": round(seconds, 2),
         "activities_per_second": round(written / seconds, 1) if seconds > 0 else None,
-    }
+    })
 
 
 def _opens_or_clicks(thrive: ThriveClient, store: SnapshotStore, writer: ActivityWriter, kind: EngagementKind,
@@ -138,51 +146,46 @@ def _in_dependency_order(kinds: Iterable[EngagementKind]) -> list[EngagementKind
 
 
 def finish_run(store: SnapshotStore, run_id: str, start: datetime, end: datetime,
-               writeback: Mapping[str, Any] | None) -> dict[str, Any]:
+               writeback: ActivityWriteback | None) -> ActivitiesReport:
     """Write the run report; then raise `WritebackIncomplete` if the write step failed, iMIS refused events, or
     events were quarantined in this run (all the others were written and recorded by then)."""
-    report = {
-        "run_id": run_id, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "interval": {"start": _utc(start).isoformat(), "end": _utc(end).isoformat()},
-        "writeback": dict(writeback) if writeback else None,
-    }
-    key = f"{REPORT_PREFIX}/{snapshot_name(run_id)}"
-    report["location"] = store.write_json(key, report)
-    readable = store.write_text(key, render_activities(report))
-    log.info("run report written to %s (readable: %s)", report["location"], readable)
+    interval = Interval(start=_utc(start).isoformat(), end=_utc(end).isoformat())
+    report = ActivitiesReport(run_id=run_id, finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                              interval=interval, writeback=writeback)
+    location = write_report(store, f"{REPORT_PREFIX}/{snapshot_name(run_id)}", report, render_activities(report))
+    report = report.model_copy(update={"location": location})
     if writeback is None:
         raise WritebackIncomplete(
-            f"activities for [{report['interval']['start']}, {report['interval']['end']}) were not all written: "
+            f"activities for [{interval.start}, {interval.end}) were not all written: "
             "the write_activities task failed (see its log); re-running it writes only what is missing")
-    for kind, count in sorted(writeback["written"].items()):
+    for kind, count in sorted(writeback.written.items()):
         log.info("%s: %d activities written", kind, count)
-    unknown = writeback["unknown_contacts"]
-    if unknown["events"]:
-        log.warning("%d events of %d contacts unknown to iMIS were skipped, e.g. IDs %s", unknown["events"],
-                    unknown["contacts"], ", ".join(unknown["ids"][:10]))
-    quarantine = writeback.get("quarantine") or {}
-    skipped = (quarantine.get("stuck_skipped") or {}).get("events", 0)
-    if skipped:
-        log.warning("%d stuck event(s) skipped, not tried again until cleared (param retry_stuck): %s", skipped,
-                    "; ".join(_listed(entry) for entry in quarantine["stuck_skipped"]["entries"][:10]))
-    failed_kinds = writeback.get("failed_kinds") or {}
-    if failed_kinds:
-        reasons = "\n".join(f"{kind}: {reason}" for kind, reason in sorted(failed_kinds.items()))
-        raise WritebackIncomplete(f"{len(failed_kinds)} engagement kind(s) could not be read from Thrive; every "
-                                  f"other kind was written (report: {report['location']}):\n{reasons}")
-    rejected = writeback["rejected"]
-    if rejected["events"]:
-        reasons = [f"{count} × {reason}" for reason, count in rejected["by_reason"].items()]
-        raise WritebackIncomplete(f"iMIS refused {rejected['events']} activities (report: {report['location']}):\n"
-                                  + "\n".join(reasons), reasons)
-    if quarantine.get("events"):
-        raise quarantined_error(quarantine, report["location"])
+    unknown = writeback.unknown_contacts
+    if unknown.events:
+        log.warning("%d events of %d contacts unknown to iMIS were skipped, e.g. IDs %s", unknown.events,
+                    unknown.contacts, ", ".join(unknown.ids[:10]))
+    quarantine = writeback.quarantine
+    if quarantine.stuck_skipped.events:
+        log.warning("%d stuck event(s) skipped, not tried again until cleared (param retry_stuck): %s",
+                    quarantine.stuck_skipped.events,
+                    "; ".join(_listed(entry) for entry in quarantine.stuck_skipped.entries[:10]))
+    if writeback.failed_kinds:
+        reasons = "\n".join(f"{kind}: {reason}" for kind, reason in sorted(writeback.failed_kinds.items()))
+        raise WritebackIncomplete(f"{len(writeback.failed_kinds)} engagement kind(s) could not be read from Thrive; "
+                                  f"every other kind was written (report: {location}):\n{reasons}")
+    rejected = writeback.rejected
+    if rejected.events:
+        reasons_by_count = [f"{count} × {reason}" for reason, count in rejected.by_reason.items()]
+        raise WritebackIncomplete(f"iMIS refused {rejected.events} activities (report: {location}):\n"
+                                  + "\n".join(reasons_by_count), reasons_by_count)
+    if quarantine.events:
+        raise quarantined_error(quarantine, location)
     return report
 
 
-def quarantined_error(quarantine: Mapping[str, Any], location: str) -> WritebackIncomplete:
+def quarantined_error(quarantine: WritebackQuarantine, location: str) -> WritebackIncomplete:
     """The failure of a run that quarantined events: the first line (what an alert shows) names the first."""
-    entries, count = quarantine["entries"], quarantine["events"]
+    entries, count = quarantine.entries, quarantine.events
     more = f"; and {count - 1} more" if count > 1 else ""
     lines = [_listed(entry) for entry in entries]
     if count > len(entries):
@@ -192,12 +195,12 @@ def quarantined_error(quarantine: Mapping[str, Any], location: str) -> Writeback
                                f"post of {lines[0]}{more}\n" + "\n".join(lines), lines)
 
 
-def _listed(entry: Mapping[str, Any]) -> str:
+def _listed(entry: QuarantinedEvent) -> str:
     """`HL1-… for contact 1000123 (Mail Open): HTTP 500: An error occurred… [failed runs 1 of 3, …]`: IDs only."""
-    state = ("stuck: not tried again until cleared with the param retry_stuck" if entry["stuck"]
+    state = ("stuck: not tried again until cleared with the param retry_stuck" if entry.stuck
              else "tried again by the next run of its interval")
-    return (f"{entry['key']} for contact {entry['contact_id']} ({entry['kind']}): {entry['reason']} "
-            f"[failed runs {entry['runs']} of {RETRY_RUNS}, {entry['attempts']} posts; {state}]")
+    return (f"{entry.key} for contact {entry.contact_id} ({entry.kind}): {entry.reason} "
+            f"[failed runs {entry.runs} of {RETRY_RUNS}, {entry.attempts} posts; {state}]")
 
 
 def _utc(moment: datetime) -> datetime:

@@ -41,7 +41,7 @@ from include.imis_thrive.thrive.engagement import EngagementEvent
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.activity_map import PlannedActivity, carries_key, find_filters, plan_activity
 from include.imis_thrive.writeback.ledger import ActivityLedger, ledger_hour
-from include.imis_thrive.writeback.quarantine import RETRY_RUNS, REPORTED_KEYS, ActivityQuarantine, FailedEvent, listed
+from include.imis_thrive.writeback.quarantine import REPORTED_KEYS, RETRY_RUNS, ActivityQuarantine, FailedEvent, listed
 
 log = logging.getLogger(__name__)
 

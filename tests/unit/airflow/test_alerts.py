@@ -157,12 +157,14 @@ def test_quarantined_activities_are_listed_by_key_contact_and_reason_and_nothing
 
     from include.imis_thrive.airflow.runtime import retry_by_error_kind
     from include.imis_thrive.writeback.activities import quarantined_error
+    from include.imis_thrive.writeback.results import WritebackQuarantine
 
     entry = {"key": "HL1-0123456789abcdef0123456789abcdef", "contact_id": "1000123", "kind": "Mail Open",
              "reason": "HTTP 500: An error occurred. Please contact the administrator.", "runs": 1, "attempts": 5,
-             "stuck": False}
-    domain = quarantined_error({"events": 2, "entries": [entry, entry | {"key": "HL1-ffff", "contact_id": "1000456"}]},
-                               "file:///store/reports/activities/run-1.json")
+             "first_seen": "2026-03-08T07:00:01+00:00", "last_seen": "2026-03-08T07:00:01+00:00", "stuck": False}
+    quarantine = WritebackQuarantine.model_validate(
+        {"events": 2, "entries": [entry, entry | {"key": "HL1-ffff", "contact_id": "1000456"}]})
+    domain = quarantined_error(quarantine, "file:///store/reports/activities/run-1.json")
     try:
         with retry_by_error_kind():  # as in every task of the DAGs
             raise domain

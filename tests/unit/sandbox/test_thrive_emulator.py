@@ -626,10 +626,12 @@ def test_the_alternatives_come_from_the_environment_unless_given(monkeypatch):
 
 
 def test_the_emulator_imports_nothing_of_the_client():
-    sandbox = Path(__file__).resolve().parents[3] / "include" / "imis_thrive" / "sandbox"
+    sandbox = Path(__file__).resolve().parents[3] / "sandbox"
     forbidden = ("include.imis_thrive.thrive", "include.imis_thrive.imis", "include.imis_thrive.sync",
                  "include.imis_thrive.writeback")
-    for path in sorted(sandbox.glob("thrive_*.py")):
+    emulator = sorted(sandbox.glob("thrive_*.py"))
+    assert emulator, f"no Thrive emulator modules (thrive_*.py) found in {sandbox}: has it moved?"
+    for path in emulator:
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])

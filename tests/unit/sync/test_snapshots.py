@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -28,10 +29,6 @@ def store(request, tmp_path: Path) -> SnapshotStore:
 
 def _members(*ids: str) -> pd.DataFrame:
     return pd.DataFrame({"ID": pd.Series(list(ids), dtype="str")})
-
-
-def _snapshot_objects(store: SnapshotStore, name: str) -> list[str]:
-    return sorted(store.fs.ls(store._path(f"{name}/snapshots"), detail=False))
 
 
 def test_nothing_is_committed_before_the_first_run(store: SnapshotStore) -> None:
@@ -103,7 +100,7 @@ def test_committing_the_same_handle_again_is_a_no_op(store: SnapshotStore) -> No
     store.commit(handle)
 
     assert store.read(GROUP)["ID"].tolist() == ["1"]
-    assert len(_snapshot_objects(store, GROUP)) == 1
+    assert len(store.snapshot_keys(GROUP)) == 1
 
 
 def test_an_older_staged_snapshot_cannot_roll_the_baseline_back(store: SnapshotStore) -> None:
@@ -144,12 +141,12 @@ def test_old_snapshots_are_pruned_after_commit_keeping_the_last_n(tmp_path: Path
     for handle in handles:
         store.commit(handle)
 
-    assert _snapshot_objects(store, GROUP) == sorted(store._path(handle.key) for handle in handles[-2:])
+    assert store.snapshot_keys(GROUP) == sorted(handle.key for handle in handles[-2:])
 
 
 def test_a_pruned_or_never_written_snapshot_cannot_be_committed(store: SnapshotStore) -> None:
     handle = store.stage(GROUP, _members("1"), run_id="run-1")
-    store.fs.rm(store._path(handle.key))
+    store.discard(handle)
 
     with pytest.raises(SnapshotError, match="no longer exists .* re-run the sync"):
         store.commit(handle)
@@ -162,7 +159,7 @@ def test_pruning_spares_a_snapshot_staged_later_by_another_run(store: SnapshotSt
 
     store.commit(first)
 
-    assert store._path(later.key) in _snapshot_objects(store, GROUP)
+    assert later.key in store.snapshot_keys(GROUP)
     store.commit(later)
     assert store.read(GROUP)["ID"].tolist() == ["2"]
 
@@ -170,7 +167,7 @@ def test_pruning_spares_a_snapshot_staged_later_by_another_run(store: SnapshotSt
 def test_a_pointer_to_a_missing_object_says_what_to_restore(store: SnapshotStore) -> None:
     handle = store.stage(GROUP, _members("1"), run_id="run-1")
     store.commit(handle)
-    store.fs.rm(store._path(handle.key))
+    store.discard(handle)
 
     with pytest.raises(SnapshotError, match=f"names '{handle.key}', which is missing"):
         store.read(GROUP)
@@ -233,3 +230,25 @@ def test_json_documents_of_a_folder_are_listed_and_deleted(store: SnapshotStore)
     store.delete_json("ledger/2026-03-02T10/a")
     store.delete_json("ledger/2026-03-02T10/a")  # already gone: not an error
     assert store.json_names("ledger/2026-03-02T10") == ["b"]
+
+
+def test_the_newest_document_is_the_one_written_last_not_the_last_by_name(store: SnapshotStore) -> None:
+    assert store.newest_name("reports/target_groups") is None
+    store.write_json("reports/target_groups/zeta", {"run": 1})
+    time.sleep(0.05)  # past the filesystem's timestamp granularity
+    store.write_json("reports/target_groups/alpha", {"run": 2})
+    store.write_text("reports/target_groups/alpha", "# run 2")
+
+    assert store.newest_name("reports/target_groups") == "alpha"
+    assert store.newest_name("reports/target_groups", suffix=".md") == "alpha"
+    assert store.read_text("reports/target_groups/alpha") == "# run 2"
+    assert store.read_text("reports/target_groups/zeta") is None
+
+
+def test_a_discarded_stage_is_gone_and_its_size_was_what_was_written(store: SnapshotStore) -> None:
+    handle = store.stage(GROUP, _members("1", "2"), run_id="run-1")
+    assert store.size(handle) > 0 and store.snapshot_keys(GROUP) == [handle.key]
+
+    store.discard(handle)
+    store.discard(handle)  # already gone: not an error
+    assert store.snapshot_keys(GROUP) == []

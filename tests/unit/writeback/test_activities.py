@@ -11,19 +11,27 @@ from include.imis_thrive.reports import render_activities
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.writeback.activities import WritebackIncomplete, finish_run
 from include.imis_thrive.writeback.quarantine import RETRY_RUNS
+from include.imis_thrive.writeback.results import ActivitiesReport, ActivityWriteback
 from include.imis_thrive.writeback.writer import WritebackTally
 
 START = datetime(2026, 3, 8, 6, tzinfo=UTC)
 END = START + timedelta(hours=1)
 
 
-def summary(written: int = 3, unknown: tuple[str, ...] = (), rejected: dict[str, int] | None = None) -> dict:
+def result_of(tally: WritebackTally) -> ActivityWriteback:
+    """What `write_activities` returns for this tally."""
+    interval = {"start": START.isoformat(), "end": END.isoformat()}
+    return ActivityWriteback.model_validate(tally.summary() | {"interval": interval, "timezone": "America/New_York"})
+
+
+def summary(written: int = 3, unknown: tuple[str, ...] = (), rejected: dict[str, int] | None = None
+            ) -> ActivityWriteback:
     tally = WritebackTally()
     tally.written["Mail Open"] = written
     tally.unknown_contacts.update(unknown)
     tally.unknown_contact_events["Mail Open"] = len(unknown)
     tally.rejected.update(rejected or {})
-    return tally.summary()
+    return result_of(tally)
 
 
 @pytest.fixture
@@ -42,7 +50,7 @@ def test_the_report_is_stored_with_counts_per_kind(store):
 
 def test_unknown_contacts_are_reported_without_failing_the_run(store):
     report = finish_run(store, "run-1", START, END, summary(unknown=("9999001", "9999002")))
-    assert report["writeback"]["unknown_contacts"]["ids"] == ["9999001", "9999002"]
+    assert report.writeback.unknown_contacts.ids == ["9999001", "9999002"]
 
 
 def test_refused_activities_fail_the_run_with_the_reasons(store):
@@ -53,10 +61,11 @@ def test_refused_activities_fail_the_run_with_the_reasons(store):
 def test_a_failed_write_step_fails_the_run_after_the_report(store):
     with pytest.raises(WritebackIncomplete, match="write_activities task failed.*writes only what is missing"):
         finish_run(store, "run-1", START, END, None)
-    assert store.read_json(f"reports/activities/{snapshot_name('run-1')}")["writeback"] is None
+    stored = store.read_json(f"reports/activities/{snapshot_name('run-1')}")
+    assert ActivitiesReport.from_xcom(stored).writeback is None
 
 
-def quarantined(runs: int = 1, *, skipped: bool = False) -> dict:
+def quarantined(runs: int = 1, *, skipped: bool = False) -> ActivityWriteback:
     """A summary with one event quarantined in this run (or, `skipped`, one stuck from earlier runs)."""
     tally = WritebackTally()
     tally.written["Mail Open"] = 9
@@ -65,7 +74,7 @@ def quarantined(runs: int = 1, *, skipped: bool = False) -> dict:
              "attempts": 5 * runs, "first_seen": "2026-03-08T07:00:01+00:00", "last_seen": "2026-03-08T07:00:01+00:00",
              "stuck": runs >= RETRY_RUNS}
     (tally.stuck_skipped if skipped else tally.quarantined).append(entry)
-    return tally.summary()
+    return result_of(tally)
 
 
 def test_a_quarantined_event_fails_the_run_after_the_report_naming_its_key_contact_and_reason(store):
@@ -79,7 +88,7 @@ def test_a_quarantined_event_fails_the_run_after_the_report_naming_its_key_conta
     assert failed.value.alert_lines[-1].startswith("report: ")
     stored = store.read_json(f"reports/activities/{snapshot_name('run-1')}")
     assert stored["writeback"]["quarantine"]["entries"][0]["key"] == "HL1-0123456789abcdef0123456789abcdef"
-    text = render_activities(stored)
+    text = render_activities(ActivitiesReport.from_xcom(stored))
     assert "1 event(s) quarantined" in text
     assert "| HL1-0123456789abcdef0123456789abcdef | 1000123 | Mail Open | HTTP 500: An error occurred. Please " \
            "contact the administrator. | 1 of 3 | 5 | 2026-03-08T07:00:01+00:00 | no |" in text

@@ -1,0 +1,68 @@
+"""The end of every iMIS → Thrive load, written once: record Thrive's answer in the rejection ledger, commit
+what Thrive now holds as the new snapshot, and write the run report beside the snapshots.
+
+Both syncs (`target_groups.py` for the default fields, `panel_fields.py` for the panel fields) send rows,
+then call `settle_upsert`; their `finish_run` calls `write_report`. The order is the point: the snapshot is
+committed only after Thrive answered, and only with the rows it accepted, so a rejected or unsent row is sent
+again by the next run; the ledger is saved after the commit, so a crash between the two resends rather than
+forgets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from include.imis_thrive.imis.iqa_package import ID_ALIAS
+from include.imis_thrive.step_result import StepResult
+from include.imis_thrive.sync.merge import merge_sent_rows
+from include.imis_thrive.sync.quarantine import RejectionLedger
+from include.imis_thrive.sync.results import RejectionSummary, UpsertFigures
+from include.imis_thrive.sync.snapshots import SnapshotHandle, SnapshotStore
+from include.imis_thrive.thrive.models import SubscriberOutcome, UpsertResult
+
+log = logging.getLogger(__name__)
+
+
+def settle_upsert(store: SnapshotStore, name: str, run_id: str, result: UpsertResult, sent: pd.DataFrame,
+                  baseline: SnapshotHandle | None) -> UpsertFigures:
+    """After Thrive answered for the rows `sent`: ledger the rejections, commit the accepted rows over the
+    snapshot `baseline` this run diffed against (merged over another run's commit that landed meanwhile, see
+    `merge.py`), then save the ledger."""
+    rejected = [outcome for outcome in result.outcomes if not outcome.accepted]
+    ledger = RejectionLedger.load(store, name)
+    ledger.record(run_id, accepted=[o.contact_id for o in result.outcomes if o.accepted], rejected=rejected)
+    rejected_ids = pd.Index([outcome.contact_id for outcome in rejected], dtype="str")
+    accepted = sent[~is_in(sent[ID_ALIAS], rejected_ids)]
+    store.commit_over(name, run_id, baseline, lambda theirs, base: merge_sent_rows(accepted, theirs, base))
+    ledger.save(store)
+    return UpsertFigures(sent=len(sent), rejected=len(rejected), calls=result.calls,
+                         records_sent=result.records_sent, outcomes=outcome_counts(result.outcomes),
+                         quarantine=RejectionSummary.model_validate(ledger.summary()))
+
+
+def write_report(store: SnapshotStore, key: str, report: StepResult, readable: str) -> str:
+    """The run report as JSON (what tools read) and Markdown (what a person reads) at `key`; returns the
+    JSON's URL."""
+    location = store.write_json(key, report.to_xcom())
+    markdown = store.write_text(key, readable)
+    log.info("run report written to %s (readable: %s)", location, markdown)
+    return location
+
+
+def outcome_counts(outcomes: Iterable[SubscriberOutcome]) -> dict[str, int]:
+    """Thrive's answers counted by status (`created`, `updated`, `rejected`, ...)."""
+    return dict(Counter(outcome.status.value for outcome in outcomes))
+
+
+def is_in(ids: pd.Series, known: pd.Index | pd.Series) -> np.ndarray:
+    """Whether each ID is among `known`, in one Arrow hash lookup: pandas' `isin` on `str` columns boxes
+    every value of `known` as a Python object first (0.8 s for 200,000 IDs, against 0.05 s here)."""
+    found = pc.is_in(pa.array(ids, type=pa.string()), value_set=pa.array(known, type=pa.string()))
+    return found.to_numpy(zero_copy_only=False)
