@@ -31,10 +31,10 @@ def answer(accepted: list[str], rejected: list[str]) -> UpsertResult:
 
 
 def test_accepted_rows_replace_theirs_and_rejected_ones_keep_what_thrive_held(store):
-    before = rows({"1": "Boston", "2": "Denver", "3": "Austin"})
+    store.commit(store.stage("contacts", rows({"1": "Boston", "2": "Denver", "3": "Austin"}), "run-1"))
     sent = rows({"2": "Dallas", "3": "Tulsa", "4": "Reno"})
 
-    figures = settle_upsert(store, "contacts", "run-2", answer(["2", "4"], ["3"]), sent, before)
+    figures = settle_upsert(store, "contacts", "run-2", answer(["2", "4"], ["3"]), sent, store.current("contacts"))
 
     committed = store.read("contacts").set_index("ID")["City"].to_dict()
     assert committed == {"1": "Boston", "2": "Dallas", "3": "Austin", "4": "Reno"}
