@@ -109,12 +109,14 @@ def serve_world(seed: int, contacts: int, workdir: Path, airflow_env: dict[str, 
 
 def run_dag(world: World, dag_id: str, logical_date: datetime, rng: random.Random | None, tally: Tally | None,
             kill_rate: float) -> bool:
-    """Run until success (at most MAX_ATTEMPTS); in the faulty world, a run may be SIGKILLed at a random moment."""
+    """Run until success (at most MAX_ATTEMPTS); in the faulty world, a run may be SIGKILLed at a random moment,
+    except the last attempt, which stands for the operator's final re-run that is let finish."""
     for attempt in range(MAX_ATTEMPTS):
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(PROJECT_ROOT), dag_id, logical_date.isoformat()],
                                  env=world.env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True, start_new_session=True)
-        kill_at = rng.uniform(2.0, 14.0) if rng is not None and rng.random() < kill_rate else None
+        killable = rng is not None and attempt < MAX_ATTEMPTS - 1
+        kill_at = rng.uniform(2.0, 14.0) if killable and rng.random() < kill_rate else None  # type: ignore[union-attr]
         output = _wait(child, kill_at)
         if kill_at is not None and child.returncode == -signal.SIGKILL:
             tally.kills += 1  # type: ignore[union-attr]
