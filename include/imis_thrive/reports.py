@@ -48,7 +48,7 @@ def _quarantine_lines(title: str, quarantine: ValidationQuarantine | RejectionSu
     if isinstance(quarantine, RejectionSummary) and quarantine.flagged_count:
         lines += ["", f"{quarantine.flagged_count} contact(s) rejected {quarantine.flag_after_runs} runs in a "
                       "row need a fix in iMIS: " + ", ".join(quarantine.flagged_ids)]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _validation_lines(validation: Mapping[str, Any] | None) -> list[str]:
@@ -164,8 +164,10 @@ def _activity_quarantine_lines(writeback: ActivityWriteback) -> list[str]:
     return lines
 
 
-def activity_figures(writeback: ActivityWriteback) -> dict[str, Any]:
-    """The `extra` of the activities Asset event."""
+def activity_figures(writeback: ActivityWriteback | None) -> dict[str, Any]:
+    """The `extra` of the activities Asset event (empty when the write step did not finish)."""
+    if writeback is None:
+        return {}
     return {"rows": sum(writeback.read.values()), "added": sum(writeback.written.values()),
             "written_by_kind": dict(writeback.written),
             "already_written": sum(writeback.already_written.values()),

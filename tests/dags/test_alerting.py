@@ -112,8 +112,9 @@ def test_a_task_that_fails_every_try_mails_once_for_the_last(airflow_db, smtp_si
 def test_every_task_of_a_project_dag_alerts_on_failure(dagbag, dag_id):
     dag = dagbag.get_dag(dag_id)
     assert dag is not None, dagbag.import_errors
-    assert _is_notify_failure(dag.default_args.get("on_failure_callback")), \
-        f"{dag_id}: set default_args['on_failure_callback'] = notify_failure (from include.imis_thrive.airflow.notifications.alerts)"
+    assert _is_notify_failure(dag.default_args.get("on_failure_callback")), (
+        f"{dag_id}: set default_args['on_failure_callback'] = notify_failure "
+        "(from include.imis_thrive.airflow.notifications.alerts)")
     for task in dag.tasks:
         # A mapped task keeps the value as given; it becomes a list when the task is unmapped to run.
         callbacks = task.on_failure_callback

@@ -4,8 +4,9 @@ The integration's description defines a Bad Email as a subscriber with a malform
 `.com`) being added. No vendor grid reports those (thrive-vendor-facts.md), and the sync is what adds
 subscribers, so it detects them at extraction: each contact + address is recorded once, with the moment it was
 first seen, in one small document next to the snapshots. Every address validation quarantines as malformed is
-a Bad Email too (its pattern is the last check here), so no refused address goes unrecorded. The writeback reads the records of its interval and
-writes each as one `Bad Email` activity (exactly once, through the same ledger as every other kind).
+a Bad Email too (its pattern is the last check here), so no refused address goes unrecorded. The writeback
+reads the records of its interval and writes each as one `Bad Email` activity (exactly once, through the same
+ledger as every other kind).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def record_bad_emails(store: SnapshotStore, contacts: pd.DataFrame, id_column: s
                       now: datetime | None = None) -> int:
     """Record every contact whose address is malformed and not yet recorded; returns how many are new."""
     emails = contacts[email_column].astype("string").fillna("")
-    found = [(str(contact), str(email), reason) for contact, email in zip(contacts[id_column], emails)
+    found = [(str(contact), str(email), reason) for contact, email in zip(contacts[id_column], emails, strict=True)
              if (reason := bad_email_reason(str(email)))]
     if not found:
         return 0

@@ -200,4 +200,4 @@ def _changed_columns(
     ]
     changed = pd.Series(pattern_columns[pattern_of_row.ravel()], index=ids.rename(ID_COLUMN), dtype=object)
     counts = differs.sum(axis=0)
-    return changed, {name: int(count) for name, count in zip(columns, counts) if count}
+    return changed, {name: int(count) for name, count in zip(columns, counts, strict=True) if count}

@@ -128,7 +128,7 @@ def render_for_thrive(values: pd.Series) -> pd.Series:
     return pd.Series(lookup.take(positions), index=values.index, name=values.name)
 
 
-def _formatter_for(dtype: object) -> Callable[[pd.Index], Sequence[str]]:
+def _formatter_for(dtype: object) -> Callable[[pd.Index], Sequence[str] | np.ndarray]:
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         return _format_datetimes
     if pd.api.types.is_bool_dtype(dtype):

@@ -6,7 +6,7 @@ other run committed meanwhile (*theirs*), this run's snapshot (*mine*) must not 
 may claim only what Thrive surely holds:
 
 - membership is one bit per contact, and both runs flipped a bit only away from the same base, so
-  theirs − what I removed + what I added is exact whatever order the loads reached Thrive in;
+  theirs - what I removed + what I added is exact whatever order the loads reached Thrive in;
 - a contact's fields: my sent row wins where theirs kept the base row; where both runs sent the same contact
   with different values, Thrive holds whichever arrived last, so the row is dropped and the next run resends it.
 """

@@ -299,10 +299,8 @@ class SnapshotStore:
 
     def delete_json(self, key: str) -> None:
         """Remove the document at `<key>.json`; one already gone is not an error (a concurrent delete won)."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self._path(f"{_checked(key)}.json"))
-        except FileNotFoundError:
-            pass
 
     def read_json(self, key: str) -> dict[str, Any] | None:
         """The document stored at `<key>.json`, or None."""

@@ -215,6 +215,7 @@ def plan_target_group(imis: ImisClient, thrive: ThriveClient, store: SnapshotSto
     except TargetGroupSkipped as skipped:
         return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.SKIPPED, reason=str(skipped))
     baseline = store.current(group_snapshot(group.name))
+    previous: Sequence[str] | pd.Series | None
     if full_resync:
         previous = [m.contact_id for m in thrive.interest_members(group.name) if m.contact_id]
     else:

@@ -146,8 +146,9 @@ def _read_partition(store: SnapshotStore, hour: str) -> tuple[dict[str, str], se
     """(written, intent, record names) of one partition, read consistently despite concurrent compaction."""
     for _ in range(_LOAD_ATTEMPTS):
         names = _record_names(store, hour)
-        documents = [store.read_json(f"{_partition(hour)}/{name}") for name in names]
-        if all(document is not None for document in documents):
+        read = [store.read_json(f"{_partition(hour)}/{name}") for name in names]
+        documents = [document for document in read if document is not None]
+        if len(documents) == len(read):
             written: dict[str, str] = {}
             intent: set[str] = set()
             for document in documents:

@@ -67,7 +67,7 @@ def test_loading_a_pruned_stage_says_to_rerun(tmp_path: Path) -> None:
     stale = store.stage(GROUP, _members("1"), run_id="run-1")
     store.commit(store.stage(GROUP, _members("2"), run_id="run-2"))  # prunes the earlier, uncommitted stage
 
-    with pytest.raises(SnapshotError, match="another machine.*re-run the sync"):
+    with pytest.raises(SnapshotError, match=r"another machine.*re-run the sync"):
         store.load(stale)
 
 
@@ -148,7 +148,7 @@ def test_a_pruned_or_never_written_snapshot_cannot_be_committed(store: SnapshotS
     handle = store.stage(GROUP, _members("1"), run_id="run-1")
     store.discard(handle)
 
-    with pytest.raises(SnapshotError, match="no longer exists .* re-run the sync"):
+    with pytest.raises(SnapshotError, match=r"no longer exists .* re-run the sync"):
         store.commit(handle)
     assert store.read(GROUP) is None
 

@@ -59,7 +59,7 @@ def test_refused_activities_fail_the_run_with_the_reasons(store):
 
 
 def test_a_failed_write_step_fails_the_run_after_the_report(store):
-    with pytest.raises(WritebackIncomplete, match="write_activities task failed.*writes only what is missing"):
+    with pytest.raises(WritebackIncomplete, match=r"write_activities task failed.*writes only what is missing"):
         finish_run(store, "run-1", START, END, None)
     stored = store.read_json(f"reports/activities/{snapshot_name('run-1')}")
     assert ActivitiesReport.from_xcom(stored).writeback is None

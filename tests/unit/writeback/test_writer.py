@@ -203,7 +203,7 @@ def test_a_rerun_looks_up_an_unknown_contact_once_not_each_of_its_pending_events
 def test_activities_refused_from_the_start_stop_the_writer(store):
     imis = FakeImis()
     imis.refuse = "Property 'UF_1' is not defined on Activity."
-    with pytest.raises(ActivitiesRejected, match="UF_1' is not defined.*activity_map.py"):
+    with pytest.raises(ActivitiesRejected, match=r"UF_1' is not defined.*activity_map\.py"):
         write(imis, store, events(100), batch_size=REJECTIONS_BEFORE_STOP)
     assert imis.posts == REJECTIONS_BEFORE_STOP
 
