@@ -8,6 +8,7 @@ import pytest
 
 from sandbox.imis_app import ImisSandbox, ImisSandboxConfig, default_flavor
 from sandbox.server import SandboxServer
+from tests.integration.thrive_fixtures import *  # noqa: F403
 
 
 @pytest.fixture
@@ -28,5 +29,4 @@ def imis_server(imis_sandbox: ImisSandbox) -> Iterator[SandboxServer]:
     """`imis_sandbox` served over real HTTP on 127.0.0.1 (port 0: a free one); `.url` is its base URL."""
     with SandboxServer(imis_sandbox.app, port=0) as server:
         yield server
-from tests.integration.thrive_fixtures import *  # noqa: F403
 

@@ -318,8 +318,9 @@ def test_a_malformed_address_the_sync_added_becomes_one_bad_email_activity(world
     contact = world.known[0]
     contacts = pd.DataFrame({"ID": [contact, world.known[1]],
                              "PrimaryEmailAddress": ["jo@example.com.com", "fine@example.org"]})
-    assert record_bad_emails(world.store, contacts, "ID", "PrimaryEmailAddress", now=DST_DAY + timedelta(minutes=5)) == 1
-    assert record_bad_emails(world.store, contacts, "ID", "PrimaryEmailAddress", now=DST_DAY + timedelta(hours=3)) == 0
+    added, later = DST_DAY + timedelta(minutes=5), DST_DAY + timedelta(hours=3)
+    assert record_bad_emails(world.store, contacts, "ID", "PrimaryEmailAddress", now=added) == 1
+    assert record_bad_emails(world.store, contacts, "ID", "PrimaryEmailAddress", now=later) == 0
 
     report = world.write(DST_DAY, DST_DAY + timedelta(hours=1), kinds=[EngagementKind.BAD_EMAIL])
     world.write(DST_DAY, DST_DAY + timedelta(hours=1), kinds=[EngagementKind.BAD_EMAIL])
@@ -347,7 +348,7 @@ def test_a_kind_thrive_refuses_fails_alone_and_the_run_names_it(world, monkeypat
     expected = world.expected(generated, RECENT, end)
     assert world.activities() == Counter({k: v for k, v in expected.items() if k[0] != "Web Tracking Page Visit"})
     assert sorted(report.failed_kinds) == sorted({*unserved(world.sources(RECENT)), "Web Tracking Page Visit"})
-    with pytest.raises(WritebackIncomplete, match="Web Tracking Page Visit: .*InvalidGridCategoryException"):
+    with pytest.raises(WritebackIncomplete, match=r"Web Tracking Page Visit: .*InvalidGridCategoryException"):
         finish_run(world.store, "run-1", RECENT, end, report)
 
 

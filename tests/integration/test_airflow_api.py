@@ -147,9 +147,9 @@ def test_a_retried_trigger_with_the_same_run_id_creates_one_run(api_server):
 
 
 def test_a_viewer_may_read_but_not_trigger(api_server):
-    with api_server.client("watcher") as viewer:
-        with pytest.raises(AirflowAccessDenied, match="user 'watcher' may not.*'user' role"):
-            viewer.trigger_dag_run(TARGET_GROUP_DAG, {"target_group": "Newsletter"})
+    with (api_server.client("watcher") as viewer,
+          pytest.raises(AirflowAccessDenied, match=r"user 'watcher' may not.*'user' role")):
+        viewer.trigger_dag_run(TARGET_GROUP_DAG, {"target_group": "Newsletter"})
 
 
 def test_a_conf_breaking_the_params_and_an_unknown_dag_are_refused_by_name(api_server):

@@ -63,7 +63,7 @@ def test_list_iqas_are_discovered_and_their_definitions_read(imis_server):
 
 
 def test_a_list_not_shared_with_everyone_fails_with_that_reason(imis_server):
-    with pytest.raises(ImisAuthError, match="Broken - Not Shared.*not shared with Everyone"):
+    with pytest.raises(ImisAuthError, match=r"Broken - Not Shared.*not shared with Everyone"):
         make_client(imis_server.url).run_iqa(f"{MAILING_LISTS_FOLDER}/Broken - Not Shared")
 
 

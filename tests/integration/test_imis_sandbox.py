@@ -572,7 +572,8 @@ def test_a_refused_write_answers_400_with_type_errors_and_warnings(authed: httpx
     body = response.json()
     assert response.status_code == 400
     assert body["$type"].startswith("Asi.Soa.Core.DataContracts.ValidationResultsData")
-    assert body["Warnings"]["$values"] == [] and body["Errors"]["$values"][0]["Message"] == "Party '999' does not exist."
+    assert body["Warnings"]["$values"] == []
+    assert body["Errors"]["$values"][0]["Message"] == "Party '999' does not exist."
 
 
 def test_activity_rows_carry_seqn_only_in_identity(authed: httpx.Client, imis_sandbox: ImisSandbox) -> None:

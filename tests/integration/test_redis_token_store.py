@@ -95,9 +95,9 @@ def test_a_lock_whose_holder_died_expires_and_a_stale_holder_never_frees_a_newer
     with waiting.lock("key"):
         assert 0.2 < time.monotonic() - started < 2  # taken over once the dead holder's lease ran out
         held.__exit__(None, None, None)  # the stale holder wakes up: its release must not free our lock
-        with pytest.raises(TokenLockTimeout, match="stayed taken"):
-            with RedisTokenStore(REDIS_URL, prefix=prefix, wait_s=0.3).lock("key"):
-                pass
+        with (pytest.raises(TokenLockTimeout, match="stayed taken"),
+              RedisTokenStore(REDIS_URL, prefix=prefix, wait_s=0.3).lock("key")):
+            pass
 
 
 def _extract_as_another_machine(url: str, prefix: str, results: multiprocessing.Queue) -> None:

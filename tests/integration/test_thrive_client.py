@@ -100,8 +100,8 @@ def test_add_and_remove_interest_members_without_unsubscribing(thrive_client, th
                                                               InterestMember("2", "m2@example.org")])
     assert thrive_sandbox.subscriber("1")["fields"] == {"FirstName": "N1", "LastName": "Member"}
 
-    statuses = thrive_client.remove_interest_members("Board & Committees", [InterestMember("1", "m1@example.org"),
-                                                                            InterestMember("9", "not-there@example.org")])
+    statuses = thrive_client.remove_interest_members(
+        "Board & Committees", [InterestMember("1", "m1@example.org"), InterestMember("9", "not-there@example.org")])
 
     assert statuses[0].status == thrive_sandbox.config.upload_statuses()[1]
     assert thrive_sandbox.interest_members("Board & Committees") == ["2"]
@@ -159,7 +159,8 @@ def test_resubscribes_are_derived_from_the_unsubscribed_state_a_run_recorded(thr
     events, still = resubscribes(thrive_client, state, START, END)
 
     assert counts["Resubscribe"] > 0 and len(events) == counts["Resubscribe"]
-    assert {e.contact_id for e in events}.isdisjoint(still) and set(still) | {e.contact_id for e in events} == set(state)
+    resubscribed = {e.contact_id for e in events}
+    assert resubscribed.isdisjoint(still) and set(still) | resubscribed == set(state)
     assert all(START <= e.occurred_at < END for e in events)
     again, _ = resubscribes(thrive_client, state, START, END)
     assert again == events  # the same interval derives the same events, so the ledger recognises them
@@ -191,9 +192,9 @@ def test_grids_page_on_a_stable_key_and_count(thrive_client):
 
 
 def test_wrong_credentials_are_a_typed_fault(thrive_config):
-    with ThriveClient(thrive_config.model_copy(update={"brand_id": "1"})) as client:
-        with pytest.raises(ThriveCredentialsError, match="InvalidCredentialsException"):
-            client.interests()
+    with (ThriveClient(thrive_config.model_copy(update={"brand_id": "1"})) as client,
+          pytest.raises(ThriveCredentialsError, match="InvalidCredentialsException")):
+        client.interests()
 
 
 def test_unknown_grids_and_elements_are_faults_naming_them(thrive_client):

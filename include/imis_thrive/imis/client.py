@@ -1,7 +1,7 @@
 """HTTP client for the iMIS REST API: token, IQA paging, documents, query definitions, activities.
 
-Knows nothing of Airflow (include/imis_thrive/airflow/hooks/imis.py builds it from a connection). Every call goes through
-`_request`, which adds the shared bearer token, retries what is worth retrying (`http_retry`), re-authenticates
+Knows nothing of Airflow (include/imis_thrive/airflow/hooks/imis.py builds it from a connection). Every call goes
+through `_request`, which adds the shared bearer token, retries what is worth retrying (`http_retry`), re-authenticates
 once on 401, and turns every other failure into a typed error naming the query or entity.
 """
 
@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, Literal
 
 import httpx
@@ -167,7 +168,7 @@ class ImisClient:
         for attempt in range(1, TOKEN_ATTEMPTS + 1):
             headers = {"Authorization": token.authorization}
             response = send_with_retry(
-                lambda: self._http.request(method, path, params=params, json=json, headers=headers),
+                partial(self._http.request, method, path, params=params, json=json, headers=headers),
                 what=what, policy=self.config.retry, idempotent=idempotent, sleep=self._sleep,
             )
             self._count_call()

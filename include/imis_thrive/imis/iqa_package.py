@@ -153,7 +153,7 @@ class IqaDefinition:
         A column is keyed as its rows are: by `Alias`, else by `PropertyName`, else (2017, where the source
         property is only in `Caption`, e.g. `CsContact.ID`) by the part of `Caption` after the last dot. Never
         by `Name`, which is an internal id (`CsContact.ID`, or `{GUID}.CL3` on 2017)."""
-        definition = payload["Result"] if "Result" in payload else payload
+        definition = payload.get("Result", payload)
         if not definition:
             raise ValueError("QueryDefinition answer has no Result: the IQA path does not exist")
         path = str(definition.get("Path") or (definition.get("Document") or {}).get("Path") or "")

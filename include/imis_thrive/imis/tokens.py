@@ -156,9 +156,9 @@ class RedisTokenStore:
             deadline, pause = time.monotonic() + self.wait_s, 0.01
             while not self._redis.set(name, holder, nx=True, px=int(self.lease_s * 1000)):
                 if time.monotonic() > deadline:
-                    raise TokenLockTimeout(f"the iMIS login lock on {_without_password(self.url)} stayed taken for {self.wait_s:.0f} s; "
-                                           "a worker may be stuck logging in (it expires by itself within "
-                                           f"{self.lease_s:.0f} s)")
+                    raise TokenLockTimeout(f"the iMIS login lock on {_without_password(self.url)} stayed taken for "
+                                           f"{self.wait_s:.0f} s; a worker may be stuck logging in (it expires by "
+                                           f"itself within {self.lease_s:.0f} s)")
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)
             try:

@@ -335,8 +335,9 @@ class ThriveClient:
         recent. A signal the tenant refuses is logged and the other used; both refused raises. Pass `interests`
         when the caller has just read them, to save reading them again.
         """
-        live = {interest.interest_id: interest.name for interest in (interests if interests is not None
-                                                                       else self.interests()) if not interest.is_deleted}
+        if interests is None:
+            interests = self.interests()
+        live = {interest.interest_id: interest.name for interest in interests if not interest.is_deleted}
         used: set[int] = set()
         signals, refused = [], []
         for signal, read in (("mailing_instance.target_group_id", self._mailed_group_ids),
@@ -361,7 +362,8 @@ class ThriveClient:
         return _ids(row.get("target_group_id") for row in rows)
 
     def _recently_used_group_ids(self, since: datetime) -> set[int]:
-        rows = self.iter_grid(Grid.TARGET_GROUP_COUNTS, "id", (Condition.single("last_used_date", Comparator.GTE, since),),
+        rows = self.iter_grid(Grid.TARGET_GROUP_COUNTS, "id",
+                              (Condition.single("last_used_date", Comparator.GTE, since),),
                               GROUP_USE_FIELDS)
         return _ids(row.get("id") for row in rows)
 

@@ -105,7 +105,7 @@ def test_an_expired_token_is_renewed_once(fake_airflow):
 
 def test_a_refused_login_names_the_user_not_the_password(fake_airflow):
     airflow = fake_airflow({("POST", "/auth/token"): [(401, {"detail": "Invalid credentials"})]})
-    with pytest.raises(AirflowLoginRefused, match="user 'refresher'.*Invalid credentials") as refused:
+    with pytest.raises(AirflowLoginRefused, match=r"user 'refresher'.*Invalid credentials") as refused:
         airflow.client().trigger_dag_run(DAG, {})
     assert "s3cret" not in str(refused.value) and "s3cret" not in repr(airflow.client())
 

@@ -34,7 +34,8 @@ def test_connection_becomes_client_config(thrive_connection):
 
 
 def test_a_host_without_scheme_gets_https_and_defaults_apply(thrive_connection):
-    thrive_connection(host="partnertest.informz.net/aapi/InformzService.svc", extra={"brand_id": "1", "brand_name": "B"})
+    thrive_connection(host="partnertest.informz.net/aapi/InformzService.svc",
+                      extra={"brand_id": "1", "brand_name": "B"})
     config = ThriveHook().get_config()
 
     assert config.endpoint == "https://partnertest.informz.net/aapi/InformzService.svc"

@@ -55,7 +55,7 @@ def test_data_type_accepts_both_spellings(name: str, expected: ImisDataType) -> 
 
 
 def test_unsupported_data_type_names_the_choices() -> None:
-    with pytest.raises(ValueError, match="unsupported iMIS data type 'Money'.*System.String"):
+    with pytest.raises(ValueError, match=r"unsupported iMIS data type 'Money'.*System\.String"):
         ImisDataType.parse("Money")
 
 
@@ -126,9 +126,10 @@ def test_mismatches_name_the_iqa_column_and_fix() -> None:
 
 
 def test_a_definition_with_a_column_type_the_package_never_uses_is_still_read() -> None:
-    definition = IqaDefinition.from_query_definition({"Result": {"Path": "$/HigherLogic/MailingLists/Board", "Properties": {
-        "$values": [{"Alias": "ID", "DataTypeName": "String"}, {"Alias": "Dues", "DataTypeName": "Money"},
-                    {"Alias": "Key", "DataTypeName": "Guid"}]}}})
+    properties = [{"Alias": "ID", "DataTypeName": "String"}, {"Alias": "Dues", "DataTypeName": "Money"},
+                  {"Alias": "Key", "DataTypeName": "Guid"}]
+    definition = IqaDefinition.from_query_definition(
+        {"Result": {"Path": "$/HigherLogic/MailingLists/Board", "Properties": {"$values": properties}}})
     assert definition.aliases == ("ID", "Dues", "Key")
     assert definition.column("Key").data_type is ImisDataType.GUID
     assert definition.column("Dues").data_type is ImisDataType.STRING

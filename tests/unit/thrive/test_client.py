@@ -214,7 +214,7 @@ def test_retries_running_out_raise_unavailable_naming_the_call():
     transport, _ = _scripted([httpx.Response(502)] * 3)
     client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
 
-    with pytest.raises(ThriveUnavailable, match="^grid upload_history rows 0\\+1: gave up after 3 attempts"):
+    with pytest.raises(ThriveUnavailable, match=r"^grid upload_history rows 0\+1: gave up after 3 attempts"):
         client.upload_status(9)
 
 
@@ -226,10 +226,15 @@ def test_a_non_soap_error_status_points_at_the_connection_host():
         client.count("subscriber")
 
 
+def _request_grid(request: httpx.Request) -> ET.Element:
+    """The `Grid` element of a grid request as the client sent it, out of its SOAP envelope."""
+    document = envelope.soap_argument(envelope.parse_envelope(request.content, "t"), envelope.OPERATION,
+                                      envelope.ARGUMENT, "t")
+    return parsing.parse_document(document, "t").find(f".//{{{envelope.NAMESPACE}}}Grid")
+
+
 def _start_rows(seen: list[httpx.Request]) -> list[str]:
-    return [parsing.parse_document(envelope.soap_argument(envelope.parse_envelope(r.content, "t"), envelope.OPERATION,
-                                                   envelope.ARGUMENT, "t"), "t").findtext(f".//{{{envelope.NAMESPACE}}}StartRow")
-            for r in seen]
+    return [_request_grid(r).findtext(f"{{{envelope.NAMESPACE}}}StartRow") for r in seen]
 
 
 def test_grid_paging_stops_on_a_short_page_and_advances_start_row():
@@ -247,12 +252,12 @@ def _tenant(reading: str, total: int) -> httpx.MockTransport:
     `zero` (OFFSET: 0 is the first row), `between` (1 is the first; rows [start, start+n-1], so 0 loses a row),
     `clamp` (1 is the first; 0 is read as 1), `refuse` (1 is the first; 0 is a fault)."""
     def handler(request: httpx.Request) -> httpx.Response:
-        grid = parsing.parse_document(envelope.soap_argument(envelope.parse_envelope(request.content, "t"), envelope.OPERATION,
-                                                      envelope.ARGUMENT, "t"), "t").find(f".//{{{envelope.NAMESPACE}}}Grid")
+        grid = _request_grid(request)
         start = int(grid.findtext(f"{{{envelope.NAMESPACE}}}StartRow"))
         size = int(grid.findtext(f"{{{envelope.NAMESPACE}}}NumberOfRows"))
         if reading == "refuse" and start == 0:
-            return httpx.Response(500, content=replies.fault_envelope("UnexpectedInputException", "StartRow must be >= 1"))
+            fault = replies.fault_envelope("UnexpectedInputException", "StartRow must be >= 1")
+            return httpx.Response(500, content=fault)
         first = {"zero": start, "between": start - 1, "clamp": max(start, 1) - 1, "refuse": start - 1}[reading]
         numbers = [n for n in range(max(first, 0), first + size) if n < total and n >= 0]
         records = "".join(f'<Record row="{n}"><Fields><Field element="upload_id">{n}</Field></Fields></Record>'
@@ -315,9 +320,9 @@ def test_a_bulk_upload_without_status_email_recipients_fails_before_sending():
 
 
 def _upload_reply(status: str) -> httpx.Response:
-    document = (f'<GridResponse xmlns="{envelope.NAMESPACE}"><Grids><Grid type="upload_history"><Record row="1"><Fields>'
-                f'<Field element="upload_id">5</Field><Field element="status">{status}</Field></Fields></Record>'
-                "</Grid></Grids></GridResponse>")
+    document = (f'<GridResponse xmlns="{envelope.NAMESPACE}"><Grids><Grid type="upload_history"><Record row="1">'
+                f'<Fields><Field element="upload_id">5</Field><Field element="status">{status}</Field></Fields>'
+                "</Record></Grid></Grids></GridResponse>")
     return httpx.Response(200, content=replies.response_envelope(document))
 
 
@@ -333,5 +338,5 @@ def test_an_upload_still_running_after_the_poll_timeout_says_rerunning_is_safe()
     transport, _ = _scripted([_upload_reply("Processing")] * 4)
     client = ThriveClient(_config(poll_interval_s=1, poll_timeout_s=3), transport=transport, sleep=lambda _: None)
 
-    with pytest.raises(UploadTimeout, match="still 'processing' after 3s.*safe"):
+    with pytest.raises(UploadTimeout, match=r"still 'processing' after 3s.*safe"):
         client.wait_for_upload(5)

@@ -43,7 +43,8 @@ def _fields(document: str) -> list[str]:
 
 @pytest.mark.parametrize("value", TRICKY)
 def test_personalization_values_round_trip_exactly_through_document_and_envelope(value):
-    document = documents.action_request(BRAND, [documents.subscribe_action([Subscriber("12", "a@example.org", {"Name": value})])])
+    subscriber = Subscriber("12", "a@example.org", {"Name": value})
+    document = documents.action_request(BRAND, [documents.subscribe_action([subscriber])])
 
     assert _fields(_request_document(envelope.request_envelope(document))) == [value]
 
@@ -62,7 +63,7 @@ def test_brand_repr_hides_the_password():
 
 
 def test_control_characters_are_refused_with_the_element_named():
-    with pytest.raises(UnsendableValue, match="Field.*U\\+0007"):
+    with pytest.raises(UnsendableValue, match=r"Field.*U\+0007"):
         documents.subscribe_action([Subscriber("1", "a@example.org", {"Name": "bell\x07"})])
 
 
@@ -76,7 +77,8 @@ def test_subscribe_puts_email_first_and_upper_case_id_second():
 
 
 def test_subscribe_sends_a_field_some_records_lack_as_empty_so_every_record_says_the_same_fields():
-    action = documents.subscribe_action([Subscriber("1", "a@example.org", {"A": "x"}), Subscriber("2", "b@example.org", {})])
+    action = documents.subscribe_action([Subscriber("1", "a@example.org", {"A": "x"}),
+                                         Subscriber("2", "b@example.org", {})])
     second = action.findall("SubscriberData/Subscribers/Subscriber")[1]
 
     assert [(f.get("element"), f.text) for f in second.find("Fields")] == [("A", "")]
@@ -195,10 +197,12 @@ def test_grid_request_writes_single_and_collection_conditions_and_paging():
     ns = {"a": envelope.NAMESPACE}
 
     assert grid.get("type") == "mailing_instance"
-    assert grid.findtext("a:Conditions/a:Condition/a:Single/a:DataValue", namespaces=ns) == "2026-01-02T03:04:05.6789010Z"
-    assert [v.text for v in grid.findall("a:Conditions/a:Condition/a:Collection/a:DataValue", ns)] == ["1", "2"]
+    condition = "a:Conditions/a:Condition"
+    assert grid.findtext(f"{condition}/a:Single/a:DataValue", namespaces=ns) == "2026-01-02T03:04:05.6789010Z"
+    assert [v.text for v in grid.findall(f"{condition}/a:Collection/a:DataValue", ns)] == ["1", "2"]
     assert grid.find("a:SortField", ns).get("order") == "desc"
-    assert (grid.findtext("a:StartRow", namespaces=ns), grid.findtext("a:NumberOfRows", namespaces=ns)) == ("2000", "500")
+    assert grid.findtext("a:StartRow", namespaces=ns) == "2000"
+    assert grid.findtext("a:NumberOfRows", namespaces=ns) == "500"
 
 
 def _reply(document: str) -> bytes:

@@ -23,7 +23,7 @@ def test_a_fault_whose_code_is_only_in_a_prefixed_faultcode_is_classified_like_t
 
 
 def test_garbage_instead_of_an_envelope_is_a_protocol_error_naming_the_call():
-    with pytest.raises(ThriveProtocolError, match="^grid subscriber: the reply is not XML"):
+    with pytest.raises(ThriveProtocolError, match=r"^grid subscriber: the reply is not XML"):
         envelope.document_from_reply(b"<html>Bad gateway", "grid subscriber")
 
 

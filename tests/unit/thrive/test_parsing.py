@@ -19,7 +19,7 @@ HOSTILE_DOCUMENTS = {
 
 @pytest.mark.parametrize("kind", HOSTILE_DOCUMENTS)
 def test_hostile_xml_in_the_reply_document_is_a_thrive_error_naming_the_call(kind):
-    with pytest.raises(ThriveProtocolError, match="^grid subscriber: the reply document was refused as unsafe XML"):
+    with pytest.raises(ThriveProtocolError, match=r"^grid subscriber: the reply document was refused as unsafe XML"):
         envelope.document_from_reply(replies.response_envelope(HOSTILE_DOCUMENTS[kind]), "grid subscriber")
 
 
@@ -27,7 +27,7 @@ def test_hostile_xml_in_the_reply_document_is_a_thrive_error_naming_the_call(kin
 def test_hostile_xml_as_the_envelope_itself_is_a_thrive_error_naming_the_call(kind):
     body = HOSTILE_DOCUMENTS[kind].replace("GridResponse", "Envelope").encode()
 
-    with pytest.raises(ThriveProtocolError, match="^Subscribe 3: the reply was refused as unsafe XML"):
+    with pytest.raises(ThriveProtocolError, match=r"^Subscribe 3: the reply was refused as unsafe XML"):
         envelope.document_from_reply(body, "Subscribe 3")
 
 
@@ -45,7 +45,8 @@ def test_timestamps_parse_to_aware_utc(text, expected):
 def test_timestamps_format_with_seven_fraction_digits_in_utc_and_refuse_naive_datetimes():
     eastern = timezone(timedelta(hours=-5))
 
-    assert parsing.format_timestamp(datetime(2017, 6, 19, 10, 46, 18, 813000, tzinfo=eastern)) == "2017-06-19T15:46:18.8130000Z"
+    morning = datetime(2017, 6, 19, 10, 46, 18, 813000, tzinfo=eastern)
+    assert parsing.format_timestamp(morning) == "2017-06-19T15:46:18.8130000Z"
     with pytest.raises(ValueError, match="naive"):
         parsing.format_timestamp(datetime(2017, 6, 19))
     with pytest.raises(ValueError, match="not a Thrive timestamp"):
