@@ -1,13 +1,13 @@
 # Two commands do everything on a fresh clone (Python 3.11 is the only prerequisite):
 #   make demo   the sync against the built-in sandboxes
-#   make test   the whole test suite
+#   make test   the gates (ruff, mypy), then the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 UV_VERSION := 0.13.9
 ENV := source bin/env.sh &&
 
-.PHONY: venv test test-alternatives demo sandbox bench soak clean airflow ui-check lock
+.PHONY: venv lint test test-alternatives demo sandbox bench soak clean airflow ui-check lock
 
 venv: $(VENV)/.installed
 
@@ -22,7 +22,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
-test: venv
+# The gates, configured in pyproject.toml: ruff over the whole checkout, mypy over the files its config names.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(ENV) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The integration and DAG tests once per reading of each detail the Thrive vendor pages leave open (the defaults
