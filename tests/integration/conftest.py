@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
+import s3fs
+from moto.server import ThreadedMotoServer
 
 from sandbox.imis_app import ImisSandbox, ImisSandboxConfig, default_flavor
 from sandbox.server import SandboxServer
@@ -30,3 +34,32 @@ def imis_server(imis_sandbox: ImisSandbox) -> Iterator[SandboxServer]:
     with SandboxServer(imis_sandbox.app, port=0) as server:
         yield server
 
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """A fresh bucket on the loopback S3 server: the base URL of a store in it, and the fsspec options."""
+
+    url: str
+    options: dict
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto) on a free loopback port, for the whole session."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch) -> S3Bucket:
+    """A bucket per test; dummy credentials exist only inside the test's environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox-access-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox-secret-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    options = {"endpoint_url": s3_endpoint, "skip_instance_cache": True}
+    bucket = f"store-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(**options).mkdir(bucket)
+    return S3Bucket(f"s3://{bucket}/imis-thrive", options)

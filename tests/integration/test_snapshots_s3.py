@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pandas as pd
 import pytest
-import s3fs
-from moto.server import ThreadedMotoServer
 
 from include.imis_thrive.sync.snapshots import SnapshotError, SnapshotStore, snapshot_name
 
@@ -18,25 +14,9 @@ pytestmark = pytest.mark.integration
 GROUP = snapshot_name("$/HigherLogic/MailingLists/Board Members")
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def store(s3_endpoint: str, monkeypatch) -> SnapshotStore:
-    """A fresh bucket per test; dummy credentials exist only inside the test's environment."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox-access-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox-secret-key")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    options = {"endpoint_url": s3_endpoint, "skip_instance_cache": True}
-    bucket = f"snapshots-{uuid.uuid4().hex[:12]}"
-    s3fs.S3FileSystem(**options).mkdir(bucket)
-    return SnapshotStore(f"s3://{bucket}/imis-thrive", keep=2, storage_options=options,
+def store(s3_bucket) -> SnapshotStore:
+    return SnapshotStore(s3_bucket.url, keep=2, storage_options=s3_bucket.options,
                          open_stage_grace=timedelta(0))  # prune at once: these tests pin what is pruned
 
 

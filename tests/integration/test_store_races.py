@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import s3fs
-from moto.server import ThreadedMotoServer
 
 from include.imis_thrive.sync.merge import merge_members
 from include.imis_thrive.sync.quarantine import RejectionLedger
@@ -82,24 +79,10 @@ def test_interleaved_ledger_saves_on_a_local_folder_lose_no_entry(tmp_path: Path
     assert sorted(RejectionLedger.load(SnapshotStore(str(tmp_path)), "contacts").entries) == _expected()
 
 
-@pytest.fixture(scope="module")
-def s3_base() -> str:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3_store_factory(s3_base: str, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox-access-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox-secret-key")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    options = {"endpoint_url": s3_base, "skip_instance_cache": True}
-    bucket = f"races-{uuid.uuid4().hex[:12]}"
-    s3fs.S3FileSystem(**options).mkdir(bucket)
-    return lambda: SnapshotStore(f"s3://{bucket}/imis-thrive", keep=1, storage_options=options)
+def s3_store_factory(s3_bucket):
+    """Each racing thread gets a store object of its own on the one bucket, as each worker would."""
+    return lambda: SnapshotStore(s3_bucket.url, keep=1, storage_options=s3_bucket.options)
 
 
 @pytest.mark.parametrize("job", ["members", "ledger"])
