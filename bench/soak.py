@@ -147,9 +147,10 @@ def _last_error(output: str) -> str:
     return (lines[-1] if lines else output.strip().splitlines()[-1] if output.strip() else "no output")[:200]
 
 
-def run_steps(world: World, seed: int, rng: random.Random | None, tally: Tally | None, kill_rate: float) -> None:
-    """The same steps in both worlds; the engagement hour lies one hour back, inside every grid's window."""
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+def run_steps(world: World, seed: int, hour: datetime, rng: random.Random | None, tally: Tally | None,
+              kill_rate: float) -> None:
+    """The same steps in both worlds, at the same logical dates: `hour` is the engagement hour, chosen once per
+    seed (a world built after the clock turned an hour must not write another hour's activities)."""
 
     def step(dag_id: str, logical_date: datetime) -> None:
         run_dag(world, dag_id, logical_date, rng, tally, kill_rate)
@@ -228,8 +229,9 @@ def token_purges(world: World, every_s: float) -> Iterator[None]:
 
 def soak_seed(seed: int, contacts: int, fault_rate: float, kill_rate: float, airflow_env: dict[str, str],
               workdir: Path) -> dict[str, Any]:
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)  # in every window
     with serve_world(seed, contacts, workdir / f"reference-{seed}", airflow_env) as reference:
-        run_steps(reference, seed, None, None, kill_rate)
+        run_steps(reference, seed, hour, None, None, kill_rate)
         expected = end_state(reference)
     tally, rng = Tally(), random.Random(seed)
     with serve_world(seed, contacts, workdir / f"faulty-{seed}", airflow_env) as faulty, ExitStack() as stack:
@@ -238,7 +240,7 @@ def soak_seed(seed: int, contacts: int, fault_rate: float, kill_rate: float, air
         faulty.imis.faults.configure(faults)
         faulty.thrive.faults.configure(faults)
         stack.enter_context(token_purges(faulty, every_s=3.0))
-        run_steps(faulty, seed, rng, tally, kill_rate)
+        run_steps(faulty, seed, hour, rng, tally, kill_rate)
         faulty.imis.faults.configure(FaultConfig())
         faulty.thrive.faults.configure(FaultConfig())
         outcome = compare(expected, end_state(faulty))

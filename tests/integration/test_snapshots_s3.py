@@ -72,3 +72,24 @@ def test_pruning_and_json_documents_on_s3(store: SnapshotStore) -> None:
 
     url = store.write_json(f"{GROUP}/reports/run-2", {"added": 1})
     assert url.startswith("s3://") and store.read_json(f"{GROUP}/reports/run-2") == {"added": 1}
+
+
+def test_a_pointer_put_that_landed_but_whose_answer_was_lost_counts_as_committed(store: SnapshotStore,
+                                                                                monkeypatch) -> None:
+    """s3fs and botocore retry a PUT whose answer was lost; the retry then meets our own new ETag (412). Taking
+    that for another writer's commit would throw away the stage the pointer now names."""
+    store.commit(store.stage(GROUP, _members("1"), run_id="run-1"))
+    real_pipe = store.fs.pipe_file
+
+    def landed_then_refused(path, data, **condition):
+        real_pipe(path, data, **condition)
+        if path.endswith("CURRENT.json"):
+            raise FileExistsError(path)  # what s3fs makes of the retry's 412
+
+    monkeypatch.setattr(store.fs, "pipe_file", landed_then_refused)
+    committed = store.commit_over(GROUP, "run-2", store.current(GROUP),
+                                  lambda theirs, base: _members("1", "2"))
+
+    monkeypatch.undo()
+    assert store.current(GROUP).key == committed.key
+    assert store.read(GROUP)["ID"].tolist() == ["1", "2"]

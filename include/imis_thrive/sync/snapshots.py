@@ -191,9 +191,8 @@ class SnapshotStore:
             try:
                 self._write_if_unchanged(self._pointer_path(name),
                                          _json_bytes({"current": committed, "history": history}), version)
-            except StoreConflict:
+            except StoreConflict:  # the stage that lost is left to prune: it is invisible and costs nothing
                 log.info("another run committed %s meanwhile; merging over its snapshot", name)
-                self.fs.rm(self._path(handle.key))
                 continue
             log.info("committed snapshot %s: %d rows at %s", name, handle.rows, handle.key)
             self._prune(handle, history)
@@ -355,7 +354,10 @@ class SnapshotStore:
             try:
                 self.fs.pipe_file(path, data, **condition)
             except OSError as refused:  # 412 PreconditionFailed: FileExistsError or EINVAL, by s3fs's mapping
-                if self._read_versioned(path)[1] == version:
+                stored, stored_version = self._read_versioned(path)
+                if stored == json.loads(data):
+                    return  # our PUT landed and its retry (botocore's, after a lost answer) met our own ETag
+                if stored_version == version:
                     raise
                 raise StoreConflict(f"{path} was changed by another writer") from refused
             return
