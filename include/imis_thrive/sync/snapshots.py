@@ -354,8 +354,8 @@ class SnapshotStore:
             try:
                 self.fs.pipe_file(path, data, **condition)
             except OSError as refused:  # 412 PreconditionFailed: FileExistsError or EINVAL, by s3fs's mapping
-                stored, stored_version = self._read_versioned(path)
-                if stored == json.loads(data):
+                landed, stored_version = self._read_versioned(path)
+                if landed == json.loads(data):
                     return  # our PUT landed and its retry (botocore's, after a lost answer) met our own ETag
                 if stored_version == version:
                     raise
