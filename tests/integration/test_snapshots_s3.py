@@ -93,3 +93,15 @@ def test_a_pointer_put_that_landed_but_whose_answer_was_lost_counts_as_committed
     monkeypatch.undo()
     assert store.current(GROUP).key == committed.key
     assert store.read(GROUP)["ID"].tolist() == ["1", "2"]
+
+
+def test_a_snapshot_another_worker_committed_reads_after_this_worker_listed_the_folder(s3_bucket) -> None:
+    """s3fs caches folder listings; a prune lists the snapshots folder, and a later read of an object another
+    process wrote since must not be answered from that stale listing."""
+    here, there = (SnapshotStore(s3_bucket.url, storage_options=s3_bucket.options) for _ in range(2))
+    here.commit(here.stage(GROUP, _members("1"), run_id="run-1"))  # prunes: lists the folder into the cache
+
+    committed = there.commit_over(GROUP, "run-2", there.current(GROUP), lambda theirs, base: _members("1", "2"))
+
+    assert here.current(GROUP) == committed
+    assert here.read(GROUP)["ID"].tolist() == ["1", "2"]

@@ -32,8 +32,10 @@ import json
 import logging
 import os
 import posixpath
+import random
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -140,7 +142,7 @@ class SnapshotStore:
         Committing the already-committed handle again is a no-op, so the commit task is safe to retry. When
         another run's commit lands between this one's read and write, this one reads again and decides again.
         """
-        for _ in range(CONDITIONAL_WRITE_ATTEMPTS):
+        for attempt in range(CONDITIONAL_WRITE_ATTEMPTS):
             pointer, version = self._read_versioned(self._pointer_path(handle.name))
             current = pointer["current"] if pointer else None
             if current and current["key"] == handle.key:
@@ -153,6 +155,7 @@ class SnapshotStore:
                                          _json_bytes({"current": committed, "history": history}), version)
             except StoreConflict:
                 log.info("another run committed %s meanwhile; reading its pointer again", handle.name)
+                _back_off(attempt)
                 continue
             log.info("committed snapshot %s: %d rows at %s", handle.name, handle.rows, handle.key)
             self._prune(handle, history)
@@ -177,7 +180,7 @@ class SnapshotStore:
         """Stage and commit `build(latest, base)`: the committed frame now and the one this run diffed against
         (`based_on`; the same frame when nobody committed since). If another run commits between this one's read
         and its pointer write, the frame is built again over theirs, so neither run's record is lost."""
-        for _ in range(CONDITIONAL_WRITE_ATTEMPTS):
+        for attempt in range(CONDITIONAL_WRITE_ATTEMPTS):
             pointer, version = self._read_versioned(self._pointer_path(name))
             current = SnapshotHandle.from_dict(pointer["current"]) if pointer else None
             latest = self.load(current) if current else None
@@ -193,6 +196,7 @@ class SnapshotStore:
                                          _json_bytes({"current": committed, "history": history}), version)
             except StoreConflict:  # the stage that lost is left to prune: it is invisible and costs nothing
                 log.info("another run committed %s meanwhile; merging over its snapshot", name)
+                _back_off(attempt)
                 continue
             log.info("committed snapshot %s: %d rows at %s", name, handle.rows, handle.key)
             self._prune(handle, history)
@@ -204,11 +208,12 @@ class SnapshotStore:
         """Read-modify-write of `<key>.json` that loses no concurrent update: `change` gets the stored document
         (None when absent) and returns the new one; if another writer got in between, it runs again on theirs."""
         path = self._path(f"{_checked(key)}.json")
-        for _ in range(CONDITIONAL_WRITE_ATTEMPTS):
+        for attempt in range(CONDITIONAL_WRITE_ATTEMPTS):
             document, version = self._read_versioned(path)
             try:
                 self._write_if_unchanged(path, _json_bytes(change(document)), version)
             except StoreConflict:
+                _back_off(attempt)
                 continue
             return self.fs.unstrip_protocol(path)
         raise StoreConflict(f"{key}.json in {self.base!r} changed under every one of {CONDITIONAL_WRITE_ATTEMPTS} "
@@ -230,8 +235,12 @@ class SnapshotStore:
                                         "pruned after a newer commit?); re-run the sync to stage it again")
 
     def _read_frame(self, handle: SnapshotHandle, when_missing: str) -> pd.DataFrame:
+        path = self._path(handle.key)
+        # s3fs answers "not found" from a folder listing it cached (a prune lists the folder) for an object another
+        # process wrote since: the listing is dropped first, so only an object really gone is missing.
+        self.fs.invalidate_cache(posixpath.dirname(path))
         try:
-            with self.fs.open(self._path(handle.key), "rb") as source:
+            with self.fs.open(path, "rb") as source:
                 return pd.read_parquet(source, engine="pyarrow")
         except FileNotFoundError as missing:
             raise SnapshotError(when_missing) from missing
@@ -423,6 +432,11 @@ def _checked(key: str) -> str:
             "use snapshot_name() to derive one from an IQA path"
         )
     return key
+
+
+def _back_off(attempt: int) -> None:
+    """A random pause that grows with each lost race, so writers that keep colliding spread out (at most ~2 s)."""
+    time.sleep(random.uniform(0, min(2.0, 0.01 * 2**attempt)))
 
 
 def _digest(data: bytes) -> str:
