@@ -121,11 +121,11 @@ def rows_to_frame(
         count += 1
     declared = {**seen_types, **(declared_types or {})}
     typed = {}
-    for name, values in columns.items():
+    for name, cells in columns.items():
         try:
-            typed[name] = typed_column(name, values, declared.get(name), timezone)
+            typed[name] = typed_column(name, cells, declared.get(name), timezone)
         except (ValueError, TypeError, OverflowError, NotImplementedError) as bad:
-            raise unreadable_value(iqa, name, values, declared.get(name), timezone, columns.get(ID_COLUMN)) from bad
+            raise unreadable_value(iqa, name, cells, declared.get(name), timezone, columns.get(ID_COLUMN)) from bad
     frame = pd.DataFrame(typed, index=pd.RangeIndex(count))
     frame.attrs["iqa"] = iqa
     return frame

@@ -331,8 +331,8 @@ def test_an_activity_search_whose_pages_fall_short_of_the_total_is_an_error_not_
     fake.override = lambda r: httpx.Response(200, json={
         "Items": {"$values": [row]}, "Offset": 0, "Limit": 500, "Count": 1, "TotalCount": 3,
         "HasNext": False, "NextOffset": 0}) if "/api/Activity" in r.url.path else None
-    with pytest.raises(ImisPagingError, match=r"activities \{'PartyId': '1'\}: the page at offset 0 says HasNext false, "
-                                              r"yet only 1 of TotalCount 3"):
+    with pytest.raises(ImisPagingError, match=r"activities \{'PartyId': '1'\}: the page at offset 0 says HasNext "
+                                              r"false, yet only 1 of TotalCount 3"):
         list(client_for(fake).find_activities({"PartyId": "1"}))
 
 
@@ -359,5 +359,6 @@ def test_a_page_that_is_not_json_names_the_iqa_and_offset_and_quotes_no_member_d
 def test_json_that_is_not_a_paging_envelope_is_an_unexpected_answer_naming_the_call():
     fake = FakeImis(total=3)
     fake.override = lambda r: httpx.Response(200, json=["not", "a", "page"]) if "/api/query" in r.url.path else None
-    with pytest.raises(ImisUnexpectedAnswer, match=r"IQA \$/X \(offset 0\): expected a paged result .* got a JSON list"):
+    with pytest.raises(ImisUnexpectedAnswer,
+                       match=r"IQA \$/X \(offset 0\): expected a paged result .* got a JSON list"):
         client_for(fake).run_iqa("$/X")
