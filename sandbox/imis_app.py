@@ -26,6 +26,13 @@ How it answers where real tenants were seen to differ from the tidy shapes a cli
 - activity rows carry their SEQN only in `Identity` and the party in `PrimaryParentIdentity`;
 - request-body keys match case-insensitively (Json.NET's default), 400 bodies carry `$type` and `Warnings`;
 - `page_cap` makes pages hold fewer rows than the `Limit` echoed back, as some instances do;
+- `lying_page` makes the page at `lying_page_offset` (of every IQA, or only `lying_page_iqa`) lie about itself:
+  `count` drops its last row but still says the full `Count`, `NextOffset` and `TotalCount`; `next_offset_zero`
+  says `HasNext: true` with `NextOffset: 0` although pages follow; `next_offset_stuck` names its own offset as
+  the next one; `not_json` is cut off halfway, as a proxy or a recycled app pool can leave an answer;
+- `edge_dates` gives contacts .NET's date bounds (`9999-12-31T23:59:59` "never expires", `0001-01-01`), and
+  the admin surface edits single values (`/contacts/edit`: null, repeated or non-numeric IDs, long text, emoji,
+  control characters) and removes or renames a display column (`/columns/change`), as iMIS users do;
 - an activity iMIS cannot take (`failing_activities`) answers 500 with the HttpError body and iMIS's generic
   "An error occurred. Please contact the administrator.", and stores nothing.
 """
@@ -92,6 +99,7 @@ T_SERVICE_RESPONSE = f"Asi.Soa.Core.DataContracts.ServiceResponse, {_CONTRACTS}"
 T_VALIDATION_RESULTS = f"Asi.Soa.Core.DataContracts.ValidationResultsData, {_CONTRACTS}"
 
 FLAVOR_ENV = "IMIS_SANDBOX_FLAVOR"
+PageLie = Literal["count", "next_offset_zero", "next_offset_stuck", "not_json"]
 Flavor = Literal["ems", "2017"]
 # CriteriaData.Operation as a number; 3 = Equal is what real definitions showed, the rest is a guess.
 OPERATION_CODES = {"Equal": 3, "NotEqual": 4, "LessThan": 5, "LessThanOrEqual": 6, "GreaterThan": 7,
@@ -124,6 +132,13 @@ class ImisSandboxConfig(BaseModel):
     failing_activities: list[str] = Field(default_factory=list, description=(
         "Answer HTTP 500 to every activity POST whose PartyId, or any property value (an event key), is one of "
         "these: real iMIS's answer to a payload it cannot take. Also set and cleared at /_sandbox/activities/failing"))
+    lying_page: PageLie | None = Field(None, description=(
+        "The page at lying_page_offset lies about itself (see the module docstring); also set at /_sandbox/pages/lie"))
+    lying_page_offset: int = Field(0, ge=0, description="The offset of the page that lies")
+    lying_page_iqa: str | None = Field(None, description="Only this IQA's page lies (a path); None: every IQA's")
+    edge_dates: int = Field(0, ge=0, description=(
+        "This many members never expire (MemberExpiresOn 9999-12-31T23:59:59) and as many contacts have the "
+        "Birthday 0001-01-01: .NET's DateTime bounds, which iMIS users store for 'never' and 'no date'"))
     unreadable_lists: list[str] = Field(default_factory=list, description=(
         "Lists the folder still shows whose query definition is gone (deleted or moved after the folder was read): "
         "QueryDefinition answers not found for them, as iMIS does for any path it cannot resolve"))
@@ -199,6 +214,8 @@ class ImisSandbox:
         self._lock = threading.Lock()
         self._passwords = {user.casefold(): (user, password) for user, password in config.users.items()}
         self._failing_activities = set(config.failing_activities)
+        self._page_lie = PageLieRequest(lie=config.lying_page, offset=config.lying_page_offset,
+                                        iqa=config.lying_page_iqa)
         self.reset()
         self.app = _WireCompat(FaultMiddleware(self._build_api(), self.faults), config.path_prefix)
 
@@ -206,7 +223,7 @@ class ImisSandbox:
 
     def reset(self) -> None:
         """Back to the freshly seeded instance: data, tokens and activities."""
-        seed = build_seed(self.config.contacts, self.config.seed, self.config.broken_lists)
+        seed = build_seed(self.config.contacts, self.config.seed, self.config.broken_lists, self.config.edge_dates)
         with self._lock:
             self.seed: ImisSeed = seed
             self._tokens: dict[str, _Token] = {}
@@ -230,6 +247,22 @@ class ImisSandbox:
         """Edit panel values on `count` contacts between two syncs; per changed ID, the columns changed."""
         with self._lock:
             return self.seed.mutate_panel(count, seed)
+
+    def edit_contacts(self, edits: dict[str, dict[str, Any]]) -> list[str]:
+        """Set single values on named contacts (`{ID: {alias: value}}`); see `ImisSeed.edit_contacts`."""
+        with self._lock:
+            return self.seed.edit_contacts(edits)
+
+    def change_column(self, iqa: Literal["contacts", "panel"], alias: str, rename_to: str | None = None) -> list[str]:
+        """Remove (or rename) a display column of the contacts or panel IQA; the IQA's aliases afterwards."""
+        with self._lock:
+            return list(self.seed.change_column(iqa, alias, rename_to).aliases)
+
+    def lie_in_pages(self, lie: PageLie | None, offset: int = 0, iqa: str | None = None) -> dict[str, Any]:
+        """From now on the page at `offset` (of `iqa`, or of every IQA) lies as `lie` says; None stops it."""
+        with self._lock:
+            self._page_lie = PageLieRequest(lie=lie, offset=offset, iqa=iqa)
+            return self._page_lie.model_dump()
 
     def add_panel_column(self, name: str, data_type: WireType | str) -> dict[str, str]:
         """Simulate a customer extending the panel-field template by one display column."""
@@ -321,8 +354,9 @@ class ImisSandbox:
             columns = [(c.alias, c.data_type, _to_python(self.seed.column(c.alias, page), c.data_type))
                        for c in definition.columns]
             ids = self.seed.column(ID, page).tolist()
+            lie = self._page_lie.lie if self._page_lie.applies(definition.path, offset) else None
         items = _flat_rows(columns) if flat else _entity_rows(definition, columns, ids, offset)
-        return _paged(items, offset, limit, len(rows), flat)
+        return _paged(items, offset, limit, len(rows), flat, lie)
 
     def _page_rows(self, limit: int) -> int:
         """Rows a page holds: the effective `Limit`, or fewer with `page_cap` (the envelope still echoes `Limit`)."""
@@ -565,6 +599,28 @@ class ImisSandbox:
         def clear_failing_activities() -> dict[str, list[str]]:
             return {"failing": self.fail_activities([])}
 
+        @router.post("/contacts/edit")
+        def edit(request: EditContactsRequest) -> dict[str, Any]:
+            try:
+                return {"edited": self.edit_contacts(request.edits)}
+            except (SeedError, ValueError) as error:
+                raise _http_error(400, str(error)) from None
+
+        @router.post("/columns/change")
+        def change_column(request: ChangeColumnRequest) -> dict[str, Any]:
+            try:
+                return {"aliases": self.change_column(request.iqa, request.alias, request.rename_to)}
+            except SeedError as error:
+                raise _http_error(400, str(error)) from None
+
+        @router.put("/pages/lie")
+        def lie(request: PageLieRequest) -> dict[str, Any]:
+            return self.lie_in_pages(request.lie, request.offset, request.iqa)
+
+        @router.delete("/pages/lie")
+        def stop_lying() -> dict[str, Any]:
+            return self.lie_in_pages(None)
+
         @router.post("/tokens/purge")
         def purge() -> dict[str, int]:
             return {"purged": self.purge_tokens()}
@@ -590,6 +646,26 @@ class MoveRequest(BaseModel):
 
 class FailingActivitiesRequest(BaseModel):
     matches: list[str] = Field(description="Contact IDs, or values an activity carries (event keys)")
+
+
+class EditContactsRequest(BaseModel):
+    edits: dict[str, dict[str, Any]] = Field(description="ID -> {alias: value}; datetimes as ISO text, null empties")
+
+
+class ChangeColumnRequest(BaseModel):
+    iqa: Literal["contacts", "panel"]
+    alias: str
+    rename_to: str | None = Field(None, description="The new alias; none removes the column")
+
+
+class PageLieRequest(BaseModel):
+    lie: PageLie | None = None
+    offset: int = Field(0, ge=0)
+    iqa: str | None = Field(None, description="An IQA path; none: every IQA")
+
+    def applies(self, path: str, offset: int) -> bool:
+        return self.lie is not None and offset == self.offset and (
+            self.iqa is None or self.iqa.casefold() == path.casefold())
 
 
 class PanelColumnRequest(BaseModel):
@@ -663,15 +739,25 @@ def _paging(params: dict[str, list[str]]) -> tuple[int, int]:
     return min(limit, MAX_LIMIT), max(numbers["offset"], 0)
 
 
-def _paged(items: list[str], offset: int, limit: int, total: int, flat: bool) -> bytes:
-    """A PagedResult envelope around already-encoded rows, keys in the order iMIS sends them."""
-    has_next = offset + len(items) < total
+def _paged(items: list[str], offset: int, limit: int, total: int, flat: bool, lie: PageLie | None = None) -> bytes:
+    """A PagedResult envelope around already-encoded rows, keys in the order iMIS sends them; `lie` makes it
+    contradict itself (the `lying_page` knob)."""
+    count = len(items)
+    has_next = offset + count < total
+    next_offset = offset + count if has_next else 0
+    if lie == "count":
+        items = items[:-1]  # a row lost, the envelope unchanged
+    elif lie == "next_offset_zero":
+        has_next, next_offset = True, 0
+    elif lie == "next_offset_stuck":
+        has_next, next_offset = True, offset
     page_type, items_type = (T_QUERY_PAGE, T_QUERY_ITEMS) if flat else (T_IQA_PAGE, T_IQA_ITEMS)
-    return "".join((
+    body = "".join((
         '{"$type":', _text(page_type), ',"Items":{"$type":', _text(items_type), ',"$values":[', ",".join(items),
-        f']}},"Offset":{offset},"Limit":{limit},"Count":{len(items)},"TotalCount":{total},"NextPageLink":null,'
-        f'"HasNext":{"true" if has_next else "false"},"NextOffset":{offset + len(items) if has_next else 0}}}',
+        f']}},"Offset":{offset},"Limit":{limit},"Count":{count},"TotalCount":{total},"NextPageLink":null,'
+        f'"HasNext":{"true" if has_next else "false"},"NextOffset":{next_offset}}}',
     )).encode()
+    return body[:len(body) // 2] if lie == "not_json" else body
 
 
 def _to_python(values: np.ndarray, data_type: WireType) -> list[Any]:

@@ -214,6 +214,57 @@ class ImisSeed:
                 changed.setdefault(str(self.contacts[ID][row]), []).append(column.alias)
         return changed
 
+    def edit_contacts(self, edits: dict[str, dict[str, object]]) -> list[str]:
+        """Set values on named contacts, as staff (or an import) would: `{ID: {alias: value}}`, where a datetime is
+        ISO text (`9999-12-31T23:59:59`, iMIS's "never expires", and `0001-01-01` are values iMIS holds) and None
+        empties the cell. Editing `ID` gives a contact a null, repeated or non-numeric iMIS ID, which the contacts
+        IQA then returns. Returns the IDs edited."""
+        for contact_id, values in edits.items():
+            row = self._row_by_id(contact_id)
+            for alias, value in values.items():
+                column = self._editable(alias)
+                if column.dtype.kind == "M":
+                    column[row] = _NAT if value is None else np.datetime64(str(value)[:19], "s")
+                elif column.dtype.kind == "b":
+                    column[row] = bool(value)
+                else:
+                    column[row] = value
+        return list(edits)
+
+    def change_column(self, iqa: str, alias: str, rename_to: str | None = None) -> ServedIqa:
+        """Take a display column out of the contacts or panel IQA (`iqa` "contacts" or "panel"), or rename its
+        alias, as an edit of the IQA's Display tab would; the values stay behind the new alias."""
+        definition = self.contacts_definition if iqa == "contacts" else self.panel_definition
+        try:
+            column = next(c for c in definition.columns if c.alias == alias)
+            changed = definition.without_column(alias)
+            if rename_to:
+                changed = changed.with_column(ServedColumn(rename_to, column.data_type, column.property_name,
+                                                           column.source))
+        except (StopIteration, ValueError) as error:
+            raise SeedError(f"cannot change column {alias!r} of the {iqa} IQA: {error or 'no such column'}") from None
+        if rename_to:
+            values = self.contacts if alias in self.contacts else self.panel
+            values[rename_to] = values[alias]
+        if iqa == "contacts":
+            self.contacts_definition = changed
+        else:
+            self.panel_definition = changed
+        return changed
+
+    def _row_by_id(self, contact_id: str) -> int:
+        matches = np.flatnonzero(self.contacts[ID] == contact_id)
+        if not len(matches):
+            raise SeedError(f"no contact with ID {contact_id!r}")
+        return int(matches[0])
+
+    def _editable(self, alias: str) -> np.ndarray:
+        if alias in self.contacts:
+            return self.contacts[alias]
+        if alias in self.panel:
+            return self.panel[alias]
+        raise SeedError(f"no contact or panel column {alias!r} to edit")
+
     def add_panel_column(self, alias: str, data_type: WireType | str) -> ServedColumn:
         """Extend the panel template by one column with deterministic values, as a customer would."""
         try:
@@ -226,13 +277,18 @@ class ImisSeed:
         return column
 
 
-def build_seed(contacts: int, seed: int = 1, broken_lists: bool = False) -> ImisSeed:
-    """Build a whole instance: `contacts` contacts (10 to 1,000,000), the same for the same seed."""
+def build_seed(contacts: int, seed: int = 1, broken_lists: bool = False, edge_dates: int = 0) -> ImisSeed:
+    """Build a whole instance: `contacts` contacts (10 to 1,000,000), the same for the same seed.
+
+    `edge_dates` members get .NET's bounds, as real iMIS data has them: `MemberExpiresOn` 9999-12-31T23:59:59
+    ("never expires", e.g. life members) and as many contacts a `Birthday` of 0001-01-01 ("no date")."""
     if not MIN_CONTACTS <= contacts <= MAX_CONTACTS:
         raise SeedError(f"contacts must be between {MIN_CONTACTS:,} and {MAX_CONTACTS:,}, got {contacts:,}")
     rng = np.random.default_rng(seed)
     id_numbers = FIRST_ID + np.cumsum(rng.integers(1, 4, size=contacts))
     columns = _contact_columns(rng, id_numbers)
+    if edge_dates:
+        _set_edge_dates(columns, edge_dates)
     panel = {
         "ChapterName": _with_nulls(_pick(rng, _CHAPTERS, contacts), rng, 0.15),
         "CommitteeCount": rng.poisson(0.8, size=contacts).astype(np.int64),
@@ -315,6 +371,17 @@ def _contact_columns(rng: np.random.Generator, id_numbers: np.ndarray) -> dict[s
         "PreferenceToken": _tokens(rng, n),
         STATUS: _status(rng, n),
     }
+
+
+NEVER_EXPIRES = np.datetime64("9999-12-31T23:59:59", "s")  # .NET's DateTime.MaxValue, to the second
+NO_DATE = np.datetime64("0001-01-01T00:00:00", "s")  # .NET's DateTime.MinValue
+
+
+def _set_edge_dates(columns: dict[str, np.ndarray], count: int) -> None:
+    """The first `count` members never expire; the last `count` contacts have the "no date" birthday."""
+    members = np.flatnonzero(columns["IsMember"])[:count]
+    columns["MemberExpiresOn"][members] = NEVER_EXPIRES
+    columns["Birthday"][-count:] = NO_DATE
 
 
 def _emails(rng: np.random.Generator, first_idx: np.ndarray, last_idx: np.ndarray, is_org: np.ndarray,

@@ -16,14 +16,17 @@ from enum import Enum
 from itertools import islice
 from typing import TypeVar
 
-from include.imis_thrive.errors import TransientTrouble
+from include.imis_thrive.errors import BadData
 
 P = TypeVar("P")
 
 
-class PagingError(TransientTrouble):
-    """A paged answer contradicts itself; the default error of a `Pager` that is given none. Transient like
-    `ImisPagingError`: the usual cause is a result that changed while its pages were read."""
+class PagingError(BadData):
+    """A paged answer contradicts itself; the default error of a `Pager` that is given none.
+
+    Bad data, like `ImisPagingError`: an envelope that lies about its own rows lies the same way on a retry a few
+    minutes later, so the task fails at once naming the call and offset (issue 13). Where the cause may be a
+    result that changed while it was read, the message says to run it again."""
 
 
 class Stop(Enum):
@@ -73,6 +76,7 @@ class Pager:
         self._check_total(total, where)
         if has_next and next_offset not in (None, 0, offset + rows):
             raise self.error(f"{where} holds {rows} rows but says NextOffset {next_offset}, not {offset + rows}")
+        self._check_stop_against_total(offset, rows, has_next, next_offset, where)
         if self.first_rows is None:
             self.first_rows = rows
         self.rows_seen += rows
@@ -87,6 +91,21 @@ class Pager:
         elif self.total is not None and total != self.total:
             raise self.error(f"{where} says TotalCount {total:,}, the first page said {self.total:,}: the result "
                              "changed while it was read; run it again")
+
+    def _check_stop_against_total(self, offset: int, rows: int, has_next: bool | None, next_offset: int | None,
+                                  where: str) -> None:
+        """A page that says "no next page" (`HasNext` false, or `HasNext` true with `NextOffset` 0) before the rows
+        reach the announced total would end the read short: rows silently missing, members silently removed."""
+        if self.stop is not Stop.NO_NEXT or self.total is None or rows == 0:
+            return
+        ends_at = offset + rows - self.start
+        if ends_at >= self.total:
+            return
+        if has_next is False or (has_next and next_offset == 0):
+            said = "HasNext false" if has_next is False else "HasNext true but NextOffset 0"
+            raise self.error(f"{where} says {said}, yet only {ends_at:,} of TotalCount {self.total:,} rows end "
+                             "there; no rows are returned rather than a result with rows missing (run it again; "
+                             "if it persists, the instance's paging is broken for this query)")
 
     def _continues(self, rows: int, has_next: bool | None, next_offset: int | None) -> bool:
         if self.stop is Stop.SHORT_PAGE:

@@ -9,7 +9,10 @@ import os
 
 import pytest
 
+from include.imis_thrive.sync.snapshots import SnapshotStore
+from include.imis_thrive.sync.target_groups import CONTACTS_SNAPSHOT, group_snapshot
 from sandbox.faults import FaultConfig
+from sandbox.imis_package import CONTACTS_PATH
 from tests.dags.conftest import PROJECT_ROOT, dag_test_run, task_key
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
@@ -28,6 +31,20 @@ def test_bad_data_fails_the_task_on_its_first_try(dagbag, sandboxes):
 
     assert str(run.state) == "failed"
     assert tries(run)["extract_contacts"] == ("failed", 1)
+
+
+def test_a_lying_page_fails_the_extraction_on_its_first_try_and_loads_nothing(dagbag, sandboxes):
+    """Issue 13, defects 5 and 9: a page whose Count says more rows than it holds was retried (and, unchecked,
+    ended with members removed from Thrive); it fails at once, before anything is loaded or committed."""
+    sandboxes.imis.lie_in_pages("count", 0, CONTACTS_PATH)
+
+    run = dag_test_run(dagbag, DAG_ID, target_group="Newsletter")
+
+    assert str(run.state) == "failed"
+    assert tries(run)["extract_contacts"] == ("failed", 1)
+    assert sandboxes.thrive.counters().get("records_written", {}) == {}
+    store = SnapshotStore(sandboxes.store_url)
+    assert store.current(CONTACTS_SNAPSHOT) is None and store.current(group_snapshot("Newsletter")) is None
 
 
 def test_a_bad_connection_setting_fails_the_task_on_its_first_try(dagbag, sandboxes, monkeypatch):

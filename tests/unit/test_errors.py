@@ -64,3 +64,23 @@ def test_the_kinds_are_disjoint_and_two_of_them_fail_at_once():
     assert (BadData, BadConfiguration) == FAILS_AT_ONCE
     for kind in KINDS:
         assert kinds_of(kind) == [kind.__name__]
+
+
+def test_what_a_retry_cannot_fix_fails_at_once():
+    """Issue 13, defect 9: bad credentials, a 404, a paging error, an unreadable value or page and a missing staged
+    snapshot were retried, delaying the alert by minutes for the same failure."""
+    from include.imis_thrive.imis.errors import (
+        ImisAnswerNotJson,
+        ImisAuthError,
+        ImisNotFound,
+        ImisPagingError,
+        ImisValueError,
+    )
+    from include.imis_thrive.paging import PagingError
+    from include.imis_thrive.sync.diff import SchemaDrift
+    from include.imis_thrive.sync.snapshots import SnapshotError
+    from include.imis_thrive.thrive.errors import ThriveCredentialsError
+
+    for cls in (ImisAuthError, ImisNotFound, ImisPagingError, PagingError, ImisValueError, ImisAnswerNotJson,
+                SnapshotError, ThriveCredentialsError, SchemaDrift):
+        assert issubclass(cls, FAILS_AT_ONCE), cls

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from include.imis_thrive.errors import FAILS_AT_ONCE
 from include.imis_thrive.paging import Pager, PagingError, Stop, prefetched
 
 
@@ -52,9 +53,35 @@ def test_a_count_that_lies_about_the_rows_held_is_an_error_naming_the_call():
 
 def test_a_total_never_reached_is_an_error_not_a_short_result():
     pager = Pager("activities {}", Stop.NO_NEXT)
-    pager.add(4, 0, count=4, total=10, has_next=False, next_offset=0)
+    pager.add(4, 0, count=4, total=10)  # the page says nothing of a next one, so the read stops here
     with pytest.raises(PagingError, match=r"activities \{\}: read 4 rows but TotalCount is 10"):
         pager.finish()
+
+
+@pytest.mark.parametrize(("has_next", "next_offset", "said"), [
+    (False, 0, "HasNext false"),
+    (True, 0, "HasNext true but NextOffset 0"),
+])
+def test_a_page_that_ends_the_read_before_the_total_fails_at_that_page(has_next, next_offset, said):
+    """Issue 13, defect 5: a lying envelope mid-read stopped the read short and members were removed."""
+    pager = Pager("IQA $/X", Stop.NO_NEXT)
+    pager.add(100, 0, count=100, total=300, has_next=True, next_offset=100)
+    with pytest.raises(PagingError, match=rf"IQA \$/X: the page at offset 100 says {said}, yet only 200 of "
+                                          r"TotalCount 300 rows end there.*run it again"):
+        pager.add(100, 100, count=100, total=300, has_next=has_next, next_offset=next_offset)
+
+
+def test_the_last_page_may_say_no_next_page_either_way():
+    for has_next in (False, True):
+        pager = Pager("IQA $/X", Stop.NO_NEXT)
+        pager.add(100, 0, count=100, total=150, has_next=True, next_offset=100)
+        assert not pager.add(50, 100, count=50, total=150, has_next=has_next, next_offset=0)
+        pager.finish()
+
+
+def test_paging_errors_fail_at_once():
+    """A lying envelope lies again on a retry minutes later; the alert should not wait for it (issue 13)."""
+    assert issubclass(PagingError, FAILS_AT_ONCE)
 
 
 def test_a_page_at_the_wrong_offset_is_a_skip_or_a_repeat():

@@ -8,6 +8,7 @@ once on 401, and turns every other failure into a typed error naming the query o
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -125,7 +126,7 @@ class ImisClient:
                 f"iMIS refused the login of user {self.config.username!r} at {self.config.base_url}/token "
                 f"(HTTP {response.status_code}: {reason}); check the imis_default connection's login and password"
             )
-        body = _decode(response)
+        body = _decode(response, f"iMIS login as {self.config.username!r}")
         token = Token(value=body["access_token"], token_type=body.get("token_type") or "bearer",
                       expires_at=time.time() + float(body.get("expires_in") or 1199))
         if self._on_token:
@@ -200,8 +201,9 @@ class ImisClient:
         params: list[tuple[str, Any]] = [("QueryName", query_name), ("Limit", limit or self.config.page_size),
                                          ("Offset", offset)]
         params += [("Parameter", value) for value in parameters]
-        response = self._request("GET", endpoint, f"IQA {query_name} (offset {offset})", params=params)
-        return Page.from_envelope(_decode(response), offset)
+        what = f"IQA {query_name} (offset {offset})"
+        response = self._request("GET", endpoint, what, params=params)
+        return _page(_decode(response, what), offset, what)
 
     def iter_pages(self, query_name: str, parameters: Sequence[str] = (),
                    concurrency: int | None = None) -> Iterator[Page]:
@@ -222,7 +224,7 @@ class ImisClient:
     def _execute(self, entity: str, operation: str, parameters: list[Any], what: str) -> Any:
         response = self._request("POST", f"api/{entity}/_execute", what,
                                  json=execute_request(entity, operation, parameters))
-        return execute_result(_decode(response), what)
+        return execute_result(_decode(response, what), what)
 
     def find_document(self, path: str) -> DocumentSummary:
         result = self._execute("DocumentSummary", "FindByPath", [typed_string(path)], f"document {path}")
@@ -270,7 +272,8 @@ class ImisClient:
 
         def fetch(offset: int) -> Page:
             params = {**filters, "Limit": page_size, "Offset": offset}
-            return Page.from_envelope(_decode(self._request("GET", "api/Activity", what, params=params)), offset)
+            where = f"{what} (offset {offset})"
+            return _page(_decode(self._request("GET", "api/Activity", where, params=params), where), offset, where)
 
         for page in paged(fetch, what):
             for row in page.rows:
@@ -279,14 +282,45 @@ class ImisClient:
 
 # -- wire helpers -----------------------------------------------------------------------------------------
 
-def _decode(response: httpx.Response) -> Any:
-    """An IQA page's JSON. msgspec parses the nested `/api/IQA` rows several times faster than `json`, and
-    parsing, not the network, is what bounds an extraction."""
+def _decode(response: httpx.Response, what: str) -> Any:
+    """An answer's JSON. msgspec parses the nested `/api/IQA` rows several times faster than `json`, and
+    parsing, not the network, is what bounds an extraction.
+
+    An answer that is not JSON is described, never quoted: an IQA page is member data, so the error (which goes
+    to task logs and alert mails) gives the call, its length, its content type and where parsing stopped."""
     try:
         return msgspec.json.decode(response.content)
     except msgspec.DecodeError as bad:
-        raise ImisAnswerNotJson(f"{response.request.method} {response.request.url.path}: the answer is not JSON "
-                                f"({bad}): {response.text[:200]}") from bad
+        content_type = response.headers.get("content-type") or "no content type"
+        raise ImisAnswerNotJson(
+            f"{what}: the answer to {response.request.method} {response.request.url.path} is not JSON "
+            f"({len(response.content):,} bytes, {content_type}; {_parse_failure(bad)}). An HTML answer is most "
+            "often the site's web pages rather than its REST API (check the imis_default connection's host and path "
+            "prefix); a JSON answer cut short is the instance's or a proxy's trouble: run it again, and if it "
+            "persists ask the iMIS administrator to check the server log for this call") from bad
+
+
+def _parse_failure(error: msgspec.DecodeError) -> str:
+    """msgspec's reason without anything quoted from the body ("JSON is malformed: ... (byte 71)")."""
+    reason = re.sub(r"'[^']*'|\"[^\"]*\"", "…", str(error).split("\n", 1)[0])
+    return reason if len(reason) <= 80 else "malformed JSON"
+
+
+def _page(body: Any, offset: int, what: str) -> Page:
+    """The paging envelope, or `ImisUnexpectedAnswer` for JSON of another shape (never an empty page)."""
+    if not isinstance(body, Mapping) or not ("Items" in body or "Count" in body):
+        raise ImisUnexpectedAnswer(f"{what}: expected a paged result (Items, Count, TotalCount, ...), got "
+                                   f"{_shape(body)}")
+    try:
+        return Page.from_envelope(body, offset)
+    except (TypeError, ValueError) as bad:
+        raise ImisUnexpectedAnswer(f"{what}: the paging envelope has a field that is not a number ({bad})") from bad
+
+
+def _shape(body: Any) -> str:
+    if isinstance(body, Mapping):
+        return "an object with keys " + ", ".join(sorted(map(str, body))[:10])
+    return f"a JSON {type(body).__name__}"
 
 
 def _json_or_empty(response: httpx.Response) -> dict[str, Any]:

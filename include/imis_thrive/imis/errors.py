@@ -4,7 +4,7 @@ Each is one kind of `include/imis_thrive/errors.py`, which decides whether Airfl
 
 from __future__ import annotations
 
-from include.imis_thrive.errors import BadConfiguration, ImisThriveError, TransientTrouble
+from include.imis_thrive.errors import BadConfiguration, BadData, ImisThriveError, TransientTrouble
 
 
 class ImisError(ImisThriveError):
@@ -42,10 +42,18 @@ class ImisServerError(ImisError, TransientTrouble):
         self.status_code = status_code
 
 
-class ImisPagingError(ImisError, TransientTrouble):
-    """The paging envelope contradicts itself (e.g. `NextOffset` does not advance): stop instead of looping.
+class ImisPagingError(ImisError, BadData):
+    """The paging envelope contradicts itself (`Count` is not the rows the page holds, `NextOffset` does not
+    advance, a page ends the read before `TotalCount`): stop instead of looping or returning a short result.
 
-    Transient: the usual cause is the result changing while its pages are read; a later try reads it whole."""
+    Bad data, failing at once: an envelope that lies repeats the lie on every Airflow retry, minutes apart, and
+    the alert would wait for the last one (issue 13). A result that changed while it was read is the one case a
+    new run can cure; its message says "run it again"."""
+
+
+class ImisValueError(ImisError, BadData):
+    """A value an IQA column cannot hold (text in a `System.DateTime` column, say): names the IQA, the column and
+    the row's ID, never the value. A retry reads the same value, so it fails at once."""
 
 
 class ImisUnexpectedAnswer(ImisError, BadConfiguration, ValueError):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from include.imis_thrive.imis.errors import ImisValueError
 from include.imis_thrive.imis.iqa_package import ID_ALIAS
 from include.imis_thrive.imis.pages import Page
 
@@ -119,12 +120,38 @@ def rows_to_frame(
             column.append(values.get(name))
         count += 1
     declared = {**seen_types, **(declared_types or {})}
-    frame = pd.DataFrame(
-        {name: typed_column(name, values, declared.get(name), timezone) for name, values in columns.items()},
-        index=pd.RangeIndex(count),
-    )
+    typed = {}
+    for name, cells in columns.items():
+        try:
+            typed[name] = typed_column(name, cells, declared.get(name), timezone)
+        except (ValueError, TypeError, OverflowError, NotImplementedError) as bad:
+            raise unreadable_value(iqa, name, cells, declared.get(name), timezone, columns.get(ID_COLUMN)) from bad
+    frame = pd.DataFrame(typed, index=pd.RangeIndex(count))
     frame.attrs["iqa"] = iqa
     return frame
+
+
+def unreadable_value(iqa: str, name: str, values: Sequence[Any], wire_type: str | None, timezone: str,
+                     ids: Sequence[Any] | None) -> ImisValueError:
+    """The error for a column that cannot be typed, naming the first row whose value is the cause (by ID, never
+    by value: it is member data); found value by value, which only a failing column pays for."""
+    kind = _kind(pd.Series(values, dtype=object).replace({"": None}), wire_type)
+    for row, value in enumerate(values):
+        try:
+            typed_column(name, [value], wire_type or _KIND_TYPES.get(kind), timezone)
+        except (ValueError, TypeError, OverflowError, NotImplementedError):
+            who = f"ID {ids[row]}" if ids is not None and ids[row] not in (None, "") else f"row {row + 1}"
+            break
+    else:
+        who = "a row"
+    expected = wire_type or kind
+    return ImisValueError(
+        f"IQA {iqa}: column {name!r} holds a value that is not a {expected} for {who}, so the IQA cannot be read "
+        f"and nothing was loaded; correct that value in iMIS (or the column's type in the IQA)")
+
+
+_KIND_TYPES = {"bool": "System.Boolean", "int": "System.Int64", "float": "System.Decimal",
+               "datetime": "System.DateTime"}
 
 
 def typed_column(name: str, values: Sequence[Any], wire_type: str | None, timezone: str) -> pd.Series:
@@ -183,17 +210,40 @@ def localize(raw: pd.Series, timezone: str) -> pd.Series:
     """Naive wire datetimes are instance-local; values that carry an offset are converted to that zone.
 
     In the repeated hour of a DST fall-back the first occurrence is taken; in the skipped spring-forward
-    hour the time moves forward: iMIS stores local wall time and cannot tell us more.
+    hour the time moves forward: iMIS stores local wall time and cannot tell us more. .NET's own bounds
+    (`0001-01-01`, `9999-12-31T23:59:59.9999999`, which iMIS users store for "no date" and "never expires")
+    are kept as the values they are (see `utc_from_wall_clock`); fractions beyond microseconds are dropped.
     """
-    text = raw.astype("str").where(raw.notna(), None)
+    text = raw.astype("str").where(raw.notna(), None).str.replace(_SUB_MICROSECONDS, r"\1", regex=True)
     has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True, na=False)
-    result = pd.Series(pd.NaT, index=raw.index, dtype=f"datetime64[us, {timezone}]")
+    utc = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
     naive = text.notna() & ~has_offset
     if naive.any():
-        parsed = pd.to_datetime(text[naive], format="ISO8601").astype("datetime64[us]")
-        result[naive] = parsed.dt.tz_localize(
-            timezone, ambiguous=np.ones(len(parsed), dtype=bool), nonexistent="shift_forward"
-        )
+        wall_clock = pd.to_datetime(text[naive], format="ISO8601").astype("datetime64[us]")
+        utc[naive] = utc_from_wall_clock(wall_clock, timezone)
     if has_offset.any():
-        result[has_offset] = pd.to_datetime(text[has_offset], format="ISO8601", utc=True).dt.tz_convert(timezone)
-    return result
+        aware = pd.to_datetime(text[has_offset], format="ISO8601", utc=True)
+        utc[has_offset] = aware.dt.tz_localize(None).astype("datetime64[us]")
+    return utc.dt.tz_localize("UTC").dt.tz_convert(timezone)
+
+
+# Python's datetime, which pandas asks for a zone's offset, cannot step outside years 1-9999, so a wall-clock
+# time at .NET's bounds cannot be localised the usual way (pandas: "year 10000 is out of range"). Its offset is
+# looked up a day inward instead: the same offset for every zone, whose rules are fixed at both ends of time.
+_OFFSET_LOOKUP_FROM = np.datetime64("0001-01-02T00:00:00", "us")
+_OFFSET_LOOKUP_TO = np.datetime64("9999-12-30T23:59:59", "us")
+_SUB_MICROSECONDS = r"(\.\d{6})\d+"
+
+
+def utc_from_wall_clock(wall_clock: pd.Series, timezone: str) -> pd.Series:
+    """Naive local times (`datetime64[us]`) as naive UTC, each shifted by its zone's offset at that moment."""
+    lookup = wall_clock.clip(_OFFSET_LOOKUP_FROM, _OFFSET_LOOKUP_TO)
+    localized = lookup.dt.tz_localize(timezone, ambiguous=np.ones(len(lookup), dtype=bool),
+                                      nonexistent="shift_forward")
+    return wall_clock - (lookup - localized.dt.tz_convert("UTC").dt.tz_localize(None))
+
+
+def utc_offsets(utc: pd.DatetimeIndex, timezone: Any) -> pd.TimedeltaIndex:
+    """The zone's UTC offset at each naive UTC moment (local time = UTC + offset), safe at .NET's bounds."""
+    lookup = pd.DatetimeIndex(np.clip(utc.to_numpy(), _OFFSET_LOOKUP_FROM, _OFFSET_LOOKUP_TO))
+    return pd.TimedeltaIndex(lookup.tz_localize("UTC").tz_convert(timezone).tz_localize(None) - lookup)

@@ -38,6 +38,40 @@ class DuplicateIds(BadData):
         )
 
 
+class SchemaDrift(BadData):
+    """The IQA no longer returns a column the last committed run had (removed, or renamed, in its Display tab).
+
+    Left alone, the column's field would silently stop being kept up to date in Thrive (a renamed one would
+    even reach Thrive as a second field), so the run stops before loading; the override accepts the change."""
+
+    def __init__(self, iqa: str, gone: Sequence[str], new: Sequence[str]) -> None:
+        self.iqa = iqa
+        self.gone = list(gone)
+        self.new = list(new)
+        added = f"; it now returns the new column(s) {_quoted(new)}, so a rename is likely" if new else ""
+        super().__init__(
+            f"schema drift: IQA {iqa!r} no longer returns the column(s) {_quoted(gone)} that the last committed "
+            f"snapshot has (removed or renamed in the IQA's Display tab{added}). Nothing was loaded and the "
+            "snapshot is kept; Thrive keeps the fields' last values. Restore the column under its alias, or, if "
+            "the change is meant, re-run with the mass-change override (allow_mass_change)"
+        )
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(repr(name) for name in names)
+
+
+def check_schema_drift(previous: Sequence[str] | None, current: Sequence[str], iqa: str,
+                       override: bool = False) -> list[str]:
+    """The columns the last committed run had and this one lacks; raises `SchemaDrift` unless overridden."""
+    if previous is None:
+        return []
+    gone = [name for name in previous if name not in current]
+    if gone and not override:
+        raise SchemaDrift(iqa, gone, [name for name in current if name not in previous])
+    return gone
+
+
 @dataclass(frozen=True)
 class ContactDiff:
     """Contacts (or panel rows) added, changed (with their changed columns) and removed since the snapshot."""

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from include.imis_thrive.errors import BadData
+from include.imis_thrive.imis.iqa import utc_offsets
 from include.imis_thrive.imis.iqa_package import CONTACTS_IQA_PATH, ID_ALIAS
 
 CONTACTS_IQA = CONTACTS_IQA_PATH
@@ -140,13 +141,20 @@ def _formatter_for(dtype: object) -> Callable[[pd.Index], Sequence[str] | np.nda
 
 
 def _format_datetimes(distinct: pd.DatetimeIndex) -> Sequence[str]:
-    """ISO date at midnight, ISO datetime with its UTC offset otherwise, in the zone the values carry."""
-    wall_clock = distinct.tz_localize(None) if distinct.tz is not None else distinct
+    """ISO date at midnight, ISO datetime with its UTC offset otherwise, in the zone the values carry.
+
+    The wall clock is UTC plus the zone's offset (`iqa.utc_offsets`), not pandas' own conversion, which fails
+    at .NET's bounds: `9999-12-31T23:59:59`, iMIS's "never expires", goes to Thrive as the text iMIS shows."""
+    if distinct.tz is not None:
+        utc = distinct.tz_convert("UTC").tz_localize(None)
+        offsets = utc_offsets(utc, distinct.tz)
+        wall_clock = utc + offsets
+    else:
+        wall_clock = distinct
     seconds = wall_clock.to_numpy().astype("datetime64[s]")
     stamps = np.datetime_as_string(seconds, unit="s")
     if distinct.tz is not None:
-        offset_minutes = (wall_clock - distinct.tz_convert(None)) // pd.Timedelta(minutes=1)
-        stamps = np.strings.add(stamps, _iso_offsets(offset_minutes.to_numpy()))
+        stamps = np.strings.add(stamps, _iso_offsets((offsets // pd.Timedelta(minutes=1)).to_numpy()))
     dates = np.datetime_as_string(seconds, unit="D")
     return np.where(wall_clock == wall_clock.normalize(), dates, stamps)
 

@@ -18,9 +18,11 @@ typed result (`results.py`: counts and field names, never member data):
    the load, so alerting fires.
 
 The mass-change guard compares only columns the snapshot already had: a brand-new column filling values
-for most contacts is the expected result of extending the template, not a rewrite of Thrive. A contact or a
-column the IQA stops returning is left as Thrive holds it (panel fields are never cleared by omission); an
-empty value in a column the IQA still returns clears the field.
+for most contacts is the expected result of extending the template, not a rewrite of Thrive. A contact the
+IQA stops returning is left as Thrive holds it (panel fields are never cleared by omission); an empty value in
+a column the IQA still returns clears the field. A column the IQA stops returning (removed or renamed since
+the last committed run, whose columns are recorded at `schema/panel_fields`) is schema drift: the run stops
+before loading (`diff.SchemaDrift`) unless the mass-change override accepts it; Thrive keeps that field's values.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.iqa_package import ID_ALIAS, PANEL_FIELDS_IQA, PANEL_FIELDS_IQA_PATH
 from include.imis_thrive.progress import page_progress
 from include.imis_thrive.reports import render_panel_fields
-from include.imis_thrive.sync.diff import ContactDiff, diff_contacts
+from include.imis_thrive.sync.diff import ContactDiff, check_schema_drift, diff_contacts
 from include.imis_thrive.sync.field_map import to_thrive_panel_fields
 from include.imis_thrive.sync.guard import MassChangeBlocked, MassChangeLimits, check_contact_changes
 from include.imis_thrive.sync.load_cycle import is_in, settle_upsert, write_report
@@ -60,6 +62,7 @@ from include.imis_thrive.thrive.models import Subscriber, UpsertResult
 log = logging.getLogger(__name__)
 
 PANEL_FIELDS_SNAPSHOT = "panel_fields"
+SCHEMA_KEY = "schema/panel_fields"  # the panel IQA's columns as the last committed run saw them
 REPORT_FOLDER = "reports/panel_fields"
 REPORTED_FIELD_SETS = 20
 
@@ -114,6 +117,12 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: P
     baseline = store.current(PANEL_FIELDS_SNAPSHOT)
     sent_before = None if baseline is None else store.load(baseline)
     previous = None if sent_before is None else sent_before[is_in(sent_before[ID_ALIAS], emails.index)]
+    # an IQA that returned no rows returns no columns either: the guard, not the drift check, judges that
+    committed_columns = _committed_columns(store, sent_before) if len(staged) else None
+    retired = check_schema_drift(committed_columns, fields, PANEL_FIELDS_IQA_PATH, override)
+    if retired:
+        log.warning("schema drift accepted by the override: IQA %s no longer returns %s; Thrive keeps their values",
+                    PANEL_FIELDS_IQA_PATH, ", ".join(retired))
     diff = diff_contacts(previous, targets, columns=fields)
     sets = field_sets(diff, fields)
     counts = _field_set_counts(sets)
@@ -127,6 +136,8 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: P
         return PanelUpsert(**planned, status=PanelUpsertStatus.BLOCKED, reason=str(blocked),
                            guard=GuardVerdict.of(blocked.check), seconds=round(time.monotonic() - started, 2))
     if dry_run or sets.empty:
+        if not dry_run and len(staged):
+            _record_columns(store, fields, run_id)
         return PanelUpsert(**planned, status=PanelUpsertStatus.DRY_RUN if dry_run else PanelUpsertStatus.SYNCED,
                            guard=guard, seconds=round(time.monotonic() - started, 2))
     log.info("panel fields: sending %d contacts (%d never sent, %d changed) in %d field set(s)", len(sets),
@@ -134,8 +145,23 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: P
     result = _upsert_by_field_set(thrive, targets.set_index(ID_ALIAS), emails, sets)
     figures = settle_upsert(store, PANEL_FIELDS_SNAPSHOT, run_id, result,
                             targets[is_in(targets[ID_ALIAS], sets.index)], baseline)
+    if len(staged):
+        _record_columns(store, fields, run_id)
     return PanelUpsert(**planned, **dict(figures), status=PanelUpsertStatus.SYNCED, guard=guard,
                        seconds=round(time.monotonic() - started, 2))
+
+
+def _committed_columns(store: SnapshotStore, sent_before: pd.DataFrame | None) -> list[str] | None:
+    """The panel IQA's columns at the last committed run: as recorded, else those of the committed snapshot
+    (which keeps a retired column's last values, so it is only the fallback), else None (nothing to compare)."""
+    recorded = store.read_json(SCHEMA_KEY)
+    if recorded is not None:
+        return list(recorded["columns"])
+    return None if sent_before is None else [name for name in sent_before.columns if name != ID_ALIAS]
+
+
+def _record_columns(store: SnapshotStore, fields: list[str], run_id: str) -> None:
+    store.write_json(SCHEMA_KEY, {"iqa": PANEL_FIELDS_IQA_PATH, "columns": fields, "run_id": run_id})
 
 
 def thrive_emails(store: SnapshotStore) -> pd.Series:

@@ -44,17 +44,24 @@ class ValidationQuarantine(StepResult):
     by_reason: dict[str, int] = Field(default_factory=dict)
     by_field: dict[str, int] | None = None
     sample_ids: list[str] = Field(default_factory=list)
+    sample_reasons: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "For the sample IDs: each failed rule as `column: rule`, so a person knows which value to fix"))
 
     @classmethod
     def of(cls, quarantine: pd.DataFrame, by_field: bool = False) -> ValidationQuarantine:
         """Enough to fix the rows in iMIS, no member data."""
         if quarantine.empty:
             return cls(by_field={} if by_field else None)
+        sample_ids = quarantine[ID_ALIAS].drop_duplicates().head(SAMPLE_IDS).tolist()
+        sampled = quarantine[quarantine[ID_ALIAS].isin(sample_ids)]
+        reasons: dict[str, list[str]] = {}
+        for contact_id, column, reason in zip(sampled[ID_ALIAS], sampled["column"], sampled["reason"], strict=True):
+            reasons.setdefault(str(contact_id), []).append(f"{column}: {reason}")
         return cls(rows=int(quarantine[ID_ALIAS].nunique()),
                    by_reason={str(k): int(v) for k, v in quarantine["reason"].value_counts().items()},
                    by_field={str(k): int(v) for k, v in quarantine["column"].value_counts().items()}
                    if by_field else None,
-                   sample_ids=quarantine[ID_ALIAS].drop_duplicates().head(SAMPLE_IDS).tolist())
+                   sample_ids=sample_ids, sample_reasons=reasons)
 
 
 class RejectionSummary(StepResult):

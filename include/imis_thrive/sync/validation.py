@@ -126,6 +126,11 @@ def validate_iqa(
         raise ValidationFailed(iqa, summary | {"success": False})
     quarantine = _quarantine_frame([failure for failure in failed if not failure["blocking"]])
     clean = frame[~frame[ID_COLUMN].isin(quarantine[ID_COLUMN])]
+    if len(quarantine):
+        examples = ", ".join(f"ID {row_id} ({column}: {reason})" for row_id, column, reason in
+                             quarantine.head(SAMPLE_IDS_PER_RULE).itertuples(index=False, name=None))
+        log.warning("IQA %s: %d row(s) quarantined by validation and left out of this load, e.g. %s",
+                    iqa, quarantine[ID_COLUMN].nunique(), examples)
     summary |= {
         "success": True,
         "clean_rows": len(clean),

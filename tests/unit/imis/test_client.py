@@ -7,9 +7,17 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from include.imis_thrive.errors import FAILS_AT_ONCE
 from include.imis_thrive.http_retry import AmbiguousWriteError, RetryPolicy
 from include.imis_thrive.imis.client import ImisClient, ImisConfig
-from include.imis_thrive.imis.errors import ImisAuthError, ImisNotFound, ImisPagingError, ImisRequestError
+from include.imis_thrive.imis.errors import (
+    ImisAnswerNotJson,
+    ImisAuthError,
+    ImisNotFound,
+    ImisPagingError,
+    ImisRequestError,
+    ImisUnexpectedAnswer,
+)
 from include.imis_thrive.imis.tokens import MemoryTokenStore
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
@@ -323,5 +331,34 @@ def test_an_activity_search_whose_pages_fall_short_of_the_total_is_an_error_not_
     fake.override = lambda r: httpx.Response(200, json={
         "Items": {"$values": [row]}, "Offset": 0, "Limit": 500, "Count": 1, "TotalCount": 3,
         "HasNext": False, "NextOffset": 0}) if "/api/Activity" in r.url.path else None
-    with pytest.raises(ImisPagingError, match=r"activities \{'PartyId': '1'\}: read 1 rows but TotalCount is 3"):
+    with pytest.raises(ImisPagingError, match=r"activities \{'PartyId': '1'\}: the page at offset 0 says HasNext "
+                                              r"false, yet only 1 of TotalCount 3"):
         list(client_for(fake).find_activities({"PartyId": "1"}))
+
+
+def test_a_page_that_is_not_json_names_the_iqa_and_offset_and_quotes_no_member_data():
+    """Issue 13, defect 9: the error quoted 200 raw bytes of the page (member data) and named no IQA or offset."""
+    fake = FakeImis(total=700)
+    truncated = b'{"Items":{"$values":[{"ID":"1000","PrimaryEmailAddress":"jane.doe@example.org","Na'
+
+    def cut_short(request):
+        if "/api/query" in request.url.path and request.url.params.get("Offset") == "500":
+            return httpx.Response(200, content=truncated, headers={"Content-Type": "application/json"})
+        return None
+
+    fake.override = cut_short
+    with pytest.raises(ImisAnswerNotJson) as failed:
+        client_for(fake).run_iqa("$/X")
+    message = str(failed.value)
+    assert message.startswith(f"IQA $/X (offset 500): the answer to GET /Asi.Scheduler_Prod/api/query is not JSON "
+                              f"({len(truncated)} bytes, application/json; Input data was truncated)")
+    assert "jane" not in message and "1000" not in message
+    assert issubclass(ImisAnswerNotJson, FAILS_AT_ONCE)
+
+
+def test_json_that_is_not_a_paging_envelope_is_an_unexpected_answer_naming_the_call():
+    fake = FakeImis(total=3)
+    fake.override = lambda r: httpx.Response(200, json=["not", "a", "page"]) if "/api/query" in r.url.path else None
+    with pytest.raises(ImisUnexpectedAnswer,
+                       match=r"IQA \$/X \(offset 0\): expected a paged result .* got a JSON list"):
+        client_for(fake).run_iqa("$/X")

@@ -1,5 +1,8 @@
 import pandas as pd
+import pytest
 
+from include.imis_thrive.errors import FAILS_AT_ONCE
+from include.imis_thrive.imis.errors import ImisValueError
 from include.imis_thrive.imis.iqa import rows_to_frame
 
 TZ = "America/New_York"
@@ -90,3 +93,30 @@ def test_columns_missing_from_some_rows_are_null_there_and_order_follows_the_wir
 def test_empty_result_gives_an_empty_frame_that_still_names_the_iqa():
     frame = rows_to_frame([], "$/HigherLogic/Empty", TZ)
     assert frame.empty and frame.attrs["iqa"] == "$/HigherLogic/Empty"
+
+
+def test_dotnet_bounds_are_read_as_the_values_they_are_in_any_zone():
+    """Issue 13, defect 3: `9999-12-31T23:59:59` ("never expires") stopped the whole extraction in a zone west
+    of UTC with pandas' "year 10000 is out of range"; it and `0001-01-01` are real iMIS values, kept as they are."""
+    for zone in (TZ, "Europe/Berlin", "Asia/Tokyo"):
+        frame = rows_to_frame([
+            iqa_row(1, ID="1", Expires=wrap("System.DateTime", "9999-12-31T23:59:59")),
+            iqa_row(2, ID="2", Expires=wrap("System.DateTime", "9999-12-31T23:59:59.9999999")),
+            iqa_row(3, ID="3", Expires=wrap("System.DateTime", "0001-01-01T00:00:00")),
+            iqa_row(4, ID="4", Expires=wrap("System.DateTime", "2026-07-01T12:00:00")),
+        ], "$/X", zone)
+        expires = frame["Expires"]
+        assert str(expires.dtype) == f"datetime64[us, {zone}]"
+        assert [(t.year, t.month, t.day) for t in expires.dt.tz_convert("UTC").dt.tz_localize(None)[3:]] == \
+            [(2026, 7, 1)]
+        assert expires[3] == pd.Timestamp("2026-07-01T12:00:00", tz=zone)  # the ordinary path is unchanged
+
+
+def test_a_value_that_is_not_of_its_column_type_names_the_iqa_column_and_id_not_the_value():
+    rows = [iqa_row(1, ID="101", Joined=wrap("System.DateTime", "2020-01-01T00:00:00")),
+            iqa_row(2, ID="102", Joined=wrap("System.DateTime", "sometime soon"))]
+    with pytest.raises(ImisValueError, match=r"IQA \$/X: column 'Joined' holds a value that is not a System.DateTime "
+                                             r"for ID 102, so the IQA cannot be read and nothing was loaded") as failed:
+        rows_to_frame(rows, "$/X", TZ)
+    assert "sometime" not in str(failed.value)
+    assert issubclass(ImisValueError, FAILS_AT_ONCE)

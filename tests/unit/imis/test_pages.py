@@ -50,5 +50,6 @@ def test_a_total_the_rows_never_reach_is_an_error_naming_the_call():
     def fetch(offset: int) -> Page:
         return Page([{"ID": "1"}], 0, 500, 1, 2, False, 0)
 
-    with pytest.raises(ImisPagingError, match=r"activities \{\}: read 1 rows but TotalCount is 2"):
+    with pytest.raises(ImisPagingError, match=r"activities \{\}: the page at offset 0 says HasNext false, yet only 1 "
+                                              r"of TotalCount 2 rows end there"):
         list(paged(fetch, "activities {}"))

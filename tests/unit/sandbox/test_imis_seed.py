@@ -232,3 +232,34 @@ def test_row_of_finds_ids_and_rejects_unknown_ones() -> None:
 
     assert seed.row_of(last_id) == 99
     assert seed.row_of("999") is None and seed.row_of("abc") is None and seed.row_of(str(int(last_id) + 1)) is None
+
+
+def test_edge_dates_give_members_dotnet_bounds_as_real_imis_data_has_them() -> None:
+    seed = build_seed(100, seed=3, edge_dates=2)
+    expires = seed.contacts["MemberExpiresOn"]
+    never = np.flatnonzero(expires == np.datetime64("9999-12-31T23:59:59", "s"))
+    assert len(never) == 2 and seed.contacts["IsMember"][never].all()
+    assert (seed.contacts["Birthday"][-2:] == np.datetime64("0001-01-01", "s")).all()
+    assert not (build_seed(100, seed=3).contacts["MemberExpiresOn"] == expires).all()
+
+
+def test_single_values_can_be_edited_by_id_including_the_id_itself() -> None:
+    seed = build_seed(20, seed=3)
+    first, second = seed.contacts[ID_ALIAS][:2].tolist()
+    seed.edit_contacts({first: {"FirstName": "Zoë 😀", "MemberExpiresOn": "9999-12-31T23:59:59", "DoNotEmail": 1},
+                        second: {ID_ALIAS: first, "Birthday": None}})
+    assert seed.contacts["FirstName"][0] == "Zoë 😀" and seed.contacts["DoNotEmail"][0]
+    assert seed.contacts["MemberExpiresOn"][0] == np.datetime64("9999-12-31T23:59:59", "s")
+    assert seed.contacts[ID_ALIAS][1] == first and np.isnat(seed.contacts["Birthday"][1])
+    with pytest.raises(SeedError, match="no contact with ID '42'"):
+        seed.edit_contacts({"42": {"FirstName": "x"}})
+
+
+def test_a_display_column_can_be_removed_or_renamed_keeping_its_values() -> None:
+    seed = build_seed(20, seed=3)
+    renamed = seed.change_column("panel", "ChapterName", "Chapter")
+    assert "ChapterName" not in renamed.aliases and "Chapter" in renamed.aliases
+    assert (seed.column("Chapter", slice(None)) == seed.panel["ChapterName"]).all()
+    assert "MemberSince" not in seed.change_column("contacts", "MemberSince").aliases
+    with pytest.raises(SeedError, match="cannot change column 'Nope' of the contacts IQA"):
+        seed.change_column("contacts", "Nope")

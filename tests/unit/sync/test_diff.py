@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from include.imis_thrive.errors import BadData
 from include.imis_thrive.sync.diff import (
     DuplicateIds,
+    SchemaDrift,
+    check_schema_drift,
     diff_contacts,
     diff_membership,
     row_hashes,
@@ -193,3 +196,17 @@ def test_membership_diff_on_a_first_run_adds_everyone_once() -> None:
     diff = diff_membership("Board Members", None, pd.Series(["9", "8", "9"], dtype="str"))
 
     assert diff.added.tolist() == ["9", "8"] and diff.removed.empty and diff.previous_count == 0
+
+
+def test_a_column_gone_since_the_last_commit_is_schema_drift_naming_the_iqa_and_columns():
+    with pytest.raises(SchemaDrift, match=r"schema drift: IQA '\$/P' no longer returns the column\(s\) 'Chapter' that "
+                                          r"the last committed snapshot has .*new column\(s\) 'ChapterName', so a "
+                                          r"rename is likely.*Nothing was loaded and the snapshot is kept"):
+        check_schema_drift(["Chapter", "Credits"], ["Credits", "ChapterName"], "$/P")
+    assert issubclass(SchemaDrift, BadData)
+
+
+def test_schema_drift_is_accepted_by_the_override_and_new_columns_alone_are_no_drift():
+    assert check_schema_drift(["Chapter", "Credits"], ["Credits"], "$/P", override=True) == ["Chapter"]
+    assert check_schema_drift(["Credits"], ["Credits", "Chapter"], "$/P") == []
+    assert check_schema_drift(None, ["Credits"], "$/P") == []

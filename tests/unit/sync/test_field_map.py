@@ -128,3 +128,16 @@ def test_panel_fields_map_every_custom_column_to_itself_with_no_code_change(fram
         "ID": ["1", "2"], "Chapter": ["North", ""], "YearsOfService": ["12", ""], "BoardMember": ["true", "false"],
     }
     assert thrive_bound.attrs["iqa"] == "$/HigherLogic/Panels/Demographics"
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "UTC", "Europe/Berlin", "Asia/Tokyo"])
+def test_dotnet_bounds_go_to_thrive_as_the_text_imis_shows(zone) -> None:
+    """Issue 13, defect 3: iMIS's "never expires" (9999-12-31T23:59:59, .NET's last second) and "no date"
+    (0001-01-01) reach Thrive, whose personalization fields take text, as the values iMIS holds, in every zone."""
+    from include.imis_thrive.imis.iqa import localize
+
+    wire = pd.Series(["9999-12-31T23:59:59", "9999-12-31T23:59:59.9999999", "0001-01-01T00:00:00",
+                      "2026-07-01T00:00:00", None], dtype=object)
+    rendered = render_for_thrive(localize(wire, zone)).tolist()
+    offset = {"America/New_York": "-05:00", "UTC": "+00:00", "Europe/Berlin": "+01:00", "Asia/Tokyo": "+09:00"}[zone]
+    assert rendered == [f"9999-12-31T23:59:59{offset}", f"9999-12-31T23:59:59{offset}", "0001-01-01", "2026-07-01", ""]

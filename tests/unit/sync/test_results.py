@@ -143,7 +143,8 @@ def test_validation_quarantine_counts_rows_by_rule_and_field_with_a_few_ids():
     frame = pd.DataFrame({"ID": ["1", "1", "2"], "column": ["Email", "FirstName", "Email"],
                           "reason": ["email_invalid", "too_long", "email_invalid"]})
     assert ValidationQuarantine.of(frame).to_xcom() == {
-        "rows": 2, "by_reason": {"email_invalid": 2, "too_long": 1}, "sample_ids": ["1", "2"]}
+        "rows": 2, "by_reason": {"email_invalid": 2, "too_long": 1}, "sample_ids": ["1", "2"],
+        "sample_reasons": {"1": ["Email: email_invalid", "FirstName: too_long"], "2": ["Email: email_invalid"]}}
     assert ValidationQuarantine.of(frame, by_field=True).by_field == {"Email": 2, "FirstName": 1}
     assert ValidationQuarantine.of(frame.iloc[:0], by_field=True).to_xcom() == {
-        "rows": 0, "by_reason": {}, "by_field": {}, "sample_ids": []}
+        "rows": 0, "by_reason": {}, "by_field": {}, "sample_ids": [], "sample_reasons": {}}
