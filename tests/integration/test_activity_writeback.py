@@ -120,7 +120,8 @@ class World:
         return generated
 
     def write(self, start: datetime, end: datetime, **options) -> ActivityWriteback:
-        options.setdefault("lease", LeaseTerms(**{name: timedelta(seconds=value) for name, value in FAST_LEASE.items()}))
+        options.setdefault("lease", LeaseTerms(**{name: timedelta(seconds=seconds)
+                                                  for name, seconds in FAST_LEASE.items()}))
         return write_activities(self.imis, self.thrive, self.store, start, end, **options)
 
     def writer_process(self, start: datetime, end: datetime) -> subprocess.Popen:

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from include.imis_thrive.errors import TransientTrouble
@@ -66,10 +67,13 @@ class LeaseTerms:
                              f"is not between 0 and ttl {self.ttl})")
 
 
+DEFAULT_TERMS = LeaseTerms()
+
+
 class Lease:
     """One writer's hold on `leases/<name>.json`; use `hold()` (acquire, heartbeat, release) as a context manager."""
 
-    def __init__(self, store: SnapshotStore, name: str, terms: LeaseTerms = LeaseTerms()) -> None:
+    def __init__(self, store: SnapshotStore, name: str, terms: LeaseTerms = DEFAULT_TERMS) -> None:
         self.store = store
         self.name = name
         self.terms = terms
@@ -96,11 +100,13 @@ class Lease:
         """Take the lease, waiting while a live writer holds it; starts the heartbeat. Raises `LeaseHeld`."""
         deadline = time.monotonic() + self.terms.wait.total_seconds()
         announced = False
+        blocker: dict[str, Any] = {}  # the holder's document, as the last attempt found it
+        claim = partial(self._claim, blocker=blocker)
         while True:
-            blocker: dict[str, Any] = {}
+            blocker.clear()
             written_at = time.monotonic()
             try:
-                self.store.update_json(self.key(), lambda document: self._claim(document, blocker))
+                self.store.update_json(self.key(), claim)
             except _Held:
                 if not announced:
                     log.info("lease %s is held by %s until %s; waiting up to %s for it", self.name,
@@ -167,7 +173,7 @@ class Lease:
         while not self._stop.wait(interval):
             try:
                 self.renew()
-            except Exception as trouble:  # noqa: BLE001 - a store hiccup: try again at the next beat
+            except Exception as trouble:  # a store hiccup: try again at the next beat
                 log.warning("lease %s: renewal failed (%s); trying again in %.0f s", self.name, trouble, interval)
             if self._lost:
                 return

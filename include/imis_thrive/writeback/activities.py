@@ -26,7 +26,7 @@ from include.imis_thrive.errors import BadData
 from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.reports import render_activities
 from include.imis_thrive.sync.bad_emails import bad_email_events
-from include.imis_thrive.sync.lease import Lease, LeaseTerms
+from include.imis_thrive.sync.lease import DEFAULT_TERMS, Lease, LeaseTerms
 from include.imis_thrive.sync.load_cycle import write_report
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.client import ThriveClient
@@ -73,7 +73,7 @@ class WritebackIncomplete(BadData):
 def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStore, start: datetime, end: datetime,
                      kinds: Iterable[EngagementKind] = tuple(EngagementKind), concurrency: int | None = None,
                      batch_size: int = DEFAULT_BATCH_SIZE, retry_stuck: bool = False,
-                     lease: LeaseTerms = LeaseTerms()) -> ActivityWriteback:
+                     lease: LeaseTerms = DEFAULT_TERMS) -> ActivityWriteback:
     """Every event of `[start, end)` as one activity; safe to re-run for the same interval (writes 0 again), and
     to run twice at once: the interval's lease lets one writer at a time post (`LeaseHeld`, `LeaseLost`).
 

@@ -158,7 +158,8 @@ def _record_names(store: SnapshotStore, hour: str) -> list[str]:
     return store.json_names(_partition(hour))
 
 
-def _read_partition(store: SnapshotStore, hour: str, skip: Collection[str] = ()) -> tuple[dict[str, str], set[str], set[str]]:
+def _read_partition(store: SnapshotStore, hour: str,
+                    skip: Collection[str] = ()) -> tuple[dict[str, str], set[str], set[str]]:
     """(written, intent, record names) of one partition, read consistently despite concurrent compaction; the
     records named in `skip` (read before) are listed but not read again."""
     for _ in range(_LOAD_ATTEMPTS):
