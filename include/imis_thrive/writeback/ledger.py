@@ -83,11 +83,12 @@ class ActivityLedger:
                  len(ledger.pending()), len(ledger.hours))
         return ledger
 
-    def refresh(self) -> int:
-        """Fold in the records other writers added since the last read (records only add keys, so reading the
-        new ones is enough); returns how many were new."""
+    def refresh(self, hours: Iterable[str] | None = None) -> int:
+        """Fold in the records other writers added since the last read, of every loaded partition or only of
+        `hours` (records only add keys, so reading the new ones is enough); returns how many were new."""
         new = 0
-        for hour in self.hours:
+        for hour in self.hours if hours is None else sorted(set(hours)):
+            self._check_hour(hour)
             written, intent, names = _read_partition(self.store, hour, skip=self._read[hour])
             self.written.update(written)
             self.intent.update(intent)

@@ -295,7 +295,7 @@ class ActivityWriter:
     def _still_to_write(self, batch: Sequence[tuple[PlannedActivity, bool]]) -> list[tuple[PlannedActivity, bool]]:
         """The batch less what another writer of the interval recorded since it was planned (with a lease only:
         one writer alone has nothing new to read); a key it recorded as intent is looked up before posting."""
-        if self.lease is None or not self.ledger.refresh():
+        if self.lease is None or not self.ledger.refresh({ledger_hour(a.occurred_at) for a, _ in batch}):
             return list(batch)
         still = []
         for activity, check in batch:
