@@ -103,6 +103,8 @@ def serve_world(seed: int, contacts: int, workdir: Path, airflow_env: dict[str, 
                 "login": thrive_setting.conn_login, "password": thrive_setting.conn_password,
                 "extra": {**thrive_setting.conn_extra, "poll_interval_s": 0.05}}),
             "AIRFLOW_VAR_IMIS_THRIVE_STORE_URL": str(workdir / "store"),
+            # A SIGKILLed writeback's re-run takes its interval over a few seconds later, not minutes.
+            "AIRFLOW_VAR_IMIS_THRIVE_WRITEBACK_LEASE": json.dumps({"ttl": 3, "renew_every": 0.5, "grace": 1}),
         }
         yield World(imis, thrive, env)
 

@@ -58,14 +58,25 @@ from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
 )
 def imis_to_thrive_panel_fields():
     @task(pool="imis_api")
-    def extract_panel_fields(run_id: str | None = None) -> dict:
-        """Panel IQA → typed frame → blocking expectations → Thrive text, staged for this run."""
+    def fetch_panel_fields(run_id: str | None = None) -> dict:
+        """The panel IQA's pages, staged as they came: the only task holding an `imis_api` slot."""
         from include.imis_thrive.airflow.hooks.imis import ImisHook
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
-        from include.imis_thrive.sync import panel_fields
+        from include.imis_thrive.sync import fetch
 
         with retry_by_error_kind(), ImisHook().get_client() as imis:
-            return panel_fields.extract_panel_fields(imis, snapshot_store(), run_id).to_xcom()
+            return fetch.fetch_panel_fields(imis, snapshot_store(), run_id).to_xcom()
+
+    @task
+    def extract_panel_fields(fetched: dict, run_id: str | None = None) -> dict:
+        """Panel IQA → typed frame → blocking expectations → Thrive text, staged for this run."""
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
+        from include.imis_thrive.sync import fetch, panel_fields
+
+        with retry_by_error_kind():
+            store = snapshot_store()
+            frame = fetch.fetched_frame(store, fetch.FetchedIqa.from_xcom(fetched))
+            return panel_fields.extract_panel_fields(None, store, run_id, fetched=frame).to_xcom()
 
     @task
     def upsert_panel_fields(extracted: dict, params: dict, run_id: str | None = None) -> dict:
@@ -97,7 +108,7 @@ def imis_to_thrive_panel_fields():
             outlet.extra = reports.panel_figures(extract, upsert)
             return summary.to_xcom()
 
-    extracted = extract_panel_fields()
+    extracted = extract_panel_fields(fetch_panel_fields())
     finish_run(extracted, upsert_panel_fields(extracted))
 
 

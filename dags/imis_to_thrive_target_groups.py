@@ -20,6 +20,8 @@ snapshots: resend every member's fields and reconcile membership with Thrive's o
 with `max_removed_share` / `max_changed_share` (the mass-change guard, 20% by default).
 
 **When it fails**
+- `fetch_contacts` / `fetch_target_group`: iMIS did not answer (they retry by themselves); these are the only tasks
+  that hold an `imis_api` pool slot.
 - `plan_target_group` / `load_target_group` for one list: the list breaks a requirement (shared with Everyone,
   alias `ID`, no prompts, one active record), has no Thrive target group, or the guard stopped it. The log says
   which; the other lists still synced. Fix the IQA (or re-trigger with `allow_mass_change` if the change is real).
@@ -80,34 +82,61 @@ def imis_to_thrive_target_groups():
                                                               campaign_only=campaign_only)
             return [group.to_xcom() for group in groups]
 
+    # Only the fetch tasks talk to iMIS, so only they hold an `imis_api` slot; validation, diff and snapshot writes
+    # of one DAG overlap the fetches of another (include/imis_thrive/sync/fetch.py).
     @task(pool="imis_api")
-    def extract_contacts(run_id: str | None = None) -> dict:
-        """Contacts IQA → typed frame → blocking expectations → Thrive fields, staged for this run."""
+    def fetch_contacts(run_id: str | None = None) -> dict:
+        """The contacts IQA's pages, staged as they came."""
         from include.imis_thrive.airflow.hooks.imis import ImisHook
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
-        from include.imis_thrive.sync import target_groups
+        from include.imis_thrive.sync import fetch
 
         with retry_by_error_kind(), ImisHook().get_client() as imis:
-            return target_groups.extract_contacts(imis, snapshot_store(), run_id).to_xcom()
+            return fetch.fetch_contacts(imis, snapshot_store(), run_id).to_xcom()
+
+    @task
+    def extract_contacts(fetched: dict, run_id: str | None = None) -> dict:
+        """Contacts IQA → typed frame → blocking expectations → Thrive fields, staged for this run."""
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
+        from include.imis_thrive.sync import fetch, target_groups
+
+        with retry_by_error_kind():
+            store = snapshot_store()
+            frame = fetch.fetched_frame(store, fetch.FetchedIqa.from_xcom(fetched))
+            return target_groups.extract_contacts(None, store, run_id, fetched=frame).to_xcom()
 
     @task(pool="imis_api", map_index_template="{{ target_group }}")
-    def plan_target_group(group: dict, contacts: dict, params: dict, run_id: str | None = None) -> dict:
-        """One list: extracted, checked, diffed against its snapshot, guarded; skipped lists say why."""
+    def fetch_target_group(group: dict, run_id: str | None = None) -> dict:
+        """One list IQA's pages, staged as they came (or iMIS's refusal to run it)."""
         from include.imis_thrive.airflow.hooks.imis import ImisHook
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
+        from include.imis_thrive.sync import fetch
+        from include.imis_thrive.sync.results import TargetGroup
+
+        get_current_context()["target_group"] = group["name"]
+        with retry_by_error_kind(), ImisHook().get_client() as imis:
+            fetched = fetch.fetch_target_group(imis, snapshot_store(), TargetGroup.from_xcom(group), run_id)
+            return {"group": group, "fetched": fetched.to_xcom()}
+
+    @task(map_index_template="{{ target_group }}")
+    def plan_target_group(fetched: dict, contacts: dict, params: dict, run_id: str | None = None) -> dict:
+        """One list: checked, diffed against its snapshot, guarded; skipped lists say why."""
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
-        from include.imis_thrive.sync import target_groups
+        from include.imis_thrive.sync import fetch, target_groups
         from include.imis_thrive.sync.guard import MassChangeLimits
         from include.imis_thrive.sync.results import ContactsExtract, TargetGroup
 
-        get_current_context()["target_group"] = group["name"]
+        group, listed = TargetGroup.from_xcom(fetched["group"]), fetch.FetchedIqa.from_xcom(fetched["fetched"])
+        get_current_context()["target_group"] = group.name
         with retry_by_error_kind():
             limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
-            with ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
+            store = snapshot_store()
+            with ThriveHook().get_client() as thrive:
                 return target_groups.plan_target_group(
-                    imis, thrive, snapshot_store(), TargetGroup.from_xcom(group), ContactsExtract.from_xcom(contacts),
-                    run_id, full_resync=params["full_resync"], override=params["allow_mass_change"],
-                    limits=limits).to_xcom()
+                    None, thrive, store, group, ContactsExtract.from_xcom(contacts), run_id,
+                    full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits,
+                    fetched=fetch.fetched_frame(store, listed), denied=listed.denied).to_xcom()
 
     @task(outlets=[THRIVE_CONTACTS])
     def upsert_contacts(contacts: dict, plans: list[dict], params: dict, run_id: str | None = None) -> dict:
@@ -176,8 +205,8 @@ def imis_to_thrive_target_groups():
         return [result for result in results if result]
 
     groups = discover_target_groups()
-    contacts = extract_contacts()
-    plans = plan_target_group.partial(contacts=contacts).expand(group=groups)
+    contacts = extract_contacts(fetch_contacts())
+    plans = plan_target_group.partial(contacts=contacts).expand(fetched=fetch_target_group.expand(group=groups))
     upsert = upsert_contacts(contacts, plans)
     loads = load_target_group.expand(plan=plans)
     upsert >> loads >> finish_run()

@@ -10,6 +10,9 @@ iMIS ID Thrive holds. Times are converted from UTC to the iMIS instance's time z
 **Exactly once.** Each event has a deterministic key, written into the activity (`UF_1`) and into a ledger next
 to the snapshots. Re-running a run, a task retry, or backfilling an interval again writes nothing twice; a run
 killed halfway loses nothing (the next run checks iMIS for the keys it may have written, then writes the rest).
+An attempt orphaned by a killed worker and its retry never write at once: the interval has a lease in the store,
+renewed while a writer runs; the retry waits for it, or takes it over once it expired (ttl + grace after the last
+renewal, the Variable `imis_thrive_writeback_lease`), and re-reads the ledger before each batch.
 
 **Backfill** (the schedule has real data intervals; a run's logical date is its interval's start, and both
 dates are included), e.g. the three days of 2–4 March 2026 as 72 hourly runs:
@@ -70,14 +73,15 @@ def thrive_to_imis_activities():
         """The interval's engagement from Thrive, each event once as an iMIS activity."""
         from include.imis_thrive.airflow.hooks.imis import ImisHook
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
-        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store, writeback_lease_terms
         from include.imis_thrive.writeback import activities
 
         kinds = [EngagementKind(kind) for kind in params["kinds"]]
         with retry_by_error_kind(), ImisHook().get_client() as imis, ThriveHook().get_client() as thrive:
             return activities.write_activities(imis, thrive, snapshot_store(), data_interval_start,
                                                data_interval_end, kinds=kinds,
-                                               retry_stuck=bool(params.get("retry_stuck"))).to_xcom()
+                                               retry_stuck=bool(params.get("retry_stuck")),
+                                               lease=writeback_lease_terms()).to_xcom()
 
     @task(trigger_rule="all_done", outlets=[IMIS_HLOGIC_ACTIVITIES])
     def finish_run(run_id: str | None = None, data_interval_start=None, data_interval_end=None, ti=None) -> dict:

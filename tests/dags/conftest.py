@@ -67,6 +67,9 @@ def serve_sandboxes(monkeypatch, tmp_path: Path, contacts: int = 300, broken_lis
             "password": thrive.conn_password, "extra": {**thrive.conn_extra, "poll_interval_s": 0.01}}))
         store_url = str(tmp_path / "store")
         monkeypatch.setenv("AIRFLOW_VAR_IMIS_THRIVE_STORE_URL", store_url)
+        # A writeback run killed here is taken over by the next run of its interval a few seconds later, not minutes.
+        monkeypatch.setenv("AIRFLOW_VAR_IMIS_THRIVE_WRITEBACK_LEASE",
+                           json.dumps({"ttl": 2, "renew_every": 0.5, "wait": 60, "grace": 1}))
         yield Sandboxes(imis_sandbox, thrive_sandbox, store_url)
 
 

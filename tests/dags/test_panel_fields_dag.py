@@ -8,7 +8,7 @@ from tests.dags.conftest import run_dag
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 DAG_ID = "imis_to_thrive_panel_fields"
-TASKS = {"extract_panel_fields", "upsert_panel_fields", "finish_run"}
+TASKS = {"fetch_panel_fields", "extract_panel_fields", "upsert_panel_fields", "finish_run"}
 
 
 def subscribe_writes(sandboxes) -> int:
@@ -19,7 +19,8 @@ def test_the_dag_is_nightly_in_a_named_zone_with_the_guard_params(dagbag):
     dag = dagbag.get_dag(DAG_ID)
     assert dag is not None, dagbag.import_errors
     assert {task.task_id for task in dag.tasks} == TASKS
-    assert dag.get_task("extract_panel_fields").pool == "imis_api"
+    assert {task.task_id for task in dag.tasks if task.pool == "imis_api"} == {"fetch_panel_fields"}  # iMIS only
+    assert dag.get_task("extract_panel_fields").upstream_task_ids == {"fetch_panel_fields"}
     assert dag.schedule == "0 2 * * *" and str(dag.timezone) == "America/New_York"
     assert {"dry_run", "allow_mass_change", "max_changed_share"} <= set(dag.params)
 

@@ -56,7 +56,7 @@ def test_a_bad_connection_setting_fails_the_task_on_its_first_try(dagbag, sandbo
 
     assert str(run.state) == "failed"
     assert tries(run)["discover_target_groups"] == ("failed", 1)
-    assert tries(run)["extract_contacts"] == ("failed", 1)
+    assert tries(run)["fetch_contacts"] == ("failed", 1)
 
 
 def test_transport_trouble_is_retried_and_the_run_then_succeeds(dagbag, sandboxes):

@@ -31,6 +31,15 @@ def latest_report(store_url: str) -> dict:
     return store.read_json(f"reports/target_groups/{store.newest_name('reports/target_groups')}")
 
 
+def test_only_the_tasks_that_talk_to_imis_hold_an_imis_api_slot(dagbag):
+    dag = dagbag.get_dag(DAG_ID)
+    pooled = {task.task_id for task in dag.tasks if task.pool == "imis_api"}
+    assert pooled == {"discover_target_groups", "fetch_contacts", "fetch_target_group"}
+    assert dag.get_task("extract_contacts").upstream_task_ids == {"fetch_contacts"}
+    assert dag.get_task("plan_target_group").upstream_task_ids == {"fetch_target_group", "extract_contacts"}
+    assert dag.get_task("fetch_target_group").upstream_task_ids == {"discover_target_groups"}
+
+
 def test_three_runs_load_everything_then_exactly_the_changes_then_nothing(dagbag, sandboxes):
     state, tasks = run_dag(dagbag, DAG_ID)
     assert state == "success", tasks

@@ -3,6 +3,7 @@ event iMIS can never take."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from include.imis_thrive.http_retry import RetryPolicy
 from include.imis_thrive.imis.client import ImisClient, ImisConfig
 from include.imis_thrive.imis.tokens import MemoryTokenStore
 from include.imis_thrive.sync.bad_emails import record_bad_emails
+from include.imis_thrive.sync.lease import LeaseTerms
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.thrive.engagement import FLAG_OF_KIND, flagged_events, iter_engagement
@@ -52,6 +54,8 @@ from tests.integration.engagement_expectations import (
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=0.02)
+# The interval's lease, short: a writer killed here is taken over a second after its last renewal.
+FAST_LEASE = {"ttl": 0.8, "renew_every": 0.1, "wait": 60, "grace": 0.3}
 ZONE = "America/New_York"
 INTEREST = "Newsletter"
 UNKNOWN_TO_IMIS = ("9999001", "9999002")
@@ -116,7 +120,16 @@ class World:
         return generated
 
     def write(self, start: datetime, end: datetime, **options) -> ActivityWriteback:
+        options.setdefault("lease", LeaseTerms(**{name: timedelta(seconds=seconds)
+                                                  for name, seconds in FAST_LEASE.items()}))
         return write_activities(self.imis, self.thrive, self.store, start, end, **options)
+
+    def writer_process(self, start: datetime, end: datetime) -> subprocess.Popen:
+        """`write_activities` of `[start, end)` in a process of its own (the report's JSON on its stdout)."""
+        return subprocess.Popen(
+            [sys.executable, "-c", CHILD, self.imis_url, self.thrive_url, self.store.base, start.isoformat(),
+             end.isoformat(), json.dumps(FAST_LEASE)],
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def write_hourly(self, start: datetime, end: datetime) -> list[ActivityWriteback]:
         hours = int((end - start) / timedelta(hours=1))
@@ -250,22 +263,25 @@ def test_faults_during_writes_still_end_with_one_activity_per_event(world):
 
 
 CHILD = """
-import sys
-from datetime import datetime
+import json, sys
+from datetime import datetime, timedelta
 from include.imis_thrive.imis.client import ImisClient, ImisConfig
-from include.imis_thrive.imis.tokens import MemoryTokenStore
-from include.imis_thrive.sync.bad_emails import record_bad_emails
+from include.imis_thrive.imis.tokens import FileTokenStore
+from include.imis_thrive.sync.lease import LeaseTerms
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 from include.imis_thrive.writeback.activities import write_activities
 
-imis_url, thrive_url, store, start, end = sys.argv[1:]
+imis_url, thrive_url, store, start, end, lease = sys.argv[1:]
+terms = LeaseTerms(**{name: timedelta(seconds=value) for name, value in json.loads(lease).items()})
 imis = ImisClient(ImisConfig(base_url=imis_url, username="hl_integration", password="sandbox-imis-password",
-                             timezone="America/New_York", max_concurrency=2), token_store=MemoryTokenStore())
+                             timezone="America/New_York", max_concurrency=2),
+                  token_store=FileTokenStore(store + "-tokens"))  # one token for the writers of one machine
 thrive = ThriveClient(ThriveConfig(endpoint=thrive_url, brand_id="7001", brand_name="Sandbox Association",
                                    user="hl_api_user", password="sandbox-thrive-password"))
-write_activities(imis, thrive, SnapshotStore(store), datetime.fromisoformat(start), datetime.fromisoformat(end),
-                 batch_size=25)
+report = write_activities(imis, thrive, SnapshotStore(store), datetime.fromisoformat(start),
+                          datetime.fromisoformat(end), batch_size=25, lease=terms)
+print(json.dumps(report.to_xcom()))
 """
 
 
@@ -274,18 +290,14 @@ def test_a_run_killed_halfway_then_rerun_leaves_no_gap_and_no_duplicate(world):
     generated = world.engage(RECENT, end, volume=400)
     expected = world.expected(generated, RECENT, end)
     world.imis_sandbox.faults.configure(FaultConfig(latency_ms=5))
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, world.imis_url, world.thrive_url, world.store.base, RECENT.isoformat(),
-         end.isoformat()],
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, stderr=subprocess.PIPE)
+    child = world.writer_process(RECENT, end)
     deadline = time.monotonic() + 60
     while len(world.imis_sandbox.activities()) < sum(expected.values()) // 2:
         assert child.poll() is None, child.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "the child run did not get halfway in time"
         time.sleep(0.005)
     child.send_signal(signal.SIGKILL)
-    child.wait()
-    child.stderr.close()
+    child.communicate()
     halfway = sum(world.activities().values())
     assert 0 < halfway < sum(expected.values())
     world.imis_sandbox.faults.configure(FaultConfig())
@@ -296,6 +308,62 @@ def test_a_run_killed_halfway_then_rerun_leaves_no_gap_and_no_duplicate(world):
                    if kind in grid_kinds)
     assert resolved == halfway
     assert sum(report.written[kind] for kind in grid_kinds) == sum(expected.values()) - halfway
+
+
+def _finished(child: subprocess.Popen) -> ActivityWriteback:
+    """The report a writer process printed; its stderr (the log) in the failure message otherwise."""
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err.decode()[-3000:]
+    return ActivityWriteback.from_xcom(json.loads(out.decode().strip().splitlines()[-1]))
+
+
+def _keys_once(world: World) -> bool:
+    keys = Counter(a["Properties"]["UF_1"] for a in world.imis_sandbox.activities())
+    return bool(keys) and set(keys.values()) == {1}
+
+
+def test_two_writers_of_one_interval_at_once_post_each_event_once(world):
+    # An orphaned attempt and its retry, both alive: without the lease both read an empty ledger and post it all.
+    end = RECENT + timedelta(hours=1)
+    generated = world.engage(RECENT, end, volume=400)
+    world.imis_sandbox.faults.configure(FaultConfig(latency_ms=10))  # posting takes seconds: the two overlap
+    writers = [world.writer_process(RECENT, end), world.writer_process(RECENT, end)]
+    reports = [_finished(writer) for writer in writers]
+    assert world.activities() == world.expected(generated, RECENT, end)
+    assert _keys_once(world)
+    grid_kinds = {kind.value for kind in GRID_KINDS}
+    written = [sum(report.written[kind] for kind in grid_kinds) for report in reports]
+    assert sorted(written) == [0, sum(world.expected(generated, RECENT, end).values())]  # one wrote, one waited
+
+
+def test_a_writer_waits_for_the_interval_held_by_another_then_takes_over_when_it_is_killed(world):
+    end = RECENT + timedelta(hours=1)
+    generated = world.engage(RECENT, end, volume=400)
+    expected = world.expected(generated, RECENT, end)
+    world.imis_sandbox.faults.configure(FaultConfig(latency_ms=5))
+    first = world.writer_process(RECENT, end)
+    deadline = time.monotonic() + 60
+    while len(world.imis_sandbox.activities()) < sum(expected.values()) // 3:
+        assert first.poll() is None, first.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "the first writer did not get a third of the way in time"
+        time.sleep(0.005)
+    second = world.writer_process(RECENT, end)  # waits: the first renews its lease
+    while len(world.imis_sandbox.activities()) < sum(expected.values()) * 2 // 3:
+        assert first.poll() is None and second.poll() is None
+        assert time.monotonic() < deadline, "the first writer did not get two thirds of the way in time"
+        time.sleep(0.005)
+    first.send_signal(signal.SIGKILL)  # in the middle of a batch: some of its keys are intent without a record
+    first.communicate()
+    by_first = sum(world.activities().values())
+    assert by_first < sum(expected.values())
+    report = _finished(second)
+    assert world.activities() == expected
+    assert _keys_once(world)
+    grid_kinds = {kind.value for kind in GRID_KINDS}
+    assert sum(report.written[kind] for kind in grid_kinds) == sum(expected.values()) - by_first
+    resolved = sum(count for kind, count in [*report.already_written.items(), *report.found_in_imis.items()]
+                   if kind in grid_kinds)
+    assert resolved == by_first
 
 
 def test_a_resubscribe_is_derived_from_the_recorded_unsubscribe_and_written_once(world):

@@ -19,6 +19,7 @@ from include.imis_thrive.airflow.notifications.alerts import notify_failure
 from include.imis_thrive.errors import BadConfiguration
 
 if TYPE_CHECKING:
+    from include.imis_thrive.sync.lease import LeaseTerms
     from include.imis_thrive.sync.snapshots import SnapshotStore
     from include.imis_thrive.sync.target_groups import CampaignOnly
 
@@ -30,6 +31,7 @@ DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(min
 
 STORE_URL_VARIABLE = "imis_thrive_store_url"
 STORE_OPTIONS_VARIABLE = "imis_thrive_store_options"
+LEASE_VARIABLE = "imis_thrive_writeback_lease"
 
 
 def default_store_url() -> str:
@@ -80,6 +82,24 @@ def snapshot_store() -> SnapshotStore:
     base = store_url(Variable.get(STORE_URL_VARIABLE, default=None), executors_in_use())
     options = json.loads(Variable.get(STORE_OPTIONS_VARIABLE, default=None) or "{}")
     return SnapshotStore(base, storage_options=options)
+
+
+def writeback_lease_terms() -> LeaseTerms:
+    """The activity writeback's lease per data interval: `imis_thrive_writeback_lease` (JSON seconds, e.g.
+    `{"ttl": 120, "renew_every": 30, "wait": 300, "grace": 90}`, any of them) over the defaults of `sync/lease.py`.
+    A SIGKILLed writer's retry waits up to ttl + grace; keep grace above the iMIS request timeout."""
+    from dataclasses import replace
+
+    from airflow.sdk import Variable
+
+    from include.imis_thrive.sync.lease import DEFAULT_TERMS
+
+    raw = json.loads(Variable.get(LEASE_VARIABLE, default=None) or "{}")
+    try:
+        return replace(DEFAULT_TERMS, **{name: timedelta(seconds=float(seconds)) for name, seconds in raw.items()})
+    except (TypeError, ValueError) as wrong:
+        raise BadConfiguration(f"Variable {LEASE_VARIABLE}: {wrong}; expected a JSON object of seconds with the "
+                               "keys ttl, renew_every, wait, grace") from wrong
 
 
 def campaign_only_choice() -> CampaignOnly:

@@ -69,12 +69,15 @@ REPORTED_FIELD_SETS = 20
 
 # -- 1. extract ---------------------------------------------------------------------------------------------
 
-def extract_panel_fields(imis: ImisClient, store: SnapshotStore, run_id: str) -> PanelExtract:
-    """Extract, validate and render the panel IQA; raises `ValidationFailed` before anything is loaded."""
+def extract_panel_fields(imis: ImisClient | None, store: SnapshotStore, run_id: str,
+                         fetched: pd.DataFrame | None = None) -> PanelExtract:
+    """Extract, validate and render the panel IQA; raises `ValidationFailed` before anything is loaded.
+    `fetched`: the IQA's rows as a fetch task read them (`sync/fetch.py`); then iMIS is not called."""
     started = time.monotonic()
     template_types = {column.alias: column.data_type.value for column in PANEL_FIELDS_IQA.columns}
-    frame = imis.run_iqa(PANEL_FIELDS_IQA_PATH, declared_types=template_types,
-                         progress=page_progress(log, f"IQA {PANEL_FIELDS_IQA_PATH}"))
+    frame = fetched if fetched is not None else imis.run_iqa(  # type: ignore[union-attr]
+        PANEL_FIELDS_IQA_PATH, declared_types=template_types,
+        progress=page_progress(log, f"IQA {PANEL_FIELDS_IQA_PATH}"))
     outcome = validate_iqa(_with_id_column(frame), IqaKind.PANEL)
     candidate = to_thrive_panel_fields(outcome.clean)
     handle = store.stage(PANEL_FIELDS_SNAPSHOT, candidate, run_id)

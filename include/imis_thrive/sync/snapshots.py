@@ -286,6 +286,10 @@ class SnapshotStore:
         folder = f"{_checked(name)}/{SNAPSHOT_FOLDER}"
         return sorted(f"{folder}/{item}" for item in self._listing(folder))
 
+    def stage_horizon(self) -> str:
+        """Stages named (they begin with their `staged_at`) below this string are older than `open_stage_grace`."""
+        return (datetime.now(UTC) - self.open_stage_grace).strftime(STAGED_AT_FORMAT)
+
     def size(self, handle: SnapshotHandle) -> int:
         """Bytes of a snapshot's Parquet object."""
         return int(self.fs.size(self._path(handle.key)))
@@ -329,8 +333,7 @@ class SnapshotStore:
         folder = self._path(f"{committed.name}/{SNAPSHOT_FOLDER}")
         self.fs.invalidate_cache(folder)
         kept = {self._path(key) for key in history}
-        grace_start = (datetime.now(UTC) - self.open_stage_grace).strftime(STAGED_AT_FORMAT)
-        settled_before = min(grace_start, posixpath.basename(committed.key))
+        settled_before = min(self.stage_horizon(), posixpath.basename(committed.key))
         stale = [path for path in self.fs.ls(folder, detail=False)
                  if path not in kept and posixpath.basename(path) < settled_before]
         if stale:

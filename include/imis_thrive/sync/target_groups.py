@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pandas as pd
 
@@ -48,6 +47,7 @@ from include.imis_thrive.progress import page_progress
 from include.imis_thrive.reports import render_target_groups
 from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.diff import diff_contacts, diff_membership
+from include.imis_thrive.sync.fetch import declared_types as _declared_types
 from include.imis_thrive.sync.field_map import to_thrive_contacts
 from include.imis_thrive.sync.guard import (
     MassChangeBlocked,
@@ -180,11 +180,14 @@ def _definition_problem(imis: ImisClient, iqa: str) -> str | None:
 
 # -- 2. contacts -------------------------------------------------------------------------------------------
 
-def extract_contacts(imis: ImisClient, store: SnapshotStore, run_id: str) -> ContactsExtract:
-    """Extract, validate and map the contacts IQA; raises `ValidationFailed` before anything is loaded."""
+def extract_contacts(imis: ImisClient | None, store: SnapshotStore, run_id: str,
+                     fetched: pd.DataFrame | None = None) -> ContactsExtract:
+    """Extract, validate and map the contacts IQA; raises `ValidationFailed` before anything is loaded.
+    `fetched`: the IQA's rows as a fetch task read them (`sync/fetch.py`); then iMIS is not called."""
     started = time.monotonic()
-    frame = imis.run_iqa(CONTACTS_IQA_PATH, declared_types=_declared_types(CONTACTS_IQA.columns),
-                         progress=page_progress(log, f"IQA {CONTACTS_IQA_PATH}"))
+    frame = fetched if fetched is not None else imis.run_iqa(  # type: ignore[union-attr]
+        CONTACTS_IQA_PATH, declared_types=_declared_types(CONTACTS_IQA.columns),
+        progress=page_progress(log, f"IQA {CONTACTS_IQA_PATH}"))
     outcome = validate_iqa(frame, IqaKind.CONTACTS)
     new_bad_emails = record_bad_emails(store, frame, ID_ALIAS, EMAIL_FIELD)
     candidate = to_thrive_contacts(outcome.clean)
@@ -198,20 +201,18 @@ def extract_contacts(imis: ImisClient, store: SnapshotStore, run_id: str) -> Con
                            new_bad_emails=new_bad_emails, seconds=round(time.monotonic() - started, 2))
 
 
-def _declared_types(columns: Iterable[Any]) -> dict[str, str]:
-    return {column.alias: column.data_type.value for column in columns}
-
-
 # -- 3. plan one group -------------------------------------------------------------------------------------
 
-def plan_target_group(imis: ImisClient, thrive: ThriveClient, store: SnapshotStore, group: TargetGroup,
+def plan_target_group(imis: ImisClient | None, thrive: ThriveClient, store: SnapshotStore, group: TargetGroup,
                       contacts: ContactsExtract, run_id: str, full_resync: bool = False,
-                      override: bool = False, limits: MassChangeLimits = MassChangeLimits()) -> TargetGroupPlan:
-    """Extract and check one list, diff its membership and stage the plan; never raises for a bad list."""
+                      override: bool = False, limits: MassChangeLimits = MassChangeLimits(),
+                      fetched: pd.DataFrame | None = None, denied: str | None = None) -> TargetGroupPlan:
+    """Extract and check one list, diff its membership and stage the plan; never raises for a bad list.
+    `fetched` / `denied`: what a fetch task got for the list (`sync/fetch.py`); then iMIS is not called."""
     if group.problem:
         return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.SKIPPED, reason=group.problem)
     try:
-        members = _list_members(imis, store, group, contacts)
+        members = _list_members(imis, store, group, contacts, fetched, denied)
     except TargetGroupSkipped as skipped:
         return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.SKIPPED, reason=str(skipped))
     baseline = store.current(group_snapshot(group.name))
@@ -241,15 +242,18 @@ def plan_target_group(imis: ImisClient, thrive: ThriveClient, store: SnapshotSto
                            full_resync=full_resync)
 
 
-def _list_members(imis: ImisClient, store: SnapshotStore, group: TargetGroup,
-                  contacts: ContactsExtract) -> pd.Series:
+def _list_members(imis: ImisClient | None, store: SnapshotStore, group: TargetGroup, contacts: ContactsExtract,
+                  fetched: pd.DataFrame | None = None, denied: str | None = None) -> pd.Series:
     """The list's member IDs, after the requirements only running it can show."""
+    if denied is not None:
+        raise TargetGroupSkipped(requirement_problem(group.iqa, ListRequirement.SHARED_WITH_EVERYONE, denied))
     try:
-        frame = imis.run_iqa(group.iqa, declared_types=_declared_types(LIST_IQA_COLUMNS),
-                             progress=page_progress(log, f"IQA {group.iqa}"))
-    except ImisAuthError as denied:
+        frame = fetched if fetched is not None else imis.run_iqa(  # type: ignore[union-attr]
+            group.iqa, declared_types=_declared_types(LIST_IQA_COLUMNS),
+            progress=page_progress(log, f"IQA {group.iqa}"))
+    except ImisAuthError as refused:
         raise TargetGroupSkipped(requirement_problem(group.iqa, ListRequirement.SHARED_WITH_EVERYONE,
-                                                     str(denied))) from denied
+                                                     str(refused))) from refused
     if ID_ALIAS not in frame.columns:
         columns = ", ".join(frame.columns) or "none"
         raise TargetGroupSkipped(requirement_problem(group.iqa, ListRequirement.ID_ALIAS,

@@ -7,7 +7,9 @@ and raises a typed error a person can act on.
 
 1. `write_activities`: read the eight engagement kinds of `[start, end)` (six from Thrive's grids, Resubscribe
    derived from the recorded unsubscribed state, Bad Email from the sync's own record), each on its own, and
-   write each event once as an `HLOGIC` activity (see `writer.py` for how "once" holds through crashes).
+   write each event once as an `HLOGIC` activity (see `writer.py` for how "once" holds through crashes), under
+   the interval's lease (`sync/lease.py`): a second writer of the same interval (a retry beside an orphaned
+   attempt) waits for it, or takes it over once it expired, and never posts what the first one recorded.
 2. `finish_run`: the run report next to the snapshots; fails the run if iMIS refused events or events were
    quarantined (iMIS failed every post of them; `quarantine.py`), so alerting fires, after every other event
    was written. Contacts unknown to iMIS, and stuck events skipped, are listed in the report without failing.
@@ -24,6 +26,7 @@ from include.imis_thrive.errors import BadData
 from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.reports import render_activities
 from include.imis_thrive.sync.bad_emails import bad_email_events
+from include.imis_thrive.sync.lease import DEFAULT_TERMS, Lease, LeaseTerms
 from include.imis_thrive.sync.load_cycle import write_report
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
 from include.imis_thrive.thrive.client import ThriveClient
@@ -53,6 +56,7 @@ from include.imis_thrive.writeback.writer import DEFAULT_BATCH_SIZE, ActivityWri
 log = logging.getLogger(__name__)
 
 REPORT_PREFIX = "reports/activities"
+LEASE_PREFIX = "activities"
 
 
 class WritebackIncomplete(BadData):
@@ -68,18 +72,33 @@ class WritebackIncomplete(BadData):
 
 def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStore, start: datetime, end: datetime,
                      kinds: Iterable[EngagementKind] = tuple(EngagementKind), concurrency: int | None = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE, retry_stuck: bool = False) -> ActivityWriteback:
-    """Every event of `[start, end)` as one activity; safe to re-run for the same interval (writes 0 again).
+                     batch_size: int = DEFAULT_BATCH_SIZE, retry_stuck: bool = False,
+                     lease: LeaseTerms = DEFAULT_TERMS) -> ActivityWriteback:
+    """Every event of `[start, end)` as one activity; safe to re-run for the same interval (writes 0 again), and
+    to run twice at once: the interval's lease lets one writer at a time post (`LeaseHeld`, `LeaseLost`).
 
     Each kind is read and written on its own: a kind Thrive will not serve is listed under `failed_kinds`
     (and fails the run in `finish_run`) while the others are written. Events iMIS keeps failing are
     quarantined (and reported) rather than raised; `retry_stuck` tries the stuck ones once more.
     """
+    start, end = _utc(start), _utc(end)
+    with Lease(store, interval_lease_name(start, end), lease).hold() as held:
+        return _write_interval(imis, thrive, store, start, end, kinds, concurrency, batch_size, retry_stuck, held)
+
+
+def interval_lease_name(start: datetime, end: datetime) -> str:
+    """`activities/20260308T060000Z-20260308T070000Z`: one lease per data interval."""
+    return f"{LEASE_PREFIX}/{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
+
+
+def _write_interval(imis: ImisClient, thrive: ThriveClient, store: SnapshotStore, start: datetime, end: datetime,
+                    kinds: Iterable[EngagementKind], concurrency: int | None, batch_size: int, retry_stuck: bool,
+                    lease: Lease) -> ActivityWriteback:
     started = time.monotonic()
     imis_calls, thrive_calls = imis.calls, thrive.calls
-    start, end = _utc(start), _utc(end)
     ledger = ActivityLedger.load(store, hours_between(start, end))
-    writer = ActivityWriter(imis, ledger, concurrency=concurrency, batch_size=batch_size, retry_stuck=retry_stuck)
+    writer = ActivityWriter(imis, ledger, concurrency=concurrency, batch_size=batch_size, retry_stuck=retry_stuck,
+                            lease=lease)
     log.info("activities for [%s, %s): writing with %d threads, %s time", start.isoformat(), end.isoformat(),
              writer.concurrency, imis.config.timezone)
     wanted = list(dict.fromkeys(kinds))
@@ -105,6 +124,7 @@ def write_activities(imis: ImisClient, thrive: ThriveClient, store: SnapshotStor
         except ThriveError as error:
             log.error("%s: not written this run: %s", kind, error)
             failed[kind.value] = str(error)
+    lease.check()  # the derived state below is written whole: only by the interval's one writer
     if EngagementKind.UNSUBSCRIBE in wanted or EngagementKind.RESUBSCRIBE in wanted:
         save_unsubscribed(store, unsubscribed)
     compacted = ledger.compact()
@@ -136,6 +156,7 @@ def _opens_or_clicks(thrive: ThriveClient, store: SnapshotStore, writer: Activit
         log.warning("%s; reading the documented per-mailing %s flags instead", refused, FLAG_OF_KIND[kind])
     events, flags = flagged_events(thrive, kind, load_flags(store, kind), start, end)
     writer.write(events)
+    writer.check_lease()
     save_flags(store, kind, flags)
     return f"{Grid.MAILING_ACTIVITY_SUBSCRIBER_ACTIONS}.{FLAG_OF_KIND[kind]}"
 

@@ -12,6 +12,10 @@ intent but no written record is *pending*: the post may or may not have landed, 
 before posting it again. Nothing is ever lost (intent is recorded before the post) or written twice (a
 pending key is checked first).
 
+A run re-reads its partitions before each batch (`refresh`: only the records it has not read yet), so a writer
+that took an interval's lease over from an orphaned one (`sync/lease.py`) sees every key the orphan recorded, up
+to the moment it stopped, and never posts one of them blindly.
+
 `compact` folds a partition's records into one document, writing the merged one before deleting the ones
 it merged; a reader that finds a listed record gone re-lists, so it always sees one or the other. Records
 only ever add keys, so two compactions of one partition racing each other lose nothing either.
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,17 +73,28 @@ class ActivityLedger:
         self.written: dict[str, str] = {}
         self.intent: set[str] = set()
         self.records_added = 0
+        self._read: dict[str, set[str]] = {hour: set() for hour in self.hours}  # record names already folded in
 
     @classmethod
     def load(cls, store: SnapshotStore, hours: Iterable[str]) -> ActivityLedger:
         ledger = cls(store, hours)
-        for hour in ledger.hours:
-            written, intent, _ = _read_partition(store, hour)
-            ledger.written.update(written)
-            ledger.intent.update(intent)
+        ledger.refresh()
         log.info("ledger: %d written and %d pending keys in %d hour(s)", len(ledger.written),
                  len(ledger.pending()), len(ledger.hours))
         return ledger
+
+    def refresh(self, hours: Iterable[str] | None = None) -> int:
+        """Fold in the records other writers added since the last read, of every loaded partition or only of
+        `hours` (records only add keys, so reading the new ones is enough); returns how many were new."""
+        new = 0
+        for hour in self.hours if hours is None else sorted(set(hours)):
+            self._check_hour(hour)
+            written, intent, names = _read_partition(self.store, hour, skip=self._read[hour])
+            self.written.update(written)
+            self.intent.update(intent)
+            new += len(names - self._read[hour])
+            self._read[hour] |= names
+        return new
 
     def is_written(self, key: str) -> bool:
         return key in self.written
@@ -119,7 +134,9 @@ class ActivityLedger:
 
     def _append(self, hour: str, document: dict[str, Any]) -> None:
         self._check_hour(hour)
-        self.store.write_json(f"{_partition(hour)}/{_record_name()}", document)
+        name = _record_name()
+        self.store.write_json(f"{_partition(hour)}/{name}", document)
+        self._read[hour].add(name)
         self.records_added += 1
 
     def _check_hour(self, hour: str) -> None:
@@ -142,11 +159,13 @@ def _record_names(store: SnapshotStore, hour: str) -> list[str]:
     return store.json_names(_partition(hour))
 
 
-def _read_partition(store: SnapshotStore, hour: str) -> tuple[dict[str, str], set[str], list[str]]:
-    """(written, intent, record names) of one partition, read consistently despite concurrent compaction."""
+def _read_partition(store: SnapshotStore, hour: str,
+                    skip: Collection[str] = ()) -> tuple[dict[str, str], set[str], set[str]]:
+    """(written, intent, record names) of one partition, read consistently despite concurrent compaction; the
+    records named in `skip` (read before) are listed but not read again."""
     for _ in range(_LOAD_ATTEMPTS):
         names = _record_names(store, hour)
-        read = [store.read_json(f"{_partition(hour)}/{name}") for name in names]
+        read = [store.read_json(f"{_partition(hour)}/{name}") for name in names if name not in skip]
         documents = [document for document in read if document is not None]
         if len(documents) == len(read):
             written: dict[str, str] = {}
@@ -154,11 +173,11 @@ def _read_partition(store: SnapshotStore, hour: str) -> tuple[dict[str, str], se
             for document in documents:
                 written.update(document["written"])
                 intent.update(document["intent"])
-            return written, intent, names
+            return written, intent, set(names)
         log.info("ledger %s: a record was compacted away while reading; reading the partition again", hour)
     raise LedgerError(
         f"ledger partition {_partition(hour)} in {store.base} kept changing while being read "
-        f"({_LOAD_ATTEMPTS} attempts); check that only one writeback task runs at a time (the imis_api pool)"
+        f"({_LOAD_ATTEMPTS} attempts); check that only one writeback task runs at a time (the interval's lease)"
     )
 
 

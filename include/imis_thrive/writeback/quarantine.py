@@ -17,8 +17,9 @@ Policy, per event key:
 
 Kept like the target-group quarantine (`sync/quarantine.py`): one small JSON document in the snapshot store,
 `quarantine/activities`, `{"entries": {key: entry}}`. Entries hold the contact ID, kind, UTC hour, iMIS's
-error text, first/last seen and the counts; never an email or other member data. One writeback task runs at
-a time (the `imis_api` pool has one slot), so a run reads the document at its start and writes it at its end.
+error text, first/last seen and the counts; never an email or other member data. One writer of an interval runs
+at a time (its lease, `sync/lease.py`; hourly runs one after another, `max_active_runs=1`), so a run reads the
+document at its start and writes it at its end, unless it lost its lease meanwhile.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 One `ImisClient` (thread-safe, one shared token) serves a pool of `concurrency` threads. Events go in
 batches; per batch, the ledger records the keys as intent, the batch is posted, and the keys that landed are
-recorded as written, before the next batch starts. Per event:
+recorded as written, before the next batch starts. With a lease (`sync/lease.py`, one per data interval), the
+writer checks it before each batch and each post, and stops (`LeaseLost`) once it is no longer sure to hold it;
+and before each batch it re-reads the ledger, so a writer that took the interval over from an orphaned one skips
+what the orphan wrote and looks up what it may have been posting. Per event:
 
 - a key the ledger has as written is skipped; a *pending* one (a crashed run's intent) is looked up in iMIS
   by its key first, and only posted if iMIS does not have it;
@@ -37,6 +40,7 @@ from include.imis_thrive.errors import BadConfiguration, TransientTrouble
 from include.imis_thrive.http_retry import AmbiguousWriteError, TransientHTTPError
 from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.errors import ImisRequestError
+from include.imis_thrive.sync.lease import Lease
 from include.imis_thrive.thrive.engagement import EngagementEvent
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.activity_map import PlannedActivity, carries_key, find_filters, plan_activity
@@ -175,13 +179,14 @@ class ActivityWriter:
 
     def __init__(self, imis: ImisClient, ledger: ActivityLedger, concurrency: int | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, quarantine: ActivityQuarantine | None = None,
-                 retry_stuck: bool = False) -> None:
+                 retry_stuck: bool = False, lease: Lease | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.imis = imis
         self.ledger = ledger
         self.quarantine = quarantine if quarantine is not None else ActivityQuarantine.load(ledger.store)
         self.retry_stuck = retry_stuck
+        self.lease = lease
         self.zone = ZoneInfo(imis.config.timezone)
         self.concurrency = concurrency or imis.config.max_concurrency
         self.batch_size = batch_size
@@ -240,6 +245,10 @@ class ActivityWriter:
 
     def _flush(self, batch: Sequence[tuple[PlannedActivity, bool]], pool: ThreadPoolExecutor) -> None:
         """Intent, posts, written: in that order, so a crash anywhere loses nothing and duplicates nothing."""
+        self.check_lease()
+        batch = self._still_to_write(batch)
+        if not batch:
+            return
         intent: dict[str, list[str]] = defaultdict(list)
         for activity, _ in batch:
             intent[ledger_hour(activity.occurred_at)].append(activity.key)
@@ -279,6 +288,23 @@ class ActivityWriter:
                 "retry looks each one up in iMIS before posting it again")
         self._stop_if_refused()
 
+    def check_lease(self) -> None:
+        if self.lease is not None:
+            self.lease.check()
+
+    def _still_to_write(self, batch: Sequence[tuple[PlannedActivity, bool]]) -> list[tuple[PlannedActivity, bool]]:
+        """The batch less what another writer of the interval recorded since it was planned (with a lease only:
+        one writer alone has nothing new to read); a key it recorded as intent is looked up before posting."""
+        if self.lease is None or not self.ledger.refresh({ledger_hour(a.occurred_at) for a, _ in batch}):
+            return list(batch)
+        still = []
+        for activity, check in batch:
+            if self.ledger.is_written(activity.key):
+                self.tally.already_written[activity.kind.value] += 1
+            else:
+                still.append((activity, check or self.ledger.is_pending(activity.key)))
+        return still
+
     def _write_one(self, activity: PlannedActivity, check_first: bool) -> WriteResult:
         result = self._attempt(activity, check_first)
         with self._lock:
@@ -305,6 +331,7 @@ class ActivityWriter:
                 return WriteResult(activity, Outcome.UNKNOWN_CONTACT)
             if self._outage:
                 return WriteResult(activity, Outcome.NOT_TRIED, attempts=attempt - 1)
+            self.check_lease()  # a writer no longer sure of its lease posts nothing more (its key stays pending)
             try:
                 return WriteResult(activity, Outcome.WRITTEN, self.imis.post_activity(activity.party_id,
                                                                                       activity.properties))
@@ -338,7 +365,7 @@ class ActivityWriter:
                           "cleared (DAG param retry_stuck, or delete its entry from %s)", event.key,
                           event.contact_id, entry["runs"], self.quarantine.key())
         self.tally.quarantine_open = len(self.quarantine.entries)
-        if changed:
+        if changed and (self.lease is None or self.lease.held):  # a writer that lost its lease leaves it to the taker
             self.quarantine.save(self.ledger.store)
         # `write` runs once per engagement kind: what is settled now must not be counted again by the next kind.
         self._failed.clear()

@@ -13,6 +13,7 @@ from include.imis_thrive.airflow.runtime import (
     executors_in_use,
     retry_by_error_kind,
     store_url,
+    writeback_lease_terms,
 )
 from include.imis_thrive.errors import BadConfiguration, BadConnectionSetting, BadData, TransientTrouble
 from include.imis_thrive.http_retry import AmbiguousWriteError
@@ -78,3 +79,20 @@ def test_the_executor_list_is_read_from_airflow_config_with_aliases_and_module_p
     monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR",
                        "LocalExecutor, edge:airflow.providers.edge3.executors.EdgeExecutor,CeleryExecutor")
     assert executors_in_use() == ["LocalExecutor", "EdgeExecutor", "CeleryExecutor"]
+
+
+def test_the_writeback_lease_takes_its_seconds_from_the_variable_over_the_defaults(monkeypatch):
+    from datetime import timedelta
+
+    from include.imis_thrive.sync.lease import DEFAULT_TERMS
+
+    monkeypatch.setenv("AIRFLOW_VAR_IMIS_THRIVE_WRITEBACK_LEASE", '{"ttl": 3, "renew_every": 0.5}')
+    terms = writeback_lease_terms()
+    assert (terms.ttl, terms.renew_every, terms.grace) == (timedelta(seconds=3), timedelta(seconds=0.5),
+                                                          DEFAULT_TERMS.grace)
+    monkeypatch.setenv("AIRFLOW_VAR_IMIS_THRIVE_WRITEBACK_LEASE", '{"ttl": 3, "heartbeat": 1}')
+    with pytest.raises(BadConfiguration, match=r"imis_thrive_writeback_lease.*heartbeat"):
+        writeback_lease_terms()
+    monkeypatch.setenv("AIRFLOW_VAR_IMIS_THRIVE_WRITEBACK_LEASE", '{"ttl": 3, "renew_every": 5}')
+    with pytest.raises(BadConfiguration, match="renewed more often than it expires"):
+        writeback_lease_terms()

@@ -14,6 +14,7 @@ import pytest
 from include.imis_thrive.http_retry import AmbiguousWriteError
 from include.imis_thrive.imis.client import ImisConfig
 from include.imis_thrive.imis.errors import ImisRequestError
+from include.imis_thrive.sync.lease import Lease, LeaseLost, LeaseTerms
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.engagement import EngagementEvent
 from include.imis_thrive.thrive.kinds import EngagementKind
@@ -224,3 +225,55 @@ def test_concurrency_is_bounded(store):
     imis = FakeImis(max_concurrency=3, delay_s=0.01)
     write(imis, store, events(30))
     assert imis.max_in_flight == 3
+
+
+class StalledLease(Lease):
+    """A lease whose heartbeat never beats: its writer is stopped, or cannot reach the store."""
+
+    def _renew_until_stopped(self) -> None:
+        self._stop.wait()
+
+
+def test_a_writer_whose_lease_was_taken_over_stops_before_its_next_batch(store):
+    imis = FakeImis()
+    terms = LeaseTerms(ttl=timedelta(seconds=0.3), renew_every=timedelta(seconds=0.1), wait=timedelta(seconds=5),
+                       grace=timedelta(seconds=0.1))
+    stalled = StalledLease(store, "activities/interval", terms)
+    stalled.acquire()
+    taker = Lease(store, "activities/interval", terms)
+
+    def stream() -> Iterator[EngagementEvent]:
+        batch = events(20)
+        yield from batch[:7]
+        taker.acquire()  # once the first batch is posted, the stalled lease expires and is taken over
+        yield from batch[7:]
+
+    writer = ActivityWriter(imis, ActivityLedger.load(store, hours_between(START, END)), batch_size=7, lease=stalled)
+    with pytest.raises(LeaseLost):
+        writer.write(stream())
+    taker.release()
+    assert imis.posts == 7  # the first batch only
+
+
+def test_before_each_batch_a_writer_rereads_what_an_orphan_of_its_interval_recorded(store):
+    imis = FakeImis()
+    batch = events(10)
+    keys = [event_key(event) for event in batch]
+    orphan = ActivityLedger.load(store, hours_between(START, END))
+
+    def stream() -> Iterator[EngagementEvent]:
+        yield from batch[:9]
+        # Meanwhile the orphan recorded 0-4 as written, and 5-6 as intent of which only 5 landed before it stopped.
+        for key, event in zip(keys[:6], batch[:6], strict=True):
+            imis.post_activity(event.contact_id, {"UF_1": key})
+        orphan.record_intent({"20260308T06": keys[:7]})
+        orphan.record_written({"20260308T06": dict.fromkeys(keys[:5], "")})
+        yield batch[9]
+
+    with Lease(store, "activities/interval").hold() as lease:
+        writer = ActivityWriter(imis, ActivityLedger.load(store, hours_between(START, END)), batch_size=10,
+                                lease=lease)
+        tally = writer.write(stream())
+    assert sorted(imis.keys()) == sorted(keys)  # each once
+    assert tally.already_written == {"Mail Open": 5}
+    assert tally.found_in_imis == {"Mail Open": 1} and tally.written == {"Mail Open": 4}
