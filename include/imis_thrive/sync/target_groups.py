@@ -219,11 +219,15 @@ def plan_target_group(imis: ImisClient | None, thrive: ThriveClient, store: Snap
     except TargetGroupSkipped as skipped:
         return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.SKIPPED, reason=str(skipped))
     # Uploads an earlier run queued and never saw through are waited for first, so none lands after this
-    # run's sends; the contacts they named are re-sent in whichever direction the list now says.
+    # run's sends. What an attempt that did not commit changed is unknown (sent or not, applied or not): the
+    # contacts of its plan and of its uploads are re-sent in whichever direction the list now says.
     settled = pending_uploads.settle(thrive, store, group_snapshot(group.name))
     baseline = store.current(group_snapshot(group.name))
+    attempted = None if full_resync else last_attempt(store, group_snapshot(group.name), baseline)
     previous: Sequence[str] | pd.Series | None
     uncertain = pd.Index(sorted(settled.uncertain), dtype="str")
+    if attempted is not None:
+        uncertain = uncertain.union(pd.Index(attempted.loc[attempted[CHANGE_COLUMN] != "keep", ID_ALIAS], dtype="str"))
     if full_resync:
         previous = [m.contact_id for m in thrive.interest_members(group.name) if m.contact_id]
         uncertain = uncertain[:0]  # Thrive's own list, read after the settling, is certain
@@ -234,7 +238,6 @@ def plan_target_group(imis: ImisClient | None, thrive: ThriveClient, store: Snap
     member_ids = pd.Index(members, dtype="str")
     removed = diff.removed.union(uncertain.difference(member_ids))
     membership = MembershipChanges.model_validate(diff.summary() | {"removed": len(removed)})
-    attempted = None if full_resync else last_attempt(store, group_snapshot(group.name), baseline)
     guarded = diff if attempted is None else diff_membership(
         group.name, attempted.loc[attempted[CHANGE_COLUMN] != "remove", ID_ALIAS], members)
     try:
@@ -248,7 +251,7 @@ def plan_target_group(imis: ImisClient | None, thrive: ThriveClient, store: Snap
         pd.DataFrame({ID_ALIAS: member_ids.difference(diff.added), CHANGE_COLUMN: "keep"}),
     ], ignore_index=True).astype({ID_ALIAS: "str", CHANGE_COLUMN: "str"})
     handle = store.stage(group_snapshot(group.name), changes, run_id)
-    log.info("target group %r: %d members, %d to add, %d to remove (%d uncertain after an earlier run's upload)",
+    log.info("target group %r: %d members, %d to add, %d to remove (%d uncertain after an attempt that did not commit)",
              group.name, diff.current_count, len(diff.added), len(removed), len(uncertain))
     return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.READY, handle=handle,
                            baseline=baseline, membership=membership, guard=GuardVerdict.of(guard),
@@ -315,8 +318,11 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     previous = None if sent_before is None else sent_before[is_in(sent_before[ID_ALIAS], members)]
     attempted = None if full_resync else last_attempt(store, CONTACTS_SNAPSHOT, baseline)
     guard = _contacts_guard(_as_attempted(previous, attempted), targets, fields, override, limits)
-    if previous is not None and settled.uncertain:  # sent again: what Thrive holds of them is not known
-        previous = previous[~is_in(previous[ID_ALIAS], pd.Index(sorted(settled.uncertain), dtype="str"))]
+    uncertain = pd.Index(sorted(settled.uncertain), dtype="str")
+    if attempted is not None:  # what an attempt that did not commit sent may or may not be what Thrive holds
+        uncertain = uncertain.union(pd.Index(attempted[ID_ALIAS], dtype="str"))
+    if previous is not None and len(uncertain):  # sent again: what Thrive holds of them is not known
+        previous = previous[~is_in(previous[ID_ALIAS], uncertain)]
     diff = diff_contacts(previous, targets, columns=fields)
     to_send = diff.upserts(targets)
     planned = {"members": len(members), "missing_from_contacts_iqa": len(members) - len(targets),
