@@ -10,8 +10,10 @@ A kill is not a mass change: the re-run is measured against what the killed run 
 
 An attempt is recorded by the first step that sends (`upsert_contacts`), never by a plan or a dry run, so a
 dry run that was overridden approves nothing. A commit newer than the attempt makes it moot.
-What the run *sends* is unchanged by this: still the diff against the committed snapshot (what Thrive surely
-holds), so nothing the killed run may have missed is skipped.
+What the run *sends* is still the diff against the committed snapshot (what Thrive surely holds), with the
+contacts the attempt changed counted as uncertain (sent or not, the snapshot cannot say), so their current state
+is sent again: a killed run's add of a member who has left since is taken back, and its half-sent fields are
+sent whole.
 """
 
 from __future__ import annotations

@@ -17,7 +17,13 @@ data) that travels through XCom as JSON, and raises a typed error a person can a
    unsubscribe) for those who left; then commits the group's snapshot.
 6. `finish_run`: the run report; raises if any list was skipped or blocked, so alerting fires.
 
-A failed or killed run leaves every snapshot it did not commit as it was, so the next run resends.
+A failed or killed run leaves every snapshot it did not commit as it was, so the next run resends. Where a kill
+could make a snapshot claim more than Thrive holds: a BulkUpload (a removal, or a large add or upsert) that
+Thrive queued and applies after the run died, and an attempt's sends that the uncommitted snapshot cannot say
+happened or not. So `upsert_contacts` records the attempt before it sends (`attempts.py`), each BulkUpload is
+recorded before it is sent (`pending_uploads.py`), and the next plan waits for those uploads and re-sends the
+state of every contact they or the attempt touched; the guard measures it against the attempt, not against
+the older commit, so a re-run after a kill needs no override.
 """
 
 from __future__ import annotations
