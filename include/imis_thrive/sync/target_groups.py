@@ -257,7 +257,7 @@ def plan_target_group(imis: ImisClient | None, thrive: ThriveClient, store: Snap
         pd.DataFrame({ID_ALIAS: member_ids.difference(diff.added), CHANGE_COLUMN: "keep"}),
     ], ignore_index=True).astype({ID_ALIAS: "str", CHANGE_COLUMN: "str"})
     handle = store.stage(group_snapshot(group.name), changes, run_id)
-    log.info("target group %r: %d members, %d to add, %d to remove (%d uncertain after an attempt that did not commit)",
+    log.info("target group %r: %d members, %d to add, %d to remove (%d uncertain: an attempt did not commit)",
              group.name, diff.current_count, len(diff.added), len(removed), len(uncertain))
     return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.READY, handle=handle,
                            baseline=baseline, membership=membership, guard=GuardVerdict.of(guard),
@@ -346,7 +346,7 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
              len(diff.changed))
     journal = UploadJournal(store, CONTACTS_SNAPSHOT, run_id)
     result = thrive.upsert_subscribers(_subscribers(to_send, fields), journal=journal)
-    figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline)
+    figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline, uncertain)
     pending_uploads.clear(store, CONTACTS_SNAPSHOT, [*settled.keys, *journal.keys])
     return ContactsUpsert(**planned, **dict(figures), seconds=round(time.monotonic() - started, 2))
 
