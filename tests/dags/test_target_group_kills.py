@@ -174,6 +174,7 @@ def test_runs_killed_in_the_load_then_one_normal_run_end_as_a_fault_free_sync(da
         return switch["thrive"]
 
     kills, cycles, unkilled = 0, 0, 0
+    history: list[tuple[int, int, bool, bool]] = []  # (cycle, kill point, delivered, killed): for a failure's message
     processes = _task_processes()
     with contextmanager(serve_sandboxes)(monkeypatch, tmp_path / "faulty", wrap_thrive=wrap) as faulty:
         killer = switch["thrive"]
@@ -184,16 +185,18 @@ def test_runs_killed_in_the_load_then_one_normal_run_end_as_a_fault_free_sync(da
             _change_imis(faulty, cycles)
             child = processes.Process(target=run_sync_steps, args=(dict(os.environ),))
             child.start()
-            killer.arm(child.pid, kill_at=rng.randint(1, LAST_KILL_POINT), deliver=rng.random() < 0.5)
+            kill_at, deliver = rng.randint(1, LAST_KILL_POINT), rng.random() < 0.5
+            killer.arm(child.pid, kill_at=kill_at, deliver=deliver)
             child.join(timeout=300)
             killer.disarm()
+            history.append((cycles, kill_at, deliver, killer.killed))
             cycles += 1
             if killer.killed:
                 assert child.exitcode == -signal.SIGKILL
                 kills += 1
             else:  # the kill point was past this run's last request: a re-run that must succeed on its own
                 assert child.exitcode == 0, (f"cycle {cycles}: the run that was not killed failed",
-                                             _groups_not_synced(faulty.store_url))
+                                             _groups_not_synced(faulty.store_url), history)
                 unkilled += 1
 
         state, tasks = run_dag(dagbag, DAG_ID)  # the one normal run, no allow_mass_change
@@ -216,5 +219,5 @@ def test_runs_killed_in_the_load_then_one_normal_run_end_as_a_fault_free_sync(da
     for name in VALID_LISTS:
         missing = expected["groups"][name] - after_kills["groups"][name]
         extra = after_kills["groups"][name] - expected["groups"][name]
-        assert not missing and not extra, (name, sorted(missing), sorted(extra))
-    assert after_kills["fields"] == expected["fields"]
+        assert not missing and not extra, (name, sorted(missing), sorted(extra), history)
+    assert after_kills["fields"] == expected["fields"], history
