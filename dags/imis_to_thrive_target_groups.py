@@ -29,6 +29,8 @@ with `max_removed_share` / `max_changed_share` (the mass-change guard, 20% by de
   missing; no active record). Nothing was loaded; the last good snapshot stays.
 - any task after a connection error: it retries by itself; a failed run leaves the snapshots as they were, so the
   next run resends what was missed.
+- a killed task (a lost worker, an OOM kill): just re-run. The next run waits for any BulkUpload the killed one
+  left queued in Thrive and re-sends what it touched; its guard counts only what is new since the killed attempt.
 """
 
 from __future__ import annotations

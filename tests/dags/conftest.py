@@ -7,9 +7,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,11 +53,14 @@ class Sandboxes:
 
 
 def serve_sandboxes(monkeypatch, tmp_path: Path, contacts: int = 300, broken_lists: bool = False,
-                    seed: int = 3) -> Iterator[Sandboxes]:
-    """Both sandboxes on free ports, the three connections and the store Variable pointing at them."""
+                    seed: int = 3, wrap_thrive: Callable[[Any], Any] | None = None) -> Iterator[Sandboxes]:
+    """Both sandboxes on free ports, the three connections and the store Variable pointing at them.
+
+    `wrap_thrive` wraps the Thrive app in a test's own ASGI layer (e.g. one that kills a run mid-request)."""
     settings = load_settings()
     imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts=contacts, seed=seed, broken_lists=broken_lists)
-    with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server:
+    thrive_app = wrap_thrive(thrive_sandbox.app) if wrap_thrive else thrive_sandbox.app
+    with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_app) as thrive_server:
         imis = settings.connection("imis_default")
         thrive = settings.connection("thrive_default")
         monkeypatch.setenv("AIRFLOW_CONN_IMIS_DEFAULT", json.dumps({

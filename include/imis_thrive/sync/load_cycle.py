@@ -31,16 +31,24 @@ log = logging.getLogger(__name__)
 
 
 def settle_upsert(store: SnapshotStore, name: str, run_id: str, result: UpsertResult, sent: pd.DataFrame,
-                  baseline: SnapshotHandle | None) -> UpsertFigures:
+                  baseline: SnapshotHandle | None, uncertain: pd.Index | None = None) -> UpsertFigures:
     """After Thrive answered for the rows `sent`: ledger the rejections, commit the accepted rows over the
     snapshot `baseline` this run diffed against (merged over another run's commit that landed meanwhile, see
-    `merge.py`), then save the ledger."""
+    `merge.py`), then save the ledger. Contacts in `uncertain` (an earlier attempt's, whose outcome is unknown)
+    that this run did not get accepted are left out of the commit, so the snapshot claims nothing about them."""
     rejected = [outcome for outcome in result.outcomes if not outcome.accepted]
     ledger = RejectionLedger.load(store, name)
     ledger.record(run_id, accepted=[o.contact_id for o in result.outcomes if o.accepted], rejected=rejected)
     rejected_ids = pd.Index([outcome.contact_id for outcome in rejected], dtype="str")
     accepted = sent[~is_in(sent[ID_ALIAS], rejected_ids)]
-    store.commit_over(name, run_id, baseline, lambda theirs, base: merge_sent_rows(accepted, theirs, base))
+    unknown = (pd.Index([], dtype="str") if uncertain is None
+               else uncertain.difference(pd.Index(accepted[ID_ALIAS], dtype="str")))
+
+    def build(theirs: pd.DataFrame | None, base: pd.DataFrame | None) -> pd.DataFrame:
+        merged = merge_sent_rows(accepted, theirs, base)
+        return merged[~is_in(merged[ID_ALIAS], unknown)] if len(unknown) else merged
+
+    store.commit_over(name, run_id, baseline, build)
     ledger.save(store)
     return UpsertFigures(sent=len(sent), rejected=len(rejected), calls=result.calls,
                          records_sent=result.records_sent, outcomes=outcome_counts(result.outcomes),

@@ -165,6 +165,9 @@ class TargetGroupPlan(StepResult):
     membership: MembershipChanges | None = None
     guard: GuardVerdict | None = None
     full_resync: bool | None = None
+    # keys of earlier runs' uploads this plan settled (`pending_uploads.py`); cleared after the group's commit
+    settled_uploads: list[str] | None = None
+    uncertain: int | None = None  # contacts those uploads left uncertain, re-sent by this plan
 
     @property
     def ready(self) -> bool:

@@ -17,7 +17,13 @@ data) that travels through XCom as JSON, and raises a typed error a person can a
    unsubscribe) for those who left; then commits the group's snapshot.
 6. `finish_run`: the run report; raises if any list was skipped or blocked, so alerting fires.
 
-A failed or killed run leaves every snapshot it did not commit as it was, so the next run resends.
+A failed or killed run leaves every snapshot it did not commit as it was, so the next run resends. Where a kill
+could make a snapshot claim more than Thrive holds: a BulkUpload (a removal, or a large add or upsert) that
+Thrive queued and applies after the run died, and an attempt's sends that the uncommitted snapshot cannot say
+happened or not. So `upsert_contacts` records the attempt before it sends (`attempts.py`), each BulkUpload is
+recorded before it is sent (`pending_uploads.py`), and the next plan waits for those uploads and re-sends the
+state of every contact they or the attempt touched; the guard measures it against the attempt, not against
+the older commit, so a re-run after a kill needs no override.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from include.imis_thrive.imis.iqa_package import (
 )
 from include.imis_thrive.progress import page_progress
 from include.imis_thrive.reports import render_target_groups
+from include.imis_thrive.sync import pending_uploads
+from include.imis_thrive.sync.attempts import last_attempt, record_attempt
 from include.imis_thrive.sync.bad_emails import record_bad_emails
 from include.imis_thrive.sync.diff import diff_contacts, diff_membership
 from include.imis_thrive.sync.fetch import declared_types as _declared_types
@@ -57,6 +65,7 @@ from include.imis_thrive.sync.guard import (
 )
 from include.imis_thrive.sync.load_cycle import is_in, settle_upsert, write_report
 from include.imis_thrive.sync.merge import merge_members
+from include.imis_thrive.sync.pending_uploads import UploadJournal
 from include.imis_thrive.sync.results import (
     ContactChanges,
     ContactsExtract,
@@ -215,31 +224,45 @@ def plan_target_group(imis: ImisClient | None, thrive: ThriveClient, store: Snap
         members = _list_members(imis, store, group, contacts, fetched, denied)
     except TargetGroupSkipped as skipped:
         return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.SKIPPED, reason=str(skipped))
+    # Uploads an earlier run queued and never saw through are waited for first, so none lands after this
+    # run's sends. What an attempt that did not commit changed is unknown (sent or not, applied or not): the
+    # contacts of its plan and of its uploads are re-sent in whichever direction the list now says.
+    settled = pending_uploads.settle(thrive, store, group_snapshot(group.name))
     baseline = store.current(group_snapshot(group.name))
+    attempted = None if full_resync else last_attempt(store, group_snapshot(group.name), baseline)
     previous: Sequence[str] | pd.Series | None
+    uncertain = pd.Index(sorted(settled.uncertain), dtype="str")
+    if attempted is not None:
+        uncertain = uncertain.union(pd.Index(attempted.loc[attempted[CHANGE_COLUMN] != "keep", ID_ALIAS], dtype="str"))
     if full_resync:
         previous = [m.contact_id for m in thrive.interest_members(group.name) if m.contact_id]
+        uncertain = uncertain[:0]  # Thrive's own list, read after the settling, is certain
     else:
         previous = None if baseline is None else store.load(baseline)[ID_ALIAS]
-    diff = diff_membership(group.name, previous, members)
+    sure = previous if previous is None or uncertain.empty else pd.Index(previous, dtype="str").difference(uncertain)
+    diff = diff_membership(group.name, sure, members)
+    member_ids = pd.Index(members, dtype="str")
+    removed = diff.removed.union(uncertain.difference(member_ids))
+    membership = MembershipChanges.model_validate(diff.summary() | {"removed": len(removed)})
+    guarded = diff if attempted is None else diff_membership(
+        group.name, attempted.loc[attempted[CHANGE_COLUMN] != "remove", ID_ALIAS], members)
     try:
-        guard = check_membership_removals(diff, limits, override)
+        guard = check_membership_removals(guarded, limits, override)
     except MassChangeBlocked as blocked:
         return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.BLOCKED, reason=str(blocked),
-                               membership=MembershipChanges.model_validate(diff.summary()),
-                               guard=GuardVerdict.of(blocked.check))
+                               membership=membership, guard=GuardVerdict.of(blocked.check))
     changes = pd.concat([
         pd.DataFrame({ID_ALIAS: diff.added, CHANGE_COLUMN: "add"}),
-        pd.DataFrame({ID_ALIAS: diff.removed, CHANGE_COLUMN: "remove"}),
-        pd.DataFrame({ID_ALIAS: pd.Index(members, dtype="str").difference(diff.added), CHANGE_COLUMN: "keep"}),
+        pd.DataFrame({ID_ALIAS: removed, CHANGE_COLUMN: "remove"}),
+        pd.DataFrame({ID_ALIAS: member_ids.difference(diff.added), CHANGE_COLUMN: "keep"}),
     ], ignore_index=True).astype({ID_ALIAS: "str", CHANGE_COLUMN: "str"})
     handle = store.stage(group_snapshot(group.name), changes, run_id)
-    log.info("target group %r: %d members, %d to add, %d to remove", group.name, diff.current_count,
-             len(diff.added), len(diff.removed))
+    log.info("target group %r: %d members, %d to add, %d to remove (%d uncertain: an attempt did not commit)",
+             group.name, diff.current_count, len(diff.added), len(removed), len(uncertain))
     return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.READY, handle=handle,
-                           baseline=baseline,
-                           membership=MembershipChanges.model_validate(diff.summary()), guard=GuardVerdict.of(guard),
-                           full_resync=full_resync)
+                           baseline=baseline, membership=membership, guard=GuardVerdict.of(guard),
+                           full_resync=full_resync, settled_uploads=list(settled.keys) or None,
+                           uncertain=len(uncertain) or None)
 
 
 def _list_members(imis: ImisClient | None, store: SnapshotStore, group: TargetGroup, contacts: ContactsExtract,
@@ -295,22 +318,46 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     members = _planned_members(store, plans)
     targets = staged[is_in(staged[ID_ALIAS], members)].reset_index(drop=True)
     targets.attrs["iqa"] = CONTACTS_IQA_PATH
+    settled = pending_uploads.settle(thrive, store, CONTACTS_SNAPSHOT)  # a killed run's BulkUploads, done first
     baseline = store.current(CONTACTS_SNAPSHOT)
     sent_before = None if full_resync or baseline is None else store.load(baseline)
     previous = None if sent_before is None else sent_before[is_in(sent_before[ID_ALIAS], members)]
+    attempted = None if full_resync else last_attempt(store, CONTACTS_SNAPSHOT, baseline)
+    guard = _contacts_guard(_as_attempted(previous, attempted), targets, fields, override, limits)
+    uncertain = pd.Index(sorted(settled.uncertain), dtype="str")
+    if attempted is not None:  # what an attempt that did not commit sent may or may not be what Thrive holds
+        uncertain = uncertain.union(pd.Index(attempted[ID_ALIAS], dtype="str"))
+    if previous is not None and len(uncertain):  # sent again: what Thrive holds of them is not known
+        previous = previous[~is_in(previous[ID_ALIAS], uncertain)]
     diff = diff_contacts(previous, targets, columns=fields)
-    guard = _contacts_guard(previous, targets, fields, override, limits)
     to_send = diff.upserts(targets)
     planned = {"members": len(members), "missing_from_contacts_iqa": len(members) - len(targets),
                "diff": ContactChanges.model_validate(diff.summary()), "guard": guard, "to_send": len(to_send),
                "dry_run": dry_run}
-    if dry_run or to_send.empty:
+    if dry_run:
         return ContactsUpsert(**planned, records_sent=0, seconds=round(time.monotonic() - started, 2))
+    for plan in plans:  # every guard passed: this attempt starts loading (see attempts.py)
+        if plan.ready:
+            record_attempt(store, group_snapshot(plan.group), plan.staged())
+    if to_send.empty:
+        return ContactsUpsert(**planned, records_sent=0, seconds=round(time.monotonic() - started, 2))
+    record_attempt(store, CONTACTS_SNAPSHOT, store.stage(CONTACTS_SNAPSHOT, to_send, run_id))
     log.info("contacts: sending %d (%d new to Thrive, %d changed)", len(to_send), len(diff.added),
              len(diff.changed))
-    result = thrive.upsert_subscribers(_subscribers(to_send, fields))
-    figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline)
+    journal = UploadJournal(store, CONTACTS_SNAPSHOT, run_id)
+    result = thrive.upsert_subscribers(_subscribers(to_send, fields), journal=journal)
+    figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline, uncertain)
+    pending_uploads.clear(store, CONTACTS_SNAPSHOT, [*settled.keys, *journal.keys])
     return ContactsUpsert(**planned, **dict(figures), seconds=round(time.monotonic() - started, 2))
+
+
+def _as_attempted(previous: pd.DataFrame | None, attempted: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The contacts as Thrive would hold them had the last attempt finished: its rows over the committed ones."""
+    if previous is None or attempted is None:
+        return previous
+    attempted = attempted[is_in(attempted[ID_ALIAS], previous[ID_ALIAS])]
+    kept = previous[~is_in(previous[ID_ALIAS], attempted[ID_ALIAS])]
+    return pd.concat([kept, attempted.reindex(columns=previous.columns)], ignore_index=True)
 
 
 def _planned_members(store: SnapshotStore, plans: Sequence[TargetGroupPlan]) -> pd.Index:
@@ -361,13 +408,14 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: TargetGr
         return TargetGroupLoad(**planned)
     rejected_ids: set[str] = set()
     calls = records_sent = 0
+    journal = UploadJournal(store, group_snapshot(name), run_id)  # each BulkUpload, recorded before it is sent
     if len(addable):
-        result = thrive.add_interest_members(name, _members(addable, emails))
+        result = thrive.add_interest_members(name, _members(addable, emails), journal=journal)
         rejected_ids = {o.contact_id for o in result.outcomes if not o.accepted}
         calls += result.calls
         records_sent = result.records_sent
     if len(leaving):
-        calls += len(thrive.remove_interest_members(name, _members(leaving, emails)))
+        calls += len(thrive.remove_interest_members(name, _members(leaving, emails), journal=journal))
     kept = changes.loc[changes[CHANGE_COLUMN] == "keep", ID_ALIAS]
     added = addable[~addable.isin(rejected_ids)]
     mine = pd.concat([kept, added], ignore_index=True).astype("str")
@@ -375,6 +423,7 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: TargetGr
         group_snapshot(name), run_id, plan.baseline,
         lambda theirs, base: pd.DataFrame({ID_ALIAS: merge_members(
             mine, None if theirs is None else theirs[ID_ALIAS], None if base is None else base[ID_ALIAS])}))
+    pending_uploads.clear(store, group_snapshot(name), [*(plan.settled_uploads or ()), *journal.keys])
     log.info("target group %r: %d added, %d removed, %d not added (not in Thrive or rejected)", name,
              len(added), len(leaving), len(wanted) - len(added))
     return TargetGroupLoad(**planned, added=len(added), removed=len(leaving), rejected=len(rejected_ids),

@@ -53,6 +53,7 @@ from include.imis_thrive.thrive.models import (
     OutcomeStatus,
     Subscriber,
     SubscriberOutcome,
+    UploadJournal,
     UploadStatus,
     UpsertResult,
 )
@@ -385,13 +386,15 @@ class ThriveClient:
             yield InterestMember(contact_id=row.get("user_id"), email=row.get("email") or "")
 
     # --- writes -------------------------------------------------------------------------------------------
-    def upsert_subscribers(self, subscribers: Iterable[Subscriber], interest: str | None = None) -> UpsertResult:
+    def upsert_subscribers(self, subscribers: Iterable[Subscriber], interest: str | None = None,
+                           journal: UploadJournal | None = None) -> UpsertResult:
         """Insert or update subscribers (keyed by contact ID) with their personalization fields.
 
         Up to `bulk_threshold` records go as `Subscribe` calls of <= 1,000; more go as BulkUploads of
         `bulk_chunk_size` rows, each polled in `upload_history` until done. With `interest`, each record is
         also added to that interest. An unsubscribed subscriber stays unsubscribed. A field that some
         records name and others lack is cleared on the others, so pass every record's full field set.
+        Each BulkUpload is recorded in `journal` (when given) before it is sent, and its `UploadID` once queued.
         """
         interests = [self.require_interest(interest).name] if interest else []
         sendable, rejected = screen_subscribers(subscribers)
@@ -404,23 +407,25 @@ class ThriveClient:
         batches = -(-len(sendable) // size)
         started, done = time.monotonic(), 0
         for number, chunk in enumerate(batched(sendable, size), start=1):
-            result.extend(self._bulk_upsert(chunk, interests) if bulk else self._subscribe(chunk, interests))
+            result.extend(self._bulk_upsert(chunk, interests, journal) if bulk else self._subscribe(chunk, interests))
             done += len(chunk)
             log.info("upsert: batch %d/%d sent, %s/%s subscribers, %s/s", number, batches, f"{done:,}",
                      f"{len(sendable):,}", f"{done / max(time.monotonic() - started, 1e-6):,.0f}")
         return result
 
-    def add_interest_members(self, interest: str, members: Iterable[Subscriber | InterestMember]) -> UpsertResult:
+    def add_interest_members(self, interest: str, members: Iterable[Subscriber | InterestMember],
+                             journal: UploadJournal | None = None) -> UpsertResult:
         """Add subscribers to an interest without touching their personalization fields."""
         subscribers = [Subscriber(member.contact_id or "", member.email) for member in members]
-        return self.upsert_subscribers(subscribers, interest=interest)
+        return self.upsert_subscribers(subscribers, interest=interest, journal=journal)
 
     def remove_interest_members(
-        self, interest: str, members: Iterable[Subscriber | InterestMember]
+        self, interest: str, members: Iterable[Subscriber | InterestMember], journal: UploadJournal | None = None
     ) -> list[UploadStatus]:
         """Take subscribers out of one interest (BulkUpload `RemoveSubscribers`): not an unsubscribe.
 
-        Members not in the interest are counted as processed by Thrive, not reported as errors.
+        Members not in the interest are counted as processed by Thrive, not reported as errors. Each upload is
+        recorded in `journal` (when given) before it is sent: Thrive applies it even if this process dies.
         """
         name = self.require_interest(interest).name
         rows = [Subscriber(member.contact_id or "", member.email) for member in members]
@@ -428,7 +433,7 @@ class ThriveClient:
         for chunk in batched(rows, self.config.bulk_chunk_size):
             what = f"remove {len(chunk)} members from interest {name!r}"
             action = documents.bulk_upload_action(chunk, [name], InterestAction.REMOVE, self._status_recipients(what))
-            statuses.append(self._run_upload(action, what))
+            statuses.append(self._run_upload(action, what, [row.contact_id for row in chunk], journal))
         return statuses
 
     def _subscribe(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
@@ -485,12 +490,13 @@ class ThriveClient:
                         if count > 0]
         return located, calls, resent
 
-    def _bulk_upsert(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
+    def _bulk_upsert(self, chunk: Sequence[Subscriber], interests: Sequence[str],
+                     journal: UploadJournal | None = None) -> UpsertResult:
         what = f"BulkUpload {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
         action = documents.bulk_upload_action(chunk, interests, InterestAction.ADD_OR_UPDATE,
                                               self._status_recipients(what),
                                          self.config.field_types)
-        status = self._run_upload(action, what)
+        status = self._run_upload(action, what, [s.contact_id for s in chunk], journal)
         # BulkUpload reports counts only (per-row outcomes go to the status e-mail), so rows are "accepted".
         outcomes = [SubscriberOutcome(s.contact_id, s.email, OutcomeStatus.ACCEPTED) for s in chunk]
         if status.invalid_email_count:
@@ -505,7 +511,9 @@ class ThriveClient:
                 "status_email_recipients to the address(es) that should receive Thrive's upload reports")
         return self.config.status_email_recipients
 
-    def _run_upload(self, action: ET.Element, what: str) -> UploadStatus:
+    def _run_upload(self, action: ET.Element, what: str, contact_ids: Sequence[str] = (),
+                    journal: UploadJournal | None = None) -> UploadStatus:
+        entry = journal.before_upload(what, contact_ids) if journal is not None else None
         responses = documents.action_responses(self._post(documents.action_request(self._brand, [action]), what), what)
         if not responses:
             raise ThriveProtocolError(f"{what}: the ActionResponse holds no BulkUpload response")
@@ -514,6 +522,8 @@ class ThriveClient:
             raise ThriveActionFailed("BulkUpload", status, message)
         upload_id = documents.upload_id_of(responses[0], what)
         log.info("%s: upload %d queued", what, upload_id)
+        if journal is not None and entry is not None:
+            journal.queued(entry, upload_id)
         return self.wait_for_upload(upload_id, what)
 
     # --- uploads ------------------------------------------------------------------------------------------
@@ -522,6 +532,29 @@ class ThriveClient:
         rows = self.grid_page(GridQuery(Grid.UPLOAD_HISTORY, (condition,), GRID_ELEMENTS[Grid.UPLOAD_HISTORY],
                                         "upload_id", number_of_rows=1))
         return upload_status_from(rows[0]) if rows else None
+
+    def uploads_since(self, since: datetime) -> list[UploadStatus]:
+        """Every upload of the brand dated `since` or later (`upload_history`, the grid's documented filter)."""
+        condition = Condition.single("date", Comparator.GTE, since)
+        return [upload_status_from(row) for row in self.iter_grid(Grid.UPLOAD_HISTORY, "upload_id", (condition,),
+                                                                  GRID_ELEMENTS[Grid.UPLOAD_HISTORY])]
+
+    def wait_for_uploads_since(self, since: datetime, what: str = "uploads") -> list[UploadStatus]:
+        """Poll until no upload dated `since` or later is still pending (an upload whose `UploadID` was never
+        read, because the process that sent it died, is among them); raises `UploadTimeout` like one upload."""
+        started = time.monotonic()
+        slept = 0.0
+        while True:
+            uploads = self.uploads_since(since)
+            settled = UPLOAD_DONE_STATUSES | UPLOAD_FAILED_STATUSES
+            pending = [upload for upload in uploads if upload.status.strip().lower() not in settled]
+            if not pending:
+                return uploads
+            waited = max(time.monotonic() - started, slept)
+            if waited >= self.config.poll_timeout_s:
+                raise UploadTimeout(pending[0].upload_id, what, waited, pending[0].status)
+            self._sleep(self.config.poll_interval_s)
+            slept += self.config.poll_interval_s
 
     def wait_for_upload(self, upload_id: int, what: str = "BulkUpload") -> UploadStatus:
         """Poll `upload_history` until the upload is done; raises `UploadFailed` or `UploadTimeout`."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,20 @@ class UploadStatus:
     changed_count: int | None
     invalid_email_count: int | None
     uploaded_at: datetime | None
+
+
+class UploadJournal(Protocol):
+    """Where a caller records each BulkUpload before it is sent and its `UploadID` once Thrive queued it.
+
+    Thrive applies a queued upload on its own time, even after the process that sent it died, so a caller that
+    keeps a snapshot of what Thrive holds must know of every upload that may still land (`sync/pending_uploads.py`).
+    """
+
+    def before_upload(self, what: str, contact_ids: Sequence[str]) -> str:
+        """Record an upload about to be sent; returns the entry's key."""
+
+    def queued(self, entry: str, upload_id: int) -> None:
+        """Thrive answered with this `UploadID` for the entry."""
 
 
 @dataclass

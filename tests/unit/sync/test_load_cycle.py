@@ -44,6 +44,17 @@ def test_accepted_rows_replace_theirs_and_rejected_ones_keep_what_thrive_held(st
     assert list(store.read_json("quarantine/contacts")["entries"]) == ["3"]
 
 
+def test_uncertain_contacts_not_accepted_now_are_left_out_of_the_commit(store):
+    """An attempt that died sent 1 and 3 (Thrive may hold its values or the old ones); 1 is sent again now."""
+    store.commit(store.stage("contacts", rows({"1": "Boston", "2": "Denver", "3": "Austin"}), "run-1"))
+    uncertain = pd.Index(["1", "3"], dtype="str")
+
+    settle_upsert(store, "contacts", "run-3", answer(["1"], []), rows({"1": "Salem"}), store.current("contacts"),
+                  uncertain)
+
+    assert store.read("contacts").set_index("ID")["City"].to_dict() == {"1": "Salem", "2": "Denver"}
+
+
 def test_a_first_load_commits_only_what_thrive_accepted(store):
     settle_upsert(store, "panel_fields", "run-1", answer(["1"], ["2"]), rows({"1": "Boston", "2": "Denver"}), None)
     assert store.read("panel_fields")["ID"].tolist() == ["1"]

@@ -340,3 +340,52 @@ def test_an_upload_still_running_after_the_poll_timeout_says_rerunning_is_safe()
 
     with pytest.raises(UploadTimeout, match=r"still 'processing' after 3s.*safe"):
         client.wait_for_upload(5)
+
+
+class _Journal:
+    """Records what the client tells an `UploadJournal`, in order, with what the sandbox had received by then."""
+
+    def __init__(self, sandbox: ThriveSandbox) -> None:
+        self.sandbox = sandbox
+        self.events: list[tuple] = []
+
+    def before_upload(self, what: str, contact_ids) -> str:
+        self.events.append(("before", list(contact_ids), dict(self.sandbox.counters().get("actions", {}))))
+        return f"entry-{len(self.events)}"
+
+    def queued(self, entry: str, upload_id: int) -> None:
+        self.events.append(("queued", entry, upload_id))
+
+
+def test_each_removal_upload_is_journaled_before_it_is_sent_and_its_upload_id_once_queued(make_client, sandbox):
+    client = make_client(bulk_chunk_size=2)
+    client.upsert_subscribers(_subscribers(3), interest="Newsletter")
+    journal = _Journal(sandbox)
+
+    client.remove_interest_members("Newsletter", _subscribers(3), journal=journal)
+
+    ids = [upload.upload_id for upload in sandbox.store.uploads.values()]
+    assert journal.events == [("before", ["1", "2"], {"Subscribe": 1}), ("queued", "entry-1", ids[0]),
+                              ("before", ["3"], {"Subscribe": 1, "BulkUpload": 1}), ("queued", "entry-3", ids[1])]
+
+
+def test_a_bulk_upsert_is_journaled_and_a_subscribe_is_not(make_client, sandbox):
+    journal = _Journal(sandbox)
+    make_client(bulk_threshold=2).upsert_subscribers(_subscribers(3), journal=journal)
+    make_client().upsert_subscribers(_subscribers(1, first=9), journal=journal)  # synchronous: nothing queued
+
+    assert [event[0] for event in journal.events] == ["before", "queued"]
+    assert journal.events[0][1] == ["1", "2", "3"]
+
+
+def test_waiting_for_uploads_since_a_moment_polls_until_none_is_pending(make_client, sandbox):
+    from datetime import UTC, datetime, timedelta
+
+    client = make_client(bulk_threshold=0)
+    sandbox.store.queue_upload(documents.InterestAction.REMOVE, [], [], polls=2)
+    sandbox.store.queue_upload(documents.InterestAction.REMOVE, [], [], polls=0)
+
+    uploads = client.wait_for_uploads_since(datetime.now(UTC) - timedelta(hours=1))
+
+    done = sandbox.config.upload_statuses()[1]
+    assert [(u.upload_id, u.status) for u in uploads] == [(1, done), (2, done)]
