@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import s3fs
+from moto.s3.responses import S3Response
 from moto.server import ThreadedMotoServer
 
 from sandbox.imis_app import ImisSandbox, ImisSandboxConfig, default_flavor
@@ -45,12 +47,30 @@ class S3Bucket:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """A real S3-compatible server (moto) on a free loopback port, for the whole session."""
+    """A real S3-compatible server (moto) on a free loopback port, for the whole session, as strict as S3 about
+    conditional writes (see `_atomic_conditional_puts`)."""
+    restore = _atomic_conditional_puts()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+    restore()
+
+
+def _atomic_conditional_puts():
+    """S3 applies a PUT's If-Match / If-None-Match atomically; moto checks the ETag and then writes, unlocked, so
+    two racing PUTs on its threaded server can both pass the check (seen: a ledger entry lost under load). One
+    lock around moto's PutObject makes the witness as strict as S3. Returns the undo."""
+    original = S3Response.put_object
+    lock = threading.Lock()
+
+    def put_object(self):
+        with lock:
+            return original(self)
+
+    S3Response.put_object = put_object
+    return lambda: setattr(S3Response, "put_object", original)
 
 
 @pytest.fixture
