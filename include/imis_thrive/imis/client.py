@@ -290,7 +290,12 @@ def _decode(response: httpx.Response) -> Any:
         return msgspec.json.decode(response.content)
     except msgspec.DecodeError as bad:
         raise ImisAnswerNotJson(f"{response.request.method} {response.request.url.path}: the answer is not JSON "
-                                f"({bad}): {response.text[:200]}") from bad
+                                f"({bad}; {_shape(response)})") from bad
+
+
+def _shape(response: httpx.Response) -> str:
+    """What an answer that could not be read was, without quoting it: a page of rows holds member data."""
+    return f"{len(response.content)} bytes of {response.headers.get('Content-Type') or 'no declared type'}"
 
 
 def _json_or_empty(response: httpx.Response) -> dict[str, Any]:

@@ -325,3 +325,17 @@ def test_an_activity_search_whose_pages_fall_short_of_the_total_is_an_error_not_
         "HasNext": False, "NextOffset": 0}) if "/api/Activity" in r.url.path else None
     with pytest.raises(ImisPagingError, match=r"activities \{'PartyId': '1'\}: read 1 rows but TotalCount is 3"):
         list(client_for(fake).find_activities({"PartyId": "1"}))
+
+
+def test_a_page_cut_short_is_not_json_and_the_error_quotes_none_of_its_member_data():
+    from include.imis_thrive.imis.errors import ImisAnswerNotJson
+
+    fake = FakeImis(total=3)
+    cut = b'{"Items":{"$values":[{"ID":"1000","PrimaryEmailAddress":"jane.member@example.org","Na'
+    fake.override = lambda request: (httpx.Response(200, content=cut, headers={"Content-Type": "application/json"})
+                                     if "/api/query" in request.url.path else None)
+    with client_for(fake) as client, pytest.raises(ImisAnswerNotJson) as refused:
+        client.fetch_page("$/HigherLogic/Contacts/Contacts")
+    message = str(refused.value)
+    assert "not JSON" in message and f"{len(cut)} bytes of application/json" in message
+    assert "jane.member" not in message and "1000" not in message
