@@ -13,7 +13,8 @@ Prints one row per seed (seed, faults, kills, re-runs, lost, duplicated, mismatc
 
     python bench/soak.py --seeds 20          # `make soak`
     python bench/soak.py --seeds 1 --first-seed 7 --contacts 200
-    python bench/soak.py --seeds 2 --contacts 150 --engagement 100 --data-seed 1   # the few seeds `make test` runs
+    python bench/soak.py --seeds 2 --data-seed 1 --contacts 150 --engagement 100 --no-changes --kill-rate 0.3
+                                             # the two seeds `make test` runs (tests/bench/test_soak.py)
 
 `--data-seed` gives every seed the same data (contacts, changes, engagement), so one reference serves them all and
 the seeds differ only in their faults, purges and kills: the cheap form, one reference run fewer per seed.
@@ -159,6 +160,7 @@ class Workload:
 
     contacts: int = 300
     engagement: int = 300
+    changes: bool = True  # edit contacts and move list members, then sync the target groups a second time
 
     @property
     def edited_contacts(self) -> int:
@@ -179,9 +181,10 @@ def run_steps(world: World, seed: int, hour: datetime, rng: random.Random | None
 
     step(TARGET_GROUPS, hour - timedelta(hours=3))
     step(PANEL_FIELDS, hour - timedelta(hours=3))
-    world.imis.mutate_contacts(workload.edited_contacts, seed=seed + 1)
-    world.imis.move_list_members("Annual Conference 2026", workload.moved_members, seed=seed + 2)
-    step(TARGET_GROUPS, hour - timedelta(hours=2))
+    if workload.changes:
+        world.imis.mutate_contacts(workload.edited_contacts, seed=seed + 1)
+        world.imis.move_list_members("Annual Conference 2026", workload.moved_members, seed=seed + 2)
+        step(TARGET_GROUPS, hour - timedelta(hours=2))
     world.thrive.generate_engagement(hour - timedelta(hours=1), hour, volume=workload.engagement, seed=seed,
                                      interests=[ENGAGED_GROUP], by_contact=True)
     step(ACTIVITIES, hour)
@@ -284,12 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=300, help="contacts per world (the changes scale with it)")
     parser.add_argument("--engagement", type=int, default=300, help="engagement events made for the writeback hour")
     parser.add_argument("--data-seed", type=int, help="the same data for every seed, so one reference serves all")
+    parser.add_argument("--no-changes", action="store_true",
+                        help="each DAG once: no change in iMIS and no second target-group run (the quick form)")
     parser.add_argument("--fault-rate", type=float, default=0.025, help="share of requests per fault kind")
     parser.add_argument("--kill-rate", type=float, default=0.5, help="chance that a DAG run is SIGKILLed")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     rows = []
-    workload = Workload(args.contacts, args.engagement)
+    workload = Workload(args.contacts, args.engagement, changes=not args.no_changes)
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)  # in every window
     references: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="imis-thrive-soak-") as tmp:
