@@ -25,12 +25,20 @@ class CertificateRefused(BadConfiguration):
             "test host only, set extra verify to false")
 
 
+class CaBundleUnreadable(BadConfiguration):
+    """The connection's `ca_bundle` is not a readable PEM file on this worker."""
+
+
 def verification(verify: bool = True, ca_bundle: str | None = None) -> bool | ssl.SSLContext:
     """httpx's `verify=` for a connection's two extras: the system's CAs, a CA bundle, or (verify off) none."""
     if not verify:
         return False
     if ca_bundle:
-        return ssl.create_default_context(cafile=ca_bundle)
+        try:
+            return ssl.create_default_context(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as error:
+            raise CaBundleUnreadable(f"extra ca_bundle {ca_bundle!r} is not a readable PEM file of CA certificates "
+                                     f"on this worker ({error})") from error
     return True
 
 
