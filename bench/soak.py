@@ -13,6 +13,13 @@ Prints one row per seed (seed, faults, kills, re-runs, lost, duplicated, mismatc
 
     python bench/soak.py --seeds 20          # `make soak`
     python bench/soak.py --seeds 1 --first-seed 7 --contacts 200
+    python bench/soak.py --seeds 2 --data-seed 1 --contacts 150 --engagement 100 --no-changes --kill-rate 0.3
+                                             # the two seeds `make test` runs (tests/bench/test_soak.py)
+
+`--data-seed` gives every seed the same data (contacts, changes, engagement), so one reference serves them all and
+the seeds differ only in their faults, purges and kills: the cheap form, one reference run fewer per seed.
+The changes between the two target-group runs scale with `--contacts` (20 edited contacts and 3 moved list members
+at the default 300), so a small world stays under the mass-change guard as a large one does.
 """
 
 from __future__ import annotations
@@ -149,8 +156,25 @@ def _last_error(output: str) -> str:
     return (lines[-1] if lines else output.strip().splitlines()[-1] if output.strip() else "no output")[:200]
 
 
+@dataclass(frozen=True)
+class Workload:
+    """The size of one world: its contacts and, derived or given, the changes and engagement its steps make."""
+
+    contacts: int = 300
+    engagement: int = 300
+    changes: bool = True  # edit contacts and move list members, then sync the target groups a second time
+
+    @property
+    def edited_contacts(self) -> int:
+        return max(2, self.contacts // 15)
+
+    @property
+    def moved_members(self) -> int:
+        return max(1, self.contacts // 100)
+
+
 def run_steps(world: World, seed: int, hour: datetime, rng: random.Random | None, tally: Tally | None,
-              kill_rate: float) -> None:
+              kill_rate: float, workload: Workload) -> None:
     """The same steps in both worlds, at the same logical dates: `hour` is the engagement hour, chosen once per
     seed (a world built after the clock turned an hour must not write another hour's activities)."""
 
@@ -159,10 +183,11 @@ def run_steps(world: World, seed: int, hour: datetime, rng: random.Random | None
 
     step(TARGET_GROUPS, hour - timedelta(hours=3))
     step(PANEL_FIELDS, hour - timedelta(hours=3))
-    world.imis.mutate_contacts(20, seed=seed + 1)
-    world.imis.move_list_members("Annual Conference 2026", 3, seed=seed + 2)
-    step(TARGET_GROUPS, hour - timedelta(hours=2))
-    world.thrive.generate_engagement(hour - timedelta(hours=1), hour, volume=300, seed=seed,
+    if workload.changes:
+        world.imis.mutate_contacts(workload.edited_contacts, seed=seed + 1)
+        world.imis.move_list_members("Annual Conference 2026", workload.moved_members, seed=seed + 2)
+        step(TARGET_GROUPS, hour - timedelta(hours=2))
+    world.thrive.generate_engagement(hour - timedelta(hours=1), hour, volume=workload.engagement, seed=seed,
                                      interests=[ENGAGED_GROUP], by_contact=True)
     step(ACTIVITIES, hour)
 
@@ -229,20 +254,26 @@ def token_purges(world: World, every_s: float) -> Iterator[None]:
         purger.join()
 
 
-def soak_seed(seed: int, contacts: int, fault_rate: float, kill_rate: float, airflow_env: dict[str, str],
-              workdir: Path) -> dict[str, Any]:
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)  # in every window
-    with serve_world(seed, contacts, workdir / f"reference-{seed}", airflow_env) as reference:
-        run_steps(reference, seed, hour, None, None, kill_rate)
-        expected = end_state(reference)
+def reference_state(data_seed: int, workload: Workload, hour: datetime, airflow_env: dict[str, str],
+                    workdir: Path) -> dict[str, Any]:
+    """Where a world of `data_seed` ends with no faults and no kills."""
+    with serve_world(data_seed, workload.contacts, workdir / f"reference-{data_seed}", airflow_env) as reference:
+        run_steps(reference, data_seed, hour, None, None, 0.0, workload)
+        return end_state(reference)
+
+
+def soak_seed(seed: int, data_seed: int, workload: Workload, fault_rate: float, kill_rate: float,
+              hour: datetime, expected: dict[str, Any], airflow_env: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """The faulty world of `seed` (its faults, purges and kills) on the data of `data_seed`, against `expected`."""
     tally, rng = Tally(), random.Random(seed)
-    with serve_world(seed, contacts, workdir / f"faulty-{seed}", airflow_env) as faulty, ExitStack() as stack:
+    with serve_world(data_seed, workload.contacts, workdir / f"faulty-{seed}", airflow_env) as faulty, \
+            ExitStack() as stack:
         faults = FaultConfig(rate_429=fault_rate, rate_500=fault_rate, rate_503=fault_rate, drop_rate=fault_rate,
                              retry_after_s=0, seed=seed)
         faulty.imis.faults.configure(faults)
         faulty.thrive.faults.configure(faults)
         stack.enter_context(token_purges(faulty, every_s=3.0))
-        run_steps(faulty, seed, hour, rng, tally, kill_rate)
+        run_steps(faulty, data_seed, hour, rng, tally, kill_rate, workload)
         faulty.imis.faults.configure(FaultConfig())
         faulty.thrive.faults.configure(FaultConfig())
         outcome = compare(expected, end_state(faulty))
@@ -255,12 +286,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=1)
-    parser.add_argument("--contacts", type=int, default=300)
+    parser.add_argument("--contacts", type=int, default=300, help="contacts per world (the changes scale with it)")
+    parser.add_argument("--engagement", type=int, default=300, help="engagement events made for the writeback hour")
+    parser.add_argument("--data-seed", type=int, help="the same data for every seed, so one reference serves all")
+    parser.add_argument("--no-changes", action="store_true",
+                        help="each DAG once: no change in iMIS and no second target-group run (the quick form)")
     parser.add_argument("--fault-rate", type=float, default=0.025, help="share of requests per fault kind")
     parser.add_argument("--kill-rate", type=float, default=0.5, help="chance that a DAG run is SIGKILLed")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     rows = []
+    workload = Workload(args.contacts, args.engagement, changes=not args.no_changes)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)  # in every window
+    references: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="imis-thrive-soak-") as tmp:
         workdir = Path(tmp)
         airflow_env = migrated_airflow_home(workdir)
@@ -268,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{'duplicated':>11} {'mismatched':>11} {'seconds':>8}", flush=True)
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             started = time.monotonic()
-            row = soak_seed(seed, args.contacts, args.fault_rate, args.kill_rate, airflow_env, workdir)
+            data_seed = seed if args.data_seed is None else args.data_seed
+            if data_seed not in references:
+                references[data_seed] = reference_state(data_seed, workload, hour, airflow_env, workdir)
+            row = soak_seed(seed, data_seed, workload, args.fault_rate, args.kill_rate, hour, references[data_seed],
+                            airflow_env, workdir)
             row["seconds"] = round(time.monotonic() - started, 1)
             rows.append(row)
             print(f"{row['seed']:>5} {row['faults']:>7} {row['kills']:>6} {row['reruns']:>8} {row['activities']:>11} "

@@ -229,6 +229,7 @@ class ImisSandbox:
             self._tokens: dict[str, _Token] = {}
             self._user_tokens: dict[str, str] = {}
             self.logins = 0  # tokens issued: how a test sees whether a client renewed before expiry
+            self.issued_tokens: list[str] = []  # every bearer token handed out: what must never reach a log
             self.expired_refusals = 0  # requests refused because their token had expired
             self._activities: list[_Activity] = []
             self._next_seqn = FIRST_SEQN
@@ -319,6 +320,7 @@ class ImisSandbox:
             self._tokens[token] = _Token(user, now + self.config.token_lifetime_s)
             self._user_tokens[user.casefold()] = token
             self.logins += 1
+            self.issued_tokens.append(token)
         return {"access_token": token, "token_type": "bearer", "expires_in": self.config.token_lifetime_s,
                 "userName": user, ".issued": formatdate(now, usegmt=True),
                 ".expires": formatdate(now + self.config.token_lifetime_s, usegmt=True)}

@@ -20,7 +20,9 @@ SHUTDOWN_GRACE_S = 1  # whole seconds, as uvicorn declares it
 class SandboxServer:
     """A real HTTP server on 127.0.0.1 serving one app; `url` is where it listens."""
 
-    def __init__(self, app: Any, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: Any, port: int = 0, host: str = "127.0.0.1", certfile: str | None = None,
+                 keyfile: str | None = None) -> None:
+        """`certfile` and `keyfile` (PEM): serve HTTPS with that certificate, as a real iMIS or Thrive does."""
         # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and without it
         # every response (headers and body are two writes) waits ~40 ms on the client's delayed ACK.
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -31,14 +33,15 @@ class SandboxServer:
             app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
             http="httptools", loop="asyncio", backlog=2048,
             # a stop (SIGTERM, SIGINT, a test teardown) waits this long for requests in flight, then cancels them
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S, ssl_certfile=certfile, ssl_keyfile=keyfile,
         )
+        self._scheme = "https" if certfile else "http"
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self._scheme}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> SandboxServer:
         self._thread = threading.Thread(

@@ -4,7 +4,8 @@ DESIGN.md §6: 429, 5xx and connection errors retry with exponential backoff and
 `Retry-After`; every other status fails at once. A request that is not idempotent (an iMIS activity POST)
 is retried only when the server certainly did not act on it (429, 503, or a connection that never opened);
 any other failure of such a request is *ambiguous* and raised as `AmbiguousWriteError`, so the caller can
-check the remote side before sending it again instead of creating a duplicate.
+check the remote side before sending it again instead of creating a duplicate. A refused TLS certificate is
+never retried: it is raised at once as `tls.CertificateRefused`, naming the host.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 import tenacity
 
 from include.imis_thrive.errors import TransientTrouble
+from include.imis_thrive.tls import certificate_failure, refused_certificate
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,8 @@ def is_retryable(error: BaseException, idempotent: bool = True) -> bool:
     if isinstance(error, TransientHTTPError):
         return error.status_code in (RETRYABLE_STATUSES if idempotent else NOT_PROCESSED_STATUSES)
     if isinstance(error, httpx.TransportError):
+        if certificate_failure(error) is not None:
+            return False  # the same certificate again: a setting to fix, not trouble that passes
         return idempotent or isinstance(error, NOT_SENT_ERRORS)
     return False
 
@@ -145,6 +149,9 @@ def send_with_retry(
     try:
         return retrying(attempt)
     except httpx.TransportError as error:
+        refused = refused_certificate(what, error)
+        if refused is not None:
+            raise refused from error
         if not idempotent and not isinstance(error, NOT_SENT_ERRORS):
             raise AmbiguousWriteError(what, error) from error
         raise

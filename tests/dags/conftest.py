@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from sandbox.__main__ import build_sandboxes
-from sandbox.airflow_settings import load_settings
+from sandbox.airflow_settings import AirflowSettings, load_settings
 from sandbox.imis_app import ImisSandbox
 from sandbox.server import SandboxServer
+from sandbox.smtp import SmtpSink
 from sandbox.thrive_app import ThriveSandbox
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +46,21 @@ def dagbag(airflow_db):
     return bag
 
 
+ALERT_RECIPIENT = "data-team@sandbox.invalid"
+
+
+@pytest.fixture
+def smtp_sink(monkeypatch) -> Iterator[SmtpSink]:
+    """The alert-mail sink on a free port, `smtp_default` pointing at it, and the recipients Variable set."""
+    with SmtpSink() as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+            "conn_type": "smtp", "host": sink.host, "port": sink.port,
+            "extra": {"from_email": "airflow@sandbox.invalid", "disable_tls": True, "disable_ssl": True,
+                      "retry_limit": 0, "timeout": 5}}))
+        monkeypatch.setenv("AIRFLOW_VAR_IMIS_THRIVE_ALERT_EMAILS", ALERT_RECIPIENT)
+        yield sink
+
+
 @dataclass
 class Sandboxes:
     imis: ImisSandbox
@@ -53,11 +69,13 @@ class Sandboxes:
 
 
 def serve_sandboxes(monkeypatch, tmp_path: Path, contacts: int = 300, broken_lists: bool = False,
-                    seed: int = 3, wrap_thrive: Callable[[Any], Any] | None = None) -> Iterator[Sandboxes]:
+                    seed: int = 3, wrap_thrive: Callable[[Any], Any] | None = None,
+                    settings: AirflowSettings | None = None) -> Iterator[Sandboxes]:
     """Both sandboxes on free ports, the three connections and the store Variable pointing at them.
 
-    `wrap_thrive` wraps the Thrive app in a test's own ASGI layer (e.g. one that kills a run mid-request)."""
-    settings = load_settings()
+    `wrap_thrive` wraps the Thrive app in a test's own ASGI layer (e.g. one that kills a run mid-request);
+    `settings` (default: airflow_settings.yaml) gives the credentials both the sandboxes and the connections get."""
+    settings = settings or load_settings()
     imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts=contacts, seed=seed, broken_lists=broken_lists)
     thrive_app = wrap_thrive(thrive_sandbox.app) if wrap_thrive else thrive_sandbox.app
     with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_app) as thrive_server:

@@ -3,8 +3,6 @@ and then succeeds on its retry mails nothing; and every project DAG wires `notif
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -13,23 +11,10 @@ import pendulum
 import pytest
 
 from include.imis_thrive.airflow.notifications.alerts import notify_failure
-from sandbox.smtp import SmtpSink
+from tests.dags.conftest import ALERT_RECIPIENT
 
-RECIPIENT = "data-team@sandbox.invalid"
 # One DAG per file, named after its DAG id: the policy covers whichever of the project's DAGs exist so far.
 PROJECT_DAG_IDS = sorted(path.stem for path in (Path(__file__).resolve().parents[2] / "dags").glob("*.py"))
-
-
-@pytest.fixture
-def smtp_sink(monkeypatch) -> Iterator[SmtpSink]:
-    """The sink on a free port, `smtp_default` pointing at it, and the recipients Variable set."""
-    with SmtpSink() as sink:
-        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
-            "conn_type": "smtp", "host": sink.host, "port": sink.port,
-            "extra": {"from_email": "airflow@sandbox.invalid", "disable_tls": True, "disable_ssl": True,
-                      "retry_limit": 0, "timeout": 5}}))
-        monkeypatch.setenv("AIRFLOW_VAR_IMIS_THRIVE_ALERT_EMAILS", RECIPIENT)
-        yield sink
 
 
 def _serialize(dag) -> None:
@@ -74,7 +59,7 @@ def test_a_failed_task_mails_the_alert(airflow_db, smtp_sink):
 
     assert str(run.state) == "failed"
     [mail] = smtp_sink.messages
-    assert mail.recipients == (RECIPIENT,)
+    assert mail.recipients == (ALERT_RECIPIENT,)
     assert mail.message["From"] == "airflow@sandbox.invalid"
     assert mail.subject.startswith("Airflow alert: alerting_fails / load_target_group failed (try 1 of 1, run ")
     assert run.run_id in mail.subject

@@ -96,3 +96,28 @@ def test_retryable_classification():
     transient = TransientHTTPError("x", httpx.Response(500, request=request))
     assert is_retryable(transient) and not is_retryable(transient, idempotent=False)
     assert not is_retryable(ValueError("bug"))
+
+
+def _certificate_refused() -> httpx.ConnectError:
+    """A ConnectError as httpx raises it for a refused certificate: the ssl error is its cause."""
+    import ssl
+
+    cause = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    cause.verify_message = "self-signed certificate"
+    error = httpx.ConnectError(str(cause), request=httpx.Request("GET", "https://members.example.org:8443/token"))
+    error.__cause__ = cause
+    return error
+
+
+def test_a_refused_certificate_is_sent_once_and_raised_naming_the_host():
+    from include.imis_thrive.errors import BadConfiguration
+    from include.imis_thrive.tls import CertificateRefused
+
+    send, calls = scripted(_certificate_refused(), 200)
+    with pytest.raises(CertificateRefused, match=r"iMIS login: the TLS certificate of members\.example\.org:8443 "
+                                                 r"was refused \(self-signed certificate\)") as refused:
+        send_with_retry(send, "iMIS login", FAST, sleep=lambda _: None)
+    assert len(calls) == 1
+    assert isinstance(refused.value, BadConfiguration)
+    assert not is_retryable(_certificate_refused())
+    assert is_retryable(httpx.ConnectError("connection refused"))  # other connect errors still retry

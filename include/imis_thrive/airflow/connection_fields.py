@@ -61,6 +61,12 @@ IMIS_EXTRAS: tuple[ConnectionExtra, ...] = (
                     default=500, minimum=1, maximum=500),
     ConnectionExtra("max_concurrency", "Concurrent requests", "Pages fetched at once within one task",
                     type="integer", default=4, minimum=1, maximum=16),
+    ConnectionExtra("verify", "Verify TLS certificate",
+                    "Check the site's TLS certificate (default on); turn off only for a test host",
+                    type="boolean", default=True),
+    ConnectionExtra("ca_bundle", "CA bundle",
+                    "Path on every worker to the PEM file of the CA that signed the site's certificate (a "
+                    "private CA); verification stays on"),
     ConnectionExtra("token_store", "Token store",
                     "file = workers on one machine share the bearer token through a folder; redis = every worker "
                     "of the deployment shares one (needed on Celery or Kubernetes: iMIS keeps one token per user)",
@@ -91,6 +97,12 @@ THRIVE_EXTRAS: tuple[ConnectionExtra, ...] = (
                     "How long to wait for a BulkUpload to finish", type="number", default=3600.0, minimum=1),
     ConnectionExtra("timeout_s", "Request timeout (s)", "Seconds one AAPI call may take", type="number",
                     default=120.0, minimum=0),
+    ConnectionExtra("verify", "Verify TLS certificate",
+                    "Check the endpoint's TLS certificate (default on); turn off only for a test host",
+                    type="boolean", default=True),
+    ConnectionExtra("ca_bundle", "CA bundle",
+                    "Path on every worker to the PEM file of the CA that signed the endpoint's certificate (a "
+                    "private CA); verification stays on"),
     ConnectionExtra("compress_grids", "Compress grid requests",
                     "Send grid requests compressed and read compressed replies (vendor page \"Making the Call\")",
                     type="boolean", default=False),

@@ -43,6 +43,7 @@ from include.imis_thrive.imis.iqa import frame_from_pages
 from include.imis_thrive.imis.iqa_package import IqaDefinition
 from include.imis_thrive.imis.pages import Page, paged
 from include.imis_thrive.imis.tokens import PROCESS_TOKEN_STORE, Token, TokenStore
+from include.imis_thrive.tls import verification
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class ImisConfig(BaseModel):
     page_size: int = Field(MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     max_concurrency: int = Field(4, ge=1, le=16)
     timeout_s: float = 60.0
+    verify: bool = Field(True, description="Verify the site's TLS certificate; off only for a test host")
+    ca_bundle: str | None = Field(None, description="PEM file of the CA that signed the site's certificate")
     token_margin_s: float = Field(60.0, description="Renew a token this long before it expires")
     retry: RetryPolicy = RetryPolicy()
 
@@ -94,6 +97,7 @@ class ImisClient:
             limits=httpx.Limits(max_connections=config.max_concurrency + 2,
                                 max_keepalive_connections=config.max_concurrency + 2),
             transport=transport,
+            verify=verification(config.verify, config.ca_bundle),
         )
         self.calls = 0
         self._calls_lock = threading.Lock()

@@ -57,6 +57,7 @@ from include.imis_thrive.thrive.models import (
     UploadStatus,
     UpsertResult,
 )
+from include.imis_thrive.tls import verification
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,6 +81,8 @@ class ThriveConfig(BaseModel):
     user: str
     password: SecretStr
     timeout_s: float = 120.0
+    verify: bool = Field(True, description="Verify the endpoint's TLS certificate; off only for a test host")
+    ca_bundle: str | None = Field(None, description="PEM file of the CA that signed the endpoint's certificate")
     bulk_threshold: int = Field(5000, ge=0, description="Above this many subscribers, upsert with BulkUpload")
     bulk_chunk_size: int = Field(50_000, ge=1, description="Rows per BulkUpload")
     poll_interval_s: float = Field(5.0, ge=0)
@@ -198,6 +201,7 @@ class ThriveClient:
         self._http = httpx.Client(
             timeout=httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
             transport=transport,
+            verify=verification(config.verify, config.ca_bundle),
             headers={"Content-Type": envelope.CONTENT_TYPE, "SOAPAction": f'"{envelope.SOAP_ACTION}"'},
         )
         self.calls = 0

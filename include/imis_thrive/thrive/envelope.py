@@ -73,7 +73,8 @@ def parse_envelope(body: bytes, what: str) -> ET.Element:
     envelope = safe_parse(body, what, "the reply")
     soap_body = child(envelope, "Body")
     if local_name(envelope.tag) != "Envelope" or soap_body is None:
-        raise ThriveProtocolError(f"{what}: the reply has no SOAP Body: {body[:200]!r}")
+        raise ThriveProtocolError(f"{what}: the reply has no SOAP Body (its root element is "
+                                  f"<{local_name(envelope.tag)}>, {len(body)} bytes)")
     return soap_body
 
 

@@ -23,9 +23,11 @@ BASE = {"imis": {"host": "https://members.example.org", "login": "HL_INTEGRATION
         "thrive": {"host": "https://partner.informz.net/aapi/InformzService.svc", "login": "api", "password": "p",
                    "extra": {"brand_id": "7001", "brand_name": "My Association"}}}
 # A value other than the default for each extra a hook passes to its config: a new extra needs one here.
-NOT_DEFAULT = {"imis": {"timezone": "America/Chicago", "endpoint": "iqa", "page_size": 250, "max_concurrency": 8},
+NOT_DEFAULT = {"imis": {"timezone": "America/Chicago", "endpoint": "iqa", "page_size": 250, "max_concurrency": 8,
+                        "verify": False, "ca_bundle": "/etc/ssl/private-ca.pem"},
                "thrive": {"bulk_threshold": 2500, "bulk_chunk_size": 1000, "poll_interval_s": 0.5,
-                          "poll_timeout_s": 60.0, "timeout_s": 30.0, "compress_grids": True, "startrow_base": 1}}
+                          "poll_timeout_s": 60.0, "timeout_s": 30.0, "compress_grids": True, "startrow_base": 1,
+                          "verify": False, "ca_bundle": "/etc/ssl/private-ca.pem"}}
 
 
 def _names(extras: tuple[ConnectionExtra, ...]) -> set[str]:

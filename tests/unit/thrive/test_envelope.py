@@ -73,3 +73,18 @@ def test_a_request_carries_its_document_escaped_as_the_single_argument():
 
     assert envelope.soap_argument(soap_body, envelope.OPERATION, envelope.ARGUMENT, "t") == document
     assert envelope.fault_from(soap_body, "t") is None
+
+
+def test_a_reply_that_is_not_xml_is_described_by_its_size_never_quoted():
+    """A grid reply lists subscribers: the first bytes of a broken one are member emails."""
+    broken = b"<GridResponse><Record><email>jane.member@example.org</email><user_id>1000</user"
+    with pytest.raises(ThriveProtocolError, match=rf"is not XML \(.*; {len(broken)} characters\)") as refused:
+        envelope.document_from_reply(broken, "grid subscriber rows 0+1000")
+    assert "jane.member" not in str(refused.value)
+
+
+def test_xml_without_a_soap_body_names_its_root_element_not_its_content():
+    reply = b"<GridResponse><Record><email>jane.member@example.org</email></Record></GridResponse>"
+    with pytest.raises(ThriveProtocolError, match=r"no SOAP Body \(its root element is <GridResponse>") as refused:
+        envelope.document_from_reply(reply, "grid subscriber rows 0+1000")
+    assert "jane.member" not in str(refused.value)
