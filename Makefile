@@ -58,7 +58,7 @@ test-alternatives: venv
 # The deployment of README "Running on several machines", for real: a throwaway PostgreSQL database and Redis db,
 # the sandboxes and an S3 server, api-server, scheduler, dag-processor and two Celery workers, the three DAGs run
 # through the REST API, then worker and task kills. Needs PostgreSQL and Redis (PG_URL, REDIS_URL; default local).
-test-distributed: lint
+test-distributed: venv
 	$(MAKE) -s venv EXTRAS=distributed
 	$(ENV) $(VENV)/bin/python -m pytest tests/distributed --run-distributed $(PYTEST_ARGS)
 
