@@ -329,8 +329,10 @@ def running_deployment(workdir: Path, contacts: int = 300,
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.distributed.worker_hostname.worker_hostname",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-            # the test triggers every run itself, through the REST API; no scheduled run comes in between
+            # the test triggers every run itself, through the REST API; no scheduled run comes in between, so the
+            # DAGs may start unpaused
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AWS_ACCESS_KEY_ID": "sandbox-access-key", "AWS_SECRET_ACCESS_KEY": "sandbox-secret-key",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -343,19 +345,20 @@ def running_deployment(workdir: Path, contacts: int = 300,
                                       text=True, timeout=600)
             assert prepared.returncode == 0, prepared.stdout + prepared.stderr
             # the store Variable before the first run (README): every worker reads and writes the same snapshots
-            deployment.airflow("variables", "set", "imis_thrive_store_url", sandboxes.store_url)
-            deployment.airflow("variables", "set", "imis_thrive_store_options",
-                               json.dumps({"endpoint_url": endpoint}))
+            variables = workdir / "variables.json"
+            variables.write_text(json.dumps({"imis_thrive_store_url": sandboxes.store_url,
+                                             "imis_thrive_store_options": json.dumps({"endpoint_url": endpoint})}))
+            deployment.airflow("variables", "import", str(variables))
             deployment.start("api-server", ["api-server", "--port", str(api_port), "--workers", "1"])
-            deployment.wait_until("the api-server", lambda: _api_answers(api_url), timeout_s=180)
             deployment.start("scheduler", ["scheduler"])
             deployment.start("dag-processor", ["dag-processor"])
             if executor == "CeleryExecutor":
                 deployment.start_worker("worker-a")
                 deployment.start_worker("worker-b")
+            deployment.wait_until("the api-server", lambda: _api_answers(api_url), timeout_s=180)
             deployment.wait_until("the three DAGs parsed", lambda: len(deployment.query(
-                "SELECT dag_id FROM dag WHERE dag_id = ANY(%s)", list(DAG_IDS))) == len(DAG_IDS), timeout_s=240)
-            deployment.airflow("dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^({'|'.join(DAG_IDS)})$")
+                "SELECT dag_id FROM dag WHERE dag_id = ANY(%s) AND NOT is_paused", list(DAG_IDS))) == len(DAG_IDS),
+                timeout_s=240)
             yield deployment
         finally:
             deployment.stop_all()
