@@ -73,7 +73,12 @@ def finish(deployment: Deployment, dag_id: str, run_id: str, label: str, timeout
         run = client.wait_for_dag_run(dag_id, run_id, timeout_s=timeout_s, poll_s=2.0)
     [(seconds,)] = deployment.query("SELECT EXTRACT(EPOCH FROM end_date - start_date) FROM dag_run "
                                     "WHERE dag_id = %s AND run_id = %s", dag_id, run_id)
+    # where the time went: in the tasks themselves, or between queued and started (executor, broker, worker)
+    [(busy, waiting)] = deployment.query(
+        "SELECT SUM(duration), SUM(EXTRACT(EPOCH FROM start_date - queued_dttm)) FROM task_instance "
+        "WHERE dag_id = %s AND run_id = %s", dag_id, run_id)
     TIMINGS[f"{label} s"] = round(float(seconds), 1)
+    TIMINGS[f"{label}: task time, queued-to-started s"] = [round(float(busy or 0), 1), round(float(waiting or 0), 1)]
     return run.state
 
 
