@@ -346,8 +346,12 @@ def running_deployment(workdir: Path, contacts: int = 300,
             assert prepared.returncode == 0, prepared.stdout + prepared.stderr
             # the store Variable before the first run (README): every worker reads and writes the same snapshots
             variables = workdir / "variables.json"
-            variables.write_text(json.dumps({"imis_thrive_store_url": sandboxes.store_url,
-                                             "imis_thrive_store_options": json.dumps({"endpoint_url": endpoint})}))
+            # and a writeback lease that a killed writer's retry may take over within 30 s, not 3.5 min: the kill
+            # tests wait for retry_delay, not for the lease as well (README "Recovery time")
+            variables.write_text(json.dumps({
+                "imis_thrive_store_url": sandboxes.store_url,
+                "imis_thrive_store_options": json.dumps({"endpoint_url": endpoint}),
+                "imis_thrive_writeback_lease": json.dumps({"ttl": 20, "renew_every": 5, "grace": 10})}))
             deployment.airflow("variables", "import", str(variables))
             deployment.start("api-server", ["api-server", "--port", str(api_port), "--workers", "1"])
             deployment.start("scheduler", ["scheduler"])
