@@ -113,10 +113,14 @@ def throwaway_redis_db() -> Iterator[str]:
 
 @contextmanager
 def s3_server() -> Iterator[tuple[str, str]]:
-    """An S3-compatible server (moto, as tests/integration uses) on a free port; yields (endpoint, bucket)."""
+    """An S3-compatible server (moto, as tests/integration's `s3_endpoint`, as strict as S3 about conditional
+    writes) on a free port; yields (endpoint, bucket)."""
     import s3fs
     from moto.server import ThreadedMotoServer
 
+    from tests.integration.conftest import _atomic_conditional_puts
+
+    restore = _atomic_conditional_puts()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -126,6 +130,7 @@ def s3_server() -> Iterator[tuple[str, str]]:
         yield endpoint, bucket
     finally:
         server.stop()
+        restore()
 
 
 @contextmanager
