@@ -7,9 +7,12 @@ VENV := .venv
 UV_VERSION := 0.13.9
 ENV := source bin/env.sh &&
 
-.PHONY: venv lint test test-alternatives demo sandbox bench soak clean airflow ui-check lock
+.PHONY: venv lint test test-alternatives test-distributed demo sandbox bench soak clean airflow ui-check lock
 
-venv: $(VENV)/.installed
+# `make venv EXTRAS=distributed` adds what a several-machine deployment runs (Celery executor, PostgreSQL
+# metadata DB: requirements-distributed.txt) to the checkout's venv; `make test-distributed` does so itself.
+EXTRAS ?=
+venv: $(VENV)/.installed $(if $(filter distributed,$(EXTRAS)),$(VENV)/.installed-distributed)
 
 # uv installs the ~195 pinned wheels in seconds where pip takes minutes; pip is the fallback. A worker needs only
 # requirements.txt; this checkout's venv also runs the sandboxes, the tests and the gates (requirements-dev.txt).
@@ -20,6 +23,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e . \
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# The same pins as requirements-dev.txt plus the Celery and Postgres packages; the override keeps the worker's own
+# packaging pin against kombu's over-tight one (see requirements-distributed.overrides). pip installs the full
+# resolution as it stands (--no-deps), since it has no overrides.
+$(VENV)/.installed-distributed: $(VENV)/.installed requirements-distributed.txt requirements-distributed.overrides
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-distributed.txt \
+	    --override requirements-distributed.overrides \
+	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-distributed.txt
 	touch $@
 
 # The gates, configured in pyproject.toml: ruff over the whole checkout, mypy over the files its config names.
@@ -42,6 +54,13 @@ test-alternatives: venv
 	    --thrive-alternatives=$$alternative $(PYTEST_ARGS) > "$$log" 2>&1 || failed=1; \
 	  printf '%-26s %s  (log: %s)\n' "$$alternative" "$$(tail -n 1 "$$log")" "$$log"; \
 	done; exit $$failed
+
+# The deployment of README "Running on several machines", for real: a throwaway PostgreSQL database and Redis db,
+# the sandboxes and an S3 server, api-server, scheduler, dag-processor and two Celery workers, the three DAGs run
+# through the REST API, then worker and task kills. Needs PostgreSQL and Redis (PG_URL, REDIS_URL; default local).
+test-distributed: venv
+	$(MAKE) -s venv EXTRAS=distributed
+	$(ENV) $(VENV)/bin/python -m pytest tests/distributed --run-distributed $(PYTEST_ARGS)
 
 demo: venv
 	$(ENV) bin/prepare-airflow-home && $(VENV)/bin/python -m sandbox.demo
@@ -67,10 +86,13 @@ ui-check: venv
 	  $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; }
 	bin/ui-check
 
-# Re-resolve both pin files together: the worker's pins are constrained by the dev ones, so none differs.
+# Re-resolve the pin files together: the worker's and the distributed worker's pins are constrained by the dev
+# ones, so none differs.
 lock: venv
 	$(VENV)/bin/uv pip compile -q requirements-dev.in -o requirements-dev.txt --python-version 3.11
 	$(VENV)/bin/uv pip compile -q requirements.in -c requirements-dev.txt -o requirements.txt --python-version 3.11
+	$(VENV)/bin/uv pip compile -q requirements-distributed.in -c requirements-dev.txt \
+	  --override requirements-distributed.overrides -o requirements-distributed.txt --python-version 3.11
 
 clean:
 	rm -rf $(VENV) .airflow .data

@@ -22,6 +22,16 @@ def pytest_addoption(parser) -> None:
                      help="the Thrive emulator's reading of the details the vendor leaves open, for every test "
                           "that does not pin one, e.g. `grids=documented` or `startrow_base=1,fault_shape=faultcode` "
                           "(sets $THRIVE_SANDBOX_ALTERNATIVES; `make test-alternatives` runs each in turn)")
+    parser.addoption("--run-distributed", action="store_true", default=False,
+                     help="collect tests/distributed too: a Celery deployment on PostgreSQL and Redis, minutes long "
+                          "(`make test-distributed`; plain `make test` leaves it out)")
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    """tests/distributed is its own command (`make test-distributed`), not minutes added to every `make test`."""
+    if collection_path.name == "distributed" and collection_path.parent == Path(__file__).parent:
+        return None if config.getoption("--run-distributed") else True
+    return None
 
 
 def pytest_configure(config) -> None:

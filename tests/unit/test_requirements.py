@@ -28,3 +28,19 @@ def test_a_worker_installs_no_test_sandbox_or_tooling_package():
 
 def test_airflow_is_pinned_exactly_for_workers():
     assert _pins("requirements.txt")["apache-airflow"] == "3.3.2"
+
+
+def test_a_distributed_worker_keeps_every_worker_pin_and_adds_celery_and_postgres():
+    worker, distributed = _pins("requirements.txt"), _pins("requirements-distributed.txt")
+    assert {name: (version, distributed.get(name)) for name, version in worker.items()
+            if distributed.get(name) != version} == {}
+    assert DEV_ONLY & set(distributed) == set()
+    assert distributed["apache-airflow-providers-celery"] == "3.26.0"
+    assert distributed["celery"] == "5.6.3"  # 5.7.0 breaks the provider's worker
+    assert {"apache-airflow-providers-postgres", "psycopg2-binary", "kombu", "redis"} <= set(distributed)
+
+
+def test_the_distributed_pins_share_every_version_with_the_dev_pins():
+    dev, distributed = _pins("requirements-dev.txt"), _pins("requirements-distributed.txt")
+    assert {name: (version, dev[name]) for name, version in distributed.items()
+            if name in dev and dev[name] != version} == {}

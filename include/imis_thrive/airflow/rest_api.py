@@ -147,10 +147,11 @@ class AirflowApiClient:
         self._api.configuration.access_token = json.loads(response.data)["access_token"]
 
     def trigger_dag_run(self, dag_id: str, conf: Mapping[str, Any], run_id: str | None = None,
-                        note: str | None = None) -> DagRun:
-        """A manual run of `dag_id` with `conf`, queued for the scheduler; returns it as Airflow stored it."""
+                        note: str | None = None, logical_date: datetime | None = None) -> DagRun:
+        """A manual run of `dag_id` with `conf`, queued for the scheduler; returns it as Airflow stored it.
+        `logical_date` picks the data interval of an interval DAG (the writeback's hour); None is "now"."""
         run_id = run_id or manual_run_id()
-        body = TriggerDAGRunPostBody(dag_run_id=run_id, logical_date=None, conf=dict(conf), note=note)
+        body = TriggerDAGRunPostBody(dag_run_id=run_id, logical_date=logical_date, conf=dict(conf), note=note)
         what = f"trigger DAG {dag_id!r}"
         try:
             run = self._call(lambda: self._runs.trigger_dag_run(dag_id, body, _request_timeout=self._timeout_s))

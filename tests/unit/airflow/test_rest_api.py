@@ -93,6 +93,19 @@ def test_logs_in_once_and_sends_the_token_with_the_trigger(fake_airflow):
     assert trigger.json == {"dag_run_id": "r1", "logical_date": None, "conf": {"target_group": "Newsletter"}}
 
 
+def test_a_logical_date_picks_the_interval_of_the_triggered_run(fake_airflow):
+    from datetime import UTC, datetime
+
+    airflow = fake_airflow({
+        ("POST", "/auth/token"): [(201, {"access_token": "jwt-1"})],
+        ("POST", "/api/v2/dags/thrive_to_imis_activities/dagRuns"): [(200, run_body("r1"))],
+    })
+    with airflow.client() as client:
+        client.trigger_dag_run("thrive_to_imis_activities", {}, run_id="r1",
+                               logical_date=datetime(2026, 3, 2, 5, tzinfo=UTC))
+    assert airflow.requests[1].json["logical_date"] in ("2026-03-02T05:00:00+00:00", "2026-03-02T05:00:00Z")
+
+
 def test_an_expired_token_is_renewed_once(fake_airflow):
     airflow = fake_airflow({
         ("POST", "/auth/token"): [(201, {"access_token": "jwt-2"})],
