@@ -41,7 +41,7 @@ def test_a_lying_page_fails_the_extraction_on_its_first_try_and_loads_nothing(da
     run = dag_test_run(dagbag, DAG_ID, target_group="Newsletter")
 
     assert str(run.state) == "failed"
-    assert tries(run)["extract_contacts"] == ("failed", 1)
+    assert tries(run)["fetch_contacts"] == ("failed", 1)  # the task that pages the IQA
     assert sandboxes.thrive.counters().get("records_written", {}) == {}
     store = SnapshotStore(sandboxes.store_url)
     assert store.current(CONTACTS_SNAPSHOT) is None and store.current(group_snapshot("Newsletter")) is None
