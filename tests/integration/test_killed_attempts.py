@@ -10,21 +10,16 @@ import pytest
 
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.sync.target_groups import SyncIncomplete, group_snapshot
-from tests.integration.sandbox_pair import serve_pair
-from tests.integration.test_target_group_sync import World
+from tests.integration.test_target_group_sync import Killed, World, served_world
 
 pytestmark = pytest.mark.integration
 GROUP = "Annual Conference 2026"
 
 
-class Killed(BaseException):
-    """Stands for SIGKILL: not an Exception, so no handler of the sync's catches it."""
-
-
 @pytest.fixture
 def world(tmp_path) -> Iterator[World]:
-    with serve_pair(contacts=300) as pair:
-        yield World(**vars(pair), store=SnapshotStore(str(tmp_path / "store")))
+    with served_world(tmp_path, contacts=300) as world:
+        yield world
 
 
 def _members_in_thrive_leave(world: World, count: int) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -45,10 +46,21 @@ class World(SandboxPair):
         return dict(self.thrive_sandbox.counters().get("records_written", {}))
 
 
+@contextmanager
+def served_world(tmp_path, contacts: int) -> Iterator[World]:
+    """Both sandboxes on loopback with `contacts` members, and a snapshot store under `tmp_path`."""
+    with serve_pair(contacts=contacts) as pair:
+        yield World(**vars(pair), store=SnapshotStore(str(tmp_path / "store")))
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so no handler of the sync's catches it."""
+
+
 @pytest.fixture
 def world(tmp_path) -> Iterator[World]:
-    with serve_pair(contacts=400) as pair:
-        yield World(**vars(pair), store=SnapshotStore(str(tmp_path / "store")))
+    with served_world(tmp_path, contacts=400) as world:
+        yield world
 
 
 def members_in_iqa(world: World, name: str) -> set[str]:

@@ -14,25 +14,19 @@ import numpy as np
 import pytest
 
 from include.imis_thrive.sync import pending_uploads
-from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.sync.target_groups import group_snapshot
 from include.imis_thrive.thrive import client as thrive_client
 from include.imis_thrive.thrive.client import ThriveClient
-from tests.integration.sandbox_pair import serve_pair
-from tests.integration.test_target_group_sync import World
+from tests.integration.test_target_group_sync import Killed, World, served_world
 
 pytestmark = pytest.mark.integration
 GROUP = "Newsletter"
 
 
-class Killed(BaseException):
-    """Stands for SIGKILL: not an Exception, so no handler of the sync's catches it."""
-
-
 @pytest.fixture
 def world(tmp_path) -> Iterator[World]:
-    with serve_pair(contacts=300) as pair:
-        yield World(**vars(pair), store=SnapshotStore(str(tmp_path / "store")))
+    with served_world(tmp_path, contacts=300) as world:
+        yield world
 
 
 def _thrive_applies_every_queued_upload(world: World) -> None:

@@ -124,11 +124,16 @@ def rows_to_frame(
     for name, cells in columns.items():
         try:
             typed[name] = typed_column(name, cells, declared.get(name), timezone)
-        except (ValueError, TypeError, OverflowError, NotImplementedError) as bad:
+        except _UNTYPABLE as bad:
             raise unreadable_value(iqa, name, cells, declared.get(name), timezone, columns.get(ID_COLUMN)) from bad
     frame = pd.DataFrame(typed, index=pd.RangeIndex(count))
     frame.attrs["iqa"] = iqa
     return frame
+
+
+# What typing a column raises on a value it cannot hold; pandas raises NotImplementedError (not OverflowError) for
+# a timestamp whose year leaves its range, e.g. 9999-12-31 moved west of UTC.
+_UNTYPABLE = (ValueError, TypeError, OverflowError, NotImplementedError)
 
 
 def unreadable_value(iqa: str, name: str, values: Sequence[Any], wire_type: str | None, timezone: str,
@@ -139,7 +144,7 @@ def unreadable_value(iqa: str, name: str, values: Sequence[Any], wire_type: str 
     for row, value in enumerate(values):
         try:
             typed_column(name, [value], wire_type or _KIND_TYPES.get(kind), timezone)
-        except (ValueError, TypeError, OverflowError, NotImplementedError):
+        except _UNTYPABLE:
             who = f"ID {ids[row]}" if ids is not None and ids[row] not in (None, "") else f"row {row + 1}"
             break
     else:
