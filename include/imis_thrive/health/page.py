@@ -94,12 +94,13 @@ def _links(run: RunLink) -> Markup:
     return Markup('<a class="airflow" href="{}">run</a> · <a href="{}">report</a>').format(run.airflow, run.report)
 
 
-def _bars(points: Sequence[tuple[str, int, int]]) -> Markup:
-    """Bars up (first figure) and down (second) from a middle line, one pair per run, scaled to the largest."""
+def _bars(points: Sequence[tuple[str, int, int]], two_way: bool = False) -> Markup:
+    """Bars up (first figure) and, when `two_way`, down (second) from a middle line, one per run, scaled to the
+    largest; a title on each says its run and figures."""
     if not points:
         return Markup("")
     largest = max(1, *(max(up, down) for _, up, down in points))
-    half = CHART_HEIGHT / 2
+    half = CHART_HEIGHT / 2 if two_way else CHART_HEIGHT
     width = BAR_WIDTH * len(points)
     parts = [Markup('<svg class="chart" width="{}" height="{}" viewBox="0 0 {} {}" role="img">').format(
         width, CHART_HEIGHT, width, CHART_HEIGHT),
@@ -107,16 +108,18 @@ def _bars(points: Sequence[tuple[str, int, int]]) -> Markup:
     for index, (label, up, down) in enumerate(points):
         x = index * BAR_WIDTH + 1
         up_h, down_h = half * up / largest, half * down / largest
-        parts.append(Markup('<g><title>{}</title><rect x="{}" y="{:.1f}" width="{}" height="{:.1f}" fill="#38a169"/>'
-                            '<rect x="{}" y="{}" width="{}" height="{:.1f}" fill="#e53e3e"/></g>').format(
-            label, x, half - up_h, BAR_WIDTH - 2, up_h, x, half, BAR_WIDTH - 2, down_h))
+        bar = Markup('<rect x="{}" y="{:.1f}" width="{}" height="{:.1f}" fill="{}"/>')
+        bars = bar.format(x, half - up_h, BAR_WIDTH - 2, up_h, "#38a169")
+        if two_way:
+            bars += bar.format(x, half, BAR_WIDTH - 2, down_h, "#e53e3e")
+        parts.append(Markup("<g><title>{}</title>{}</g>").format(label, bars))
     parts.append(Markup("</svg>"))
     return Markup("").join(parts)
 
 
 def group_chart(history: Sequence[GroupPoint]) -> Markup:
     return _bars([(f"{p.finished_at} {p.state}: {p.added} added, {p.removed} removed", p.added, p.removed)
-                  for p in history])
+                  for p in history], two_way=True)
 
 
 def fields_chart(history: Sequence[FieldsPoint]) -> Markup:

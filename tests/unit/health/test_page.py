@@ -57,6 +57,7 @@ def test_panel_fields_and_every_activity_kind_have_their_section():
     assert 'data-figure="changed">30' in panel and 'data-figure="sent">30' in panel
     mail_open = re.search(r'<tr data-kind="Mail Open">(.*?)</tr>', html, flags=re.S).group(1)
     assert 'data-figure="written">25' in mail_open
+    assert mail_open.count("<rect") == 1  # one run, written only: bars up
     assert html.count("<tr data-kind=") == 8
     assert "No target-group run has written a report yet." in html
 
