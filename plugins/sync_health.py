@@ -9,7 +9,7 @@ run reports the DAGs write to the snapshot store (`include/imis_thrive/health/`)
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import requires_access_dag
@@ -19,6 +19,10 @@ from fastapi.responses import HTMLResponse
 
 from include.imis_thrive.health.addresses import REPORT_FOLDERS, URL_PREFIX
 
+if TYPE_CHECKING:
+    from include.imis_thrive.health.summary import SyncHealth
+    from include.imis_thrive.sync.snapshots import SnapshotStore
+
 
 def _variable(key: str) -> str | None:
     """A Variable from the metadata DB: the api-server runs no task, so the Task SDK's Variable sees none."""
@@ -27,13 +31,13 @@ def _variable(key: str) -> str | None:
     return Variable.get(key, default_var=None)
 
 
-def _store() -> Any:
+def _store() -> SnapshotStore:
     from include.imis_thrive.airflow.runtime import snapshot_store
 
     return snapshot_store(_variable)
 
 
-def _health() -> Any:
+def _health() -> SyncHealth:
     from include.imis_thrive.health import runs, summary
 
     store = _store()
@@ -74,8 +78,9 @@ def run_report(dag_id: str, run_id: str) -> str:
 
 class SyncHealthPlugin(AirflowPlugin):
     name = "sync_health"
-    fastapi_apps: ClassVar[list[dict[str, Any]]] = [{"name": "sync_health", "app": app, "url_prefix": URL_PREFIX}]
-    external_views: ClassVar[list[dict[str, Any]]] = [
+    # Instance attributes on AirflowPlugin, so not ClassVar here either.
+    fastapi_apps: list[Any] = [{"name": "sync_health", "app": app, "url_prefix": URL_PREFIX}]  # noqa: RUF012
+    external_views: list[Any] = [  # noqa: RUF012
         {"name": "Sync health", "href": f"{URL_PREFIX}/", "url_route": "sync-health", "destination": "nav",
          "nav_top_level": True},
         {"name": "Report", "href": f"{URL_PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}", "url_route": "sync-health-report",
