@@ -4,7 +4,9 @@
 
 Logs in, opens the DAG list and each of the three DAGs, triggers `imis_to_thrive_target_groups` through its
 *Trigger* form (Run Parameters: the target group; Advanced Options: a run id of its own), waits for the run to
-succeed and saves a screenshot of every step under `.data/ui-check/`. It uses the Airflow at --url (default
+succeed, opens the run's *Report* tab (the Sync health plugin's run view) and the *Sync health* page, which must
+show every group with its last run's figures (the triggered group's equal to what its load task returned), and
+saves a screenshot of every step under `.data/ui-check/`. It uses the Airflow at --url (default
 $AIRFLOW_API_URL, else http://127.0.0.1:8080) when one answers there, e.g. a `make airflow` in another terminal;
 otherwise it starts `bin/airflow-local` on that port itself and stops it at the end.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,7 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FrameLocator, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +54,7 @@ DAG_IDS = (TARGET_GROUP_DAG, "imis_to_thrive_panel_fields", "thrive_to_imis_acti
 STARTUP_TIMEOUT_S = 240.0
 SHUTDOWN_TIMEOUT_S = 120.0
 UI_TIMEOUT_MS = 30_000
+SYNC_HEALTH_TIMEOUT_S = 60.0  # the api-server's first page imports pandas and the report models
 
 
 class UiCheckFailed(Exception):
@@ -164,6 +168,8 @@ def walk_through(url: str, username: str, password: str, target_group: str, out:
             with AirflowApiClient(url, username, password) as api:
                 run = wait_for_run(api, run_id, target_group, timeout_s)
             show_run(page, url, run, shot)
+            show_run_report(page, url, run, shot)
+            show_sync_health(page, url, run, target_group, _token(url, username, password), shot)
         except (AssertionError, PlaywrightError, AirflowApiError, UiCheckFailed) as failed:
             shot("failure")
             first_line = str(failed).strip().splitlines()[0]
@@ -259,6 +265,71 @@ def show_run(page: Page, url: str, run: DagRun, shot: Callable[[str], None]) -> 
     expect(page.get_by_text("success", exact=False).first).to_be_visible()
     page.wait_for_load_state("networkidle")
     shot("run-success")
+
+
+def show_run_report(page: Page, url: str, run: DagRun, shot: Callable[[str], None]) -> None:
+    """The run's *Report* tab (the Sync health plugin's view on a DAG run) shows the run's readable report."""
+    page.goto(f"{url}/dags/{run.dag_id}/runs/{run.run_id}")
+    page.get_by_role("link", name="Report", exact=True).click()
+    report = page.frame_locator("iframe[title='Report']")
+    expect(report.get_by_role("heading", name=f"Target-group sync {run.run_id}")).to_be_visible()
+    expect(report.get_by_role("heading", name="Target groups")).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    shot("run-report")
+
+
+def show_sync_health(page: Page, url: str, run: DagRun, target_group: str, token: str,
+                     shot: Callable[[str], None]) -> None:
+    """The *Sync health* page in the navigation: each group the JSON endpoint lists, with its last run's members,
+    additions and removals; the triggered group's last run is this run, with the figures its load task returned.
+    Its *run* link opens the run's page in the surrounding UI."""
+    health = _get_json(f"{url}/sync-health/api/health", token)
+    groups = {group["group"]: group for group in health["target_groups"]}
+    if target_group not in groups:
+        raise UiCheckFailed(f"the Sync health JSON lists no group {target_group!r} after its run: {sorted(groups)}")
+    loaded = _get_json(f"{url}/api/v2/dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/load_target_group/"
+                       "xcomEntries/return_value?map_index=0&deserialize=true", token)["value"]
+    mine = groups[target_group]
+    figures = {name: mine[name] for name in ("members", "added", "removed")}
+    expected = {name: loaded[name] for name in figures}
+    if mine["last_run"]["run_id"] != run.run_id or figures != expected:
+        raise UiCheckFailed(f"Sync health shows {target_group!r} from run {mine['last_run']['run_id']} with "
+                            f"{figures}; run {run.run_id} loaded {expected}")
+    page.goto(url)
+    page.get_by_role("link", name="Sync health").first.click()
+    frame = page.frame_locator("iframe[title='Sync health']")
+    for name, group in groups.items():
+        _expect_group_row(frame, name, group)
+    page.wait_for_load_state("networkidle")
+    shot("sync-health")
+    frame.locator(f'tr[data-group="{target_group}"] a.airflow').click()
+    expect(page).to_have_url(re.compile(rf"/dags/{run.dag_id}/runs/"))
+    print(f"  Sync health: {len(groups)} group(s) shown with their last run's figures: "
+          + "; ".join(f"{name} {group['members']} members (+{group['added']} -{group['removed']})"
+                      for name, group in groups.items()), flush=True)
+
+
+def _expect_group_row(frame: FrameLocator, name: str, group: dict) -> None:
+    row = frame.locator(f'tr[data-group="{name}"]')
+    expect(row).to_be_visible()
+    members = "—" if group["members"] is None else str(group["members"])
+    expect(row.locator('[data-figure="members"]')).to_have_text(members)
+    for figure in ("added", "removed"):  # a dry run's cell adds "(would add N)"
+        expect(row.locator(f'[data-figure="{figure}"]')).to_have_text(re.compile(rf"^{group[figure]}(\D|$)"))
+
+
+def _token(url: str, username: str, password: str) -> str:
+    reply = httpx.post(f"{url}/auth/token", json={"username": username, "password": password}, timeout=30)
+    if reply.status_code >= 400:
+        raise UiCheckFailed(f"POST {url}/auth/token answered {reply.status_code}")
+    return reply.json()["access_token"]
+
+
+def _get_json(address: str, token: str) -> dict:
+    reply = httpx.get(address, headers={"Authorization": f"Bearer {token}"}, timeout=SYNC_HEALTH_TIMEOUT_S)
+    if reply.status_code != 200:
+        raise UiCheckFailed(f"GET {address} answered {reply.status_code}: {reply.text[:300]}")
+    return reply.json()
 
 
 if __name__ == "__main__":

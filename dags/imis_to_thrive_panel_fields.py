@@ -94,16 +94,17 @@ def imis_to_thrive_panel_fields():
                 override=params["allow_mass_change"], limits=limits).to_xcom()
 
     @task(outlets=[THRIVE_PANEL_FIELDS])
-    def finish_run(extracted: dict, upserted: dict, run_id: str | None = None) -> dict:
+    def finish_run(extracted: dict, upserted: dict, run_id: str | None = None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if the mass-change guard stopped the load."""
         from include.imis_thrive import reports
-        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
+        from include.imis_thrive.airflow.runtime import report_view_url, retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import panel_fields
         from include.imis_thrive.sync.results import PanelExtract, PanelUpsert
 
         with retry_by_error_kind():
             extract, upsert = PanelExtract.from_xcom(extracted), PanelUpsert.from_xcom(upserted)
-            summary = panel_fields.finish_run(snapshot_store(), run_id, extract, upsert)
+            summary = panel_fields.finish_run(snapshot_store(), run_id, extract, upsert,
+                                              report_url=report_view_url(ti.dag_id, run_id))
             outlet = get_current_context()["outlet_events"][THRIVE_PANEL_FIELDS]
             outlet.extra = reports.panel_figures(extract, upsert)
             return summary.to_xcom()

@@ -186,7 +186,7 @@ def imis_to_thrive_target_groups():
     @task(trigger_rule="all_done")
     def finish_run(run_id: str | None = None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if any list was skipped or blocked."""
-        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
+        from include.imis_thrive.airflow.runtime import report_view_url, retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
         from include.imis_thrive.sync.results import ContactsExtract, ContactsUpsert, TargetGroupLoad, TargetGroupPlan
 
@@ -199,7 +199,8 @@ def imis_to_thrive_target_groups():
             upserted = ti.xcom_pull(task_ids="upsert_contacts", default=None)
             return target_groups.finish_run(
                 snapshot_store(), run_id, plans, contacts and ContactsExtract.from_xcom(contacts),
-                upserted and ContactsUpsert.from_xcom(upserted), loads).to_xcom()
+                upserted and ContactsUpsert.from_xcom(upserted), loads,
+                report_url=report_view_url(ti.dag_id, run_id)).to_xcom()
 
     def _mapped_results(pulled) -> list[dict]:
         """A mapped task's XComs: a list, or the bare value when only one instance ran; failed ones missing."""

@@ -87,14 +87,15 @@ def thrive_to_imis_activities():
     def finish_run(run_id: str | None = None, data_interval_start=None, data_interval_end=None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if iMIS refused events or the write failed."""
         from include.imis_thrive import reports
-        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
+        from include.imis_thrive.airflow.runtime import report_view_url, retry_by_error_kind, snapshot_store
         from include.imis_thrive.writeback import activities
         from include.imis_thrive.writeback.results import ActivityWriteback
 
         with retry_by_error_kind():
             pulled = ti.xcom_pull(task_ids="write_activities", default=None)
             written = pulled and ActivityWriteback.from_xcom(pulled)
-            report = activities.finish_run(snapshot_store(), run_id, data_interval_start, data_interval_end, written)
+            report = activities.finish_run(snapshot_store(), run_id, data_interval_start, data_interval_end, written,
+                                           report_url=report_view_url(ti.dag_id, run_id))
             figures = reports.activity_figures(report.writeback)
             get_current_context()["outlet_events"][IMIS_HLOGIC_ACTIVITIES].extra = figures
             return report.to_xcom()

@@ -14,6 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from sandbox.imis_app import ImisSandbox, ImisSandboxConfig, default_flavor
 from sandbox.server import SandboxServer
+from tests.integration.airflow_api_server import api_server  # noqa: F401 (a fixture)
 from tests.integration.thrive_fixtures import *  # noqa: F403
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -70,18 +70,33 @@ def store_url(configured: str | None, executors: list[str]) -> str:
     return default_store_url()
 
 
-def snapshot_store() -> SnapshotStore:
+def snapshot_store(variable: Callable[[str], str | None] | None = None) -> SnapshotStore:
     """The store named by the `imis_thrive_store_url` Variable (any fsspec URL, e.g. `s3://bucket/imis-thrive`),
     else a folder in the Airflow home (single-machine executors only). `imis_thrive_store_options` (JSON) passes
     fsspec options such as an `endpoint_url`; credentials come from the worker's environment (an IAM role, say),
-    never from here."""
-    from airflow.sdk import Variable
-
+    never from here. `variable` reads a Variable: the Task SDK's in a task (the default); the api-server, which
+    has no task context, passes one that reads the metadata DB (`plugins/sync_health.py`)."""
     from include.imis_thrive.sync.snapshots import SnapshotStore
 
-    base = store_url(Variable.get(STORE_URL_VARIABLE, default=None), executors_in_use())
-    options = json.loads(Variable.get(STORE_OPTIONS_VARIABLE, default=None) or "{}")
+    if variable is None:
+        from airflow.sdk import Variable
+
+        def variable(key: str) -> str | None:
+            return Variable.get(key, default=None)
+
+    base = store_url(variable(STORE_URL_VARIABLE), executors_in_use())
+    options = json.loads(variable(STORE_OPTIONS_VARIABLE) or "{}")
     return SnapshotStore(base, storage_options=options)
+
+
+def report_view_url(dag_id: str, run_id: str) -> str:
+    """Where a run's readable report is in the Airflow UI (the Sync health plugin's run view), under
+    `[api] base_url`: the address `finish_run` logs."""
+    from airflow.configuration import conf
+
+    from include.imis_thrive.health.addresses import report_view_url as under
+
+    return under(conf.get("api", "base_url", fallback="") or "http://localhost:8080", dag_id, run_id)
 
 
 def writeback_lease_terms() -> LeaseTerms:

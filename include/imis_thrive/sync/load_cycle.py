@@ -55,12 +55,14 @@ def settle_upsert(store: SnapshotStore, name: str, run_id: str, result: UpsertRe
                          quarantine=RejectionSummary.model_validate(ledger.summary()))
 
 
-def write_report(store: SnapshotStore, key: str, report: StepResult, readable: str) -> str:
+def write_report(store: SnapshotStore, key: str, report: StepResult, readable: str,
+                 address: str | None = None) -> str:
     """The run report as JSON (what tools read) and Markdown (what a person reads) at `key`; returns the
-    JSON's URL."""
+    JSON's URL. The log names `address`, where a person reads the report in Airflow (the Sync health plugin's
+    run view), when the caller knows it; else the stored Markdown."""
     location = store.write_json(key, report.to_xcom())
     markdown = store.write_text(key, readable)
-    log.info("run report written to %s (readable: %s)", location, markdown)
+    log.info("run report: %s", address or markdown)
     return location
 
 

@@ -233,12 +233,14 @@ def report_key(run_id: str) -> str:
     return f"{REPORT_FOLDER}/{snapshot_name(run_id)}"
 
 
-def finish_run(store: SnapshotStore, run_id: str, extracted: PanelExtract, upserted: PanelUpsert) -> PanelFieldsRun:
+def finish_run(store: SnapshotStore, run_id: str, extracted: PanelExtract, upserted: PanelUpsert,
+               report_url: str | None = None) -> PanelFieldsRun:
     """Write the run report (counts, field names and the GX summary) next to the snapshots and return a
-    short summary for XCom; raise `MassChangeBlocked` if the guard stopped the load, so alerting fires."""
+    short summary for XCom; raise `MassChangeBlocked` if the guard stopped the load, so alerting fires.
+    `report_url` is where the report reads in Airflow (logged)."""
     report = PanelFieldsReport(run_id=run_id, finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
                                iqa=PANEL_FIELDS_IQA_PATH, extract=extracted, upsert=upserted)
-    location = write_report(store, report_key(run_id), report, render_panel_fields(report))
+    location = write_report(store, report_key(run_id), report, render_panel_fields(report), report_url)
     if upserted.status is PanelUpsertStatus.BLOCKED and upserted.guard is not None:
         raise MassChangeBlocked(upserted.guard.check())
     return PanelFieldsRun(report=location, status=upserted.status, fields=len(extracted.fields),

@@ -275,11 +275,15 @@ class SnapshotStore:
 
     def newest_name(self, folder: str, suffix: str = ".json") -> str | None:
         """The document under `folder` written last (e.g. the latest run report), by name without `suffix`."""
+        newest = self.newest_names(folder, 1, suffix)
+        return newest[0] if newest else None
+
+    def newest_names(self, folder: str, count: int, suffix: str = ".json") -> list[str]:
+        """The `count` documents under `folder` written last, newest first, by name without `suffix`: the
+        recent run reports without reading a year of hourly ones."""
         listing = {name: info for name, info in self._listing(folder).items() if name.endswith(suffix)}
-        if not listing:
-            return None
-        newest = max(listing, key=lambda name: (_modified(listing[name]), name))
-        return newest.removesuffix(suffix)
+        newest = sorted(listing, key=lambda name: (_modified(listing[name]), name), reverse=True)[:count]
+        return [name.removesuffix(suffix) for name in newest]
 
     def snapshot_keys(self, name: str) -> list[str]:
         """Keys of every snapshot object of `name` still stored, staged or committed, sorted (oldest first)."""

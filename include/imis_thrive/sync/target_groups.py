@@ -441,17 +441,17 @@ def _members(ids: pd.Series, emails: pd.Series) -> list[InterestMember]:
 
 def finish_run(store: SnapshotStore, run_id: str, plans: Sequence[TargetGroupPlan],
                contacts: ContactsExtract | None, upsert: ContactsUpsert | None,
-               loads: Sequence[TargetGroupLoad]) -> TargetGroupsRun:
+               loads: Sequence[TargetGroupLoad], report_url: str | None = None) -> TargetGroupsRun:
     """Write the run report (counts only) next to the snapshots; then raise `SyncIncomplete` naming each
     list that was not synced, so the run ends failed and alerting fires. A step that did not finish is None
-    (or, for a group's load, missing)."""
+    (or, for a group's load, missing). `report_url` is where the report reads in Airflow (logged)."""
     by_group = {load.group: load for load in loads}
     report = TargetGroupsReport(
         run_id=run_id, finished_at=datetime.now(UTC).isoformat(timespec="seconds"), contacts=contacts,
         upsert=upsert,
         target_groups=[GroupOutcome(**dict(plan), load=by_group.get(plan.group)) for plan in plans])
     location = write_report(store, f"reports/target_groups/{snapshot_name(run_id)}", report,
-                            render_target_groups(report))
+                            render_target_groups(report), report_url)
     problems = [f"{step} did not finish; see its log" for step, result in
                 (("extract_contacts", contacts), ("upsert_contacts", upsert)) if result is None]
     problems += [f"{plan.group}: {plan.reason}" for plan in plans if not plan.ready]

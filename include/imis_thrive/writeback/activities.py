@@ -167,13 +167,15 @@ def _in_dependency_order(kinds: Iterable[EngagementKind]) -> list[EngagementKind
 
 
 def finish_run(store: SnapshotStore, run_id: str, start: datetime, end: datetime,
-               writeback: ActivityWriteback | None) -> ActivitiesReport:
+               writeback: ActivityWriteback | None, report_url: str | None = None) -> ActivitiesReport:
     """Write the run report; then raise `WritebackIncomplete` if the write step failed, iMIS refused events, or
-    events were quarantined in this run (all the others were written and recorded by then)."""
+    events were quarantined in this run (all the others were written and recorded by then). `report_url` is
+    where the report reads in Airflow (logged)."""
     interval = Interval(start=_utc(start).isoformat(), end=_utc(end).isoformat())
     report = ActivitiesReport(run_id=run_id, finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
                               interval=interval, writeback=writeback)
-    location = write_report(store, f"{REPORT_PREFIX}/{snapshot_name(run_id)}", report, render_activities(report))
+    location = write_report(store, f"{REPORT_PREFIX}/{snapshot_name(run_id)}", report, render_activities(report),
+                            report_url)
     report = report.model_copy(update={"location": location})
     if writeback is None:
         raise WritebackIncomplete(

@@ -11,7 +11,9 @@ from include.imis_thrive.airflow.runtime import (
     LocalStoreOnDistributedExecutor,
     default_store_url,
     executors_in_use,
+    report_view_url,
     retry_by_error_kind,
+    snapshot_store,
     store_url,
     writeback_lease_terms,
 )
@@ -73,6 +75,20 @@ def test_a_distributed_executor_without_a_store_fails_at_once_saying_what_to_set
 
 def test_a_configured_store_is_used_on_any_executor() -> None:
     assert store_url("s3://bucket/imis-thrive", ["CeleryExecutor"]) == "s3://bucket/imis-thrive"
+
+
+def test_the_api_server_reads_the_store_variable_through_the_getter_it_passes(tmp_path) -> None:
+    """The Sync health plugin runs no task, so it reads Variables from the metadata DB, not the Task SDK."""
+    variables = {STORE_URL_VARIABLE: str(tmp_path / "store"), "imis_thrive_store_options": '{"auto_mkdir": true}'}
+    store = snapshot_store(variables.get)
+    store.write_json("probe", {"ok": True})
+    assert (tmp_path / "store" / "probe.json").exists()
+
+
+def test_the_report_address_is_under_the_api_base_url(monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org/")
+    assert report_view_url("imis_to_thrive_target_groups", "manual__1") == (
+        "https://airflow.example.org/sync-health/runs/imis_to_thrive_target_groups/manual__1")
 
 
 def test_the_executor_list_is_read_from_airflow_config_with_aliases_and_module_paths(monkeypatch) -> None:
