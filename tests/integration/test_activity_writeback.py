@@ -54,8 +54,11 @@ from tests.integration.engagement_expectations import (
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=0.02)
-# The interval's lease, short: a writer killed here is taken over a second after its last renewal.
-FAST_LEASE = {"ttl": 0.8, "renew_every": 0.1, "wait": 60, "grace": 0.3}
+# The interval's lease of a writer process these tests kill, short: it is taken over ~3 s after its last renewal,
+# yet a loaded CI machine that delays a renewal thread a second or two does not lose it (ttl 0.8 s did).
+FAST_LEASE = {"ttl": 3.0, "renew_every": 0.2, "wait": 60, "grace": 0.3}
+# An in-process writer is never killed, so its lease need not expire soon; a long one only guards against load.
+IN_PROCESS_LEASE = {"ttl": 30.0, "renew_every": 0.5, "wait": 60, "grace": 0.3}
 ZONE = "America/New_York"
 INTEREST = "Newsletter"
 UNKNOWN_TO_IMIS = ("9999001", "9999002")
@@ -121,7 +124,7 @@ class World:
 
     def write(self, start: datetime, end: datetime, **options) -> ActivityWriteback:
         options.setdefault("lease", LeaseTerms(**{name: timedelta(seconds=seconds)
-                                                  for name, seconds in FAST_LEASE.items()}))
+                                                  for name, seconds in IN_PROCESS_LEASE.items()}))
         return write_activities(self.imis, self.thrive, self.store, start, end, **options)
 
     def writer_process(self, start: datetime, end: datetime) -> subprocess.Popen:
