@@ -32,7 +32,8 @@ class World(SandboxPair):
         contacts = sync.extract_contacts(self.imis, self.store, run_id)
         plans = [sync.plan_target_group(self.imis, self.thrive, self.store, group, contacts, run_id,
                                         full_resync=options.get("full_resync", False),
-                                        override=options.get("override", False)) for group in groups]
+                                        override=options.get("override", False),
+                                        reconcile=options.get("reconcile", False)) for group in groups]
         upsert = sync.upsert_contacts(self.thrive, self.store, contacts, plans, run_id,
                                       dry_run=options.get("dry_run", False),
                                       full_resync=options.get("full_resync", False),
