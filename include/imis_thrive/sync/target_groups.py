@@ -10,7 +10,9 @@ data) that travels through XCom as JSON, and raises a typed error a person can a
    to Thrive fields; staged, not committed.
 3. `plan_target_group` (one per list): the list extracted and checked (shared with Everyone, one active
    record), its membership diffed against the group's snapshot and passed through the mass-change guard.
-   A list that fails a requirement is planned as skipped with the reason; the others go on.
+   A list that fails a requirement is planned as skipped with the reason; the others go on. Before the diff,
+   Thrive's count of the group is checked against the snapshot; when they differ (drift), the diff is made
+   against Thrive's own member list instead.
 4. `upsert_contacts`: the fields of members that are new to Thrive or changed since they were last sent,
    in one upsert for all groups; Thrive's rejections are quarantined. Commits the contacts snapshot.
 5. `load_target_group` (one per list): interest additions for members Thrive now holds, removals (never an
