@@ -16,8 +16,15 @@ unsubscribe). Contacts in no synced group are not pushed.
   with `{"conf": {"target_group": "<group>"}}`), see the README.
 
 **Params**: `target_group`, `dry_run` (compute and report the diff, load nothing), `full_resync` (ignore the
-snapshots: resend every member's fields and reconcile membership with Thrive's own list), `allow_mass_change`
-with `max_removed_share` / `max_changed_share` (the mass-change guard, 20% by default).
+snapshots: resend every member's fields and reconcile membership with Thrive's own list), `reconcile` (compare
+every group's membership and synced fields with Thrive and repair what differs; weekly, `thrive_reconciliation`
+triggers it), `allow_mass_change` with `max_removed_share` / `max_changed_share` (the mass-change guard, 20% by
+default; it also stops a group whose drift in Thrive is larger).
+
+**Drift**: each run counts every group's members in Thrive (one call per group); when Thrive's count is not the
+snapshot's, the group's member list is read and the diff made against what Thrive really holds, so members lost
+or added behind the pipeline's back are repaired in the same run. The report says
+"drift: N missing in Thrive, M extra, repaired".
 
 **When it fails**
 - `fetch_contacts` / `fetch_target_group`: iMIS did not answer (they retry by themselves); these are the only tasks
@@ -59,6 +66,9 @@ from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
         "full_resync": Param(False, type="boolean", title="Full resync",
                              description="Ignore snapshots: resend every member's fields and reconcile "
                                          "membership with Thrive's own member list."),
+        "reconcile": Param(False, type="boolean", title="Reconcile with Thrive",
+                           description="Read every group's member list and members' synced fields from Thrive "
+                                       "and repair what differs (with dry_run: report it only)."),
         "allow_mass_change": Param(False, type="boolean", title="Allow mass change",
                                    description="Load even if the mass-change guard would stop the run."),
         "max_removed_share": Param(0.2, type="number", minimum=0, maximum=1, title="Max removed share",
@@ -138,7 +148,8 @@ def imis_to_thrive_target_groups():
                 return target_groups.plan_target_group(
                     None, thrive, store, group, ContactsExtract.from_xcom(contacts), run_id,
                     full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits,
-                    fetched=fetch.fetched_frame(store, listed), denied=listed.denied).to_xcom()
+                    fetched=fetch.fetched_frame(store, listed), denied=listed.denied,
+                    reconcile=params["reconcile"]).to_xcom()
 
     @task(outlets=[THRIVE_CONTACTS])
     def upsert_contacts(contacts: dict, plans: list[dict], params: dict, run_id: str | None = None) -> dict:

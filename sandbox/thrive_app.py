@@ -231,6 +231,21 @@ class ThriveSandbox:
         with self._lock:
             return [subscriber.user_id for subscriber in self.store.interest_members(name)]
 
+    def drop_members(self, name: str, contact_ids: list[str]) -> int:
+        """Test knob: members removed from an interest in Thrive's UI, behind the pipeline's back."""
+        with self._lock:
+            return self.store.drop_members(name, contact_ids)
+
+    def join_members(self, name: str, contact_ids: list[str]) -> int:
+        """Test knob: existing subscribers added to an interest in Thrive's UI, behind the pipeline's back."""
+        with self._lock:
+            return self.store.join_members(name, contact_ids)
+
+    def edit_field(self, contact_id: str, name: str, value: str | None) -> None:
+        """Test knob: one personalization field edited in Thrive's UI, behind the pipeline's back."""
+        with self._lock:
+            self.store.edit_field(contact_id, name, value)
+
     def add_interest(self, name: str, in_active_campaign: bool = False) -> None:
         with self._lock:
             self.store.add_interest(name, in_active_campaign)
@@ -655,6 +670,28 @@ class ThriveSandbox:
                 return self.interest_members(name)
             except SandboxFault as fault:
                 raise HTTPException(404, fault.reason) from fault
+
+        @router.post("/interests/{name}/members/drop")
+        def post_drop_members(name: str, contact_ids: Annotated[list[str], Body()]) -> dict[str, int]:
+            try:
+                return {"dropped": self.drop_members(name, contact_ids)}
+            except SandboxFault as fault:
+                raise HTTPException(404, fault.reason) from fault
+
+        @router.post("/interests/{name}/members/join")
+        def post_join_members(name: str, contact_ids: Annotated[list[str], Body()]) -> dict[str, int]:
+            try:
+                return {"joined": self.join_members(name, contact_ids)}
+            except SandboxFault as fault:
+                raise HTTPException(404, fault.reason) from fault
+
+        @router.put("/subscribers/{contact_id}/fields/{name}")
+        def put_field(contact_id: str, name: str, value: Annotated[str | None, Body(embed=True)]) -> dict[str, str]:
+            try:
+                self.edit_field(contact_id, name, value)
+            except KeyError as error:
+                raise HTTPException(404, str(error)) from error
+            return {"field": name}
 
         @router.put("/campaign-interests")
         def put_campaign_interests(names: Annotated[list[str], Body()]) -> dict[str, list[str]]:

@@ -274,6 +274,36 @@ class ThriveStore:
         self._touch("members")
         return self.members[interest.interest_id].pop(subscriber.subscriber_id, None) is not None
 
+    # --- edits made in Thrive's own UI, behind the pipeline's back (test knobs) --------------------------------
+    def drop_members(self, name: str, user_ids: Iterable[str]) -> int:
+        """A marketer removes members of an interest by hand; returns how many were members."""
+        members = self.members[self.interest(name).interest_id]
+        found = (self.find(user_id, None) for user_id in user_ids)
+        dropped = sum(members.pop(s.subscriber_id, None) is not None for s in found if s is not None)
+        self._touch("members")
+        return dropped
+
+    def join_members(self, name: str, user_ids: Iterable[str]) -> int:
+        """A marketer adds existing subscribers to an interest by hand; returns how many joined."""
+        interest = self.interest(name)
+        members = self.members[interest.interest_id]
+        joined = 0
+        for subscriber in filter(None, (self.find(user_id, None) for user_id in user_ids)):
+            if subscriber.subscriber_id not in members:
+                members[subscriber.subscriber_id] = (self._new_id("membership"), self.clock())
+                joined += 1
+        self._touch("members")
+        return joined
+
+    def edit_field(self, user_id: str, name: str, value: str | None) -> None:
+        """A marketer edits one personalization field of a subscriber by hand."""
+        subscriber = self.find(user_id, None)
+        if subscriber is None:
+            raise KeyError(f"no subscriber with contact ID {user_id}")
+        subscriber.fields[name] = value
+        subscriber.modified_date = self.clock()
+        self._touch("subscribers")
+
     def unsubscribe(self, subscriber: SandboxSubscriber, when: datetime, mailing_instance_id: int | None,
                     reason: str | None = None) -> None:
         subscriber.is_unsubscriber = True
@@ -416,6 +446,7 @@ class ThriveStore:
         events = tuple(f"events:{kind.name}" for kind in _EVENT_SOURCES.get(grid, ()))
         return events + {
             "subscriber": ("subscribers",), "subscriber_interests": ("subscribers", "members", "interests"),
+            "subscriber_personal_information": ("subscribers",),
             "interest_target_group": ("interests",), "target_group_counts": ("interests", "members"),
             "mailing_instance": ("mailings",), "upload_history": ("uploads",),
         }.get(grid, ()) + (("clock",) if grid in _CLOCK_SPLIT else ())
@@ -455,6 +486,16 @@ class ThriveStore:
                 rows.append((membership_id, sid, subscriber.email, subscriber.user_id, interest_id,
                              names[interest_id], since, None, None))
         return _frame("subscriber_interests", rows)
+
+    def _grid_subscriber_personal_information(self) -> pd.DataFrame:
+        """One row per subscriber and personalization field it holds; field ids in the order first seen."""
+        field_ids: dict[str, int] = {}
+        rows: list[tuple[object, ...]] = []
+        for subscriber in self.subscribers.values():
+            for name, value in subscriber.fields.items():
+                field_id = field_ids.setdefault(name.lower(), len(field_ids) + 1)
+                rows.append((len(rows) + 1, subscriber.email, field_id, name, value))
+        return _frame("subscriber_personal_information", rows)
 
     def _grid_interest_target_group(self) -> pd.DataFrame:
         return _frame("interest_target_group", [

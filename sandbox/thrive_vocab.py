@@ -108,6 +108,12 @@ _GRID_LIST = (
         "subscriber_to_interest_id", "subscriber_id", "email", "user_id", "interest_id", "interest_name",
         "service_since_date", "cancellation_date", "cancelled_id",
     ), True, "GridRequests - Subscriber Interests, Changes and Deletions"),
+    # The vendor's table names `email` and `subscriber_personal_information_id` beside the sample's four return
+    # fields; whether it also carries the remote ID is not shown, so the emulator answers by email only.
+    GridSpec("subscriber_personal_information", (
+        "subscriber_personal_information_id", "email", "personal_information_id", "personal_information_name",
+        "personal_information_value",
+    ), True, "GridRequests - Subscriber Personal Information and Persona"),
     GridSpec("interest_target_group", ("brand_ID", "is_deleted", "target_group_id", "target_group_name"),
              True, "GridRequests - Interest Target Group and Target Group Counts"),
     GridSpec("target_group_counts", (

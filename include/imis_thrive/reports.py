@@ -66,9 +66,35 @@ def _validation_lines(validation: Mapping[str, Any] | None) -> list[str]:
 
 def target_group_figures(plan: TargetGroupPlan, load: TargetGroupLoad) -> dict[str, Any]:
     """The `extra` of one target group's Asset event."""
+    drift = plan.drift
     return {"rows": plan.membership.current if plan.membership else 0, "added": load.added, "removed": load.removed,
             "quarantined": load.not_in_thrive + load.rejected, "members": load.members, "api_calls": load.calls,
-            "seconds": load.seconds, "dry_run": load.dry_run}
+            "seconds": load.seconds, "dry_run": load.dry_run,
+            "drift_missing": drift.missing if drift else 0, "drift_extra": drift.extra if drift else 0,
+            "drift_fields": (drift.fields_differ or 0) if drift else 0}
+
+
+def drift_note(plan: TargetGroupPlan, load: TargetGroupLoad | None) -> str:
+    """One group's drift in Thrive, as a person reads it: "drift: 3 missing in Thrive, 2 extra, repaired"."""
+    drift = plan.drift
+    if drift is None:
+        return ""
+    if not drift.drifted:
+        return f"none ({drift.in_thrive:,} in Thrive" + (
+            f", fields of {drift.fields_checked:,} compared)" if drift.fields_checked is not None else ")")
+    found = [f"{drift.missing:,} missing in Thrive", f"{drift.extra:,} extra"]
+    if drift.fields_differ is not None:
+        found.append(f"{drift.fields_differ:,} with other field values")
+    if load is not None and not load.dry_run:
+        outcome = (f"repaired ({load.drift_readded or 0:,} added again, {load.drift_removed or 0:,} removed, "
+                   f"{load.drift_fields_resent or 0:,} fields re-sent)")
+    elif load is not None:
+        outcome = "not repaired (dry run)"
+    elif not plan.ready:
+        outcome = f"not repaired ({plan.status})"
+    else:
+        outcome = "not repaired (the load did not finish)"
+    return "drift: " + ", ".join(found) + ", " + outcome
 
 
 def contacts_figures(contacts: ContactsExtract, upsert: ContactsUpsert) -> dict[str, Any]:
@@ -94,9 +120,10 @@ def render_target_groups(report: TargetGroupsReport) -> str:
     lines += _quarantine_lines("Quarantined by validation (not sent)", contacts.quarantined if contacts else None)
     lines += _quarantine_lines("Rejected by Thrive (retried every run)", upsert.quarantine if upsert else None)
     lines += ["## Target groups", "",
-              table(["group", "status", "members", "added", "removed", "not added", "note"],
+              table(["group", "status", "members", "added", "removed", "not added", "drift in Thrive", "note"],
                     [(g.group, g.status, g.load and g.load.members, g.load and g.load.added,
-                      g.load and g.load.removed, g.load and g.load.not_in_thrive, g.reason or "")
+                      g.load and g.load.removed, g.load and g.load.not_in_thrive, drift_note(g, g.load),
+                      g.reason or "")
                      for g in report.target_groups]), ""]
     return "\n".join(lines)
 

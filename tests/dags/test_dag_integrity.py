@@ -16,7 +16,8 @@ import pytest
 pytestmark = pytest.mark.dags
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((PROJECT_ROOT / "dags").glob("*.py"))
-EXPECTED_DAGS = {"imis_to_thrive_target_groups", "imis_to_thrive_panel_fields", "thrive_to_imis_activities"}
+EXPECTED_DAGS = {"imis_to_thrive_target_groups", "imis_to_thrive_panel_fields", "thrive_to_imis_activities",
+                 "thrive_reconciliation"}
 HEAVY_MODULES = ("pandas", "great_expectations", "pyarrow", "numpy", "include.imis_thrive.sync",
                  "include.imis_thrive.imis", "include.imis_thrive.thrive", "include.imis_thrive.writeback", "sandbox")
 # Domain modules a DAG file may import to name things (param choices): bare definitions, no imports of their own.

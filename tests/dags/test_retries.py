@@ -87,9 +87,19 @@ def _enters_retry_by_error_kind(function: ast.FunctionDef) -> bool:
     return False
 
 
+# DAG files whose only task is an operator of Airflow's own (no domain code runs in them, so no error kind to map).
+OPERATOR_ONLY_DAGS = {"thrive_reconciliation": "TriggerDagRunOperator"}
+
+
 @pytest.mark.parametrize("dag_file", sorted((PROJECT_ROOT / "dags").glob("*.py")), ids=lambda path: path.stem)
 def test_every_task_decides_its_retry_by_error_kind(dag_file):
-    tasks = [node for node in ast.walk(ast.parse(dag_file.read_text()))
+    tree = ast.parse(dag_file.read_text())
+    tasks = [node for node in ast.walk(tree)
              if isinstance(node, ast.FunctionDef) and any(_is_task(d) for d in node.decorator_list)]
+    if dag_file.stem in OPERATOR_ONLY_DAGS:
+        operators = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call)
+                     and isinstance(node.func, ast.Name) and node.func.id.endswith("Operator")}
+        assert tasks == [] and operators == {OPERATOR_ONLY_DAGS[dag_file.stem]}
+        return
     assert tasks
     assert [task.name for task in tasks if not _enters_retry_by_error_kind(task)] == []

@@ -1,5 +1,11 @@
 from include.imis_thrive import reports
-from include.imis_thrive.sync.results import RejectionSummary, TargetGroupLoad, TargetGroupPlan, ValidationQuarantine
+from include.imis_thrive.sync.results import (
+    DriftCheck,
+    RejectionSummary,
+    TargetGroupLoad,
+    TargetGroupPlan,
+    ValidationQuarantine,
+)
 from include.imis_thrive.writeback.results import ActivitiesReport
 
 
@@ -39,3 +45,20 @@ def test_rejections_thrive_keeps_refusing_name_the_contacts_to_fix():
                               flag_after_runs=3)
     text = "\n".join(reports._quarantine_lines("Rejected", ledger))
     assert "| email is malformed | 3 |" in text and "1 contact(s) rejected 3 runs in a row need a fix" in text
+
+
+def test_a_group_s_drift_reads_as_found_and_repaired_or_not():
+    drift = {"snapshot": 10, "in_thrive": 9, "reconciled": True, "missing": 2, "extra": 1}
+    plan = TargetGroupPlan(group="Newsletter", iqa="$/HigherLogic/MailingLists/Newsletter", status="ready",
+                           drift=drift)
+    load = TargetGroupLoad(group="Newsletter", to_add=2, to_remove=1, not_in_thrive=0, dry_run=False, added=2,
+                           removed=1, drift_readded=2, drift_removed=1, drift_fields_resent=0)
+    assert reports.drift_note(plan, load) == ("drift: 2 missing in Thrive, 1 extra, repaired (2 added again, "
+                                              "1 removed, 0 fields re-sent)")
+    assert reports.drift_note(plan, load.model_copy(update={"dry_run": True})).endswith("not repaired (dry run)")
+    blocked = plan.model_copy(update={"status": "blocked"})
+    assert reports.drift_note(blocked, None).endswith("not repaired (blocked)")
+    quiet = plan.model_copy(update={"drift": DriftCheck(snapshot=10, in_thrive=10)})
+    assert reports.drift_note(quiet, load) == "none (10 in Thrive)"
+    assert (reports.target_group_figures(plan, load)["drift_missing"],
+            reports.target_group_figures(plan, load)["drift_extra"]) == (2, 1)

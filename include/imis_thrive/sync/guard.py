@@ -68,6 +68,32 @@ class MassChangeBlocked(BadData):
         )
 
 
+class DriftBlocked(MassChangeBlocked):
+    """Thrive's membership of a group drifted too far from what the last sync left: someone rebuilt or emptied it."""
+
+    def __init__(self, check: GuardCheck, missing: int, extra: int) -> None:
+        self.check = check
+        BadData.__init__(
+            self,
+            f"drift guard stopped {check.subject}: Thrive holds it with {missing:,} member(s) missing and {extra:,} "
+            f"extra against the {check.base:,} the last sync left ({check.share:.1%}, above the {check.limit:.0%} "
+            "limit). Someone may have rebuilt, emptied or edited the group in Thrive; if iMIS should win, re-run "
+            "with the mass-change override and the group is repaired from iMIS. Nothing was loaded.",
+        )
+
+
+def check_drift(target_group: str, missing: int, extra: int, base: int,
+                limits: MassChangeLimits = MassChangeLimits(), override: bool = False) -> GuardCheck:
+    """Block when more than `max_removed_share` of the last sync's members are missing from or extra in Thrive:
+    repairing that much at once is the same kind of mass change as removing it."""
+    subject = f"target group {target_group!r}"
+    try:
+        return _check(subject, "members drifted in Thrive", missing + extra, base, limits.max_removed_share,
+                      override)
+    except MassChangeBlocked as blocked:
+        raise DriftBlocked(blocked.check, missing, extra) from None
+
+
 def check_membership_removals(
     diff: MembershipDiff, limits: MassChangeLimits = MassChangeLimits(), override: bool = False
 ) -> GuardCheck:

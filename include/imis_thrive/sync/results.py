@@ -153,6 +153,28 @@ class ContactsExtract(StepResult):
     seconds: float
 
 
+class DriftCheck(StepResult):
+    """What Thrive held of one group before the diff, against the group's committed snapshot (counts only).
+
+    `reconciled` says the member list was read (the count differed, or a weekly reconciliation); then `missing`
+    (in the snapshot, not in Thrive) and `extra` (in Thrive, not in the snapshot) are known, and `fields_differ`
+    counts members whose synced fields Thrive holds otherwise than last sent (reconciliation only).
+    """
+
+    snapshot: int
+    in_thrive: int
+    reconciled: bool = False
+    missing: int = 0
+    extra: int = 0
+    fields_checked: int | None = None
+    fields_differ: int | None = None
+    guard: GuardVerdict | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.missing or self.extra or self.fields_differ or self.snapshot != self.in_thrive)
+
+
 class TargetGroupPlan(StepResult):
     """`plan_target_group`: one list's staged membership changes, or why it is not loaded."""
 
@@ -168,6 +190,7 @@ class TargetGroupPlan(StepResult):
     # keys of earlier runs' uploads this plan settled (`pending_uploads.py`); cleared after the group's commit
     settled_uploads: list[str] | None = None
     uncertain: int | None = None  # contacts those uploads left uncertain, re-sent by this plan
+    drift: DriftCheck | None = None  # Thrive's side, checked before the diff (None: nothing committed to check)
 
     @property
     def ready(self) -> bool:
@@ -207,6 +230,11 @@ class TargetGroupLoad(StepResult):
     members: int | None = None
     calls: int = 0
     seconds: float | None = None
+    # drift repaired by this load: members missing in Thrive added again, extra ones removed, members whose
+    # fields Thrive held otherwise (re-sent by upsert_contacts)
+    drift_readded: int | None = None
+    drift_removed: int | None = None
+    drift_fields_resent: int | None = None
 
 
 class GroupOutcome(TargetGroupPlan):

@@ -10,7 +10,9 @@ data) that travels through XCom as JSON, and raises a typed error a person can a
    to Thrive fields; staged, not committed.
 3. `plan_target_group` (one per list): the list extracted and checked (shared with Everyone, one active
    record), its membership diffed against the group's snapshot and passed through the mass-change guard.
-   A list that fails a requirement is planned as skipped with the reason; the others go on.
+   A list that fails a requirement is planned as skipped with the reason; the others go on. Before the diff,
+   Thrive's count of the group is checked against the snapshot; when they differ (drift), the diff is made
+   against Thrive's own member list instead.
 4. `upsert_contacts`: the fields of members that are new to Thrive or changed since they were last sent,
    in one upsert for all groups; Thrive's rejections are quarantined. Commits the contacts snapshot.
 5. `load_target_group` (one per list): interest additions for members Thrive now holds, removals (never an
@@ -58,9 +60,11 @@ from include.imis_thrive.sync.diff import diff_contacts, diff_membership
 from include.imis_thrive.sync.fetch import declared_types as _declared_types
 from include.imis_thrive.sync.field_map import to_thrive_contacts
 from include.imis_thrive.sync.guard import (
+    DriftBlocked,
     MassChangeBlocked,
     MassChangeLimits,
     check_contact_changes,
+    check_drift,
     check_membership_removals,
 )
 from include.imis_thrive.sync.load_cycle import is_in, settle_upsert, write_report
@@ -70,6 +74,7 @@ from include.imis_thrive.sync.results import (
     ContactChanges,
     ContactsExtract,
     ContactsUpsert,
+    DriftCheck,
     GroupOutcome,
     GuardVerdict,
     MembershipChanges,
@@ -96,6 +101,8 @@ log = logging.getLogger(__name__)
 CONTACTS_SNAPSHOT = "contacts"
 EMAIL_FIELD = "PrimaryEmailAddress"
 CHANGE_COLUMN = "change"  # in a membership plan: "add", "remove" or "keep"
+DRIFT_COLUMN = "drift"  # in a membership plan: the drift in Thrive a row repairs, or ""
+DRIFT_MISSING, DRIFT_EXTRA, DRIFT_FIELDS = "missing", "extra", "fields"
 CAMPAIGN_GROUPS_VARIABLE = "imis_thrive_campaign_groups"  # names the hourly run syncs; wins over Thrive's signals
 CAMPAIGN_LOOKBACK_DAYS = 30  # a group a mailing used this recently counts as a campaign group
 
@@ -215,9 +222,17 @@ def extract_contacts(imis: ImisClient | None, store: SnapshotStore, run_id: str,
 def plan_target_group(imis: ImisClient | None, thrive: ThriveClient, store: SnapshotStore, group: TargetGroup,
                       contacts: ContactsExtract, run_id: str, full_resync: bool = False,
                       override: bool = False, limits: MassChangeLimits = MassChangeLimits(),
-                      fetched: pd.DataFrame | None = None, denied: str | None = None) -> TargetGroupPlan:
+                      fetched: pd.DataFrame | None = None, denied: str | None = None,
+                      reconcile: bool = False) -> TargetGroupPlan:
     """Extract and check one list, diff its membership and stage the plan; never raises for a bad list.
-    `fetched` / `denied`: what a fetch task got for the list (`sync/fetch.py`); then iMIS is not called."""
+    `fetched` / `denied`: what a fetch task got for the list (`sync/fetch.py`); then iMIS is not called.
+
+    Drift: the diff is made against what Thrive holds, not only what the snapshot claims. Every run asks Thrive
+    how many members the group has (one Count call); when that differs from the committed snapshot, Thrive's
+    member list is read and the diff made against it, so members removed behind the pipeline's back are added
+    again and ones added behind its back removed (`DriftCheck`). `reconcile` (the weekly reconciliation) reads
+    the list whatever the count, and compares the members' synced fields too: those Thrive holds otherwise are
+    re-sent. Drift above the guard's share stops the group unless `override`."""
     if group.problem:
         return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.SKIPPED, reason=group.problem)
     try:
@@ -234,14 +249,46 @@ def plan_target_group(imis: ImisClient | None, thrive: ThriveClient, store: Snap
     uncertain = pd.Index(sorted(settled.uncertain), dtype="str")
     if attempted is not None:
         uncertain = uncertain.union(pd.Index(attempted.loc[attempted[CHANGE_COLUMN] != "keep", ID_ALIAS], dtype="str"))
+    committed = None if baseline is None else pd.Index(store.load(baseline)[ID_ALIAS], dtype="str")
+    in_thrive: pd.Index | None = None
+    drift: DriftCheck | None = None
     if full_resync:
-        previous = [m.contact_id for m in thrive.interest_members(group.name) if m.contact_id]
+        in_thrive = _thrive_members(thrive, group.name)
+    elif committed is not None and (reconcile or uncertain.empty):
+        # An attempt that did not commit leaves the count unknowable (its sends are re-sent anyway); a
+        # reconciliation reads the list after the settling, which is certain either way.
+        counted = None if reconcile else thrive.interest_member_count(group.name)
+        if counted is None or counted != len(committed):
+            in_thrive = _thrive_members(thrive, group.name)
+            drift = DriftCheck(snapshot=len(committed), in_thrive=len(in_thrive), reconciled=True,
+                               missing=len(committed.difference(in_thrive)),
+                               extra=len(in_thrive.difference(committed)))
+        else:
+            drift = DriftCheck(snapshot=len(committed), in_thrive=counted)
+    if in_thrive is not None:
+        previous = in_thrive
         uncertain = uncertain[:0]  # Thrive's own list, read after the settling, is certain
     else:
-        previous = None if baseline is None else store.load(baseline)[ID_ALIAS]
+        previous = committed
+    member_ids = pd.Index(members, dtype="str")
+    fields_drifted = pd.Index([], dtype="str")
+    if drift is not None and drift.reconciled and in_thrive is not None:
+        if reconcile:
+            fields_drifted, checked = _fields_drifted(thrive, store, in_thrive.intersection(member_ids))
+            drift = drift.model_copy(update={"fields_checked": checked, "fields_differ": len(fields_drifted)})
+        if drift.missing or drift.extra:
+            log.warning("target group %r: drift in Thrive: %d member(s) missing, %d extra against the %d of the last "
+                        "sync (Thrive counts %d)", group.name, drift.missing, drift.extra, drift.snapshot,
+                        drift.in_thrive)
+            try:
+                drift_guard = check_drift(group.name, drift.missing, drift.extra, drift.snapshot, limits, override)
+            except DriftBlocked as blocked:
+                return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.BLOCKED,
+                                       reason=str(blocked), guard=GuardVerdict.of(blocked.check),
+                                       drift=drift.model_copy(update={"guard": GuardVerdict.of(blocked.check)}))
+            drift = drift.model_copy(update={"guard": GuardVerdict.of(drift_guard)})
     sure = previous if previous is None or uncertain.empty else pd.Index(previous, dtype="str").difference(uncertain)
     diff = diff_membership(group.name, sure, members)
-    member_ids = pd.Index(members, dtype="str")
     removed = diff.removed.union(uncertain.difference(member_ids))
     membership = MembershipChanges.model_validate(diff.summary() | {"removed": len(removed)})
     guarded = diff if attempted is None else diff_membership(
@@ -256,13 +303,53 @@ def plan_target_group(imis: ImisClient | None, thrive: ThriveClient, store: Snap
         pd.DataFrame({ID_ALIAS: removed, CHANGE_COLUMN: "remove"}),
         pd.DataFrame({ID_ALIAS: member_ids.difference(diff.added), CHANGE_COLUMN: "keep"}),
     ], ignore_index=True).astype({ID_ALIAS: "str", CHANGE_COLUMN: "str"})
+    changes[DRIFT_COLUMN] = _drift_marks(changes, committed, in_thrive if drift is not None else None, fields_drifted)
     handle = store.stage(group_snapshot(group.name), changes, run_id)
     log.info("target group %r: %d members, %d to add, %d to remove (%d uncertain: an attempt did not commit)",
              group.name, diff.current_count, len(diff.added), len(removed), len(uncertain))
     return TargetGroupPlan(group=group.name, iqa=group.iqa, status=PlanStatus.READY, handle=handle,
                            baseline=baseline, membership=membership, guard=GuardVerdict.of(guard),
                            full_resync=full_resync, settled_uploads=list(settled.keys) or None,
-                           uncertain=len(uncertain) or None)
+                           uncertain=len(uncertain) or None, drift=drift)
+
+
+def _thrive_members(thrive: ThriveClient, name: str) -> pd.Index:
+    """The contact IDs Thrive's own member list of the group holds."""
+    return pd.Index(sorted({m.contact_id for m in thrive.interest_members(name) if m.contact_id}), dtype="str")
+
+
+def _fields_drifted(thrive: ThriveClient, store: SnapshotStore, members: pd.Index) -> tuple[pd.Index, int]:
+    """Members whose synced fields Thrive holds otherwise than the contacts snapshot says they were sent, and how
+    many were compared. A field Thrive returns for no one (e.g. one it keeps as the email itself) is not compared;
+    one it returns for others but not this member counts as cleared."""
+    sent = store.read(CONTACTS_SNAPSHOT)
+    if sent is None or members.empty:
+        return pd.Index([], dtype="str"), 0
+    sent = sent[is_in(sent[ID_ALIAS], members)]
+    fields = [column for column in sent.columns if column not in (ID_ALIAS, STATUS_ALIAS)]
+    held = thrive.subscriber_fields(sent[EMAIL_FIELD].astype("str").tolist(), fields)
+    compared = sorted({name for values in held.values() for name in values})
+    if not compared:
+        return pd.Index([], dtype="str"), len(sent)
+    emails = sent[EMAIL_FIELD].astype("str").str.strip().str.lower()
+    in_thrive = pd.DataFrame([held.get(email, {}) for email in emails], columns=compared, index=sent.index)
+    expected = sent[compared].astype(object).where(sent[compared].notna(), "").astype("str")
+    differs = (in_thrive.fillna("").astype("str").apply(lambda c: c.str.strip())
+               != expected.apply(lambda c: c.str.strip())).any(axis=1)
+    return pd.Index(sent.loc[differs, ID_ALIAS], dtype="str"), len(sent)
+
+
+def _drift_marks(changes: pd.DataFrame, committed: pd.Index | None, in_thrive: pd.Index | None,
+                 fields_drifted: pd.Index) -> pd.Series:
+    """Per planned row, which drift it repairs: `missing` (added again), `extra` (removed), `fields` (re-sent)."""
+    marks = pd.Series("", index=changes.index, dtype="str")
+    if committed is None or in_thrive is None:
+        return marks
+    ids, change = changes[ID_ALIAS], changes[CHANGE_COLUMN]
+    marks[(change == "add") & is_in(ids, committed.difference(in_thrive))] = DRIFT_MISSING
+    marks[(change == "remove") & is_in(ids, in_thrive.difference(committed))] = DRIFT_EXTRA
+    marks[(change == "keep") & is_in(ids, fields_drifted)] = DRIFT_FIELDS
+    return marks
 
 
 def _list_members(imis: ImisClient | None, store: SnapshotStore, group: TargetGroup, contacts: ContactsExtract,
@@ -324,7 +411,7 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     previous = None if sent_before is None else sent_before[is_in(sent_before[ID_ALIAS], members)]
     attempted = None if full_resync else last_attempt(store, CONTACTS_SNAPSHOT, baseline)
     guard = _contacts_guard(_as_attempted(previous, attempted), targets, fields, override, limits)
-    uncertain = pd.Index(sorted(settled.uncertain), dtype="str")
+    uncertain = pd.Index(sorted(settled.uncertain), dtype="str").union(_drift_resends(store, plans))
     if attempted is not None:  # what an attempt that did not commit sent may or may not be what Thrive holds
         uncertain = uncertain.union(pd.Index(attempted[ID_ALIAS], dtype="str"))
     if previous is not None and len(uncertain):  # sent again: what Thrive holds of them is not known
@@ -367,6 +454,14 @@ def _planned_members(store: SnapshotStore, plans: Sequence[TargetGroupPlan]) -> 
         return pd.Index([], dtype="str")
     plan = pd.concat(frames, ignore_index=True)
     return pd.Index(plan.loc[plan[CHANGE_COLUMN] != "remove", ID_ALIAS], dtype="str").unique()
+
+
+def _drift_resends(store: SnapshotStore, plans: Sequence[TargetGroupPlan]) -> pd.Index:
+    """Members a plan found missing from Thrive, or holding other fields there: their fields are sent again (an
+    emptied or rebuilt Thrive may have lost the subscriber itself)."""
+    frames = [store.load(plan.staged()) for plan in plans if plan.ready and plan.drift and plan.drift.reconciled]
+    marked = [frame.loc[frame[DRIFT_COLUMN].isin((DRIFT_MISSING, DRIFT_FIELDS)), ID_ALIAS] for frame in frames]
+    return pd.Index(pd.concat(marked, ignore_index=True) if marked else [], dtype="str").unique()
 
 
 def _contacts_guard(previous: pd.DataFrame | None, targets: pd.DataFrame, fields: list[str], override: bool,
@@ -426,9 +521,18 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: TargetGr
     pending_uploads.clear(store, group_snapshot(name), [*(plan.settled_uploads or ()), *journal.keys])
     log.info("target group %r: %d added, %d removed, %d not added (not in Thrive or rejected)", name,
              len(added), len(leaving), len(wanted) - len(added))
+    repaired = _drift_repaired(changes, added) if plan.drift is not None and plan.drift.reconciled else {}
     return TargetGroupLoad(**planned, added=len(added), removed=len(leaving), rejected=len(rejected_ids),
                            members=committed.rows, calls=calls, records_sent=records_sent,
-                           seconds=round(time.monotonic() - started, 2))
+                           seconds=round(time.monotonic() - started, 2), **repaired)
+
+
+def _drift_repaired(changes: pd.DataFrame, added: pd.Series) -> dict[str, int]:
+    """What this load repaired of the drift its plan found (`_drift_marks`)."""
+    marks = changes[DRIFT_COLUMN]
+    return {"drift_readded": int(is_in(added, changes.loc[marks == DRIFT_MISSING, ID_ALIAS]).sum()),
+            "drift_removed": int(((marks == DRIFT_EXTRA) & (changes[CHANGE_COLUMN] == "remove")).sum()),
+            "drift_fields_resent": int((marks == DRIFT_FIELDS).sum())}
 
 
 def _members(ids: pd.Series, emails: pd.Series) -> list[InterestMember]:

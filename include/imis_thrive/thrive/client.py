@@ -42,6 +42,7 @@ from include.imis_thrive.thrive.grids import (
     COUNT,
     GRID_ELEMENTS,
     MAX_GRID_ROWS,
+    MEMBER_COUNT_GRIDS,
     UPLOAD_DONE_STATUSES,
     UPLOAD_FAILED_STATUSES,
     Grid,
@@ -65,6 +66,8 @@ INTEREST_FIELDS = ("target_group_id", "target_group_name", "is_deleted")
 MEMBER_FIELDS = ("subscriber_id", "user_id", "email")
 MAILED_GROUP_FIELDS = ("mailing_instance_id", "target_group_id")  # campaign signal 1: the groups mailings used
 GROUP_USE_FIELDS = ("id", "name", "last_used_date")  # campaign signal 2: when each group was last used
+FIELD_VALUE_FIELDS = ("email", "personal_information_name", "personal_information_value")
+FIELDS_EMAILS_PER_CALL = 40  # subscribers per personal-information read: 40 x the 23 synced fields fit one page
 # A domain ending in a doubled suffix (`example.com.com`): a typo Thrive refuses, and a Bad Email by the
 # integration's own description; refused here so no Subscribe has to locate it by halving.
 DOUBLED_SUFFIX = re.compile(r"(\.[a-z]{2,})\1$", re.IGNORECASE)
@@ -206,6 +209,7 @@ class ThriveClient:
         )
         self.calls = 0
         self._startrow_base: int | None = None
+        self._member_count_grid: Grid | None = None  # which of MEMBER_COUNT_GRIDS this tenant answers
 
     def close(self) -> None:
         self._http.close()
@@ -381,6 +385,51 @@ class ThriveClient:
             if not interest.is_deleted and interest.name.lower() == name.lower():
                 return interest
         raise InterestNotFound(name)
+
+    def interest_member_count(self, interest: str) -> int:
+        """How many members Thrive holds in one interest: one Count request (`grids.MEMBER_COUNT_GRIDS`).
+
+        `subscriber_interests` is asked first; a tenant that refuses that Count (a fault other than credentials)
+        is asked `target_group_counts` instead, for the rest of this client's life.
+        """
+        live, counted = MEMBER_COUNT_GRIDS
+        if self._member_count_grid in (None, live):
+            try:
+                count = self.count(live, (Condition.single("interest_name", Comparator.EQ, interest),))
+                self._member_count_grid = live
+                return count
+            except ThriveFault as fault:
+                if isinstance(fault, ThriveCredentialsError) or self._member_count_grid is not None:
+                    raise
+                log.warning("member count: the tenant refused a %s Count (%s); reading %s.target_group_count "
+                            "instead", live, fault.code, counted)
+                self._member_count_grid = counted
+        rows = self.grid_page(GridQuery(counted,
+                                        (Condition.single("name", Comparator.EQ, interest),),
+                                        ("name", "target_group_count"), "id", number_of_rows=1))
+        value = rows[0].get("target_group_count") if rows else None
+        if value is None or not value.strip().isdigit():
+            raise ThriveProtocolError(f"grid {counted}: no target_group_count for interest "
+                                      f"{interest!r}: {rows[:1]}")
+        return int(value)
+
+    def subscriber_fields(self, emails: Sequence[str], fields: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The personalization values Thrive holds for these subscribers, by lower-cased email then field name.
+
+        Read from `subscriber_personal_information` (the vendor's grid of a subscriber's values), a few dozen
+        subscribers a request; a field Thrive holds no row for is absent. Values compare as Thrive returns them.
+        """
+        wanted = {name.lower(): name for name in fields}
+        held: dict[str, dict[str, str]] = {}
+        for chunk in batched(sorted({email.strip().lower() for email in emails if email}), FIELDS_EMAILS_PER_CALL):
+            condition = Condition(element="email", comparator=Comparator.IN, values=tuple(chunk))
+            for row in self.iter_grid(Grid.SUBSCRIBER_PERSONAL_INFORMATION, "subscriber_personal_information_id",
+                                      (condition,), FIELD_VALUE_FIELDS):
+                name = wanted.get((row.get("personal_information_name") or "").lower())
+                email = (row.get("email") or "").strip().lower()
+                if name is not None and email:
+                    held.setdefault(email, {})[name] = row.get("personal_information_value") or ""
+        return held
 
     def interest_members(self, interest: str) -> Iterator[InterestMember]:
         """Current members of one interest, ordered by Thrive's subscriber id (a stable paging key)."""

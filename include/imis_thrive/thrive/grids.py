@@ -18,6 +18,7 @@ MAX_GRID_ROWS = 1000  # NumberOfRows of one grid page
 class Grid(StrEnum):
     SUBSCRIBER = "subscriber"
     SUBSCRIBER_INTERESTS = "subscriber_interests"
+    SUBSCRIBER_PERSONAL_INFORMATION = "subscriber_personal_information"
     INTEREST_TARGET_GROUP = "interest_target_group"
     TARGET_GROUP_COUNTS = "target_group_counts"
     MAILING_INSTANCE = "mailing_instance"
@@ -34,6 +35,11 @@ class Grid(StrEnum):
 
 
 COUNT = "Count"  # ask for this element alone to get one record holding the number of matching rows
+# How many members an interest has, in one call. OPEN: no vendor page says which grid answers it. The vendor's
+# `subscriber_interests` table documents a Count ("Number of matches based on criteria") and the interest_name
+# condition, and is live; `target_group_counts.target_group_count` (a third-party reading of that grid) is a count
+# taken at `count_date`, so it may lag. The first is asked; a tenant that refuses it is asked the second.
+MEMBER_COUNT_GRIDS = (Grid.SUBSCRIBER_INTERESTS, Grid.TARGET_GROUP_COUNTS)
 
 # The data elements of each grid, in the documented spelling (replies may differ in case).
 GRID_ELEMENTS: dict[Grid, tuple[str, ...]] = {
@@ -44,6 +50,12 @@ GRID_ELEMENTS: dict[Grid, tuple[str, ...]] = {
     Grid.SUBSCRIBER_INTERESTS: (
         "subscriber_to_interest_id", "subscriber_id", "email", "user_id", "interest_id", "interest_name",
         "service_since_date",
+    ),
+    # CONFIRMED (GridRequests - Subscriber Personal Information and Persona): one row per subscriber and
+    # personalization field. OPEN: whether it carries the remote ID (`user_id`); its table shows `email`, so rows
+    # are matched to contacts by email.
+    Grid.SUBSCRIBER_PERSONAL_INFORMATION: (
+        "subscriber_personal_information_id", "email", "personal_information_name", "personal_information_value",
     ),
     # CONFIRMED (GridRequests - Interest Target Group and Target Group Counts): no column says whether a group is
     # used by a campaign; `campaign_interests` reads target_group_counts.last_used_date and

@@ -7,9 +7,11 @@ import pytest
 
 from include.imis_thrive.sync.diff import diff_contacts, diff_membership
 from include.imis_thrive.sync.guard import (
+    DriftBlocked,
     MassChangeBlocked,
     MassChangeLimits,
     check_contact_changes,
+    check_drift,
     check_membership_removals,
 )
 
@@ -104,3 +106,12 @@ def test_limits_are_configurable() -> None:
 def test_a_limit_outside_zero_to_one_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="max_removed_share must be a share between 0 and 1"):
         MassChangeLimits(max_removed_share=share)
+
+
+def test_drift_counts_missing_and_extra_members_against_the_guard_share() -> None:
+    assert not check_drift("Newsletter", missing=15, extra=5, base=100).blocked  # 20% is still within the limit
+    with pytest.raises(DriftBlocked, match=r"Newsletter'.*21 member\(s\) missing and 0 extra against the 100 .*"
+                                           r"21\.0%.*re-run with the mass-change override") as stopped:
+        check_drift("Newsletter", missing=21, extra=0, base=100)
+    assert isinstance(stopped.value, MassChangeBlocked) and stopped.value.check.measure == "members drifted in Thrive"
+    assert check_drift("Newsletter", missing=100, extra=0, base=100, override=True).overridden

@@ -389,3 +389,40 @@ def test_waiting_for_uploads_since_a_moment_polls_until_none_is_pending(make_cli
 
     done = sandbox.config.upload_statuses()[1]
     assert [(u.upload_id, u.status) for u in uploads] == [(1, done), (2, done)]
+
+
+def _count_reply(grid: str, element: str, value: int) -> httpx.Response:
+    document = (f'<GridResponse xmlns="{envelope.NAMESPACE}"><Grids><Grid type="{grid}"><Record row="0"><Fields>'
+                f'<Field element="{element}">{value}</Field></Fields></Record></Grid></Grids></GridResponse>')
+    return httpx.Response(200, content=replies.response_envelope(document))
+
+
+def test_a_group_is_counted_with_one_subscriber_interests_count(make_client, sandbox):
+    client = make_client()
+    client.upsert_subscribers(_subscribers(7), interest="Newsletter")
+    calls = client.calls
+
+    assert client.interest_member_count("newsletter") == 7  # values compare case-insensitively
+    assert client.calls - calls == 1
+
+
+def test_a_tenant_refusing_that_count_is_asked_target_group_counts_from_then_on():
+    transport, seen = _scripted([
+        httpx.Response(500, content=replies.fault_envelope("UnexpectedInputException", "no Count here")),
+        _count_reply("target_group_counts", "target_group_count", 41),
+        _count_reply("target_group_counts", "target_group_count", 42),
+    ])
+    client = ThriveClient(_config(), transport=transport, sleep=lambda _: None)
+
+    assert [client.interest_member_count("Newsletter"), client.interest_member_count("Newsletter")] == [41, 42]
+    assert [b"target_group_counts" in request.content for request in seen] == [False, True, True]
+
+
+def test_subscriber_fields_are_read_back_by_email_for_the_synced_fields_only(make_client):
+    client = make_client()
+    client.upsert_subscribers(_subscribers(3), interest="Newsletter")
+    client.upsert_subscribers([Subscriber("2", "m2@example.org", {"FirstName": "Edited", "Other": "x"})])
+
+    held = client.subscriber_fields(["M1@example.org", "m2@example.org", "nobody@example.org"], ["FirstName"])
+
+    assert held == {"m1@example.org": {"FirstName": "N1"}, "m2@example.org": {"FirstName": "Edited"}}
