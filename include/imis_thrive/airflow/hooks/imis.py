@@ -69,12 +69,14 @@ class ImisHook(BaseHook):
         return ImisClient(config, token_store=self.token_store(), on_token=mask_secret)
 
     def test_connection(self) -> tuple[bool, str]:
-        """The connection form's *Test*: a bearer token (from the shared token store, else a login) and one row of
-        the contacts IQA, the call every sync starts with. Never raises; the message never holds the password."""
+        """The connection form's *Test*: a login with the form's password (its token goes to the shared token
+        store, so the workers' next renewal takes it instead of logging in again) and one row of the contacts IQA,
+        the read every sync starts with. Never raises; the message never holds the password."""
         from include.imis_thrive.imis.iqa_package import CONTACTS_IQA_PATH
 
         try:
             with self.get_client(retry=TEST_RETRY) as imis:
+                imis.login_and_share()  # a token in the store would let a wrong password pass the test
                 page = imis.fetch_page(CONTACTS_IQA_PATH, limit=1)
                 user = imis.config.username
         except Exception as error:  # the UI shows any failure as the message, not as a server error
