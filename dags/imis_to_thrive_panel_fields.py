@@ -9,7 +9,8 @@ Only contacts Thrive already holds (put there by `imis_to_thrive_target_groups`)
 never creates a subscriber.
 
 **Schedule**: 02:00 New York time every night (change `start_date`'s zone to the association's own);
-*Trigger DAG* runs it now. There is no backfill: each run syncs the IQA as it is at that moment.
+*Trigger DAG* runs it now. There is no backfill: each run syncs the IQA as it is at that moment, so Airflow
+refuses a backfill of this DAG (`allowed_run_types`); backfill is for `thrive_to_imis_activities`.
 
 **Params**: `dry_run` (compute and report the diff, load nothing, commit nothing), `allow_mass_change` with
 `max_changed_share` (the mass-change guard, 20% by default; a new column filling values for most contacts
@@ -35,7 +36,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from include.imis_thrive.airflow.assets import THRIVE_PANEL_FIELDS
-from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
+from include.imis_thrive.airflow.runtime import DEFAULT_ARGS, RUN_FAILURE_ALERT, RUN_TYPES_BUT_BACKFILL
 
 
 @dag(
@@ -43,15 +44,19 @@ from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
     start_date=pendulum.datetime(2026, 1, 1, tz="America/New_York"),
     catchup=False,
     max_active_runs=1,
+    description="iMIS panel IQA → Thrive custom personalization fields, nightly, changed fields only",
     doc_md=__doc__,
     tags=["imis", "thrive", "sync", "panel-fields"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=RUN_FAILURE_ALERT,
+    allowed_run_types=RUN_TYPES_BUT_BACKFILL,
     params={
-        "dry_run": Param(False, type="boolean", title="Dry run",
+        "dry_run": Param(False, type="boolean", title="Dry run", section="How",
                          description="Compute and report the diff; load nothing, commit nothing."),
-        "allow_mass_change": Param(False, type="boolean", title="Allow mass change",
+        "allow_mass_change": Param(False, type="boolean", title="Allow mass change", section="Mass-change guard",
                                    description="Load even if the mass-change guard would stop the run."),
         "max_changed_share": Param(0.2, type="number", minimum=0, maximum=1, title="Max changed share",
+                                   section="Mass-change guard",
                                    description="Stop if more than this share of the contacts already sent "
                                                "would have panel fields changed (or lose their panel row)."),
     },

@@ -26,6 +26,10 @@ snapshot's, the group's member list is read and the diff made against what Thriv
 or added behind the pipeline's back are repaired in the same run. The report says
 "drift: N missing in Thrive, M extra, repaired".
 
+**No backfill**: a run sends iMIS as it is now, whatever its logical date, so Airflow refuses a backfill of this
+DAG (`allowed_run_types`). Backfill is for `thrive_to_imis_activities`; to send everything again, trigger this DAG
+with `full_resync`.
+
 **When it fails**
 - `fetch_contacts` / `fetch_target_group`: iMIS did not answer (they retry by themselves); these are the only tasks
   that hold an `imis_api` pool slot.
@@ -46,7 +50,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from include.imis_thrive.airflow.assets import THRIVE_CONTACTS, THRIVE_TARGET_GROUPS, target_group_asset
-from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
+from include.imis_thrive.airflow.runtime import DEFAULT_ARGS, RUN_FAILURE_ALERT, RUN_TYPES_BUT_BACKFILL
 
 
 @dag(
@@ -54,26 +58,32 @@ from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    description="iMIS list IQAs → Thrive target groups: contact fields, preference token and membership, "
+                "changes only",
     doc_md=__doc__,
     tags=["imis", "thrive", "sync", "target-groups"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=RUN_FAILURE_ALERT,
+    allowed_run_types=RUN_TYPES_BUT_BACKFILL,
     params={
-        "target_group": Param(None, type=["null", "string"], title="Target group",
+        "target_group": Param(None, type=["null", "string"], title="Target group", section="What to sync",
                               description="Sync only this group (the list IQA's name). Empty: every group "
                                           "(scheduled runs: the groups of active campaigns)."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
+        "dry_run": Param(False, type="boolean", title="Dry run", section="How",
                          description="Compute and report the diff; load nothing, commit nothing."),
-        "full_resync": Param(False, type="boolean", title="Full resync",
+        "full_resync": Param(False, type="boolean", title="Full resync", section="How",
                              description="Ignore snapshots: resend every member's fields and reconcile "
                                          "membership with Thrive's own member list."),
-        "reconcile": Param(False, type="boolean", title="Reconcile with Thrive",
+        "reconcile": Param(False, type="boolean", title="Reconcile with Thrive", section="How",
                            description="Read every group's member list and members' synced fields from Thrive "
                                        "and repair what differs (with dry_run: report it only)."),
-        "allow_mass_change": Param(False, type="boolean", title="Allow mass change",
+        "allow_mass_change": Param(False, type="boolean", title="Allow mass change", section="Mass-change guard",
                                    description="Load even if the mass-change guard would stop the run."),
         "max_removed_share": Param(0.2, type="number", minimum=0, maximum=1, title="Max removed share",
+                                   section="Mass-change guard",
                                    description="Stop a group losing more than this share of its members."),
         "max_changed_share": Param(0.2, type="number", minimum=0, maximum=1, title="Max changed share",
+                                   section="Mass-change guard",
                                    description="Stop if more than this share of contacts changed fields."),
     },
 )

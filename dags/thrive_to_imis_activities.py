@@ -45,7 +45,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from include.imis_thrive.airflow.assets import IMIS_HLOGIC_ACTIVITIES
-from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
+from include.imis_thrive.airflow.runtime import DEFAULT_ARGS, RUN_FAILURE_ALERT
 from include.imis_thrive.thrive.kinds import EngagementKind  # a bare enum: cheap at parse time
 
 ENGAGEMENT_KINDS = [kind.value for kind in EngagementKind]
@@ -56,14 +56,18 @@ ENGAGEMENT_KINDS = [kind.value for kind in EngagementKind]
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    description="Thrive engagement → iMIS HLOGIC activities, hourly per data interval, each event once; "
+                "backfillable",
     doc_md=__doc__,
     tags=["imis", "thrive", "writeback", "activities"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=RUN_FAILURE_ALERT,
     params={
+        # `examples` is the trigger form's pick list: an array with examples renders as a multi-select.
         "kinds": Param(ENGAGEMENT_KINDS, type="array", items={"type": "string", "enum": ENGAGEMENT_KINDS},
-                       minItems=1, title="Engagement kinds",
+                       examples=ENGAGEMENT_KINDS, minItems=1, title="Engagement kinds", section="What to write",
                        description="Write only these kinds of engagement (default: all eight)."),
-        "retry_stuck": Param(False, type="boolean", title="Retry stuck events",
+        "retry_stuck": Param(False, type="boolean", title="Retry stuck events", section="What to write",
                              description="Post events that failed in 3 runs once more (default: skip them)."),
     },
 )

@@ -1,11 +1,14 @@
 """`make sandbox`: run the iMIS and Thrive sandboxes and the alert-mail sink in the foreground.
 
-    python -m sandbox [--contacts N] [--seed S] [--broken-lists] [--flavor ems|2017]
+    python -m sandbox [--contacts N] [--seed S] [--broken-lists] [--flavor ems|2017] [--engagement-day]
         [--page-cap N] [--startrow-base 0|1] [--fault-shape aapi|service|faultcode] [--grids documented|extended]
         [--upload-status complete|processed|PENDING:DONE] [--compression on-request|never] [--no-strict]
 
 `--flavor 2017` answers QueryDefinition as iMIS 2017 does (default: $IMIS_SANDBOX_FLAVOR, else ems);
 `--page-cap N` serves at most N rows a page while echoing the requested Limit, as some instances do.
+`--engagement-day` (what `make airflow` passes): once the first target-group sync has put members into Thrive's
+campaign groups, Thrive "mails" them and records a day of engagement, hour by hour, from 23 hours before the
+current hour to its end, so the activities DAG's next hourly run writes activities, and a backfill of the day does.
 The Thrive flags pick one reading of each detail Higher Logic's pages leave open (their defaults come from
 THRIVE_SANDBOX_ALTERNATIVES, e.g. `startrow_base=1,fault_shape=faultcode`, which the test fixtures read too).
 
@@ -21,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,9 @@ from sandbox.thrive_app import ThriveSandbox, ThriveSandboxConfig
 
 # The sandbox lists an active campaign mails to, i.e. the ones the hourly schedule syncs.
 CAMPAIGN_LISTS = ("Newsletter", "Annual Conference 2026")
+ENGAGEMENT_HOURS = 24
+ENGAGEMENT_PER_HOUR = 200  # events an hour: a few seconds of writing per hourly run on a laptop
+ENGAGEMENT_POLL_S = 5.0
 
 
 @dataclass
@@ -82,6 +89,33 @@ def running_sandboxes(settings: AirflowSettings | None = None, contacts: int = 2
         yield RunningSandboxes(imis_sandbox, thrive_sandbox, imis_server, thrive_server, smtp)
 
 
+def seed_engagement_day(thrive: ThriveSandbox, now: datetime, per_hour: int = ENGAGEMENT_PER_HOUR,
+                        hours: int = ENGAGEMENT_HOURS) -> dict[str, int]:
+    """A day of engagement of the campaign groups' members, one mailing round per hour, the last hour being the
+    current one (so the activities DAG's next run finds events); raises ValueError while Thrive has no members."""
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    totals: dict[str, int] = {}
+    for hour in range(hours):
+        start = end - timedelta(hours=hours - hour)
+        made = thrive.generate_engagement(start, start + timedelta(hours=1), volume=per_hour, seed=hour)
+        for kind, count in made.items():
+            totals[kind] = totals.get(kind, 0) + count
+    return totals
+
+
+def seed_engagement_when_synced(thrive: ThriveSandbox, stop: threading.Event,
+                                poll_s: float = ENGAGEMENT_POLL_S) -> None:
+    """Wait for the first target-group sync (Thrive's campaign groups hold members), then seed a day once."""
+    while not stop.wait(poll_s):
+        try:
+            totals = seed_engagement_day(thrive, datetime.now(UTC))
+        except ValueError:  # no subscribed members yet: the target-group DAG has not loaded any
+            continue
+        print(f"Thrive sandbox: seeded a day of engagement ({sum(totals.values()):,} events in the "
+              f"{ENGAGEMENT_HOURS} hours up to the end of this hour) for the activities DAG to write", flush=True)
+        return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", type=Path, default=SETTINGS_FILE,
@@ -91,6 +125,8 @@ def main() -> None:
     parser.add_argument("--broken-lists", action="store_true", help="also serve lists that break each requirement")
     parser.add_argument("--flavor", choices=("ems", "2017"), default=None,
                         help="iMIS answers to emulate (default: $IMIS_SANDBOX_FLAVOR, else ems)")
+    parser.add_argument("--engagement-day", action="store_true",
+                        help="seed a day of Thrive engagement once the first target-group sync loaded members")
     parser.add_argument("--page-cap", type=int, default=None,
                         help="serve at most this many rows a page while echoing the requested Limit")
     thrive = parser.add_argument_group("Thrive emulator: the open details (defaults from THRIVE_SANDBOX_ALTERNATIVES)")
@@ -120,6 +156,9 @@ def main() -> None:
               f"startrow_base={config.startrow_base}, fault_shape={config.fault_shape}, grids={config.grids}, "
               f"upload_status={config.upload_status}, compression={config.compression})")
         print(f"SMTP sink:      {running.smtp.host}:{running.smtp.port} (alert mails are printed here)")
+        if args.engagement_day:
+            threading.Thread(target=seed_engagement_when_synced, args=(running.thrive, stop), daemon=True).start()
+            print("Thrive sandbox: a day of engagement will be seeded once a target-group sync loads members")
         print("Ctrl-C to stop.", flush=True)
         stop.wait()
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,37 @@ ALERT_RECIPIENT = "data-team@sandbox.invalid"
 
 
 @pytest.fixture
-def smtp_sink(monkeypatch) -> Iterator[SmtpSink]:
+def dag_callbacks_as_in_the_dag_processor(monkeypatch) -> None:
+    """Run callbacks of a failed `dag.test()` run with a Task SDK channel, as the DAG processor runs them.
+
+    `dag.test()` calls a DAG's `on_failure_callback` in the test process, where no supervisor answers the Task SDK
+    (task states, XComs); in a deployment the DAG processor does, and the run's alert reads the failures through
+    it. Here an in-process supervisor answers over the execution API against the test DB, as dag.test's own
+    tasks are answered."""
+    import psutil
+    import structlog
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk.execution_time.supervisor import (
+        InProcessSupervisorComms,
+        InProcessTestSupervisor,
+        set_supervisor_comms,
+    )
+
+    original = DagRun.execute_dag_callbacks
+
+    def with_task_sdk(self, dag, *args, **kwargs):
+        supervisor = InProcessTestSupervisor(id=uuid.uuid4(), pid=os.getpid(), process=psutil.Process(),
+                                             process_log=structlog.get_logger(), client=InProcessTestSupervisor
+                                             ._api_client(dag))
+        supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
+        with set_supervisor_comms(supervisor.comms):
+            return original(self, dag, *args, **kwargs)
+
+    monkeypatch.setattr(DagRun, "execute_dag_callbacks", with_task_sdk)
+
+
+@pytest.fixture
+def smtp_sink(monkeypatch, dag_callbacks_as_in_the_dag_processor) -> Iterator[SmtpSink]:
     """The alert-mail sink on a free port, `smtp_default` pointing at it, and the recipients Variable set."""
     with SmtpSink() as sink:
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({

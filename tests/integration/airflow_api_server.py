@@ -73,11 +73,12 @@ def _stop(server: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def api_server(tmp_path_factory) -> Iterator[ApiServer]:
-    """Migrated DB, the project's DAGs serialized into it, and the API server with two known users; its plugins
-    are the project's, its snapshot store a fresh folder (a Variable from the environment)."""
+    """Migrated DB, the project's DAGs serialized into it, and the API server with three known users (user, viewer,
+    admin); its plugins are the project's, its snapshot store a fresh folder (a Variable from the environment)."""
     workdir = tmp_path_factory.mktemp("airflow-api")
     store_url = str(workdir / "store")
-    users = {"refresher": secrets.token_urlsafe(12), "watcher": secrets.token_urlsafe(12)}
+    users = {"refresher": secrets.token_urlsafe(12), "watcher": secrets.token_urlsafe(12),
+             "keeper": secrets.token_urlsafe(12)}
     passwords = workdir / "passwords.json"
     passwords.write_text(json.dumps(users))
     env = os.environ | {
@@ -85,9 +86,10 @@ def api_server(tmp_path_factory) -> Iterator[ApiServer]:
         "PYTHONPATH": str(PROJECT_ROOT),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "refresher:user,watcher:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "refresher:user,watcher:viewer,keeper:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # as bin/airflow-local sets it: the form's Test button
         "AIRFLOW_VAR_IMIS_THRIVE_STORE_URL": store_url,
     }
     subprocess.run([*AIRFLOW, "db", "migrate"], env=env, check=True, timeout=120,

@@ -7,6 +7,9 @@ No scheduler runs, so a triggered run stays queued: what is checked is what the 
 
 from __future__ import annotations
 
+import json
+
+import httpx
 import pytest
 
 from include.imis_thrive.airflow.rest_api import (
@@ -17,6 +20,7 @@ from include.imis_thrive.airflow.rest_api import (
     DagRunRejected,
     main,
 )
+from tests.integration.airflow_api_server import ApiServer
 
 
 def test_the_script_queues_a_run_whose_conf_names_the_group(api_server, capsys):
@@ -66,3 +70,45 @@ def test_a_conf_breaking_the_params_and_an_unknown_dag_are_refused_by_name(api_s
 def test_waiting_without_a_scheduler_times_out_and_names_the_run(api_server, capsys):
     assert main(["Newsletter", "--wait", "--timeout", "1", "--poll", "0.2"], env=api_server.env()) == 3
     assert "is still queued after 1s; it goes on in Airflow" in capsys.readouterr().err
+
+
+def _token(api_server: ApiServer, user: str = "refresher") -> str:
+    reply = httpx.post(f"{api_server.url}/auth/token", json={"username": user, "password": api_server.users[user]},
+                       timeout=30)
+    reply.raise_for_status()
+    return reply.json()["access_token"]
+
+
+def test_the_connection_test_endpoint_runs_each_hook_against_the_sandboxes(api_server):
+    """What the form's Test button posts: the api-server builds the hook of the connection type and calls
+    `test_connection()`; a wrong password comes back as a refusal whose message does not hold it."""
+    from sandbox.__main__ import build_sandboxes
+    from sandbox.airflow_settings import load_settings
+    from sandbox.server import SandboxServer
+
+    settings = load_settings()
+    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts=30, seed=3, broken_lists=False)
+    imis, thrive = settings.connection("imis_default"), settings.connection("thrive_default")
+    headers = {"Authorization": f"Bearer {_token(api_server, 'keeper')}"}  # connections take the admin role
+    with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server:
+        forms = {
+            "imis": {"connection_id": "imis_form", "conn_type": "imis", "host": imis_server.url + imis.url_path(),
+                     "login": imis.conn_login, "password": imis.conn_password, "extra": json.dumps(imis.conn_extra)},
+            "thrive": {"connection_id": "thrive_form", "conn_type": "thrive",
+                       "host": f"{thrive_server.url}{thrive.url_path()}", "login": thrive.conn_login,
+                       "password": thrive.conn_password, "extra": json.dumps(thrive.conn_extra)},
+        }
+        answers = {name: httpx.post(f"{api_server.url}/api/v2/connections/test", json=form, headers=headers,
+                                    timeout=60).json() for name, form in forms.items()}
+        refused = {name: httpx.post(f"{api_server.url}/api/v2/connections/test",
+                                    json=form | {"password": "Wrong-pass-123"}, headers=headers,
+                                    timeout=60).json() for name, form in forms.items()}
+
+    assert answers["imis"] == {"status": True, "message": "logged in as 'hl_integration' and read 1 row of 30 of "
+                                                          "the IQA $/HigherLogic/Contacts/Contacts"}
+    assert answers["thrive"]["status"] is True and answers["thrive"]["message"].startswith(
+        f"logged in as '{thrive.conn_login}' to brand "), answers
+    assert refused["imis"]["status"] is False and "ImisAuthError: iMIS refused the login" in refused["imis"]["message"]
+    assert refused["thrive"]["status"] is False and "ThriveCredentialsError" in refused["thrive"]["message"]
+    assert all("Wrong-pass-123" not in answer["message"] for answer in refused.values())
+

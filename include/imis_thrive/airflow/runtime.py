@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from include.imis_thrive.airflow.notifications.alerts import notify_failure
+from include.imis_thrive.airflow.notifications.alerts import notify_run_failure, record_failure
 from include.imis_thrive.errors import BadConfiguration
 
 if TYPE_CHECKING:
@@ -24,10 +24,19 @@ if TYPE_CHECKING:
     from include.imis_thrive.sync.target_groups import CampaignOnly
 
 # Every task of the three DAGs: transport trouble retries (2 more tries, 2 → 4 min apart, at most 15), and
-# the final failure mails the team. Bad data and bad configuration fail at once instead (`retry_by_error_kind`).
+# the final failure is recorded for the run's alert. Bad data and bad configuration fail at once instead
+# (`retry_by_error_kind`).
 DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
-                "on_failure_callback": notify_failure}
+                "on_failure_callback": record_failure}
+
+# Each DAG's own `on_failure_callback`: one alert per failed run, naming every failed task (alerts.py).
+RUN_FAILURE_ALERT = notify_run_failure
+
+# The sync DAGs' `allowed_run_types`: every kind of run but a backfill. A sync sends iMIS as it is now, whatever the
+# run's logical date, so a backfill would resend the present once per past interval. Airflow refuses such a
+# backfill when it is created (CLI, REST API; the UI offers none); `full_resync` is the way to send everything again.
+RUN_TYPES_BUT_BACKFILL = ("scheduled", "manual", "operator_triggered", "asset_materialization")
 
 STORE_URL_VARIABLE = "imis_thrive_store_url"
 STORE_OPTIONS_VARIABLE = "imis_thrive_store_options"

@@ -151,6 +151,15 @@ class ImisClient:
             self._store.put(key, token)
             return token
 
+    def login_and_share(self) -> Token:
+        """Log in now, whatever token the store holds, and put the new one there: how the connection test checks
+        the password. Workers sharing the store find the new token on their next 401 (`_renew_after_401`)."""
+        key = self.config.token_key
+        with self._store.lock(key):
+            token = self.login()
+            self._store.put(key, token)
+            return token
+
     def _renew_after_401(self, rejected: Token) -> Token:
         key = self.config.token_key
         with self._store.lock(key):

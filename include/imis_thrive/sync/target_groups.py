@@ -116,7 +116,13 @@ class TargetGroupSkipped(BadData):
 
 
 class SyncIncomplete(BadData):
-    """The run loaded what it could, but some lists were skipped or blocked; the report says which."""
+    """The run loaded what it could, but some lists were skipped or blocked; the report says which.
+
+    `alert_lines`: one line per group not synced (its name and why), what the run's failure alert lists."""
+
+    def __init__(self, message: str, alert_lines: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.alert_lines = list(alert_lines)
 
 
 def group_snapshot(name: str) -> str:
@@ -562,6 +568,8 @@ def finish_run(store: SnapshotStore, run_id: str, plans: Sequence[TargetGroupPla
     failed_loads = [plan.group for plan in plans if plan.ready and plan.group not in by_group]
     problems += [f"{group}: its load did not finish (see that task's log)" for group in failed_loads]
     if problems:
-        raise SyncIncomplete(f"the run did not sync everything (report: {location}):\n" + "\n".join(problems))
+        readable_at = report_url or location  # the alert's reader opens the Airflow view, not the store's JSON
+        raise SyncIncomplete(f"the run did not sync everything (report: {readable_at}):\n" + "\n".join(problems),
+                             alert_lines=[*problems, f"report: {readable_at}"])
     return TargetGroupsRun(report=location, target_groups=len(plans), sent=upsert.sent if upsert else 0,
                            added=sum(load.added for load in loads), removed=sum(load.removed for load in loads))

@@ -1,4 +1,5 @@
-"""The failure alert: what it says, who gets it, what it never carries, and how each channel delivers it."""
+"""The failure alert: what one task's record and a run's digest say, who gets them, what they never carry, and how
+each channel delivers the digest."""
 
 import json
 import socket
@@ -13,11 +14,13 @@ from include.imis_thrive.airflow.notifications.alerts import (
     SLACK_CONN_ID,
     AlertConfigError,
     AlertDeliveryFailed,
-    FailureAlert,
+    RunFailure,
+    TaskFailure,
     alert_recipients,
+    deliver,
     error_first_line,
-    notify_failure,
     parse_recipients,
+    record_failure,
     send_alert_slack,
     slack_configured,
 )
@@ -25,6 +28,8 @@ from sandbox.server import SandboxServer
 from sandbox.smtp import SmtpSink
 
 LOG_URL = "http://airflow.example.org/dags/imis_to_thrive_target_groups/runs/manual__1/tasks/load_target_group"
+RUN_ID = "manual__2026-03-01T10:00:00+00:00"
+RUN_URL = "http://airflow.example.org/dags/imis_to_thrive_target_groups/runs/manual__1"
 SLACK_TOKEN = "T000/B000/s3cretWebhookToken"
 SLACK_CONN_ENV = f"AIRFLOW_CONN_{SLACK_CONN_ID.upper()}"
 SECRET = "s3cret-smtp-password-123"
@@ -32,13 +37,20 @@ SECRET = "s3cret-smtp-password-123"
 
 def failure_context(error: BaseException | str | None = None, map_index: int = -1,
                     rendered_map_index: str | None = None, email: str | list[str] | None = None) -> dict:
+    pushed: dict = {}
     ti = SimpleNamespace(dag_id="imis_to_thrive_target_groups", task_id="load_target_group",
-                         run_id="manual__2026-03-01T10:00:00+00:00", try_number=3, max_tries=2,
-                         map_index=map_index, rendered_map_index=rendered_map_index, log_url=LOG_URL)
+                         run_id=RUN_ID, try_number=3, max_tries=2,
+                         map_index=map_index, rendered_map_index=rendered_map_index, log_url=LOG_URL, pushed=pushed,
+                         xcom_push=lambda key, value: pushed.__setitem__(key, value))
     return {"ti": ti, "task": SimpleNamespace(email=email),
             "exception": error if error is not None else RuntimeError("Thrive interest 'Newsletter' is missing"),
             "conn": SimpleNamespace(smtp_default=SimpleNamespace(password=SECRET)),
             "var": {"value": {"imis_thrive_store_options": SECRET}}}
+
+
+def digest(*failures: TaskFailure, not_run: int = 0) -> RunFailure:
+    return RunFailure(dag_id="imis_to_thrive_target_groups", run_id=RUN_ID, run_url=RUN_URL,
+                      failures=failures or (TaskFailure.from_context(failure_context()),), not_run=not_run)
 
 
 @pytest.fixture
@@ -109,27 +121,66 @@ def test_error_line_masks_a_registered_secret():
 
 # --- the alert ------------------------------------------------------------------------------------------------
 
-def test_alert_names_dag_task_run_try_error_and_log():
-    alert = FailureAlert.from_context(failure_context())
+def test_a_failed_task_records_its_name_try_error_and_log_and_mails_nothing():
+    context = failure_context()
 
-    assert alert.subject() == ("Airflow alert: imis_to_thrive_target_groups / load_target_group failed (try 3 of 3, "
-                               "run manual__2026-03-01T10:00:00+00:00): RuntimeError: Thrive interest 'Newsletter' "
-                               "is missing")
+    record_failure(context)
+
+    [(key, value)] = context["ti"].pushed.items()
+    assert key == "imis_thrive_failure"
+    assert TaskFailure.from_xcom(value) == TaskFailure(
+        task="load_target_group", try_number=3, tries=3, error="RuntimeError: Thrive interest 'Newsletter' is missing",
+        log_url=LOG_URL)
+
+
+def test_a_record_that_cannot_be_written_is_logged_not_raised(caplog):
+    context = failure_context()
+
+    def refuse(key, value):
+        raise RuntimeError("the DAG processor cannot write XComs")
+
+    context["ti"].xcom_push = refuse
+    record_failure(context)
+
+    assert "Failure of load_target_group not recorded for the run's alert (RuntimeError)" in caplog.text
+
+
+def test_the_digest_names_dag_run_each_task_its_tries_error_and_log():
+    newsletter = TaskFailure.from_context(failure_context(map_index=1, rendered_map_index="Newsletter"))
+    board = TaskFailure(task="plan_target_group[Board]", try_number=1, tries=3, error="SyncIncomplete: x",
+                        log_url=LOG_URL + "/mapped/0")
+    alert = digest(newsletter, board, not_run=2)
+
+    assert alert.subject() == (f"Airflow alert: imis_to_thrive_target_groups / run {RUN_ID}: 2 tasks failed, no retry "
+                               "follows: RuntimeError: Thrive interest 'Newsletter' is missing")
     body = alert.html_body()
-    for text in ("imis_to_thrive_target_groups", "load_target_group", "manual__2026-03-01T10:00:00+00:00",
-                 "3 of 3", "RuntimeError: Thrive interest &#x27;Newsletter&#x27; is missing",
-                 f'<a href="{LOG_URL}">'):
-        assert text in body
+    for text in ("<b>no retry follows</b>", "imis_to_thrive_target_groups", RUN_ID,
+                 "2 task(s) failed, 2 did not run because of them", "load_target_group[Newsletter]",
+                 "failed on its last try (3 of 3)", "plan_target_group[Board]",
+                 "failed at once on try 1 of 3: a retry cannot fix this error",
+                 "RuntimeError: Thrive interest &#x27;Newsletter&#x27; is missing", f'<a href="{LOG_URL}">log</a>',
+                 f'<a href="{LOG_URL}/mapped/0">log</a>', f'<a href="{RUN_URL}">{RUN_URL}</a>'):
+        assert text in body, text
+    assert digest(board).subject().endswith(": plan_target_group[Board] failed, no retry follows: SyncIncomplete: x")
+
+
+def test_a_failed_task_without_a_record_says_to_see_its_log():
+    unknown = TaskFailure.unrecorded("write_activities", -1, RUN_URL + "/tasks/write_activities")
+    alert = digest(unknown)
+
+    assert "no exception recorded (the task was killed or timed out; see the log)" in alert.html_body()
+    assert "state unknown to the alert (see the log)" in alert.text()
 
 
 def test_a_mapped_task_is_named_by_its_map_index_name_or_number():
-    assert FailureAlert.from_context(failure_context(map_index=2, rendered_map_index="Newsletter")).task == \
+    assert TaskFailure.from_context(failure_context(map_index=2, rendered_map_index="Newsletter")).task == \
         "load_target_group[Newsletter]"
-    assert FailureAlert.from_context(failure_context(map_index=2)).task == "load_target_group[2]"
+    assert TaskFailure.from_context(failure_context(map_index=2)).task == "load_target_group[2]"
 
 
 def test_error_text_is_escaped_and_never_evaluated_as_a_template():
-    alert = FailureAlert.from_context(failure_context(RuntimeError("<script>x</script> {{ conn.smtp_default }}")))
+    error = RuntimeError("<script>x</script> {{ conn.smtp_default }}")
+    alert = digest(TaskFailure.from_context(failure_context(error)))
 
     body = alert.html_body()
     assert "<script>" not in body and "&lt;script&gt;" in body
@@ -137,16 +188,16 @@ def test_error_text_is_escaped_and_never_evaluated_as_a_template():
 
 
 def test_subject_stays_one_short_line():
-    alert = FailureAlert.from_context(failure_context(map_index=0, rendered_map_index="Board\r\nBcc: x@evil.test",
-                                                      error=RuntimeError("y" * 250)))
+    alert = digest(TaskFailure.from_context(failure_context(map_index=0, rendered_map_index="Board\r\nBcc: x@evil.test",
+                                                            error=RuntimeError("y" * 250))))
     subject = alert.subject()
     assert "\n" not in subject and "\r" not in subject
-    error_part = subject.split("): ", 1)[1]
+    error_part = subject.split("follows: ", 1)[1]
     assert len(error_part) == 100 and error_part.startswith("RuntimeError: yyy") and error_part.endswith("y…")
 
 
 def test_nothing_but_ids_and_the_error_line_reaches_the_alert():
-    alert = FailureAlert.from_context(failure_context())
+    alert = digest(TaskFailure.from_context(failure_context()))
 
     for text in (alert.subject(), alert.html_body(), alert.slack_text()):
         assert SECRET not in text
@@ -169,9 +220,9 @@ def test_quarantined_activities_are_listed_by_key_contact_and_reason_and_nothing
         with retry_by_error_kind():  # as in every task of the DAGs
             raise domain
     except AirflowFailException as failed:
-        alert = FailureAlert.from_context(failure_context(failed))
+        alert = TaskFailure.from_context(failure_context(failed))
 
-    assert alert.error.startswith("AirflowFailException: 2 event(s) quarantined, every other event was written: "
+    assert alert.error.startswith("WritebackIncomplete: 2 event(s) quarantined, every other event was written: "
                                   "iMIS failed every post of HL1-0123456789abcdef0123456789abcdef for contact 1000123")
     assert alert.details[:2] == (
         "HL1-0123456789abcdef0123456789abcdef for contact 1000123 (Mail Open): HTTP 500: An error occurred. Please "
@@ -179,9 +230,9 @@ def test_quarantined_activities_are_listed_by_key_contact_and_reason_and_nothing
         "HL1-ffff for contact 1000456 (Mail Open): HTTP 500: An error occurred. Please contact the administrator. "
         "[failed runs 1 of 3, 5 posts; tried again by the next run of its interval]")
     assert alert.details[-1] == "report: file:///store/reports/activities/run-1.json"
-    assert "<li>HL1-ffff for contact 1000456 (Mail Open)" in alert.html_body()
-    assert "\n- HL1-ffff for contact 1000456" in alert.text()
-    assert FailureAlert.from_context(failure_context()).details == ()
+    assert "<li>HL1-ffff for contact 1000456 (Mail Open)" in digest(alert).html_body()
+    assert "\n  - HL1-ffff for contact 1000456" in digest(alert).text()
+    assert TaskFailure.from_context(failure_context()).details == ()
 
 
 # --- recipients -----------------------------------------------------------------------------------------------
@@ -211,7 +262,7 @@ def test_recipients_fall_back_to_the_task_email(monkeypatch):
 # --- Slack ----------------------------------------------------------------------------------------------------
 
 def test_slack_gets_the_alert_as_escaped_text(slack_webhook):
-    alert = FailureAlert.from_context(failure_context(RuntimeError("a < b & c <!channel>")))
+    alert = digest(TaskFailure.from_context(failure_context(RuntimeError("a < b & c <!channel>"))))
 
     send_alert_slack(alert, failure_context())
 
@@ -228,7 +279,7 @@ def test_slack_is_off_unless_its_connection_exists(monkeypatch):
 def test_slack_retries_a_5xx_then_delivers(slack_webhook):
     slack_webhook.answers = [(503, "service_unavailable")]
 
-    send_alert_slack(FailureAlert.from_context(failure_context()), failure_context())
+    send_alert_slack(digest(), failure_context())
 
     assert len(slack_webhook.received) == 2 and "load_target_group" in slack_webhook.received[1]["text"]
 
@@ -247,26 +298,27 @@ def test_slack_failure_names_the_connection_never_the_token(slack_webhook, monke
         monkeypatch.setenv(SLACK_CONN_ENV, json.dumps({"conn_type": "slackwebhook", "password": SLACK_TOKEN,
                                                        "host": f"http://127.0.0.1:{port}/services"}))
     with pytest.raises(AlertDeliveryFailed) as raised:
-        send_alert_slack(FailureAlert.from_context(failure_context()), failure_context())
+        send_alert_slack(digest(), failure_context())
     assert f"connection {SLACK_CONN_ID}" in str(raised.value)
     assert "s3cretWebhookToken" not in str(raised.value) and raised.value.__cause__ is None
 
 
-# --- notify_failure over real loopback servers ----------------------------------------------------------------
+# --- the digest's delivery over real loopback servers ---------------------------------------------------------
 
-def test_notify_failure_mails_the_alert(monkeypatch, smtp_default):
+def test_the_digest_is_mailed(monkeypatch, smtp_default):
     monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", "ops@x.org; dev@x.org")
 
-    notify_failure(failure_context(map_index=1, rendered_map_index="Newsletter"))
+    deliver(digest(TaskFailure.from_context(failure_context(map_index=1, rendered_map_index="Newsletter"))),
+            failure_context())
 
     [mail] = smtp_default.messages
     assert mail.recipients == ("ops@x.org", "dev@x.org")
     assert mail.message["From"] == "airflow@sandbox.invalid"
-    assert "load_target_group[Newsletter] failed (try 3 of 3" in mail.subject
-    assert LOG_URL in mail.body()
+    assert "load_target_group[Newsletter] failed, no retry follows" in mail.subject
+    assert LOG_URL in mail.body() and RUN_URL in mail.body()
 
 
-def test_notify_failure_posts_to_slack_even_when_mail_fails(monkeypatch, slack_webhook):
+def test_the_digest_is_posted_to_slack_even_when_mail_fails(monkeypatch, slack_webhook):
     monkeypatch.setenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", "ops@x.org")
     with socket.socket() as bound_not_listening:  # a free port that refuses connections
         bound_not_listening.bind(("127.0.0.1", 0))
@@ -277,15 +329,25 @@ def test_notify_failure_posts_to_slack_even_when_mail_fails(monkeypatch, slack_w
 
         with pytest.raises(AlertDeliveryFailed, match="not delivered: mail through connection smtp_default: "
                                                       "ConnectionRefusedError"):
-            notify_failure(failure_context())
+            deliver(digest(), failure_context())
 
     [payload] = slack_webhook.received
-    assert "imis_to_thrive_target_groups / load_target_group" in payload["text"]
+    assert f"imis_to_thrive_target_groups, run {RUN_ID}" in payload["text"]
+    assert "* load_target_group: RuntimeError" in payload["text"]
 
 
-def test_notify_failure_without_any_channel_says_what_to_set(monkeypatch):
+def test_the_digest_without_any_channel_says_what_to_set(monkeypatch):
     monkeypatch.delenv(f"AIRFLOW_VAR_{ALERT_EMAILS_VARIABLE.upper()}", raising=False)
     monkeypatch.delenv(SLACK_CONN_ENV, raising=False)
 
     with pytest.raises(AlertDeliveryFailed, match=f"no alert channel: set the Variable {ALERT_EMAILS_VARIABLE}"):
-        notify_failure(failure_context())
+        deliver(digest(), failure_context())
+
+
+def test_task_state_keys_of_the_execution_api_are_split_into_task_and_map_index():
+    from include.imis_thrive.airflow.notifications.alerts import _task_key
+
+    tasks = {"plan_target_group": 0, "finish_run_2": 1}
+    assert _task_key("plan_target_group_12", tasks) == ("plan_target_group", 12)
+    assert _task_key("plan_target_group", tasks) == ("plan_target_group", -1)
+    assert _task_key("finish_run_2", tasks) == ("finish_run_2", -1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -110,3 +111,38 @@ def test_airflow_settings_use_only_defined_extras_and_set_the_required_ones(conn
     extras = CONNECTIONS[conn_type][1]
     assert set(connection.get("conn_extra") or {}) <= _names(extras)
     assert {extra.name for extra in extras if extra.required} <= set(connection.get("conn_extra") or {})
+
+
+class _ReadKeys(dict):
+    """An `extra_dejson` that notes every key read from it."""
+
+    read: ClassVar[set[str]] = set()
+
+    def get(self, key, default=None):
+        _ReadKeys.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        _ReadKeys.read.add(key)
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("conn_type", CONNECTIONS)
+def test_every_extra_a_hook_reads_is_on_the_form(monkeypatch, conn_type):
+    from airflow.sdk import Connection
+
+    _set_connection(monkeypatch, conn_type, {"token_store": "redis", "token_store_url": "redis://localhost:1/2"}
+                    if conn_type == "imis" else {})
+    monkeypatch.setattr(Connection, "extra_dejson", property(lambda self: _ReadKeys(json.loads(self.extra or "{}"))))
+    _ReadKeys.read = set()
+
+    hook = ImisHook() if conn_type == "imis" else ThriveHook()
+    hook.get_config()
+    if conn_type == "imis":
+        hook.token_store()
+        monkeypatch.setenv("AIRFLOW_CONN_IMIS_DEFAULT", json.dumps(BASE["imis"] | {"conn_type": "imis"}))
+        hook.token_store()  # the file store reads its folder
+
+    assert _ReadKeys.read and _ReadKeys.read <= _names(CONNECTIONS[conn_type][1])
+    if conn_type == "imis":
+        assert {"token_store", "token_store_url", "token_store_dir"} <= _ReadKeys.read

@@ -6,6 +6,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from include.imis_thrive.errors import BadConnectionSetting
+from include.imis_thrive.http_retry import RetryPolicy
+
+# The connection test tries each call once: a person at the *Test* button wants the answer in seconds, and a
+# wrong host or password does not get better with retries.
+TEST_RETRY = RetryPolicy(max_attempts=1)
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -19,3 +24,12 @@ def invalid_setting(conn_id: str, invalid: ValidationError, field_of: Mapping[st
     field = field_of.get(name, f"extra {name}")
     shown = "" if name == "password" else f" (got {first.get('input')!r})"
     return BadConnectionSetting(conn_id, field, f"is invalid: {first['msg']}{shown}")
+
+
+def failed_test(conn_id: str, error: Exception) -> tuple[bool, str]:
+    """What the UI's *Test* button shows for an error: its type and first line, secrets masked (the hook masked
+    the password before any call); never the traceback, which could carry a request's body."""
+    from airflow.sdk.log import redact
+
+    lines = str(error).strip().splitlines()
+    return False, f"connection {conn_id}: {type(error).__name__}: {redact(lines[0] if lines else '')}"

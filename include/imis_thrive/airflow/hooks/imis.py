@@ -15,11 +15,12 @@ from airflow.sdk import BaseHook
 from pydantic import ValidationError
 
 from include.imis_thrive.airflow.connection_fields import IMIS_EXTRAS, config_names
-from include.imis_thrive.airflow.hooks import invalid_setting
+from include.imis_thrive.airflow.hooks import TEST_RETRY, failed_test, invalid_setting
 from include.imis_thrive.airflow.runtime import quiet_request_logs
 from include.imis_thrive.errors import BadConnectionSetting
 
 if TYPE_CHECKING:
+    from include.imis_thrive.http_retry import RetryPolicy
     from include.imis_thrive.imis.client import ImisClient, ImisConfig
     from include.imis_thrive.imis.tokens import TokenStore
 
@@ -54,15 +55,34 @@ class ImisHook(BaseHook):
         except ValidationError as invalid:
             raise invalid_setting(self.imis_conn_id, invalid, CONNECTION_FIELDS) from invalid
 
-    def get_client(self) -> ImisClient:
+    def get_client(self, retry: RetryPolicy | None = None) -> ImisClient:
+        """The client; `retry` replaces the config's retry policy (the connection test tries once)."""
         from airflow.sdk.log import mask_secret
 
         from include.imis_thrive.imis.client import ImisClient
 
         config = self.get_config()
+        if retry is not None:
+            config = config.model_copy(update={"retry": retry})
         mask_secret(config.password.get_secret_value())
         quiet_request_logs()
         return ImisClient(config, token_store=self.token_store(), on_token=mask_secret)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The connection form's *Test*: a login with the form's password (its token goes to the shared token
+        store, so the workers' next renewal takes it instead of logging in again) and one row of the contacts IQA,
+        the read every sync starts with. Never raises; the message never holds the password."""
+        from include.imis_thrive.imis.iqa_package import CONTACTS_IQA_PATH
+
+        try:
+            with self.get_client(retry=TEST_RETRY) as imis:
+                imis.login_and_share()  # a token in the store would let a wrong password pass the test
+                page = imis.fetch_page(CONTACTS_IQA_PATH, limit=1)
+                user = imis.config.username
+        except Exception as error:  # the UI shows any failure as the message, not as a server error
+            return failed_test(self.imis_conn_id, error)
+        total = "" if page.total_count is None else f" of {page.total_count}"
+        return True, (f"logged in as {user!r} and read {len(page.rows)} row{total} of the IQA {CONTACTS_IQA_PATH}")
 
     def token_store(self) -> TokenStore:
         """Where the bearer token lives: a folder on this machine, or Redis for every worker of a deployment."""

@@ -14,11 +14,12 @@ from airflow.sdk import BaseHook
 from pydantic import ValidationError
 
 from include.imis_thrive.airflow.connection_fields import THRIVE_EXTRAS, config_names
-from include.imis_thrive.airflow.hooks import invalid_setting
+from include.imis_thrive.airflow.hooks import TEST_RETRY, failed_test, invalid_setting
 from include.imis_thrive.airflow.runtime import quiet_request_logs
 from include.imis_thrive.errors import BadConnectionSetting
 
 if TYPE_CHECKING:
+    from include.imis_thrive.http_retry import RetryPolicy
     from include.imis_thrive.thrive.client import ThriveClient, ThriveConfig
 
 # ThriveConfig's names for the connection's own fields; every other setting is an extra of the same name.
@@ -65,12 +66,30 @@ class ThriveHook(BaseHook):
         except ValidationError as invalid:
             raise invalid_setting(self.thrive_conn_id, invalid, CONNECTION_FIELDS) from invalid
 
-    def get_client(self) -> ThriveClient:
+    def get_client(self, retry: RetryPolicy | None = None) -> ThriveClient:
+        """The client; `retry` replaces the config's retry policy (the connection test tries once)."""
         from airflow.sdk.log import mask_secret
 
         from include.imis_thrive.thrive.client import ThriveClient
 
         config = self.get_config()
+        if retry is not None:
+            config = config.model_copy(update={"retry": retry})
         mask_secret(config.password.get_secret_value())
         quiet_request_logs()
         return ThriveClient(config)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The connection form's *Test*: one grid request (the Count row of the target-group grid), which Thrive
+        answers only for a valid brand, user and password from an allowed IP. Never raises; the message never
+        holds the password."""
+        from include.imis_thrive.thrive.grids import Grid
+
+        try:
+            with self.get_client(retry=TEST_RETRY) as thrive:
+                groups = thrive.count(Grid.INTEREST_TARGET_GROUP)
+                config = thrive.config
+        except Exception as error:  # the UI shows any failure as the message, not as a server error
+            return failed_test(self.thrive_conn_id, error)
+        return True, (f"logged in as {config.user!r} to brand {config.brand_name!r} ({config.brand_id}) and read "
+                      f"the target-group grid: {groups} target groups")
