@@ -83,11 +83,9 @@ def _held(held: Held) -> Markup:
 
 
 def _drift(drift: dict | None) -> str:
-    """The report's drift figures as `name value` pairs; "—" for a report written before drift was checked."""
-    if not drift:
-        return "—"
-    return ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in drift.items()
-                     if not isinstance(value, dict | list))
+    """The report's drift sentence ("drift: 3 missing in Thrive, 0 extra, repaired (…)", or "none (…)");
+    "—" for a run that had nothing committed to check or a report written before drift was checked."""
+    return str(drift["note"]).removeprefix("drift: ") if drift else "—"
 
 
 def _links(run: RunLink) -> Markup:

@@ -23,6 +23,7 @@ from include.imis_thrive.health.addresses import (
     run_path,
 )
 from include.imis_thrive.health.runs import RecentReports
+from include.imis_thrive.reports import drift_note
 from include.imis_thrive.sync.results import (
     GroupOutcome,
     PanelFieldsReport,
@@ -208,12 +209,17 @@ def group_state(outcome: GroupOutcome) -> str:
 
 
 def _drift(outcome: GroupOutcome) -> dict[str, Any] | None:
-    """The drift figures of a report that has them (on the group or on its load), as plain JSON; else None."""
-    for holder in (outcome, outcome.load):
-        drift = getattr(holder, "drift", None)
-        if drift is not None:
-            return drift.model_dump(mode="json", exclude_none=True) if isinstance(drift, BaseModel) else dict(drift)
-    return None
+    """The drift the run found in Thrive (counts from the plan's check, repairs from the load) and the report's
+    sentence for it; None for a group whose run had nothing committed to check, or a report from before drift."""
+    check = outcome.drift
+    if check is None:
+        return None
+    load = outcome.load
+    repaired = {} if load is None else {"readded": load.drift_readded, "removed": load.drift_removed,
+                                        "fields_resent": load.drift_fields_resent}
+    figures = check.model_dump(mode="json", exclude_none=True, exclude={"guard"})
+    return {**figures, **{name: value for name, value in repaired.items() if value is not None},
+            "note": drift_note(outcome, load) or "none"}
 
 
 def group_health(reports: Sequence[TargetGroupsReport]) -> list[GroupHealth]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from include.imis_thrive.health import summary
 from include.imis_thrive.health.runs import RecentReports
-from include.imis_thrive.sync.results import GroupOutcome, PanelUpsertStatus, PlanStatus
+from include.imis_thrive.sync.results import DriftCheck, PanelUpsertStatus, PlanStatus
 from include.imis_thrive.thrive.kinds import EngagementKind
 from tests.unit.health.report_builders import activities_report, group, panel_fields_report, target_groups_report
 
@@ -57,17 +57,26 @@ def test_skipped_blocked_dry_and_failed_groups_say_so():
     assert health([report]).contacts.state == "dry run"
 
 
-def test_drift_figures_are_read_when_a_report_has_them():
-    """Another part of the pipeline adds `drift` to a group's report; the page shows whatever figures it holds."""
-    class DriftedOutcome(GroupOutcome):
-        drift: dict[str, int]
-
+def test_drift_shows_what_the_check_found_and_what_the_load_repaired():
+    check = DriftCheck(snapshot=1058, in_thrive=18, reconciled=True, missing=1040, extra=0)
     plain = group("Newsletter", members=1058)
-    drifted = DriftedOutcome(**dict(plain), drift={"missing_in_thrive": 1040, "extra_in_thrive": 2, "repaired": 1042})
+    assert plain.load is not None
+    drifted = plain.model_copy(update={"drift": check, "load": plain.load.model_copy(
+        update={"drift_readded": 1040, "drift_removed": 0, "drift_fields_resent": 12})})
     report = target_groups_report("scheduled__1", T1, [])
-    report = report.model_copy(update={"target_groups": [drifted]})
-    [newsletter] = health([report]).target_groups
-    assert newsletter.drift == {"missing_in_thrive": 1040, "extra_in_thrive": 2, "repaired": 1042}
+    [newsletter] = health([report.model_copy(update={"target_groups": [drifted]})]).target_groups
+    assert newsletter.drift is not None
+    assert {k: newsletter.drift[k] for k in ("snapshot", "in_thrive", "missing", "extra", "readded", "removed",
+                                             "fields_resent")} == {"snapshot": 1058, "in_thrive": 18,
+                                                                   "missing": 1040, "extra": 0, "readded": 1040,
+                                                                   "removed": 0, "fields_resent": 12}
+    assert newsletter.drift["note"] == ("drift: 1,040 missing in Thrive, 0 extra, repaired (1,040 added again, "
+                                        "0 removed, 12 fields re-sent)")
+
+
+def test_a_group_without_a_drift_check_shows_none():
+    [newsletter] = health([target_groups_report("scheduled__1", T1, [group("Newsletter")])]).target_groups
+    assert newsletter.drift is None
 
 
 def test_contact_fields_show_quarantine_reasons_with_ids_and_stuck_contacts():
