@@ -190,6 +190,7 @@ class ContactsUpsert(UpsertFigures):
     to_send: int
     dry_run: bool
     seconds: float
+    refused_unchanged: int = 0  # Thrive refused these rows before and they have not changed: not sent again
 
 
 class TargetGroupLoad(StepResult):
@@ -207,6 +208,7 @@ class TargetGroupLoad(StepResult):
     members: int | None = None
     calls: int = 0
     seconds: float | None = None
+    refused_unchanged: int = 0  # additions Thrive refused before, of contacts unchanged since: not sent again
 
 
 class GroupOutcome(TargetGroupPlan):
