@@ -104,3 +104,16 @@ def test_limits_are_configurable() -> None:
 def test_a_limit_outside_zero_to_one_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="max_removed_share must be a share between 0 and 1"):
         MassChangeLimits(max_removed_share=share)
+
+
+def test_the_contacts_guard_measured_on_the_upsert_diff_without_its_added_rows_is_the_guard_of_a_second_diff() -> None:
+    previous = _contacts(_ids(100), ["a"] * 100)
+    current = _contacts(_ids(90, start=1010), ["a"] * 60 + ["b"] * 30)  # 10 gone, 30 changed, 10 new
+    known = current[current["ID"].isin(previous["ID"])]
+
+    limits = MassChangeLimits(max_changed_share=0.5)
+
+    reused = check_contact_changes(diff_contacts(previous, current).without_added(), CONTACTS_IQA, limits)
+    second = check_contact_changes(diff_contacts(previous, known), CONTACTS_IQA, limits)
+
+    assert reused == second and reused.count == 10 + 30 and reused.base == 100
