@@ -305,3 +305,21 @@ def test_the_contacts_upsert_diffs_once(world, monkeypatch):
     report = world.sync()
 
     assert len(calls) == 1 and report["upsert"]["guard"]["base"] > 0  # the guard measured the same diff
+
+
+def test_a_row_refused_for_an_email_another_contact_holds_is_resent_once_that_contact_lets_go(world):
+    world.sync()
+    in_thrive = {s["contact_id"]: s["email"] for s in world.thrive_sandbox.subscribers()}
+    refused, owner = sorted(members_in_iqa(world, "Newsletter") & in_thrive.keys())[:2]
+    world.imis_sandbox.edit_contacts({refused: {"PrimaryEmailAddress": in_thrive[owner]}})
+    world.sync()
+    assert refused in quarantined(world)
+    assert world.sync()["upsert"]["sent"] == 0  # held back: unchanged, and the owner still holds the email
+
+    world.imis_sandbox.edit_contacts({owner: {"PrimaryEmailAddress": f"moved.{owner}@example.org"}})
+    assert world.sync()["upsert"]["sent"] == 1  # the owner's new email; Thrive lets go of the old one
+    report = world.sync()
+
+    assert report["upsert"]["sent"] == 1 and report["upsert"]["rejected"] == 0  # the refused row, unchanged
+    assert world.thrive_sandbox.subscriber(refused)["email"] == in_thrive[owner]
+    assert refused not in quarantined(world)

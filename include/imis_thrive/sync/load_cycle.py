@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,18 +34,20 @@ log = logging.getLogger(__name__)
 
 def settle_upsert(store: SnapshotStore, name: str, run_id: str, result: UpsertResult, sent: pd.DataFrame,
                   baseline: SnapshotHandle | None, uncertain: pd.Index | None = None,
-                  hashed: Sequence[str] | None = None, held: Sequence[str] = ()) -> UpsertFigures:
+                  hashed: Sequence[str] | None = None, held: Sequence[str] = (),
+                  email_holders: Mapping[str, str] | None = None) -> UpsertFigures:
     """After Thrive answered for the rows `sent`: ledger the rejections (with their row hashes over the
     columns `hashed`, the diff's), commit the accepted rows over the snapshot `baseline` this run diffed against
     (merged over another run's commit that landed meanwhile, see `merge.py`; with each row's hash over `hashed`),
     then save the ledger. Contacts in `uncertain` (an earlier attempt's, whose outcome is unknown) that this run
     did not get accepted are left out of the commit, so the snapshot claims nothing about them. `held`: contacts
-    the ledger kept back unchanged this run (each counts one more run refused)."""
+    the ledger kept back unchanged this run (each counts one more run refused); `email_holders`: per sent
+    contact, the other contact that held its email in Thrive (kept for those refused)."""
     rejected = [outcome for outcome in result.outcomes if not outcome.accepted]
     ledger = RejectionLedger.load(store, name)
     rejected_ids = pd.Index([outcome.contact_id for outcome in rejected], dtype="str")
     ledger.record(run_id, accepted=[o.contact_id for o in result.outcomes if o.accepted], rejected=rejected,
-                  hashes=_hashes_of(sent, rejected_ids, hashed), held=held)
+                  hashes=_hashes_of(sent, rejected_ids, hashed), held=held, email_holders=email_holders)
     accepted = sent[~is_in(sent[ID_ALIAS], rejected_ids)]
     unknown = (pd.Index([], dtype="str") if uncertain is None
                else uncertain.difference(pd.Index(accepted[ID_ALIAS], dtype="str")))

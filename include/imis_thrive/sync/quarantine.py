@@ -3,10 +3,12 @@
 A rejected contact is left out of the snapshot, so the next run's diff finds it again. The ledger remembers the
 row's hash as it was refused (`diff.row_hashes`, the hash the snapshots store), so the next run holds the row
 back while its hash is the same (Thrive would refuse it again: every one of them would cost an upsert, and with
-the refusals located by halving, several) and sends it as soon as it changes in iMIS. The ledger also remembers
-*why* and *for how many runs in a row* the contact stayed refused (sent and refused, or held back unchanged),
-so the run report can flag the ones a person must fix (a malformed email in iMIS, say). IDs, hashes and reasons
-only: the reasons come from the Thrive client, which never quotes member data in them.
+the refusals located by halving, several) and sends it as soon as it changes in iMIS. A row refused while another
+contact held its email in Thrive (Thrive keys subscribers by email too) also remembers that contact, and is sent
+again once that contact no longer holds the email, though the refused row itself never changed. The ledger also
+remembers *why* and *for how many runs in a row* the contact stayed refused (sent and refused, or held back
+unchanged), so the run report can flag the ones a person must fix (a malformed email in iMIS, say). IDs, hashes
+and reasons only: the reasons come from the Thrive client, which never quotes member data in them.
 
 An entry written before hashes were kept has none: that row is sent once more, and its hash kept then.
 """
@@ -26,8 +28,8 @@ from include.imis_thrive.thrive.models import SubscriberOutcome
 
 FLAG_AFTER_RUNS = 3
 REPORTED_IDS = 50
-# one `record` call: run, accepted, rejected, their hashes, held
-_Record = tuple[str, list[str], list[SubscriberOutcome], dict[str, int], list[str]]
+# one `record` call: run, accepted, rejected, their hashes, held, the holders of their emails
+_Record = tuple[str, list[str], list[SubscriberOutcome], dict[str, int], list[str], dict[str, str]]
 
 
 @dataclass
@@ -61,11 +63,13 @@ class RejectionLedger:
         return store.update_json(self.key(self.name), replayed)
 
     def record(self, run_id: str, accepted: Iterable[str], rejected: Iterable[SubscriberOutcome],
-               hashes: Mapping[str, int] | None = None, held: Iterable[str] = ()) -> None:
+               hashes: Mapping[str, int] | None = None, held: Iterable[str] = (),
+               email_holders: Mapping[str, str] | None = None) -> None:
         """Accepted contacts leave the ledger; each rejected one counts one more failed run (once per run) and
-        keeps its row hash from `hashes`; each `held` one (refused before, held back unchanged) counts one more
-        run it stayed refused."""
-        record = (run_id, list(accepted), list(rejected), dict(hashes or {}), list(held))
+        keeps its row hash from `hashes` and, from `email_holders`, the contact that held its email in Thrive
+        when it was refused; each `held` one (refused before, held back unchanged) counts one more run it stayed
+        refused."""
+        record = (run_id, list(accepted), list(rejected), dict(hashes or {}), list(held), dict(email_holders or {}))
         self._records.append(record)
         _apply(self.entries, *record)
 
@@ -78,6 +82,11 @@ class RejectionLedger:
         kept = pd.Series(refused, dtype="str").reindex(pd.Index(ids, dtype="str"))
         current = pd.Series(np.asarray(hashes, dtype="uint64"), dtype="uint64").astype("str").to_numpy()
         return (kept.to_numpy() == current) & kept.notna().to_numpy()
+
+    def email_holders(self, ids: pd.Series) -> pd.Series:
+        """Per ID, the contact that held its email in Thrive when Thrive refused it (NA where none did)."""
+        holders = {cid: entry["email_held_by"] for cid, entry in self.entries.items() if "email_held_by" in entry}
+        return pd.Series(holders, dtype="str").reindex(pd.Index(ids, dtype="str"))
 
     def flagged(self) -> list[str]:
         """Contacts rejected in `FLAG_AFTER_RUNS` or more runs in a row: a person must fix them in iMIS."""
@@ -94,7 +103,8 @@ class RejectionLedger:
 
 
 def _apply(entries: dict[str, dict[str, Any]], run_id: str, accepted: Iterable[str],
-           rejected: Iterable[SubscriberOutcome], hashes: Mapping[str, int], held: Iterable[str]) -> None:
+           rejected: Iterable[SubscriberOutcome], hashes: Mapping[str, int], held: Iterable[str],
+           email_holders: Mapping[str, str]) -> None:
     for contact_id in accepted:
         entries.pop(contact_id, None)
     for outcome in rejected:
@@ -102,10 +112,11 @@ def _apply(entries: dict[str, dict[str, Any]], run_id: str, accepted: Iterable[s
         if entry.get("last_run") != run_id:
             entry["runs"] += 1
         entry.update(last_run=run_id, reason=outcome.reason or outcome.status.value)
-        if outcome.contact_id in hashes:
-            entry["hash"] = str(hashes[outcome.contact_id])  # JSON numbers above 2**53 are not exact everywhere
-        else:
-            entry.pop("hash", None)
+        for key, known in (("hash", hashes), ("email_held_by", email_holders)):
+            if outcome.contact_id in known:  # a hash as text: JSON numbers above 2**53 are not exact everywhere
+                entry[key] = str(known[outcome.contact_id])
+            else:
+                entry.pop(key, None)
     for contact_id in held:
         still = entries.get(contact_id)
         if still is not None and still.get("last_run") != run_id:

@@ -342,7 +342,8 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     to_send = diff.upserts(targets)
     ledger = RejectionLedger.load(store, CONTACTS_SNAPSHOT)
     refused = (np.zeros(len(to_send), dtype=bool) if full_resync or diff.hash_column is None
-               else ledger.refused_unchanged(to_send[ID_ALIAS], to_send[diff.hash_column]))
+               else ledger.refused_unchanged(to_send[ID_ALIAS], to_send[diff.hash_column])
+               & ~_email_freed(ledger, to_send, sent_before))
     held = to_send.loc[refused, ID_ALIAS].tolist()  # Thrive refused these very rows: sent again once they change
     to_send = to_send[~refused]
     planned = {"members": len(members), "missing_from_contacts_iqa": len(members) - len(targets),
@@ -367,9 +368,33 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     journal = UploadJournal(store, CONTACTS_SNAPSHOT, run_id)
     result = thrive.upsert_subscribers(_subscribers(to_send, fields), journal=journal)
     figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline, uncertain,
-                            hashed=fields, held=held)
+                            hashed=fields, held=held, email_holders=_email_holders(to_send, sent_before))
     pending_uploads.clear(store, CONTACTS_SNAPSHOT, [*settled.keys, *journal.keys])
     return ContactsUpsert(**planned, **dict(figures), seconds=round(time.monotonic() - started, 2))
+
+
+def _email_holders(rows: pd.DataFrame, in_thrive: pd.DataFrame | None) -> dict[str, str]:
+    """For each row whose email another contact holds in Thrive (by the contacts snapshot), that contact's ID:
+    Thrive refuses a second subscriber with one email."""
+    if in_thrive is None or rows.empty:
+        return {}
+    emails = in_thrive[EMAIL_FIELD].astype("str").str.casefold()
+    by_email = pd.Series(in_thrive[ID_ALIAS].to_numpy(), index=emails.to_numpy())
+    by_email = by_email[~by_email.index.duplicated()]
+    holder = by_email.reindex(rows[EMAIL_FIELD].astype("str").str.casefold().to_numpy()).to_numpy()
+    other = pd.notna(holder) & (holder != rows[ID_ALIAS].to_numpy())
+    return dict(zip(rows[ID_ALIAS].to_numpy()[other], holder[other], strict=True))
+
+
+def _email_freed(ledger: RejectionLedger, rows: pd.DataFrame, in_thrive: pd.DataFrame | None) -> np.ndarray:
+    """Per row, whether the contact that held its email in Thrive when it was refused holds it no more (changed it,
+    or left the snapshot): the row may now be taken, though it did not change."""
+    holders = ledger.email_holders(rows[ID_ALIAS])
+    if in_thrive is None or holders.isna().all():
+        return np.zeros(len(rows), dtype=bool)
+    held_now = in_thrive.set_index(ID_ALIAS)[EMAIL_FIELD].astype("str").str.casefold().reindex(holders.fillna(""))
+    mine = rows[EMAIL_FIELD].astype("str").str.casefold().to_numpy()
+    return holders.notna().to_numpy() & (held_now.to_numpy() != mine)
 
 
 def _as_attempted(previous: pd.DataFrame | None, attempted: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -66,3 +66,17 @@ def test_an_entry_without_a_hash_holds_nothing_back():
     ledger = RejectionLedger("contacts", {"1001": {"runs": 4, "first_run": "old", "last_run": "old", "reason": "x"}})
 
     assert ledger.refused_unchanged(pd.Series(["1001"], dtype="str"), [0]).tolist() == [False]
+
+
+def test_the_contact_holding_a_refused_rows_email_is_kept_until_the_row_is_accepted(tmp_path):
+    store = SnapshotStore(str(tmp_path))
+    ledger = RejectionLedger.load(store, "contacts")
+    ledger.record("run-1", accepted=[], rejected=[rejected("1001", "refused"), rejected("1002", "refused")],
+                  hashes={"1001": 1, "1002": 2}, email_holders={"1001": "1005"})
+    ledger.save(store)
+
+    ledger = RejectionLedger.load(store, "contacts")
+    assert ledger.email_holders(pd.Series(["1001", "1002"], dtype="str")).tolist()[0] == "1005"
+    assert ledger.email_holders(pd.Series(["1002"], dtype="str")).isna().all()
+    ledger.record("run-2", accepted=["1001"], rejected=[])
+    assert "1001" not in ledger.entries
