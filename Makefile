@@ -16,11 +16,16 @@ venv: $(VENV)/.installed $(if $(filter distributed,$(EXTRAS)),$(VENV)/.installed
 
 # uv installs the ~195 pinned wheels in seconds where pip takes minutes; pip is the fallback. A worker needs only
 # requirements.txt; this checkout's venv also runs the sandboxes, the tests and the gates (requirements-dev.txt).
+# The packages' bytecode is compiled at install (uv does not by default): otherwise every task process compiles
+# Airflow, pandas and GX from source again, since PYTHONDONTWRITEBYTECODE (set in some environments) keeps Python
+# from caching it (README "Start-up"). uv compiles only when it installs something, so compileall covers a venv
+# uv found complete and the pip fallback; over compiled files it only compares timestamps.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) \
-	  && $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-dev.txt \
+	  && $(VENV)/bin/uv pip install -q --compile-bytecode --python $(VENV)/bin/python -r requirements-dev.txt \
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/python -m compileall -q -j 0 $(VENV)/lib
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e . \
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
@@ -29,9 +34,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 # packaging pin against kombu's over-tight one (see requirements-distributed.overrides). pip installs the full
 # resolution as it stands (--no-deps), since it has no overrides.
 $(VENV)/.installed-distributed: $(VENV)/.installed requirements-distributed.txt requirements-distributed.overrides
-	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements-distributed.txt \
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(VENV)/bin/python -r requirements-distributed.txt \
 	    --override requirements-distributed.overrides \
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-distributed.txt
+	$(VENV)/bin/python -m compileall -q -j 0 $(VENV)/lib
 	touch $@
 
 # The gates, configured in pyproject.toml: ruff over the whole checkout, mypy over the files its config names.

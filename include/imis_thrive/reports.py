@@ -68,8 +68,8 @@ def target_group_figures(plan: TargetGroupPlan, load: TargetGroupLoad) -> dict[s
     """The `extra` of one target group's Asset event."""
     drift = plan.drift
     return {"rows": plan.membership.current if plan.membership else 0, "added": load.added, "removed": load.removed,
-            "quarantined": load.not_in_thrive + load.rejected, "members": load.members, "api_calls": load.calls,
-            "seconds": load.seconds, "dry_run": load.dry_run,
+            "quarantined": load.not_in_thrive + load.rejected + load.refused_unchanged, "members": load.members,
+            "api_calls": load.calls, "seconds": load.seconds, "dry_run": load.dry_run,
             "drift_missing": drift.missing if drift else 0, "drift_extra": drift.extra if drift else 0,
             "drift_fields": (drift.fields_differ or 0) if drift else 0}
 
@@ -100,7 +100,8 @@ def drift_note(plan: TargetGroupPlan, load: TargetGroupLoad | None) -> str:
 def contacts_figures(contacts: ContactsExtract, upsert: ContactsUpsert) -> dict[str, Any]:
     """The `extra` of the contacts Asset event (default fields and the preference token)."""
     return {"rows": contacts.rows, "added": upsert.diff.added, "changed": upsert.diff.changed, "removed": 0,
-            "quarantined": contacts.quarantined.rows + upsert.rejected, "sent": upsert.sent, "api_calls": upsert.calls,
+            "quarantined": contacts.quarantined.rows + upsert.rejected + upsert.refused_unchanged,
+            "sent": upsert.sent, "api_calls": upsert.calls,
             "seconds": round(contacts.seconds + upsert.seconds, 2), "dry_run": upsert.dry_run}
 
 
@@ -118,11 +119,13 @@ def render_target_groups(report: TargetGroupsReport) -> str:
                   ""]
     lines += _validation_lines(contacts.validation if contacts else None)
     lines += _quarantine_lines("Quarantined by validation (not sent)", contacts.quarantined if contacts else None)
-    lines += _quarantine_lines("Rejected by Thrive (retried every run)", upsert.quarantine if upsert else None)
+    lines += _quarantine_lines("Rejected by Thrive (sent again once changed in iMIS)",
+                               upsert.quarantine if upsert else None)
     lines += ["## Target groups", "",
               table(["group", "status", "members", "added", "removed", "not added", "drift in Thrive", "note"],
                     [(g.group, g.status, g.load and g.load.members, g.load and g.load.added,
-                      g.load and g.load.removed, g.load and g.load.not_in_thrive, drift_note(g, g.load),
+                      g.load and g.load.removed, g.load and g.load.not_in_thrive + g.load.refused_unchanged,
+                      drift_note(g, g.load),
                       g.reason or "")
                      for g in report.target_groups]), ""]
     return "\n".join(lines)

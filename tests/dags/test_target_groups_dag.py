@@ -61,7 +61,7 @@ def test_three_runs_load_everything_then_exactly_the_changes_then_nothing(dagbag
     assert all(second[name] == first[name] for name in VALID_LISTS if name != "Annual Conference 2026")
     report = latest_report(sandboxes.store_url)
     retried = report["upsert"]["sent"] - len(mutated & in_thrive_before) - len(joined - in_thrive_before)
-    assert 0 <= retried <= report["upsert"]["quarantine"]["open"]  # only Thrive's earlier rejections again
+    assert 0 <= retried <= report["upsert"]["quarantine"]["open"]  # Thrive's earlier rejections, changed since
     delta = {kind: count - before.get(kind, 0) for kind, count in written(sandboxes).items()}
     conference = next(g["load"] for g in report["target_groups"] if g["group"] == "Annual Conference 2026")
     assert conference["added"] == len(joined)
@@ -73,8 +73,9 @@ def test_three_runs_load_everything_then_exactly_the_changes_then_nothing(dagbag
     assert state == "success"
     report = latest_report(sandboxes.store_url)
     assert memberships(sandboxes) == second
-    assert written(sandboxes) == {**before, "Subscribe": before["Subscribe"] + report["upsert"]["records_sent"]}
-    assert report["upsert"]["sent"] == report["upsert"]["quarantine"]["open"]  # retries of rejected records only
+    assert written(sandboxes) == before  # nothing changed: nothing written, Thrive's rejections not resent
+    assert report["upsert"]["sent"] == 0
+    assert report["upsert"]["refused_unchanged"] == report["upsert"]["quarantine"]["open"] > 0
 
 
 def test_a_dry_run_reports_the_diff_and_loads_nothing(dagbag, sandboxes):

@@ -90,7 +90,7 @@ class World(SandboxPair):
         return ThriveClient(self.thrive.config.model_copy(update=_secret(settings)))
 
     def retried(self) -> dict[str, Any]:
-        """The rejection ledger: contacts Thrive (or its client) refused, retried by every run."""
+        """The rejection ledger: contacts Thrive (or its client) refused, sent again once their row changes."""
         return (self.store.read_json("quarantine/contacts") or {}).get("entries", {})
 
 
@@ -298,10 +298,12 @@ def test_refused_input_fails_at_once_naming_what_to_fix_and_changes_nothing(worl
 
 
 def test_the_sandbox_put_back_syncs_again(world: World) -> None:
-    """The cases above leave the world as they found it: a normal run afterwards sends only the retries."""
+    """The cases above leave the world as they found it: a normal run afterwards sends nothing (the refused rows
+    are unchanged, so they are held back)."""
     retried = set(world.retried())
     report = world.sync(lists=VALID_LISTS)
-    assert report["upsert"]["sent"] == len(retried) and report["upsert"]["diff"]["changed"] == 0
+    assert report["upsert"]["sent"] == 0 and report["upsert"]["diff"]["changed"] == 0
+    assert report["upsert"]["refused_unchanged"] == len(retried)
 
 
 # -- quarantined or synced: one bad row stays out with its reason, the rest loads ------------------------------

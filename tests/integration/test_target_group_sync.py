@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from include.imis_thrive.sync import target_groups as sync
 from include.imis_thrive.sync.snapshots import SnapshotStore, snapshot_name
-from include.imis_thrive.thrive.models import InterestMember
+from include.imis_thrive.thrive.models import InterestMember, Subscriber
 from tests.integration.sandbox_pair import SandboxPair, serve_pair
 
 pytestmark = pytest.mark.integration
@@ -69,8 +70,12 @@ def members_in_iqa(world: World, name: str) -> set[str]:
 
 
 def quarantined(world: World) -> set[str]:
-    """Contacts Thrive rejected in an earlier run: each run retries them (and they stay rejected)."""
+    """Contacts Thrive rejected in an earlier run: held back until they change in iMIS."""
     return set((world.store.read_json("quarantine/contacts") or {}).get("entries", {}))
+
+
+def synced_members(world: World) -> set[str]:
+    return set().union(*(members_in_iqa(world, name) for name in VALID_LISTS))
 
 
 def group_load(report: dict, name: str) -> dict:
@@ -110,7 +115,9 @@ def test_second_run_sends_exactly_the_changes_and_a_third_sends_nothing_new(worl
     joined = newsletter - members_before["Newsletter"]
     assert members_before["Newsletter"] - newsletter == set(moved["removed"]) & members_before["Newsletter"]
     assert joined <= set(moved["added"]) and len(joined) >= len(moved["added"]) - 2  # minus bad emails
-    assert report["upsert"]["sent"] == len(mutated & in_thrive_before) + len(joined - in_thrive_before) + len(retried)
+    assert report["upsert"]["sent"] == (len(mutated & in_thrive_before) + len(joined - in_thrive_before)
+                                        + len(retried & mutated))  # a refused row is sent again once it changed
+    assert report["upsert"]["refused_unchanged"] == len((retried - mutated) & synced_members(world))
     assert written["Subscribe"] == report["upsert"]["records_sent"] + group_load(report, "Newsletter")["records_sent"]
     assert group_load(report, "Newsletter")["added"] == len(joined)
     assert written["BulkUpload"] == len(members_before["Newsletter"] - newsletter)  # the removals
@@ -118,11 +125,10 @@ def test_second_run_sends_exactly_the_changes_and_a_third_sends_nothing_new(worl
                for name in VALID_LISTS if name != "Newsletter")
 
     before_third = world.written()
-    retried = quarantined(world)
     report = world.sync()
-    assert report["upsert"]["sent"] == len(retried)  # the quarantined are retried (and refused again)
-    resent = report["upsert"]["records_sent"]
-    assert world.written() == {**before_third, "Subscribe": before_third["Subscribe"] + resent}
+    assert report["upsert"]["sent"] == 0  # the refused are not sent again while unchanged
+    assert report["upsert"]["refused_unchanged"] == len(quarantined(world) & synced_members(world)) > 0
+    assert world.written() == before_third
     assert all(group_load(report, name)["added"] + group_load(report, name)["removed"] == 0 for name in VALID_LISTS)
 
 
@@ -216,3 +222,105 @@ def test_a_list_whose_definition_is_gone_is_skipped_and_the_others_sync(world):
     synced = {group["group"] for group in report["target_groups"] if group["status"] != "skipped"}
     assert synced == set(VALID_LISTS) - {"Newsletter"}
     assert all(world.thrive.interest_members(name) for name in synced)
+
+
+def actions_during(world: World, run) -> tuple[dict[str, int], dict[str, int], dict]:
+    """The Thrive actions and grid reads the sandbox answered while `run()` ran, and `run()`'s result."""
+    before = world.thrive_sandbox.counters()
+    result = run()
+    after = world.thrive_sandbox.counters()
+
+    def grew(kind: str) -> dict[str, int]:
+        return {name: count - before[kind].get(name, 0) for name, count in after[kind].items()
+                if count != before[kind].get(name, 0)}
+
+    return grew("actions"), grew("grids"), result
+
+
+def test_a_run_with_nothing_changed_only_reads_thrive_and_a_refused_row_is_resent_once_fixed(world):
+    world.sync()
+    in_thrive = {s["contact_id"]: s["email"] for s in world.thrive_sandbox.subscribers()}
+    refused = sorted(members_in_iqa(world, "Newsletter") & in_thrive.keys())[0]
+    owner = next(cid for cid in sorted(in_thrive) if cid != refused)
+    world.imis_sandbox.edit_contacts({refused: {"PrimaryEmailAddress": in_thrive[owner]}})  # taken in Thrive
+    report = world.sync()
+    assert report["upsert"]["rejected"] >= 1 and refused in quarantined(world)
+    assert in_thrive[refused] == world.thrive_sandbox.subscriber(refused)["email"]  # Thrive kept the old row
+    assert any("repeats its suffix" in reason for reason in report["upsert"]["quarantine"]["by_reason"])
+
+    actions, grids, report = actions_during(world, world.sync)  # nothing changed in iMIS since
+
+    assert actions == {}  # no Subscribe, no BulkUpload: no upsert and no interest addition or removal
+    # reads only: the interests, and the drift check's one Count of each synced group
+    assert grids and set(grids) <= {"interest_target_group", "target_group_counts", "subscriber_interests"}
+    assert report["upsert"]["sent"] == 0 and report["upsert"]["calls"] == 0
+    assert report["upsert"]["refused_unchanged"] == len(quarantined(world) & synced_members(world)) > 1
+    assert all(group_load(report, name)["calls"] == 0 for name in VALID_LISTS)
+    flagged_after_3 = report["upsert"]["quarantine"]["flagged_ids"]
+    assert flagged_after_3 and refused not in flagged_after_3  # refused in 2 runs so far, the seed's in 3
+
+    world.imis_sandbox.edit_contacts({refused: {"PrimaryEmailAddress": f"fixed.{refused}@example.org"}})
+    written_before = world.written()
+    actions, _, report = actions_during(world, world.sync)
+
+    assert report["upsert"]["sent"] == 1 and report["upsert"]["rejected"] == 0  # exactly the fixed row
+    assert world.written()["Subscribe"] - written_before["Subscribe"] == 1 + group_load(report, "Newsletter")[
+        "records_sent"]
+    assert world.thrive_sandbox.subscriber(refused)["email"] == f"fixed.{refused}@example.org"
+    assert refused not in quarantined(world)
+
+
+def test_an_interest_addition_thrive_refused_waits_until_the_contact_changes(world):
+    world.sync()
+    in_thrive = {s["contact_id"]: s["email"] for s in world.thrive_sandbox.subscribers()}
+    joiner = sorted(in_thrive.keys() - members_in_iqa(world, "Newsletter"))[0]
+    email = in_thrive[joiner]
+    # someone edits Thrive by hand: the joiner's subscriber gets another email, and a new subscriber takes theirs
+    world.thrive.upsert_subscribers([Subscriber(joiner, f"elsewhere.{joiner}@example.org")])
+    world.thrive.upsert_subscribers([Subscriber("99999999", email)])
+    seed = world.imis_sandbox.seed
+    newsletter = seed.find_list("Newsletter")  # the joiner joins the list in iMIS
+    newsletter.members = np.union1d(newsletter.members, np.flatnonzero(seed.contacts["ID"] == joiner))
+
+    report = world.sync()
+    assert group_load(report, "Newsletter")["rejected"] == 1 and report["upsert"]["sent"] == 0
+    assert joiner not in world.thrive_sandbox.interest_members("Newsletter")
+
+    actions, _, report = actions_during(world, world.sync)
+    assert actions == {}  # planned again (the group's snapshot lacks it) but not sent: the contact is unchanged
+    assert group_load(report, "Newsletter")["refused_unchanged"] == 1
+
+    world.imis_sandbox.edit_contacts({joiner: {"PrimaryEmailAddress": f"new.{joiner}@example.org"}})
+    report = world.sync()
+    assert report["upsert"]["sent"] == 1 and group_load(report, "Newsletter")["added"] == 1
+    assert joiner in world.thrive_sandbox.interest_members("Newsletter")
+
+
+def test_the_contacts_upsert_diffs_once(world, monkeypatch):
+    world.sync()
+    world.imis_sandbox.mutate_contacts(5, seed=3)
+    calls = []
+    real = sync.diff_contacts
+    monkeypatch.setattr(sync, "diff_contacts", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+
+    report = world.sync()
+
+    assert len(calls) == 1 and report["upsert"]["guard"]["base"] > 0  # the guard measured the same diff
+
+
+def test_a_row_refused_for_an_email_another_contact_holds_is_resent_once_that_contact_lets_go(world):
+    world.sync()
+    in_thrive = {s["contact_id"]: s["email"] for s in world.thrive_sandbox.subscribers()}
+    refused, owner = sorted(members_in_iqa(world, "Newsletter") & in_thrive.keys())[:2]
+    world.imis_sandbox.edit_contacts({refused: {"PrimaryEmailAddress": in_thrive[owner]}})
+    world.sync()
+    assert refused in quarantined(world)
+    assert world.sync()["upsert"]["sent"] == 0  # held back: unchanged, and the owner still holds the email
+
+    world.imis_sandbox.edit_contacts({owner: {"PrimaryEmailAddress": f"moved.{owner}@example.org"}})
+    assert world.sync()["upsert"]["sent"] == 1  # the owner's new email; Thrive lets go of the old one
+    report = world.sync()
+
+    assert report["upsert"]["sent"] == 1 and report["upsert"]["rejected"] == 0  # the refused row, unchanged
+    assert world.thrive_sandbox.subscriber(refused)["email"] == in_thrive[owner]
+    assert refused not in quarantined(world)

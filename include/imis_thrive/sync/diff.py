@@ -6,15 +6,22 @@ when Thrive would see the same text. A column present on one side only counts as
 new panel column changes exactly the rows that have a value in it.
 
 Each row is hashed with `pd.util.hash_pandas_object` (SipHash with a fixed key: the same on every run and
-in every process, unlike Python's `hash()`); only rows whose hashes differ are compared column by column,
-and the per-row lists of changed columns are built from the few distinct change patterns, never by a
-Python loop over rows.
+in every process, unlike Python's `hash()`) over its columns in name order; only rows whose hashes differ are
+compared column by column, and the per-row lists of changed columns are built from the few distinct change
+patterns, never by a Python loop over rows.
+
+A committed snapshot carries each row's hash (`with_row_hashes`) in a column named after the compared columns
+(`row_hash_column`), so the diff hashes only the current side and renders only the previous rows whose hash
+differs. A snapshot without that column (written before it existed, or over other columns) is hashed here as
+before; its next commit stores the hashes. A stored hash that differs while every column's text is the same (the
+rendering changed between versions) is not a change: the text decides, as it did before hashes were stored.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +29,9 @@ import pandas as pd
 
 from include.imis_thrive.errors import BadData
 from include.imis_thrive.sync.field_map import ID_COLUMN, THRIVE_EMPTY, iqa_of, render_for_thrive
+
+ROW_HASH_PREFIX = "_row_hash_"  # + a digest of the hashed columns' names: a snapshot column, never a field
+HASH_DTYPE = "UInt64"  # nullable, so a concat with rows that have no hash keeps every bit of the others
 
 
 class DuplicateIds(BadData):
@@ -82,6 +92,8 @@ class ContactDiff:
     unchanged: int
     previous_count: int
     changed_by_column: dict[str, int] = field(default_factory=dict)
+    current_hashes: pd.Series | None = None  # ID → row hash of each current row, as `with_row_hashes` stores it
+    hash_column: str | None = None
 
     @property
     def changed(self) -> pd.Index:
@@ -93,8 +105,17 @@ class ContactDiff:
         return len(self.added) + len(self.changed_columns) + len(self.removed)
 
     def upserts(self, current: pd.DataFrame) -> pd.DataFrame:
-        """The rows of `current` to send: the added and the changed ones, in `current`'s order."""
-        return current[current[ID_COLUMN].isin(self.added.append(self.changed))]
+        """The rows of `current` to send: the added and the changed ones, in `current`'s order, each with its
+        row hash (so the snapshot committed from them needs no hashing)."""
+        rows = current[current[ID_COLUMN].isin(self.added.append(self.changed))]
+        if self.current_hashes is None or self.hash_column is None:
+            return rows
+        return rows.assign(**{self.hash_column: self.current_hashes.reindex(rows[ID_COLUMN]).array})
+
+    def without_added(self) -> ContactDiff:
+        """The same diff over only the rows the previous snapshot holds (what the mass-change guard measures:
+        newly synced rows are new people, not a rewrite of Thrive)."""
+        return replace(self, added=self.added[:0])
 
     def summary(self) -> dict[str, Any]:
         """Counts only (no IDs, no values): small enough for XCom and the run report."""
@@ -134,33 +155,37 @@ def diff_contacts(
     """Compare `current` with the previous snapshot (None on a first run: everything is added).
 
     `columns` defaults to every non-ID column of either frame; pass the mapped Thrive fields to ignore others.
+    The previous side's hashes come from its row-hash column when it has one for these columns.
     """
     previous = previous if previous is not None else pd.DataFrame({ID_COLUMN: pd.Series(dtype="str")})
     previous_ids = _unique_ids(previous, "previous", iqa_of(current))
     current_ids = _unique_ids(current, "current", iqa_of(current))
     columns = list(columns) if columns is not None else _union_columns(previous, current)
-    previous_text = _thrive_text(previous, columns)
     current_text = _thrive_text(current, columns)
+    current_hashes = row_hashes(current_text)
 
     positions = previous_ids.get_indexer(current_ids)  # row of each current ID in previous, -1 if new
     matched = np.flatnonzero(positions >= 0)
-    previous_hashes = row_hashes(previous_text)
-    current_hashes = row_hashes(current_text)
-    differs = previous_hashes[positions[matched]] != current_hashes[matched]
-    changed_rows = matched[differs]
+    previous_hashes = _previous_hashes(previous, columns, positions[matched])
+    differs = previous_hashes != current_hashes[matched]
+    candidates = matched[differs]
     seen = np.zeros(len(previous_ids), dtype=bool)
     seen[positions[matched]] = True
 
+    previous_text = _thrive_text(previous.iloc[positions[candidates]], columns)
     changed_columns, changed_by_column = _changed_columns(
-        previous_text, current_text, positions[changed_rows], changed_rows, current_ids[changed_rows]
+        previous_text, current_text.iloc[candidates], current_ids[candidates]
     )
+    hash_column = row_hash_column(columns)
     return ContactDiff(
         added=current_ids[positions < 0],
         changed_columns=changed_columns,
         removed=previous_ids[~seen],
-        unchanged=len(matched) - len(changed_rows),
+        unchanged=len(matched) - len(changed_columns),
         previous_count=len(previous_ids),
         changed_by_column=changed_by_column,
+        current_hashes=pd.Series(current_hashes, index=current_ids, name=hash_column, dtype=HASH_DTYPE),
+        hash_column=hash_column,
     )
 
 
@@ -180,8 +205,51 @@ def diff_membership(
 
 
 def row_hashes(text: pd.DataFrame) -> np.ndarray:
-    """A stable 64-bit hash per row over the given columns, in their order."""
-    return pd.util.hash_pandas_object(text, index=False).to_numpy()
+    """A stable 64-bit hash per row over the given columns, taken in name order (so a snapshot's stored hash
+    does not depend on the order a frame lists its columns in)."""
+    return pd.util.hash_pandas_object(text[sorted(text.columns)], index=False).to_numpy()
+
+
+def row_hash_column(columns: Sequence[str]) -> str:
+    """The snapshot column holding each row's hash over `columns`: named after them, so a hash over other
+    columns (a field added to the map since) is never mistaken for one over these."""
+    digest = hashlib.sha256("\x1f".join(sorted(columns)).encode()).hexdigest()[:12]
+    return f"{ROW_HASH_PREFIX}{digest}"
+
+
+def is_row_hash_column(name: object) -> bool:
+    return isinstance(name, str) and name.startswith(ROW_HASH_PREFIX)
+
+
+def with_row_hashes(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """`frame` as a snapshot to commit: its row-hash column over `columns` complete (rows that came without a
+    hash, e.g. from an older snapshot, are hashed once here), any hash column over other columns dropped."""
+    name = row_hash_column(columns)
+    frame = frame.drop(columns=[c for c in frame.columns if is_row_hash_column(c) and c != name])
+    hashes = _stored_hashes(frame, name)
+    missing = hashes.isna().to_numpy()
+    if missing.any():
+        hashes = hashes.copy()
+        hashes[missing] = row_hashes(_thrive_text(frame[missing], columns))
+    return frame.assign(**{name: hashes.to_numpy()}).astype({name: HASH_DTYPE})
+
+
+def _previous_hashes(previous: pd.DataFrame, columns: Sequence[str], rows: np.ndarray) -> np.ndarray:
+    """The previous side's hashes of `rows`: stored ones where the snapshot has them, the others computed."""
+    stored = _stored_hashes(previous, row_hash_column(columns)).iloc[rows]
+    missing = stored.isna().to_numpy()
+    hashes = stored.to_numpy(dtype="uint64", na_value=0)
+    if missing.any():
+        hashes[missing] = row_hashes(_thrive_text(previous.iloc[rows[missing]], columns))
+    return hashes
+
+
+def _stored_hashes(frame: pd.DataFrame, name: str) -> pd.Series:
+    """The frame's hashes in column `name` (nullable), all missing when it has none it can be trusted with: a
+    hash column that went through a float (a reindex adds NaN as float) has lost bits, so it is not used."""
+    if name in frame.columns and pd.api.types.is_unsigned_integer_dtype(frame[name].dtype):
+        return frame[name].astype(HASH_DTYPE)
+    return pd.Series(pd.NA, index=frame.index, dtype=HASH_DTYPE)
 
 
 def _unique_ids(frame: pd.DataFrame, side: str, iqa: str) -> pd.Index:
@@ -192,8 +260,9 @@ def _unique_ids(frame: pd.DataFrame, side: str, iqa: str) -> pd.Index:
 
 
 def _union_columns(previous: pd.DataFrame, current: pd.DataFrame) -> list[str]:
-    names = [name for name in current.columns if name != ID_COLUMN]
-    return names + [name for name in previous.columns if name != ID_COLUMN and name not in current.columns]
+    names = [name for name in current.columns if name != ID_COLUMN and not is_row_hash_column(name)]
+    return names + [name for name in previous.columns
+                    if name != ID_COLUMN and name not in current.columns and not is_row_hash_column(name)]
 
 
 def _thrive_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -207,25 +276,18 @@ def _thrive_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def _changed_columns(
-    previous_text: pd.DataFrame,
-    current_text: pd.DataFrame,
-    previous_rows: np.ndarray,
-    current_rows: np.ndarray,
-    ids: pd.Index,
+    previous_text: pd.DataFrame, current_text: pd.DataFrame, ids: pd.Index
 ) -> tuple[pd.Series, dict[str, int]]:
-    """Per changed ID, the tuple of columns that differ, via the distinct change patterns."""
+    """Per ID whose hash differs, the tuple of columns whose text differs (rows aligned by position), via the
+    distinct change patterns; an ID none of whose columns differs is not changed."""
     columns = list(current_text.columns)
     if len(ids) == 0 or not columns:
         return pd.Series([], index=pd.Index([], dtype="str", name=ID_COLUMN), dtype=object), {}
     differs = np.column_stack(
-        [
-            np.asarray(
-                current_text[name].array.take(current_rows) != previous_text[name].array.take(previous_rows),
-                dtype=bool,
-            )
-            for name in columns
-        ]
+        [np.asarray(current_text[name].array != previous_text[name].array, dtype=bool) for name in columns]
     )
+    really = differs.any(axis=1)
+    differs, ids = differs[really], ids[really]
     patterns, pattern_of_row = np.unique(np.packbits(differs, axis=1), axis=0, return_inverse=True)
     names = np.array(columns, dtype=object)
     pattern_columns = np.empty(len(patterns), dtype=object)

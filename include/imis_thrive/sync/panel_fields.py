@@ -37,7 +37,7 @@ from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.iqa_package import ID_ALIAS, PANEL_FIELDS_IQA, PANEL_FIELDS_IQA_PATH
 from include.imis_thrive.progress import page_progress
 from include.imis_thrive.reports import render_panel_fields
-from include.imis_thrive.sync.diff import ContactDiff, check_schema_drift, diff_contacts
+from include.imis_thrive.sync.diff import ContactDiff, check_schema_drift, diff_contacts, is_row_hash_column
 from include.imis_thrive.sync.field_map import to_thrive_panel_fields
 from include.imis_thrive.sync.guard import MassChangeBlocked, MassChangeLimits, check_contact_changes
 from include.imis_thrive.sync.load_cycle import is_in, settle_upsert, write_report
@@ -147,7 +147,7 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: P
              len(diff.added), len(diff.changed), counts.count)
     result = _upsert_by_field_set(thrive, targets.set_index(ID_ALIAS), emails, sets)
     figures = settle_upsert(store, PANEL_FIELDS_SNAPSHOT, run_id, result,
-                            targets[is_in(targets[ID_ALIAS], sets.index)], baseline)
+                            targets[is_in(targets[ID_ALIAS], sets.index)], baseline, hashed=fields)
     if len(staged):
         _record_columns(store, fields, run_id)
     return PanelUpsert(**planned, **dict(figures), status=PanelUpsertStatus.SYNCED, guard=guard,
@@ -160,7 +160,8 @@ def _committed_columns(store: SnapshotStore, sent_before: pd.DataFrame | None) -
     recorded = store.read_json(SCHEMA_KEY)
     if recorded is not None:
         return list(recorded["columns"])
-    return None if sent_before is None else [name for name in sent_before.columns if name != ID_ALIAS]
+    return None if sent_before is None else [name for name in sent_before.columns
+                                             if name != ID_ALIAS and not is_row_hash_column(name)]
 
 
 def _record_columns(store: SnapshotStore, fields: list[str], run_id: str) -> None:

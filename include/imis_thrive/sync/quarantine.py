@@ -1,23 +1,35 @@
-"""Records Thrive rejected: kept between runs, retried each run, flagged once they keep failing.
+"""Records Thrive rejected: kept between runs, resent once their content changes, flagged while they stay refused.
 
-A rejected contact is left out of the snapshot, so the next run's diff sends it again; this ledger only
-remembers *why* and *for how many runs in a row*, so the run report can flag the ones a person must fix
-(a malformed email in iMIS, say) instead of retrying them silently forever. IDs and reasons only: the
-reasons come from the Thrive client, which never quotes member data in them.
+A rejected contact is left out of the snapshot, so the next run's diff finds it again. The ledger remembers the
+row's hash as it was refused (`diff.row_hashes`, the hash the snapshots store), so the next run holds the row
+back while its hash is the same (Thrive would refuse it again: every one of them would cost an upsert, and with
+the refusals located by halving, several) and sends it as soon as it changes in iMIS. A row refused while another
+contact held its email in Thrive (Thrive keys subscribers by email too) also remembers that contact, and is sent
+again once that contact no longer holds the email, though the refused row itself never changed. The ledger also
+remembers *why* and *for how many runs in a row* the contact stayed refused (sent and refused, or held back
+unchanged), so the run report can flag the ones a person must fix (a malformed email in iMIS, say). IDs, hashes
+and reasons only: the reasons come from the Thrive client, which never quotes member data in them.
+
+An entry written before hashes were kept has none: that row is sent once more, and its hash kept then.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.models import SubscriberOutcome
 
 FLAG_AFTER_RUNS = 3
 REPORTED_IDS = 50
+# one `record` call: run, accepted, rejected, their hashes, held, the holders of their emails
+_Record = tuple[str, list[str], list[SubscriberOutcome], dict[str, int], list[str], dict[str, str]]
 
 
 @dataclass
@@ -30,7 +42,7 @@ class RejectionLedger:
 
     name: str
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _records: list[tuple[str, list[str], list[SubscriberOutcome]]] = field(default_factory=list, repr=False)
+    _records: list[_Record] = field(default_factory=list, repr=False)
 
     @classmethod
     def load(cls, store: SnapshotStore, name: str) -> RejectionLedger:
@@ -44,17 +56,37 @@ class RejectionLedger:
     def save(self, store: SnapshotStore) -> str:
         def replayed(stored: dict[str, Any] | None) -> dict[str, Any]:
             self.entries = dict((stored or {}).get("entries", {}))
-            for run_id, accepted, rejected in self._records:
-                _apply(self.entries, run_id, accepted, rejected)
+            for record in self._records:
+                _apply(self.entries, *record)
             return {"entries": self.entries}
 
         return store.update_json(self.key(self.name), replayed)
 
-    def record(self, run_id: str, accepted: Iterable[str], rejected: Iterable[SubscriberOutcome]) -> None:
-        """Accepted contacts leave the ledger; each rejected one counts one more failed run (once per run)."""
-        record = (run_id, list(accepted), list(rejected))
+    def record(self, run_id: str, accepted: Iterable[str], rejected: Iterable[SubscriberOutcome],
+               hashes: Mapping[str, int] | None = None, held: Iterable[str] = (),
+               email_holders: Mapping[str, str] | None = None) -> None:
+        """Accepted contacts leave the ledger; each rejected one counts one more failed run (once per run) and
+        keeps its row hash from `hashes` and, from `email_holders`, the contact that held its email in Thrive
+        when it was refused; each `held` one (refused before, held back unchanged) counts one more run it stayed
+        refused."""
+        record = (run_id, list(accepted), list(rejected), dict(hashes or {}), list(held), dict(email_holders or {}))
         self._records.append(record)
         _apply(self.entries, *record)
+
+    def refused_unchanged(self, ids: pd.Series, hashes: pd.Series | np.ndarray) -> np.ndarray:
+        """Per ID, whether Thrive refused that very row before (same hash): sending it again would be refused
+        again, so it waits until it changes in iMIS."""
+        refused = {cid: entry["hash"] for cid, entry in self.entries.items() if "hash" in entry}
+        if not refused:
+            return np.zeros(len(ids), dtype=bool)
+        kept = pd.Series(refused, dtype="str").reindex(pd.Index(ids, dtype="str"))
+        current = pd.Series(np.asarray(hashes, dtype="uint64"), dtype="uint64").astype("str").to_numpy()
+        return (kept.to_numpy() == current) & kept.notna().to_numpy()
+
+    def email_holders(self, ids: pd.Series) -> pd.Series:
+        """Per ID, the contact that held its email in Thrive when Thrive refused it (NA where none did)."""
+        holders = {cid: entry["email_held_by"] for cid, entry in self.entries.items() if "email_held_by" in entry}
+        return pd.Series(holders, dtype="str").reindex(pd.Index(ids, dtype="str"))
 
     def flagged(self) -> list[str]:
         """Contacts rejected in `FLAG_AFTER_RUNS` or more runs in a row: a person must fix them in iMIS."""
@@ -71,7 +103,8 @@ class RejectionLedger:
 
 
 def _apply(entries: dict[str, dict[str, Any]], run_id: str, accepted: Iterable[str],
-           rejected: Iterable[SubscriberOutcome]) -> None:
+           rejected: Iterable[SubscriberOutcome], hashes: Mapping[str, int], held: Iterable[str],
+           email_holders: Mapping[str, str]) -> None:
     for contact_id in accepted:
         entries.pop(contact_id, None)
     for outcome in rejected:
@@ -79,6 +112,15 @@ def _apply(entries: dict[str, dict[str, Any]], run_id: str, accepted: Iterable[s
         if entry.get("last_run") != run_id:
             entry["runs"] += 1
         entry.update(last_run=run_id, reason=outcome.reason or outcome.status.value)
+        for key, known in (("hash", hashes), ("email_held_by", email_holders)):
+            if outcome.contact_id in known:  # a hash as text: JSON numbers above 2**53 are not exact everywhere
+                entry[key] = str(known[outcome.contact_id])
+            else:
+                entry.pop(key, None)
+    for contact_id in held:
+        still = entries.get(contact_id)
+        if still is not None and still.get("last_run") != run_id:
+            still.update(runs=still["runs"] + 1, last_run=run_id)
 
 
 def _reason_kind(reason: str) -> str:

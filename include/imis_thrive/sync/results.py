@@ -213,6 +213,7 @@ class ContactsUpsert(UpsertFigures):
     to_send: int
     dry_run: bool
     seconds: float
+    refused_unchanged: int = 0  # Thrive refused these rows before and they have not changed: not sent again
 
 
 class TargetGroupLoad(StepResult):
@@ -235,6 +236,7 @@ class TargetGroupLoad(StepResult):
     drift_readded: int | None = None
     drift_removed: int | None = None
     drift_fields_resent: int | None = None
+    refused_unchanged: int = 0  # additions Thrive refused before, of contacts unchanged since: not sent again
 
 
 class GroupOutcome(TargetGroupPlan):

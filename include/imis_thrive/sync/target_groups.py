@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from include.imis_thrive.errors import BadConfiguration, BadData
@@ -56,7 +57,7 @@ from include.imis_thrive.reports import render_target_groups
 from include.imis_thrive.sync import pending_uploads
 from include.imis_thrive.sync.attempts import last_attempt, record_attempt
 from include.imis_thrive.sync.bad_emails import record_bad_emails
-from include.imis_thrive.sync.diff import diff_contacts, diff_membership
+from include.imis_thrive.sync.diff import ContactDiff, diff_contacts, diff_membership, is_row_hash_column
 from include.imis_thrive.sync.fetch import declared_types as _declared_types
 from include.imis_thrive.sync.field_map import to_thrive_contacts
 from include.imis_thrive.sync.guard import (
@@ -70,6 +71,7 @@ from include.imis_thrive.sync.guard import (
 from include.imis_thrive.sync.load_cycle import is_in, settle_upsert, write_report
 from include.imis_thrive.sync.merge import merge_members
 from include.imis_thrive.sync.pending_uploads import UploadJournal
+from include.imis_thrive.sync.quarantine import RejectionLedger
 from include.imis_thrive.sync.results import (
     ContactChanges,
     ContactsExtract,
@@ -79,6 +81,7 @@ from include.imis_thrive.sync.results import (
     GuardVerdict,
     MembershipChanges,
     PlanStatus,
+    RejectionSummary,
     TargetGroup,
     TargetGroupLoad,
     TargetGroupPlan,
@@ -94,6 +97,7 @@ from include.imis_thrive.thrive.models import (
     Interest,
     InterestMember,
     Subscriber,
+    SubscriberOutcome,
 )
 
 log = logging.getLogger(__name__)
@@ -332,7 +336,8 @@ def _fields_drifted(thrive: ThriveClient, store: SnapshotStore, members: pd.Inde
     if sent is None or members.empty:
         return pd.Index([], dtype="str"), 0
     sent = sent[is_in(sent[ID_ALIAS], members)]
-    fields = [column for column in sent.columns if column not in (ID_ALIAS, STATUS_ALIAS)]
+    fields = [column for column in sent.columns
+              if column not in (ID_ALIAS, STATUS_ALIAS) and not is_row_hash_column(column)]
     held = thrive.subscriber_fields(sent[EMAIL_FIELD].astype("str").tolist(), fields)
     compared = sorted({name for values in held.values() for name in values})
     if not compared:
@@ -416,32 +421,74 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     sent_before = None if full_resync or baseline is None else store.load(baseline)
     previous = None if sent_before is None else sent_before[is_in(sent_before[ID_ALIAS], members)]
     attempted = None if full_resync else last_attempt(store, CONTACTS_SNAPSHOT, baseline)
-    guard = _contacts_guard(_as_attempted(previous, attempted), targets, fields, override, limits)
     uncertain = pd.Index(sorted(settled.uncertain), dtype="str").union(_drift_resends(store, plans))
     if attempted is not None:  # what an attempt that did not commit sent may or may not be what Thrive holds
         uncertain = uncertain.union(pd.Index(attempted[ID_ALIAS], dtype="str"))
+    sure = previous
     if previous is not None and len(uncertain):  # sent again: what Thrive holds of them is not known
-        previous = previous[~is_in(previous[ID_ALIAS], uncertain)]
-    diff = diff_contacts(previous, targets, columns=fields)
+        sure = previous[~is_in(previous[ID_ALIAS], uncertain)]
+    diff = diff_contacts(sure, targets, columns=fields)
+    # The guard measures against what Thrive holds had the last attempt finished; without one, that is the diff's
+    # own baseline, so the diff is reused rather than computed again.
+    guard_diff = (diff.without_added() if sure is previous
+                  else _diff_known(_as_attempted(previous, attempted), targets, fields))
+    guard = _contacts_guard(previous, guard_diff, override, limits)
     to_send = diff.upserts(targets)
+    ledger = RejectionLedger.load(store, CONTACTS_SNAPSHOT)
+    refused = (np.zeros(len(to_send), dtype=bool) if full_resync or diff.hash_column is None
+               else ledger.refused_unchanged(to_send[ID_ALIAS], to_send[diff.hash_column])
+               & ~_email_freed(ledger, to_send, sent_before))
+    held = to_send.loc[refused, ID_ALIAS].tolist()  # Thrive refused these very rows: sent again once they change
+    to_send = to_send[~refused]
     planned = {"members": len(members), "missing_from_contacts_iqa": len(members) - len(targets),
                "diff": ContactChanges.model_validate(diff.summary()), "guard": guard, "to_send": len(to_send),
-               "dry_run": dry_run}
+               "refused_unchanged": len(held), "dry_run": dry_run}
     if dry_run:
         return ContactsUpsert(**planned, records_sent=0, seconds=round(time.monotonic() - started, 2))
     for plan in plans:  # every guard passed: this attempt starts loading (see attempts.py)
         if plan.ready:
             record_attempt(store, group_snapshot(plan.group), plan.staged())
     if to_send.empty:
-        return ContactsUpsert(**planned, records_sent=0, seconds=round(time.monotonic() - started, 2))
+        quarantine = None
+        if held:
+            ledger.record(run_id, accepted=[], rejected=[], held=held)
+            ledger.save(store)
+            quarantine = RejectionSummary.model_validate(ledger.summary())
+        return ContactsUpsert(**planned, records_sent=0, quarantine=quarantine,
+                              seconds=round(time.monotonic() - started, 2))
     record_attempt(store, CONTACTS_SNAPSHOT, store.stage(CONTACTS_SNAPSHOT, to_send, run_id))
-    log.info("contacts: sending %d (%d new to Thrive, %d changed)", len(to_send), len(diff.added),
-             len(diff.changed))
+    log.info("contacts: sending %d (%d new to Thrive, %d changed; %d refused before and unchanged, held back)",
+             len(to_send), len(diff.added), len(diff.changed), len(held))
     journal = UploadJournal(store, CONTACTS_SNAPSHOT, run_id)
     result = thrive.upsert_subscribers(_subscribers(to_send, fields), journal=journal)
-    figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline, uncertain)
+    figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline, uncertain,
+                            hashed=fields, held=held, email_holders=_email_holders(to_send, sent_before))
     pending_uploads.clear(store, CONTACTS_SNAPSHOT, [*settled.keys, *journal.keys])
     return ContactsUpsert(**planned, **dict(figures), seconds=round(time.monotonic() - started, 2))
+
+
+def _email_holders(rows: pd.DataFrame, in_thrive: pd.DataFrame | None) -> dict[str, str]:
+    """For each row whose email another contact holds in Thrive (by the contacts snapshot), that contact's ID:
+    Thrive refuses a second subscriber with one email."""
+    if in_thrive is None or rows.empty:
+        return {}
+    emails = in_thrive[EMAIL_FIELD].astype("str").str.casefold()
+    by_email = pd.Series(in_thrive[ID_ALIAS].to_numpy(), index=emails.to_numpy())
+    by_email = by_email[~by_email.index.duplicated()]
+    holder = by_email.reindex(rows[EMAIL_FIELD].astype("str").str.casefold().to_numpy()).to_numpy()
+    other = pd.notna(holder) & (holder != rows[ID_ALIAS].to_numpy())
+    return dict(zip(rows[ID_ALIAS].to_numpy()[other], holder[other], strict=True))
+
+
+def _email_freed(ledger: RejectionLedger, rows: pd.DataFrame, in_thrive: pd.DataFrame | None) -> np.ndarray:
+    """Per row, whether the contact that held its email in Thrive when it was refused holds it no more (changed it,
+    or left the snapshot): the row may now be taken, though it did not change."""
+    holders = ledger.email_holders(rows[ID_ALIAS])
+    if in_thrive is None or holders.isna().all():
+        return np.zeros(len(rows), dtype=bool)
+    held_now = in_thrive.set_index(ID_ALIAS)[EMAIL_FIELD].astype("str").str.casefold().reindex(holders.fillna(""))
+    mine = rows[EMAIL_FIELD].astype("str").str.casefold().to_numpy()
+    return holders.notna().to_numpy() & (held_now.to_numpy() != mine)
 
 
 def _as_attempted(previous: pd.DataFrame | None, attempted: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -470,15 +517,20 @@ def _drift_resends(store: SnapshotStore, plans: Sequence[TargetGroupPlan]) -> pd
     return pd.Index(pd.concat(marked, ignore_index=True) if marked else [], dtype="str").unique()
 
 
-def _contacts_guard(previous: pd.DataFrame | None, targets: pd.DataFrame, fields: list[str], override: bool,
+def _contacts_guard(previous: pd.DataFrame | None, diff: ContactDiff, override: bool,
                     limits: MassChangeLimits) -> GuardVerdict:
-    """The guard over contacts Thrive already holds: newly synced members are new people, not a rewrite."""
+    """The guard over contacts Thrive already holds (`diff` without the newly synced members: new people, not
+    a rewrite)."""
     if previous is None or previous.empty:
         return GuardVerdict.nothing_to_compare()
-    known = targets[is_in(targets[ID_ALIAS], previous[ID_ALIAS])]
+    return GuardVerdict.of(check_contact_changes(diff, CONTACTS_IQA_PATH, limits, override))
+
+
+def _diff_known(previous: pd.DataFrame | None, targets: pd.DataFrame, fields: list[str]) -> ContactDiff:
+    """The diff of the targets `previous` holds, against it."""
+    known = targets if previous is None else targets[is_in(targets[ID_ALIAS], previous[ID_ALIAS])]
     known.attrs["iqa"] = CONTACTS_IQA_PATH
-    return GuardVerdict.of(check_contact_changes(diff_contacts(previous, known, columns=fields), CONTACTS_IQA_PATH,
-                                                 limits, override))
+    return diff_contacts(previous, known, columns=fields)
 
 
 def _subscribers(rows: pd.DataFrame, fields: list[str]) -> list[Subscriber]:
@@ -502,21 +554,33 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: TargetGr
               else in_thrive.set_index(ID_ALIAS)[EMAIL_FIELD].astype(object))
     wanted = changes.loc[changes[CHANGE_COLUMN] == "add", ID_ALIAS]
     addable = wanted[wanted.isin(emails.index)]
+    # An addition Thrive refused is not in the group's snapshot, so every plan has it again: it is sent again
+    # only once the contact's row changed since (its hash in the contacts snapshot is not the one refused).
+    ledger = RejectionLedger.load(store, group_snapshot(name))
+    contact_hashes = _contact_hashes(in_thrive, addable)
+    refused = (np.zeros(len(addable), dtype=bool) if contact_hashes is None
+               else ledger.refused_unchanged(addable, contact_hashes))
+    held = addable[refused]
+    addable = addable[~refused]
     leaving = changes.loc[changes[CHANGE_COLUMN] == "remove", ID_ALIAS]
     planned = {"group": name, "to_add": len(addable), "to_remove": len(leaving),
-               "not_in_thrive": len(wanted) - len(addable), "dry_run": dry_run}
+               "not_in_thrive": len(wanted) - len(addable) - len(held), "refused_unchanged": len(held),
+               "dry_run": dry_run}
     if dry_run:
         return TargetGroupLoad(**planned)
-    rejected_ids: set[str] = set()
+    rejected: list[SubscriberOutcome] = []
+    accepted: list[str] = []
     calls = records_sent = 0
     journal = UploadJournal(store, group_snapshot(name), run_id)  # each BulkUpload, recorded before it is sent
     if len(addable):
         result = thrive.add_interest_members(name, _members(addable, emails), journal=journal)
-        rejected_ids = {o.contact_id for o in result.outcomes if not o.accepted}
+        rejected = [o for o in result.outcomes if not o.accepted]
+        accepted = [o.contact_id for o in result.outcomes if o.accepted]
         calls += result.calls
         records_sent = result.records_sent
     if len(leaving):
         calls += len(thrive.remove_interest_members(name, _members(leaving, emails), journal=journal))
+    rejected_ids = {o.contact_id for o in rejected}
     kept = changes.loc[changes[CHANGE_COLUMN] == "keep", ID_ALIAS]
     added = addable[~addable.isin(rejected_ids)]
     mine = pd.concat([kept, added], ignore_index=True).astype("str")
@@ -524,9 +588,15 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: TargetGr
         group_snapshot(name), run_id, plan.baseline,
         lambda theirs, base: pd.DataFrame({ID_ALIAS: merge_members(
             mine, None if theirs is None else theirs[ID_ALIAS], None if base is None else base[ID_ALIAS])}))
+    if rejected or len(held) or ledger.entries:
+        refused_hashes = _contact_hashes(in_thrive, pd.Series(sorted(rejected_ids), dtype="str"))
+        ledger.record(run_id, accepted=[*accepted, *leaving], rejected=rejected, held=held.tolist(),
+                      hashes={} if refused_hashes is None else dict(zip(
+                          sorted(rejected_ids), refused_hashes.astype("uint64").tolist(), strict=True)))
+        ledger.save(store)
     pending_uploads.clear(store, group_snapshot(name), [*(plan.settled_uploads or ()), *journal.keys])
-    log.info("target group %r: %d added, %d removed, %d not added (not in Thrive or rejected)", name,
-             len(added), len(leaving), len(wanted) - len(added))
+    log.info("target group %r: %d added, %d removed, %d not added (not in Thrive, rejected, or refused before and "
+             "unchanged)", name, len(added), len(leaving), len(wanted) - len(added))
     repaired = _drift_repaired(changes, added) if plan.drift is not None and plan.drift.reconciled else {}
     return TargetGroupLoad(**planned, added=len(added), removed=len(leaving), rejected=len(rejected_ids),
                            members=committed.rows, calls=calls, records_sent=records_sent,
@@ -539,6 +609,18 @@ def _drift_repaired(changes: pd.DataFrame, added: pd.Series) -> dict[str, int]:
     return {"drift_readded": int(is_in(added, changes.loc[marks == DRIFT_MISSING, ID_ALIAS]).sum()),
             "drift_removed": int(((marks == DRIFT_EXTRA) & (changes[CHANGE_COLUMN] == "remove")).sum()),
             "drift_fields_resent": int((marks == DRIFT_FIELDS).sum())}
+
+
+def _contact_hashes(in_thrive: pd.DataFrame | None, ids: pd.Series) -> np.ndarray | None:
+    """The row hash the contacts snapshot holds for each of `ids` (0 where it has none), or None for a snapshot
+    that stores no hashes (written before it did): then nothing is held back and nothing is remembered."""
+    if in_thrive is None:
+        return None
+    column = next((name for name in in_thrive.columns if is_row_hash_column(name)), None)
+    if column is None:
+        return None
+    stored = in_thrive.set_index(ID_ALIAS)[column].reindex(pd.Index(ids, dtype="str"))
+    return stored.to_numpy(dtype="uint64", na_value=0)
 
 
 def _members(ids: pd.Series, emails: pd.Series) -> list[InterestMember]:

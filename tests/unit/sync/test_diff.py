@@ -18,7 +18,10 @@ from include.imis_thrive.sync.diff import (
     check_schema_drift,
     diff_contacts,
     diff_membership,
+    is_row_hash_column,
+    row_hash_column,
     row_hashes,
+    with_row_hashes,
 )
 from include.imis_thrive.sync.field_map import to_thrive_contacts
 
@@ -210,3 +213,88 @@ def test_schema_drift_is_accepted_by_the_override_and_new_columns_alone_are_no_d
     assert check_schema_drift(["Chapter", "Credits"], ["Credits"], "$/P", override=True) == ["Chapter"]
     assert check_schema_drift(["Credits"], ["Credits", "Chapter"], "$/P") == []
     assert check_schema_drift(None, ["Credits"], "$/P") == []
+
+
+# -- row hashes stored in the snapshot ---------------------------------------------------------------------
+
+def _sent(frames, ids: list[str], first: list[str], last: list[str]) -> pd.DataFrame:
+    return _contacts(frames, ids, FirstName=first, LastName=last)
+
+
+def test_a_snapshot_with_stored_hashes_diffs_exactly_like_one_without(frames) -> None:
+    previous = _sent(frames, ["1", "2", "3", "4"], ["Ann", "Bo", "Cy", "Di"], ["A", "B", "C", "D"])
+    current = _sent(frames, ["2", "3", "4", "5"], ["Bo", "Cyrus", "Di", "Ed"], ["B", "C", "Dee", "E"])
+    hashed = with_row_hashes(previous, ["FirstName", "LastName"])
+
+    with_hashes, without = diff_contacts(hashed, current), diff_contacts(previous, current)
+
+    assert is_row_hash_column(next(c for c in hashed.columns if c not in previous.columns))
+    assert with_hashes.summary() == without.summary()
+    assert with_hashes.changed_columns.to_dict() == without.changed_columns.to_dict() == {
+        "3": ("FirstName",), "4": ("LastName",)}
+
+
+def test_the_previous_side_is_not_rehashed_when_the_snapshot_stores_its_hashes(frames) -> None:
+    previous = _sent(frames, ["1", "2"], ["Ann", "Bo"], ["A", "B"])
+    current = _sent(frames, ["1", "2"], ["Ann", "Bob"], ["A", "B"])
+    hashed = with_row_hashes(previous, ["FirstName", "LastName"])
+    column = row_hash_column(["FirstName", "LastName"])
+    hashed[column] = with_row_hashes(current, ["FirstName", "LastName"])[column]  # claims row 2 was "Bob"
+
+    assert diff_contacts(hashed, current).changed.empty  # the stored hash was believed, the row not rehashed
+    assert diff_contacts(previous, current).changed.tolist() == ["2"]
+
+
+def test_a_stored_hash_that_differs_while_every_column_reads_the_same_is_no_change(frames) -> None:
+    previous = _sent(frames, ["1", "2"], ["Ann", "Bo"], ["A", "B"])
+    hashed = with_row_hashes(previous, ["FirstName", "LastName"])
+    column = row_hash_column(["FirstName", "LastName"])
+    hashed[column] = pd.array([1, 2], dtype="UInt64")  # e.g. written by a version that rendered text otherwise
+
+    diff = diff_contacts(hashed, previous.copy())
+
+    assert diff.changed.empty and diff.unchanged == 2
+
+
+def test_the_diff_hands_the_rows_to_send_their_hashes_for_the_commit(frames) -> None:
+    previous = _sent(frames, ["1"], ["Ann"], ["A"])
+    current = _sent(frames, ["1", "2"], ["Anne", "Bo"], ["A", "B"])
+
+    sent = diff_contacts(previous, current, columns=["LastName", "FirstName"]).upserts(current)
+
+    column = row_hash_column(["FirstName", "LastName"])
+    assert sent[column].tolist() == with_row_hashes(current, ["FirstName", "LastName"])[column].tolist()
+
+
+def test_hashes_do_not_depend_on_column_order_and_name_the_columns_they_cover(frames) -> None:
+    frame = _sent(frames, ["1", "2"], ["Ann", "Bo"], ["A", "B"])
+    reordered = frame[["ID", "LastName", "FirstName"]]
+
+    assert row_hash_column(["FirstName", "LastName"]) == row_hash_column(["LastName", "FirstName"])
+    assert row_hash_column(["FirstName"]) != row_hash_column(["FirstName", "LastName"])
+    column = row_hash_column(["FirstName", "LastName"])
+    assert (with_row_hashes(frame, ["FirstName", "LastName"])[column].tolist()
+            == with_row_hashes(reordered, ["LastName", "FirstName"])[column].tolist())
+
+
+def test_a_commit_over_an_older_snapshot_hashes_its_rows_once_and_drops_hashes_over_other_columns(frames) -> None:
+    older = _sent(frames, ["1", "2"], ["Ann", "Bo"], ["A", "B"])  # written before snapshots stored hashes
+    sent = with_row_hashes(_sent(frames, ["3"], ["Cy"], ["C"]), ["FirstName", "LastName"])
+    stale = with_row_hashes(older, ["FirstName"])  # hashed over another field map
+
+    merged = with_row_hashes(pd.concat([stale, sent], ignore_index=True), ["FirstName", "LastName"])
+
+    column = row_hash_column(["FirstName", "LastName"])
+    assert [c for c in merged.columns if is_row_hash_column(c)] == [column]
+    fresh = with_row_hashes(pd.concat([older, sent.drop(columns=[column])], ignore_index=True),
+                            ["FirstName", "LastName"])
+    assert merged[column].tolist() == fresh[column].tolist() and merged[column].notna().all()
+
+
+def test_a_hash_column_that_went_through_a_float_is_not_trusted(frames) -> None:
+    previous = with_row_hashes(_sent(frames, ["1", "2"], ["Ann", "Bo"], ["A", "B"]), ["FirstName", "LastName"])
+    column = row_hash_column(["FirstName", "LastName"])
+    floated = previous.astype({column: "float64"})  # what a reindex with NaN does to uint64: the low bits go
+
+    assert diff_contacts(floated, previous.drop(columns=[column])).unchanged == 2
+    assert with_row_hashes(floated, ["FirstName", "LastName"])[column].tolist() == previous[column].tolist()

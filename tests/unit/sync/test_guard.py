@@ -115,3 +115,16 @@ def test_drift_counts_missing_and_extra_members_against_the_guard_share() -> Non
         check_drift("Newsletter", missing=21, extra=0, base=100)
     assert isinstance(stopped.value, MassChangeBlocked) and stopped.value.check.measure == "members drifted in Thrive"
     assert check_drift("Newsletter", missing=100, extra=0, base=100, override=True).overridden
+
+
+def test_the_contacts_guard_measured_on_the_upsert_diff_without_its_added_rows_is_the_guard_of_a_second_diff() -> None:
+    previous = _contacts(_ids(100), ["a"] * 100)
+    current = _contacts(_ids(90, start=1010), ["a"] * 60 + ["b"] * 30)  # 10 gone, 30 changed, 10 new
+    known = current[current["ID"].isin(previous["ID"])]
+
+    limits = MassChangeLimits(max_changed_share=0.5)
+
+    reused = check_contact_changes(diff_contacts(previous, current).without_added(), CONTACTS_IQA, limits)
+    second = check_contact_changes(diff_contacts(previous, known), CONTACTS_IQA, limits)
+
+    assert reused == second and reused.count == 10 + 30 and reused.base == 100
