@@ -1,6 +1,6 @@
-from include.imis_thrive import reports
 import pytest
 
+from include.imis_thrive import reports
 from include.imis_thrive.sync.results import (
     PanelFieldsReport,
     RejectionSummary,
