@@ -33,9 +33,9 @@ quarantined, the fields (custom ones named), the diff per field, the guard's ver
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-from include.imis_thrive.airflow.assets import THRIVE_PANEL_FIELDS
+from include.imis_thrive.airflow.assets import THRIVE_PANEL_FIELDS, THRIVE_PANEL_FIELDS_CHANGES
 from include.imis_thrive.airflow.runtime import DEFAULT_ARGS, RUN_FAILURE_ALERT, RUN_TYPES_BUT_BACKFILL
 
 
@@ -98,10 +98,11 @@ def imis_to_thrive_panel_fields():
                 thrive, snapshot_store(), PanelExtract.from_xcom(extracted), run_id, dry_run=params["dry_run"],
                 override=params["allow_mass_change"], limits=limits).to_xcom()
 
-    @task(outlets=[THRIVE_PANEL_FIELDS])
+    @task(outlets=[THRIVE_PANEL_FIELDS_CHANGES])
     def finish_run(extracted: dict, upserted: dict, run_id: str | None = None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if the mass-change guard stopped the load."""
         from include.imis_thrive import reports
+        from include.imis_thrive.airflow.assets import announce_change
         from include.imis_thrive.airflow.runtime import report_view_url, retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import panel_fields
         from include.imis_thrive.sync.results import PanelExtract, PanelUpsert
@@ -110,8 +111,7 @@ def imis_to_thrive_panel_fields():
             extract, upsert = PanelExtract.from_xcom(extracted), PanelUpsert.from_xcom(upserted)
             summary = panel_fields.finish_run(snapshot_store(), run_id, extract, upsert,
                                               report_url=report_view_url(ti.dag_id, run_id))
-            outlet = get_current_context()["outlet_events"][THRIVE_PANEL_FIELDS]
-            outlet.extra = reports.panel_figures(extract, upsert)
+            announce_change(THRIVE_PANEL_FIELDS_CHANGES, THRIVE_PANEL_FIELDS, reports.panel_figures(extract, upsert))
             return summary.to_xcom()
 
     extracted = extract_panel_fields(fetch_panel_fields())

@@ -33,9 +33,11 @@ with `full_resync`.
 **When it fails**
 - `fetch_contacts` / `fetch_target_group`: iMIS did not answer (they retry by themselves); these are the only tasks
   that hold an `imis_api` pool slot.
-- `plan_target_group` / `load_target_group` for one list: the list breaks a requirement (shared with Everyone,
-  alias `ID`, no prompts, one active record), has no Thrive target group, or the guard stopped it. The log says
-  which; the other lists still synced. Fix the IQA (or re-trigger with `allow_mass_change` if the change is real).
+- `plan_target_group` / `load_target_group` **skipped** for one list: the list breaks a requirement (shared with
+  Everyone, alias `ID`, no prompts, one active record) or has no Thrive target group; the WARNING line of its log
+  says which, the other lists still synced, and `finish_run` fails the run naming it. Fix the IQA.
+- `load_target_group` failed for one list: the mass-change guard stopped it (its log's ERROR line says by how
+  much). Check the IQA; re-trigger with `allow_mass_change` if the change is real.
 - `extract_contacts`: a blocking expectation failed (ID missing, null, duplicated, not numeric; a required column
   missing; no active record). Nothing was loaded; the last good snapshot stays.
 - any task after a connection error: it retries by itself; a failed run leaves the snapshots as they were, so the
@@ -49,7 +51,12 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.imis_thrive.airflow.assets import THRIVE_CONTACTS, THRIVE_TARGET_GROUPS, target_group_asset
+from include.imis_thrive.airflow.assets import (
+    THRIVE_CONTACTS,
+    THRIVE_CONTACTS_CHANGES,
+    THRIVE_TARGET_GROUPS,
+    target_group_asset,
+)
 from include.imis_thrive.airflow.runtime import DEFAULT_ARGS, RUN_FAILURE_ALERT, RUN_TYPES_BUT_BACKFILL
 
 
@@ -142,12 +149,13 @@ def imis_to_thrive_target_groups():
 
     @task(map_index_template="{{ target_group }}")
     def plan_target_group(fetched: dict, contacts: dict, params: dict, run_id: str | None = None) -> dict:
-        """One list: checked, diffed against its snapshot, guarded; skipped lists say why."""
+        """One list: checked, diffed against its snapshot, guarded; a list that breaks a requirement ends skipped
+        with the reason (its plan is still the XCom, for the load mapped over it and for finish_run)."""
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
-        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, skip_task, snapshot_store
         from include.imis_thrive.sync import fetch, target_groups
         from include.imis_thrive.sync.guard import MassChangeLimits
-        from include.imis_thrive.sync.results import ContactsExtract, TargetGroup
+        from include.imis_thrive.sync.results import ContactsExtract, PlanStatus, TargetGroup
 
         group, listed = TargetGroup.from_xcom(fetched["group"]), fetch.FetchedIqa.from_xcom(fetched["fetched"])
         get_current_context()["target_group"] = group.name
@@ -155,16 +163,21 @@ def imis_to_thrive_target_groups():
             limits = MassChangeLimits(params["max_removed_share"], params["max_changed_share"])
             store = snapshot_store()
             with ThriveHook().get_client() as thrive:
-                return target_groups.plan_target_group(
+                plan = target_groups.plan_target_group(
                     None, thrive, store, group, ContactsExtract.from_xcom(contacts), run_id,
                     full_resync=params["full_resync"], override=params["allow_mass_change"], limits=limits,
                     fetched=fetch.fetched_frame(store, listed), denied=listed.denied,
-                    reconcile=params["reconcile"]).to_xcom()
+                    reconcile=params["reconcile"])
+        if plan.status is PlanStatus.SKIPPED:
+            skip_task(plan.reason or f"target group {group.name!r} is skipped", xcom=plan.to_xcom())
+        return plan.to_xcom()
 
-    @task(outlets=[THRIVE_CONTACTS])
+    # none_failed: a skipped list's plan must not skip the other groups' upsert and loads.
+    @task(trigger_rule="none_failed", outlets=[THRIVE_CONTACTS_CHANGES])
     def upsert_contacts(contacts: dict, plans: list[dict], params: dict, run_id: str | None = None) -> dict:
         """Fields of members new to Thrive or changed, in one upsert for all groups; commits the contacts."""
         from include.imis_thrive import reports
+        from include.imis_thrive.airflow.assets import announce_change
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
         from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
@@ -179,33 +192,35 @@ def imis_to_thrive_target_groups():
                     thrive, snapshot_store(), extracted, [TargetGroupPlan.from_xcom(plan) for plan in plans], run_id,
                     dry_run=params["dry_run"], full_resync=params["full_resync"],
                     override=params["allow_mass_change"], limits=limits)
-            outlet = get_current_context()["outlet_events"][THRIVE_CONTACTS]
-            outlet.extra = reports.contacts_figures(extracted, upserted)
+            announce_change(THRIVE_CONTACTS_CHANGES, THRIVE_CONTACTS, reports.contacts_figures(extracted, upserted))
             return upserted.to_xcom()
 
-    @task(map_index_template="{{ target_group }}", outlets=[THRIVE_TARGET_GROUPS])
-    def load_target_group(plan: dict, params: dict, run_id: str | None = None) -> dict:
-        """Interest additions and removals for one group, then its snapshot is committed."""
+    @task(map_index_template="{{ target_group }}", trigger_rule="none_failed", outlets=[THRIVE_TARGET_GROUPS])
+    def load_target_group(plan: dict, contacts: dict, params: dict, run_id: str | None = None) -> dict:
+        """Interest additions and removals for one group, then its snapshot is committed; a skipped list's ends
+        skipped too."""
         from include.imis_thrive import reports
+        from include.imis_thrive.airflow.assets import announce_change
         from include.imis_thrive.airflow.hooks.thrive import ThriveHook
-        from include.imis_thrive.airflow.runtime import retry_by_error_kind, snapshot_store
+        from include.imis_thrive.airflow.runtime import retry_by_error_kind, skip_task, snapshot_store
         from include.imis_thrive.sync import target_groups
-        from include.imis_thrive.sync.results import TargetGroupPlan
+        from include.imis_thrive.sync.results import ContactsExtract, PlanStatus, TargetGroupPlan
 
-        context = get_current_context()
+        planned = TargetGroupPlan.from_xcom(plan)
+        get_current_context()["target_group"] = planned.group
+        if planned.status is PlanStatus.SKIPPED:
+            skip_task(planned.reason or f"target group {planned.group!r} is skipped")
         with retry_by_error_kind():
-            planned = TargetGroupPlan.from_xcom(plan)
-            context["target_group"] = planned.group
             with ThriveHook().get_client() as thrive:
                 loaded = target_groups.load_target_group(thrive, snapshot_store(), planned, run_id,
-                                                         dry_run=params["dry_run"])
-            if not params["dry_run"]:
-                context["outlet_events"][THRIVE_TARGET_GROUPS].add(
-                    target_group_asset(planned.group), extra=reports.target_group_figures(planned, loaded))
+                                                         dry_run=params["dry_run"],
+                                                         contacts=ContactsExtract.from_xcom(contacts))
+            announce_change(THRIVE_TARGET_GROUPS, target_group_asset(planned.group),
+                            reports.target_group_figures(planned, loaded))
             return loaded.to_xcom()
 
     @task(trigger_rule="all_done")
-    def finish_run(run_id: str | None = None, ti=None) -> dict:
+    def finish_run(params: dict, run_id: str | None = None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if any list was skipped or blocked."""
         from include.imis_thrive.airflow.runtime import report_view_url, retry_by_error_kind, snapshot_store
         from include.imis_thrive.sync import target_groups
@@ -220,7 +235,7 @@ def imis_to_thrive_target_groups():
             upserted = ti.xcom_pull(task_ids="upsert_contacts", default=None)
             return target_groups.finish_run(
                 snapshot_store(), run_id, plans, contacts and ContactsExtract.from_xcom(contacts),
-                upserted and ContactsUpsert.from_xcom(upserted), loads,
+                upserted and ContactsUpsert.from_xcom(upserted), loads, dry_run=params["dry_run"],
                 report_url=report_view_url(ti.dag_id, run_id)).to_xcom()
 
     def _mapped_results(pulled) -> list[dict]:
@@ -232,7 +247,7 @@ def imis_to_thrive_target_groups():
     contacts = extract_contacts(fetch_contacts())
     plans = plan_target_group.partial(contacts=contacts).expand(fetched=fetch_target_group.expand(group=groups))
     upsert = upsert_contacts(contacts, plans)
-    loads = load_target_group.expand(plan=plans)
+    loads = load_target_group.partial(contacts=contacts).expand(plan=plans)
     upsert >> loads >> finish_run()
 
 

@@ -42,9 +42,9 @@ in a row is iMIS being down, not bad events: the task fails and retries, quarant
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from include.imis_thrive.airflow.assets import IMIS_HLOGIC_ACTIVITIES
+from include.imis_thrive.airflow.assets import IMIS_HLOGIC_ACTIVITIES, IMIS_HLOGIC_ACTIVITIES_CHANGES
 from include.imis_thrive.airflow.runtime import DEFAULT_ARGS, RUN_FAILURE_ALERT
 from include.imis_thrive.thrive.kinds import EngagementKind  # a bare enum: cheap at parse time
 
@@ -87,10 +87,11 @@ def thrive_to_imis_activities():
                                                retry_stuck=bool(params.get("retry_stuck")),
                                                lease=writeback_lease_terms()).to_xcom()
 
-    @task(trigger_rule="all_done", outlets=[IMIS_HLOGIC_ACTIVITIES])
+    @task(trigger_rule="all_done", outlets=[IMIS_HLOGIC_ACTIVITIES_CHANGES])
     def finish_run(run_id: str | None = None, data_interval_start=None, data_interval_end=None, ti=None) -> dict:
         """The run report next to the snapshots; fails the run if iMIS refused events or the write failed."""
         from include.imis_thrive import reports
+        from include.imis_thrive.airflow.assets import announce_change
         from include.imis_thrive.airflow.runtime import report_view_url, retry_by_error_kind, snapshot_store
         from include.imis_thrive.writeback import activities
         from include.imis_thrive.writeback.results import ActivityWriteback
@@ -100,8 +101,8 @@ def thrive_to_imis_activities():
             written = pulled and ActivityWriteback.from_xcom(pulled)
             report = activities.finish_run(snapshot_store(), run_id, data_interval_start, data_interval_end, written,
                                            report_url=report_view_url(ti.dag_id, run_id))
-            figures = reports.activity_figures(report.writeback)
-            get_current_context()["outlet_events"][IMIS_HLOGIC_ACTIVITIES].extra = figures
+            announce_change(IMIS_HLOGIC_ACTIVITIES_CHANGES, IMIS_HLOGIC_ACTIVITIES,
+                            reports.activity_figures(report.writeback))
             return report.to_xcom()
 
     write_activities() >> finish_run()

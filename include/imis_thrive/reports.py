@@ -15,6 +15,7 @@ from include.imis_thrive.sync.results import (
     PanelExtract,
     PanelFieldsReport,
     PanelUpsert,
+    PanelUpsertStatus,
     RejectionSummary,
     TargetGroupLoad,
     TargetGroupPlan,
@@ -64,6 +65,14 @@ def _validation_lines(validation: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def announces_a_change(figures: Mapping[str, Any]) -> bool:
+    """Whether a step's figures are worth an Asset event: it wrote something. A dry run, a load the mass-change
+    guard stopped and an hour without engagement wrote nothing, and a DAG scheduled on the asset must not run."""
+    if figures.get("dry_run") or figures.get("status") in {PanelUpsertStatus.DRY_RUN, PanelUpsertStatus.BLOCKED}:
+        return False
+    return any(figures.get(key) for key in ("added", "changed", "removed"))
+
+
 def target_group_figures(plan: TargetGroupPlan, load: TargetGroupLoad) -> dict[str, Any]:
     """The `extra` of one target group's Asset event."""
     drift = plan.drift
@@ -106,14 +115,16 @@ def contacts_figures(contacts: ContactsExtract, upsert: ContactsUpsert) -> dict[
 
 
 def render_target_groups(report: TargetGroupsReport) -> str:
-    contacts, upsert = report.contacts, report.upsert
+    contacts, upsert, dry_run = report.contacts, report.upsert, report.dry_run
     diff = upsert.diff if upsert else None
-    lines = [f"# Target-group sync {report.run_id}", "", f"Finished {report.finished_at}.", "",
-             "## Contacts (default fields and `iMISv2 - Token`)", "",
-             table(["read", "staged", "new to Thrive", "changed", "sent", "rejected by Thrive", "API calls"],
-                   [(contacts and contacts.rows, contacts and contacts.staged, diff and diff.added,
-                     diff and diff.changed, upsert and upsert.sent, upsert and upsert.rejected,
-                     upsert and upsert.calls)]), ""]
+    lines = [f"# Target-group sync {report.run_id}", "", f"Finished {report.finished_at}.", ""]
+    lines += _dry_run_banner(dry_run)
+    lines += ["## Contacts (default fields and `iMISv2 - Token`)", "",
+              table(["read", "staged", "new to Thrive", "changed", "would send" if dry_run else "sent",
+                     "rejected by Thrive", "API calls"],
+                    [(contacts and contacts.rows, contacts and contacts.staged, diff and diff.added,
+                      diff and diff.changed, upsert and (upsert.to_send if dry_run else upsert.sent),
+                      upsert and upsert.rejected, upsert and upsert.calls)]), ""]
     if diff and diff.changed_by_column:
         lines += ["Changed fields: " + ", ".join(f"{k} ({v})" for k, v in sorted(diff.changed_by_column.items())),
                   ""]
@@ -121,22 +132,38 @@ def render_target_groups(report: TargetGroupsReport) -> str:
     lines += _quarantine_lines("Quarantined by validation (not sent)", contacts.quarantined if contacts else None)
     lines += _quarantine_lines("Rejected by Thrive (sent again once changed in iMIS)",
                                upsert.quarantine if upsert else None)
-    lines += ["## Target groups", "",
-              table(["group", "status", "members", "added", "removed", "not added", "drift in Thrive", "note"],
-                    [(g.group, g.status, g.load and g.load.members, g.load and g.load.added,
-                      g.load and g.load.removed, g.load and g.load.not_in_thrive + g.load.refused_unchanged,
-                      drift_note(g, g.load),
-                      g.reason or "")
-                     for g in report.target_groups]), ""]
+    if dry_run:
+        groups = table(["group", "status", "members", "would add", "would remove", "would not add", "drift in Thrive",
+                        "note"],
+                       [(g.group, g.status, g.membership and g.membership.current, g.load and g.load.to_add,
+                         g.load and g.load.to_remove, g.load and g.load.not_in_thrive + g.load.refused_unchanged,
+                         drift_note(g, g.load), g.reason or "")
+                        for g in report.target_groups])
+    else:
+        groups = table(["group", "status", "members", "added", "removed", "not added", "drift in Thrive", "note"],
+                       [(g.group, g.status, g.load and g.load.members, g.load and g.load.added,
+                         g.load and g.load.removed, g.load and g.load.not_in_thrive + g.load.refused_unchanged,
+                         drift_note(g, g.load), g.reason or "")
+                        for g in report.target_groups])
+    lines += ["## Target groups", "", groups, ""]
     return "\n".join(lines)
+
+
+def _dry_run_banner(dry_run: bool) -> list[str]:
+    if not dry_run:
+        return []
+    return ["> **DRY RUN**: nothing was sent to Thrive and no snapshot was committed; the figures say what a real "
+            "run would add, remove and send.", ""]
 
 
 def render_panel_fields(report: PanelFieldsReport) -> str:
     extract, upsert = report.extract, report.upsert
-    lines = [f"# Panel-field sync {report.run_id}", "", f"Finished {report.finished_at}; IQA {report.iqa}.",
-             "", table(["read", "fields", "new contacts", "changed", "field sets sent", "rejected", "status"],
-                       [(extract.rows, len(extract.fields), upsert.diff.added, upsert.diff.changed,
-                         upsert.sent, upsert.rejected, upsert.status)]), ""]
+    lines = [f"# Panel-field sync {report.run_id}", "", f"Finished {report.finished_at}; IQA {report.iqa}.", "",
+             *_dry_run_banner(upsert.dry_run),
+             table(["read", "fields", "new contacts", "changed",
+                    "would send" if upsert.dry_run else "field sets sent", "rejected", "status"],
+                   [(extract.rows, len(extract.fields), upsert.diff.added, upsert.diff.changed,
+                     upsert.to_send if upsert.dry_run else upsert.sent, upsert.rejected, upsert.status)]), ""]
     if extract.custom_fields:
         lines += ["Custom fields: " + ", ".join(extract.custom_fields), ""]
     if upsert.reason:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -160,3 +162,38 @@ def dag_test_run(dagbag, dag_id: str, **conf):
 def task_key(ti) -> str:
     """`task_id`, or `task_id[map name]` for a mapped task instance."""
     return ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.rendered_map_index or ti.map_index}]"
+
+
+def asset_events(run_id: str) -> dict[str, dict]:
+    """The asset events one DAG run emitted, read back from the metadata DB: {asset URI: the event's extra}."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == run_id).all()
+        return {event.uri: event.extra for event in events}
+
+
+_TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
+
+
+def task_logs(records: list[logging.LogRecord], run) -> dict[str, list[logging.LogRecord]]:
+    """Each task's records among those the standard loggers emitted during a `dag.test()` run (`caplog.records`),
+    keyed as `task_key` does. dag.test() runs one task instance at a time and logs where each starts, so the
+    records up to the next start are that task's. (Airflow's own structlog lines, such as "Task failed with
+    exception" and its traceback, go to stdout instead: capfd has them.)"""
+    names = {(ti.task_id, ti.map_index): task_key(ti) for ti in run.get_task_instances()}
+    logs: dict[str, list[logging.LogRecord]] = {}
+    current: list[logging.LogRecord] | None = None
+    for record in records:
+        started = _TASK_START.search(record.getMessage())
+        if started:
+            key = (started[1], int(started[2]))
+            current = logs.setdefault(names.get(key, f"{key[0]}[{key[1]}]"), [])
+        elif current is not None:
+            current.append(record)
+    return logs
+
+
+def messages(records: list[logging.LogRecord], level: str) -> list[str]:
+    return [record.getMessage() for record in records if record.levelname == level]

@@ -19,7 +19,7 @@ from include.imis_thrive.writeback.activities import REPORT_PREFIX
 from sandbox.faults import FaultConfig
 from sandbox.thrive_engagement import EngagementRates, GeneratedEngagement, generate_engagement
 from sandbox.thrive_store import UploadRow
-from tests.dags.conftest import PROJECT_ROOT, Sandboxes
+from tests.dags.conftest import PROJECT_ROOT, Sandboxes, asset_events
 from tests.integration.engagement_expectations import GRID_KINDS, engagement_sources, expected_events, unserved
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
@@ -79,6 +79,7 @@ class Run(NamedTuple):
     state: str
     interval: tuple[datetime, datetime]
     report: dict | None  # the run report finish_run stored
+    run_id: str
 
 
 def run_interval(dagbag, sandboxes: Sandboxes, end: datetime, **conf) -> Run:
@@ -87,7 +88,7 @@ def run_interval(dagbag, sandboxes: Sandboxes, end: datetime, **conf) -> Run:
     The conf is always complete: params given to one dag.test() stay on the session's DAG object."""
     run = dagbag.get_dag(DAG_ID).test(logical_date=end, run_conf={"kinds": ALL_KINDS} | conf)
     report = SnapshotStore(sandboxes.store_url).read_json(f"{REPORT_PREFIX}/{snapshot_name(run.run_id)}")
-    return Run(str(run.state), (run.data_interval_start, run.data_interval_end), report)
+    return Run(str(run.state), (run.data_interval_start, run.data_interval_end), report, run.run_id)
 
 
 def assert_finished(sandboxes: Sandboxes, run: Run) -> None:
@@ -146,8 +147,19 @@ def test_a_run_writes_its_interval_and_a_second_run_writes_nothing(dagbag, sandb
     assert (start, end) == (FIRST_END - timedelta(hours=1), FIRST_END)
     expected = expected_keys(sandboxes, generated, known, start, end)
     assert written(sandboxes) == expected and sum(expected.values()) > 50
-    assert_finished(sandboxes, run_interval(dagbag, sandboxes, FIRST_END))
+    [event] = asset_events(run.run_id).values()  # the activities asset, with the run's figures
+    assert event["added"] == sum(run.report["writeback"]["written"].values()) == len(sandboxes.imis.activities())
+    again = run_interval(dagbag, sandboxes, FIRST_END)
+    assert_finished(sandboxes, again)
     assert written(sandboxes) == expected
+    assert asset_events(again.run_id) == {}  # it wrote nothing, so nothing downstream may fire
+
+
+def test_an_hour_without_engagement_writes_nothing_and_emits_no_asset_event(dagbag, sandboxes):
+    run = run_interval(dagbag, sandboxes, FIRST_END - timedelta(days=1))
+    assert_finished(sandboxes, run)
+    assert sum(run.report["writeback"]["read"].values()) == 0 and written(sandboxes) == Counter()
+    assert asset_events(run.run_id) == {}
 
 
 def test_three_consecutive_intervals_write_exactly_their_events(dagbag, sandboxes):

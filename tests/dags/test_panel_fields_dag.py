@@ -4,7 +4,7 @@ import pytest
 
 from include.imis_thrive.sync import panel_fields
 from include.imis_thrive.sync.snapshots import SnapshotStore
-from tests.dags.conftest import run_dag
+from tests.dags.conftest import asset_events, dag_test_run, run_dag
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 DAG_ID = "imis_to_thrive_panel_fields"
@@ -31,9 +31,9 @@ def test_after_a_target_group_run_panel_fields_load_and_a_second_run_sends_nothi
     in_thrive = {s["contact_id"] for s in sandboxes.thrive.subscribers() if s["contact_id"]}
     writes_before = subscribe_writes(sandboxes)
 
-    state, tasks = run_dag(dagbag, DAG_ID)
+    run = dag_test_run(dagbag, DAG_ID)
 
-    assert state == "success", tasks
+    assert str(run.state) == "success"
     store = SnapshotStore(sandboxes.store_url)
     sent = store.read(panel_fields.PANEL_FIELDS_SNAPSHOT)
     assert len(sent) == subscribe_writes(sandboxes) - writes_before > 0
@@ -41,7 +41,11 @@ def test_after_a_target_group_run_panel_fields_load_and_a_second_run_sends_nothi
     someone = sent["ID"].iloc[0]
     assert {"ChapterName", "CommitteeCount", "CEUCredits"} <= sandboxes.thrive.subscriber(someone)["fields"].keys()
 
+    [event] = asset_events(run.run_id).values()
+    assert event["added"] == len(sent) and event["rows"] == len(sandboxes.imis.seed.contacts["ID"])  # IQA rows
+
     writes_before = subscribe_writes(sandboxes)
-    state, tasks = run_dag(dagbag, DAG_ID)
-    assert state == "success", tasks
+    run = dag_test_run(dagbag, DAG_ID)
+    assert str(run.state) == "success"
     assert subscribe_writes(sandboxes) == writes_before
+    assert asset_events(run.run_id) == {}  # nothing changed in Thrive

@@ -13,22 +13,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from include.imis_thrive.airflow.notifications.alerts import notify_run_failure, record_failure
-from include.imis_thrive.errors import BadConfiguration
+from include.imis_thrive.errors import BadConfiguration, BadData
 
 if TYPE_CHECKING:
     from include.imis_thrive.sync.lease import LeaseTerms
     from include.imis_thrive.sync.snapshots import SnapshotStore
     from include.imis_thrive.sync.target_groups import CampaignOnly
 
+log = logging.getLogger(__name__)
+
 # Every task of the three DAGs: transport trouble retries (2 more tries, 2 → 4 min apart, at most 15), and
 # the final failure is recorded for the run's alert. Bad data and bad configuration fail at once instead
-# (`retry_by_error_kind`).
+# (`retry_by_error_kind`). A task's return value is its XCom (a whole summary, often kilobytes): the task logs its
+# own figures instead of a "Done. Returned value was: ..." dump of it.
 DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": timedelta(minutes=2),
                 "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=15),
-                "on_failure_callback": record_failure}
+                "on_failure_callback": record_failure, "show_return_value_in_logs": False}
 
 # Each DAG's own `on_failure_callback`: one alert per failed run, naming every failed task (alerts.py).
 RUN_FAILURE_ALERT = notify_run_failure
@@ -149,7 +152,8 @@ def quiet_request_logs() -> None:
 def retry_by_error_kind() -> Iterator[None]:
     """The one place the three kinds of `include/imis_thrive/errors.py` meet Airflow: bad data and bad
     configuration do not fix themselves on retry, so the task fails at once with the domain error's message (the
-    alert says what to fix); transient trouble, and anything unforeseen, propagates and Airflow retries it."""
+    alert says what to fix), logged first as one ERROR line a person reads without the traceback that follows;
+    transient trouble, and anything unforeseen, propagates and Airflow retries it."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.imis_thrive.errors import FAILS_AT_ONCE
@@ -157,4 +161,28 @@ def retry_by_error_kind() -> Iterator[None]:
     try:
         yield
     except FAILS_AT_ONCE as bad:
+        log.error("%s", stop_sentence(bad))
         raise AirflowFailException(str(bad)) from bad
+
+
+def stop_sentence(bad: Exception) -> str:
+    """An expected stop in one line: what kind, that no retry follows, and the domain error's message with its
+    lines (one per list or reason) joined by semicolons."""
+    kind = "bad data" if isinstance(bad, BadData) else "bad configuration"
+    message = ""
+    for line in filter(None, (line.strip() for line in str(bad).splitlines())):
+        message += line if not message else (" " if message.endswith(":") else "; ") + line
+    return f"Stopped by {kind}, not retried: {message or type(bad).__name__}"
+
+
+def skip_task(reason: str, xcom: Any = None) -> NoReturn:
+    """End the running task as skipped (grey in the grid, not green) with its reason as one WARNING line. `xcom`,
+    when given, is still pushed as the task's return value, so the tasks mapped over it and the run's last task
+    read why (a skipped task pushes nothing by itself)."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if xcom is not None:
+        get_current_context()["ti"].xcom_push(key="return_value", value=xcom)
+    log.warning("%s", reason)
+    raise AirflowSkipException

@@ -135,7 +135,8 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: P
     try:
         guard = panel_guard(previous, targets, override, limits)
     except MassChangeBlocked as blocked:
-        log.error("%s", blocked)
+        # a warning here: the stop is finish_run's, which writes the report first and logs it as the run's one ERROR
+        log.warning("%s", blocked)
         return PanelUpsert(**planned, status=PanelUpsertStatus.BLOCKED, reason=str(blocked),
                            guard=GuardVerdict.of(blocked.check), seconds=round(time.monotonic() - started, 2))
     if dry_run or sets.empty:

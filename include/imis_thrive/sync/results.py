@@ -250,6 +250,7 @@ class TargetGroupsReport(StepResult):
 
     run_id: str
     finished_at: str
+    dry_run: bool = False  # then the loads' `to_add` / `to_remove` and the upsert's `to_send` are what a run would do
     contacts: ContactsExtract | None = None
     upsert: ContactsUpsert | None = None
     target_groups: list[GroupOutcome] = Field(default_factory=list)

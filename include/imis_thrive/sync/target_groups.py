@@ -542,8 +542,10 @@ def _subscribers(rows: pd.DataFrame, fields: list[str]) -> list[Subscriber]:
 # -- 5. load one group -------------------------------------------------------------------------------------
 
 def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: TargetGroupPlan, run_id: str,
-                      dry_run: bool = False) -> TargetGroupLoad:
-    """Apply one group's membership changes, then commit its snapshot. Raises for a skipped/blocked list."""
+                      dry_run: bool = False, contacts: ContactsExtract | None = None) -> TargetGroupLoad:
+    """Apply one group's membership changes, then commit its snapshot. Raises for a skipped/blocked list.
+    A dry run counts what a real one would add: the members Thrive holds, or would hold once this run's staged
+    `contacts` were upserted (a dry run upserts none, so Thrive's snapshot alone would say "add nobody")."""
     if not plan.ready:
         raise TargetGroupSkipped(plan.reason)
     started = time.monotonic()
@@ -553,7 +555,10 @@ def load_target_group(thrive: ThriveClient, store: SnapshotStore, plan: TargetGr
     emails = (pd.Series(dtype="str") if in_thrive is None
               else in_thrive.set_index(ID_ALIAS)[EMAIL_FIELD].astype(object))
     wanted = changes.loc[changes[CHANGE_COLUMN] == "add", ID_ALIAS]
-    addable = wanted[wanted.isin(emails.index)]
+    holds = emails.index
+    if dry_run and contacts is not None:
+        holds = pd.Index(store.load(contacts.handle)[ID_ALIAS], dtype="str").union(pd.Index(holds, dtype="str"))
+    addable = wanted[wanted.isin(holds)]
     # An addition Thrive refused is not in the group's snapshot, so every plan has it again: it is sent again
     # only once the contact's row changed since (its hash in the contacts snapshot is not the one refused).
     ledger = RejectionLedger.load(store, group_snapshot(name))
@@ -633,13 +638,15 @@ def _members(ids: pd.Series, emails: pd.Series) -> list[InterestMember]:
 
 def finish_run(store: SnapshotStore, run_id: str, plans: Sequence[TargetGroupPlan],
                contacts: ContactsExtract | None, upsert: ContactsUpsert | None,
-               loads: Sequence[TargetGroupLoad], report_url: str | None = None) -> TargetGroupsRun:
+               loads: Sequence[TargetGroupLoad], dry_run: bool = False,
+               report_url: str | None = None) -> TargetGroupsRun:
     """Write the run report (counts only) next to the snapshots; then raise `SyncIncomplete` naming each
     list that was not synced, so the run ends failed and alerting fires. A step that did not finish is None
     (or, for a group's load, missing). `report_url` is where the report reads in Airflow (logged)."""
     by_group = {load.group: load for load in loads}
     report = TargetGroupsReport(
-        run_id=run_id, finished_at=datetime.now(UTC).isoformat(timespec="seconds"), contacts=contacts,
+        run_id=run_id, finished_at=datetime.now(UTC).isoformat(timespec="seconds"), dry_run=dry_run,
+        contacts=contacts,
         upsert=upsert,
         target_groups=[GroupOutcome(**dict(plan), load=by_group.get(plan.group)) for plan in plans])
     location = write_report(store, f"reports/target_groups/{snapshot_name(run_id)}", report,

@@ -308,12 +308,20 @@ def _validation_definition(kind: IqaKind, rules: tuple[Rule, ...]) -> Any:
 
 @functools.cache
 def _gx_context() -> tuple[Any, BatchDefinition]:
-    """One ephemeral context per process, progress bars off: tqdm output would flood the task logs."""
+    """One ephemeral context per process, progress bars off: tqdm output would flood the task logs. Its stores are
+    in memory without the temporary Data Docs site `get_context(mode="ephemeral")` adds by default: nothing here
+    builds Data Docs, and making one logs a "Created temporary directory ... for ephemeral docs site" line at INFO
+    in every task that validates (its module sets its own logger to INFO, past the WARNING set above)."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+                               progress_bars=ProgressBarsConfig(globally=False))
+    context = gx.get_context(project_config=config, mode="ephemeral")
     batch_definition = (
         context.data_sources.add_pandas("imis")
         .add_dataframe_asset("iqa_frame")

@@ -14,6 +14,7 @@ from include.imis_thrive.airflow.runtime import (
     report_view_url,
     retry_by_error_kind,
     snapshot_store,
+    stop_sentence,
     store_url,
     writeback_lease_terms,
 )
@@ -51,6 +52,32 @@ def test_transient_trouble_and_anything_unforeseen_propagate_unchanged_so_airflo
         raise error
 
     assert raised.value is error
+
+
+def test_an_expected_stop_is_logged_as_one_error_line_before_the_failure(caplog):
+    error = BadData("the run did not sync everything (report: file:///store/r.json):\n"
+                    "Broken - Prompted: list IQA $/HigherLogic/MailingLists/Broken - Prompted is skipped\n"
+                    "Newsletter: mass-change guard stopped target group 'Newsletter'")
+    with caplog.at_level("INFO"), pytest.raises(AirflowFailException), retry_by_error_kind():
+        raise error
+
+    [record] = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert record.getMessage() == (
+        "Stopped by bad data, not retried: the run did not sync everything (report: file:///store/r.json): "
+        "Broken - Prompted: list IQA $/HigherLogic/MailingLists/Broken - Prompted is skipped; "
+        "Newsletter: mass-change guard stopped target group 'Newsletter'")
+    assert "\n" not in record.getMessage() and record.exc_info is None  # the traceback is Airflow's, after it
+
+
+def test_a_stop_sentence_names_the_kind_of_trouble():
+    assert stop_sentence(BadConfiguration("connection imis_default: host is missing")) == (
+        "Stopped by bad configuration, not retried: connection imis_default: host is missing")
+
+
+def test_transient_trouble_logs_no_stop_line(caplog):
+    with caplog.at_level("INFO"), pytest.raises(TransientTrouble), retry_by_error_kind():
+        raise TransientTrouble("iMIS login lock stayed taken")
+    assert [record for record in caplog.records if record.levelname == "ERROR"] == []
 
 
 def test_a_task_body_that_succeeds_returns_through_it():
