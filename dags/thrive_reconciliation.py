@@ -28,7 +28,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag
 
-from include.imis_thrive.airflow.runtime import DEFAULT_ARGS
+from include.imis_thrive.airflow.runtime import DEFAULT_ARGS, RUN_FAILURE_ALERT, RUN_TYPES_BUT_BACKFILL
 
 TARGET_GROUPS_DAG = "imis_to_thrive_target_groups"
 
@@ -38,14 +38,17 @@ TARGET_GROUPS_DAG = "imis_to_thrive_target_groups"
     start_date=pendulum.datetime(2026, 1, 1, tz="America/New_York"),
     catchup=False,
     max_active_runs=1,
+    description="Weekly: every target group's members and synced fields compared with Thrive and repaired.",
     doc_md=__doc__,
     tags=["imis", "thrive", "sync", "target-groups", "reconciliation"],
     default_args=DEFAULT_ARGS,
+    on_failure_callback=RUN_FAILURE_ALERT,
+    allowed_run_types=RUN_TYPES_BUT_BACKFILL,  # a backfill would reconcile the present once per past week
     render_template_as_native_obj=True,  # the conf's params stay booleans, as the triggered DAG's params require
     params={
-        "report_only": Param(False, type="boolean", title="Report only",
+        "report_only": Param(False, type="boolean", title="Report only", section="How",
                              description="Compare every group with Thrive and report the drift; repair nothing."),
-        "allow_mass_change": Param(False, type="boolean", title="Allow mass change",
+        "allow_mass_change": Param(False, type="boolean", title="Allow mass change", section="Mass-change guard",
                                    description="Repair even a group whose drift is above the mass-change "
                                                "guard's share (a group rebuilt or emptied in Thrive)."),
     },

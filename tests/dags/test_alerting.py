@@ -167,7 +167,7 @@ def test_a_target_group_run_with_broken_lists_mails_one_alert_naming_each_list(d
     assert "failed at once on try 1 of 3: a retry cannot fix this error" in finish_run
     for name in broken:
         assert f"<li>{name}: list IQA $/HigherLogic/MailingLists/{name} is skipped" in finish_run, name
-    assert "<li>report: file://" in finish_run
+    assert "<li>report: http://localhost:8080/sync-health/runs/imis_to_thrive_target_groups/" in finish_run
     assert "Good" not in finish_run and "Newsletter:" not in finish_run
 
 

@@ -1,5 +1,5 @@
 """What a person meets before a run: the trigger form's sections, its multi-select of kinds, each DAG's one-line
-description, and a backfill refused for the two sync DAGs by `airflow backfill create` itself."""
+description, and a backfill refused for the sync DAGs by `airflow backfill create` itself."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from tests.dags.conftest import PROJECT_ROOT
 
-SYNC_DAG_IDS = ("imis_to_thrive_target_groups", "imis_to_thrive_panel_fields")
+# The DAGs that send iMIS as it is now (the reconciliation only triggers the target-group sync): no backfill.
+SYNC_DAG_IDS = ("imis_to_thrive_target_groups", "imis_to_thrive_panel_fields", "thrive_reconciliation")
 ALL_DAG_IDS = (*SYNC_DAG_IDS, "thrive_to_imis_activities")
 
 

@@ -101,7 +101,7 @@ def test_a_dry_run_report_says_so_and_what_a_real_run_would_add_remove_and_send(
     assert "| 300 | 290 | 240 | 0 | 240 |" in text
     assert "| group | status | members | would add | would remove | would not add | drift in Thrive | note |" in text
     assert "| Newsletter | ready | 179 | 172 | 3 | 7 |  |" in text
-    assert "| Broken - Prompted | skipped |  |  |  |  | list IQA" in text
+    assert "| Broken - Prompted | skipped |  |  |  |  |  | list IQA" in text
 
 
 def test_a_real_run_report_has_no_banner_and_shows_what_was_done():
