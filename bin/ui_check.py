@@ -2,8 +2,8 @@
 
     bin/ui-check [--url URL] [--target-group NAME] [--out DIR] [--timeout SECONDS]
 
-Logs in, opens the DAG list and each of the three DAGs, triggers `imis_to_thrive_target_groups` through its
-*Trigger* form (Run Parameters: the target group; Advanced Options: a run id of its own), waits for the run to
+Logs in, opens the DAG list and each of the three DAGs, triggers `imis_to_thrive_target_groups` through its *Trigger*
+form (its *What to sync* section: the target group; Advanced Options: a run id of its own), waits for the run to
 succeed, opens the run's *Report* tab (the Sync health plugin's run view) and the *Sync health* page, which must
 show every group with its last run's figures (the triggered group's equal to what its load task returned), and
 saves a screenshot of every step under `.data/ui-check/`. It uses the Airflow at --url (default
@@ -139,9 +139,11 @@ def _wait_for_banner(airflow: subprocess.Popen, log_path: Path) -> None:
 
 
 def _stop(airflow: subprocess.Popen) -> None:
-    """SIGINT, as Ctrl-C would: bin/airflow-local then stops Airflow and the sandboxes itself."""
+    """SIGTERM: bin/airflow-local then stops Airflow and the sandboxes itself. Not SIGINT: a job started in the
+    background by a non-interactive shell (`.ci/run &`, nohup) ignores SIGINT, and a shell cannot trap a signal
+    ignored on entry, so the Airflow it started outlived ui-check."""
     if airflow.poll() is None:
-        os.killpg(airflow.pid, signal.SIGINT)
+        os.killpg(airflow.pid, signal.SIGTERM)
         try:
             airflow.wait(timeout=SHUTDOWN_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -230,12 +232,16 @@ def open_each_dag(page: Page, url: str, shot: Callable[[str], None]) -> None:
 
 
 def trigger_target_group(page: Page, url: str, target_group: str, shot: Callable[[str], None]) -> str:
-    """The Trigger form: Run Parameters take the group, Advanced Options a run id to follow; returns it."""
+    """The Trigger form: its *What to sync* section takes the group (the params come in sections: What to sync,
+    How, Mass-change guard), Advanced Options a run id to follow; returns it."""
     run_id = f"ui_check__{datetime.now(UTC):%Y%m%dT%H%M%S}"
     page.goto(f"{url}/dags/{TARGET_GROUP_DAG}")
     page.get_by_role("button", name="Trigger Dag").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text(f"Trigger Dag - {TARGET_GROUP_DAG}")).to_be_visible()
+    for section in ("How", "Mass-change guard"):
+        expect(dialog.get_by_role("button", name=section, exact=True)).to_be_visible()
+    dialog.get_by_role("button", name="What to sync", exact=True).click()
     dialog.locator("input[name=element_target_group]").fill(target_group)
     shot("trigger-form-params")
     dialog.get_by_role("button", name="Advanced Options").click()

@@ -109,7 +109,7 @@ class GroupHealth(HealthModel):
     to_add: int = 0
     to_remove: int = 0
     not_added: Held = Field(default_factory=Held)
-    drift: dict[str, Any] | None = None  # the report's `drift` figures, when the pipeline writes them
+    drift: dict[str, Any] | None = None  # what the run's drift check found and repaired (`_drift`), None without one
     history: list[GroupPoint] = Field(default_factory=list)
 
 
