@@ -5,7 +5,8 @@
 Logs in, opens the DAG list and each of the three DAGs, triggers `imis_to_thrive_target_groups` through its *Trigger*
 form (its *What to sync* section: the target group; Advanced Options: a run id of its own), waits for the run to
 succeed, opens the run's *Report* tab (the Sync health plugin's run view) and the *Sync health* page, which must
-show every group with its last run's figures (the triggered group's equal to what its load task returned), and
+show every group with its last run's figures (the triggered group's equal to what its load task returned), then
+runs the group dry through the API and checks that run's report opens with the DRY RUN banner and "would add", and
 saves a screenshot of every step under `.data/ui-check/`. It uses the Airflow at --url (default
 $AIRFLOW_API_URL, else http://127.0.0.1:8080) when one answers there, e.g. a `make airflow` in another terminal;
 otherwise it starts `bin/airflow-local` on that port itself and stops it at the end.
@@ -172,6 +173,9 @@ def walk_through(url: str, username: str, password: str, target_group: str, out:
             show_run(page, url, run, shot)
             show_run_report(page, url, run, shot)
             show_sync_health(page, url, run, target_group, _token(url, username, password), shot)
+            with AirflowApiClient(url, username, password) as api:
+                dry_run = run_dry(api, target_group, timeout_s)
+            show_dry_run_report(page, url, dry_run, shot)
         except (AssertionError, PlaywrightError, AirflowApiError, UiCheckFailed) as failed:
             shot("failure")
             first_line = str(failed).strip().splitlines()[0]
@@ -282,6 +286,30 @@ def show_run_report(page: Page, url: str, run: DagRun, shot: Callable[[str], Non
     expect(report.get_by_role("heading", name="Target groups")).to_be_visible()
     page.wait_for_load_state("networkidle")
     shot("run-report")
+
+
+def run_dry(api: AirflowApiClient, target_group: str, timeout_s: float) -> DagRun:
+    """A dry run of the same group, triggered through the API as `bin/refresh-target-group --dry-run` does."""
+    run_id = f"ui_check_dry_run__{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    api.trigger_dag_run(TARGET_GROUP_DAG, {"target_group": target_group, "dry_run": True}, run_id=run_id)
+    run = api.wait_for_dag_run(TARGET_GROUP_DAG, run_id, timeout_s, poll_s=3,
+                               on_state=lambda changed: print(f"  run {run_id}: {changed.state}", flush=True))
+    if run.state != "success":
+        raise UiCheckFailed(f"dry run {run_id} of {TARGET_GROUP_DAG} ended {run.state}: see its task logs")
+    return run
+
+
+def show_dry_run_report(page: Page, url: str, run: DagRun, shot: Callable[[str], None]) -> None:
+    """A dry run's *Report* tab says so before any figure (the DRY RUN banner) and shows what a real run would
+    add and remove, not 0/0."""
+    page.goto(f"{url}/dags/{run.dag_id}/runs/{run.run_id}")
+    page.get_by_role("link", name="Report", exact=True).click()
+    report = page.frame_locator("iframe[title='Report']")
+    expect(report.get_by_role("heading", name=f"Target-group sync {run.run_id}")).to_be_visible()
+    expect(report.get_by_text("DRY RUN", exact=True).first).to_be_visible()
+    expect(report.get_by_text("would add", exact=True).first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    shot("dry-run-report")
 
 
 def show_sync_health(page: Page, url: str, run: DagRun, target_group: str, token: str,
