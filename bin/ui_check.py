@@ -292,11 +292,7 @@ def run_dry(api: AirflowApiClient, target_group: str, timeout_s: float) -> DagRu
     """A dry run of the same group, triggered through the API as `bin/refresh-target-group --dry-run` does."""
     run_id = f"ui_check_dry_run__{datetime.now(UTC):%Y%m%dT%H%M%S}"
     api.trigger_dag_run(TARGET_GROUP_DAG, {"target_group": target_group, "dry_run": True}, run_id=run_id)
-    run = api.wait_for_dag_run(TARGET_GROUP_DAG, run_id, timeout_s, poll_s=3,
-                               on_state=lambda changed: print(f"  run {run_id}: {changed.state}", flush=True))
-    if run.state != "success":
-        raise UiCheckFailed(f"dry run {run_id} of {TARGET_GROUP_DAG} ended {run.state}: see its task logs")
-    return run
+    return wait_for_run(api, run_id, target_group, timeout_s)
 
 
 def show_dry_run_report(page: Page, url: str, run: DagRun, shot: Callable[[str], None]) -> None:
