@@ -19,8 +19,8 @@ IMIS_CONNECTION = {
     "hook-class-name": "include.imis_thrive.airflow.hooks.imis.ImisHook",
     "hook-name": "iMIS (ASI)",
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
-        "relabeling": {"host": "iMIS site URL", "login": "Integration user", "password": "Password"},
+        "hidden-fields": ["schema"],
+        "relabeling": {"host": "iMIS site URL", "port": "Port", "login": "Integration user", "password": "Password"},
         "placeholders": {"host": "https://members.example.org or https://host/Asi.Scheduler_Prod_Imis",
                          "login": "HL_INTEGRATION"},
     },
@@ -32,8 +32,8 @@ THRIVE_CONNECTION = {
     "hook-class-name": "include.imis_thrive.airflow.hooks.thrive.ThriveHook",
     "hook-name": "Higher Logic Thrive Marketing Professional (Informz)",
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
-        "relabeling": {"host": "AAPI endpoint URL", "login": "API user", "password": "Password"},
+        "hidden-fields": ["schema"],
+        "relabeling": {"host": "AAPI endpoint URL", "port": "Port", "login": "API user", "password": "Password"},
         "placeholders": {"host": "https://<partner>.informz.net/aapi/InformzService.svc"},
     },
     "conn-fields": form_fields(THRIVE_EXTRAS),

@@ -44,6 +44,23 @@ def test_client_shares_tokens_through_a_file_store(imis_connection, tmp_path):
     client.close()
 
 
+@pytest.mark.parametrize(("host", "port", "base_url"), [
+    ("https://members.example.org/Asi.Scheduler_Prod", 443, "https://members.example.org:443/Asi.Scheduler_Prod"),
+    ("members.example.org", 8443, "https://members.example.org:8443"),
+    ("http://127.0.0.1:18931", 18931, "http://127.0.0.1:18931"),  # the same port twice is no contradiction
+])
+def test_the_port_field_goes_into_the_site_url(imis_connection, host, port, base_url):
+    imis_connection(host=host, port=port)
+    assert ImisHook().get_config().base_url == base_url
+
+
+def test_a_port_that_contradicts_the_hosts_is_a_setting_error(imis_connection):
+    imis_connection(host="https://members.example.org:8443", port=443)
+    with pytest.raises(BadConnectionSetting, match="imis_default: port is 443 but the host .* names port 8443") as raised:
+        ImisHook().get_config()
+    assert raised.value.field == "port"
+
+
 def test_empty_host_is_a_clear_error(imis_connection):
     imis_connection(host="")
     with pytest.raises(BadConnectionSetting, match="imis_default: host") as raised:
@@ -63,6 +80,7 @@ def test_the_connection_form_is_registered_with_airflow():
     manager = ProvidersManager()
     assert manager.hooks["imis"].hook_class_name == "include.imis_thrive.airflow.hooks.imis.ImisHook"
     assert manager.field_behaviours["imis"]["relabeling"]["host"] == "iMIS site URL"
+    assert "port" not in manager.field_behaviours["imis"]["hidden_fields"]  # the Test button needs a port
     assert {"extra__imis__timezone", "extra__imis__endpoint", "extra__imis__page_size"} <= set(
         manager.connection_form_widgets)
 

@@ -42,6 +42,11 @@ def test_a_host_without_scheme_gets_https_and_defaults_apply(thrive_connection):
     assert (config.bulk_threshold, config.poll_interval_s) == (5000, 5.0)
 
 
+def test_the_port_field_goes_into_the_endpoint_before_its_path(thrive_connection):
+    thrive_connection(host="http://127.0.0.1/aapi/InformzService.svc", port=18932)
+    assert ThriveHook().get_config().endpoint == "http://127.0.0.1:18932/aapi/InformzService.svc"
+
+
 def test_missing_fields_are_named(thrive_connection):
     thrive_connection(password=None, extra={"brand_name": "B"})
 
@@ -75,7 +80,7 @@ def test_the_connection_form_is_registered_with_airflow():
 
     manager = ProvidersManager()
     assert manager.hooks["thrive"].hook_class_name == "include.imis_thrive.airflow.hooks.thrive.ThriveHook"
-    assert manager.field_behaviours["thrive"]["hidden_fields"] == ["schema", "port"]
+    assert manager.field_behaviours["thrive"]["hidden_fields"] == ["schema"]  # the port shows: the Test button
     assert manager.field_behaviours["thrive"]["relabeling"]["host"] == "AAPI endpoint URL"
     assert {"extra__thrive__brand_id", "extra__thrive__brand_name", "extra__thrive__bulk_threshold"} <= set(
         manager.connection_form_widgets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from include.imis_thrive.errors import BadConnectionSetting
 from include.imis_thrive.http_retry import RetryPolicy
@@ -14,6 +15,23 @@ TEST_RETRY = RetryPolicy(max_attempts=1)
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+
+
+def endpoint_url(conn_id: str, host: str, port: int | None) -> str:
+    """The connection's URL: `host` (https:// when it names no scheme) with the form's *Port* when the host names
+    none. The port is optional, but a connection that has one is testable from Airflow 3.3.2's connection list:
+    its *Test* button sends an empty port as 0, which the API takes for another destination and refuses (400,
+    apache/airflow#73298). A port that contradicts the host's is a setting error, not a guess."""
+    url = host if "://" in host else f"https://{host}"
+    if not port:
+        return url
+    parts = urlsplit(url)
+    if parts.port is not None and parts.port != port:
+        raise BadConnectionSetting(conn_id, "port", f"is {port} but the host {host!r} names port {parts.port}: "
+                                   "clear one of them")
+    if parts.port is None:
+        parts = parts._replace(netloc=f"{parts.netloc}:{port}")
+    return urlunsplit(parts)
 
 
 def invalid_setting(conn_id: str, invalid: ValidationError, field_of: Mapping[str, str]) -> BadConnectionSetting:

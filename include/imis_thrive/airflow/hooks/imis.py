@@ -15,7 +15,7 @@ from airflow.sdk import BaseHook
 from pydantic import ValidationError
 
 from include.imis_thrive.airflow.connection_fields import IMIS_EXTRAS, config_names
-from include.imis_thrive.airflow.hooks import TEST_RETRY, failed_test, invalid_setting
+from include.imis_thrive.airflow.hooks import TEST_RETRY, endpoint_url, failed_test, invalid_setting
 from include.imis_thrive.airflow.runtime import quiet_request_logs
 from include.imis_thrive.errors import BadConnectionSetting
 
@@ -47,7 +47,7 @@ class ImisHook(BaseHook):
         extra = connection.extra_dejson
         if not connection.host:
             raise BadConnectionSetting(self.imis_conn_id, "host", "(the iMIS site URL) is empty")
-        base_url = connection.host if "://" in connection.host else f"https://{connection.host}"
+        base_url = endpoint_url(self.imis_conn_id, connection.host, connection.port)
         settings = {key: extra[key] for key in config_names(IMIS_EXTRAS) if extra.get(key) not in (None, "")}
         try:
             return ImisConfig(base_url=base_url, username=connection.login or "",

@@ -14,7 +14,7 @@ from airflow.sdk import BaseHook
 from pydantic import ValidationError
 
 from include.imis_thrive.airflow.connection_fields import THRIVE_EXTRAS, config_names
-from include.imis_thrive.airflow.hooks import TEST_RETRY, failed_test, invalid_setting
+from include.imis_thrive.airflow.hooks import TEST_RETRY, endpoint_url, failed_test, invalid_setting
 from include.imis_thrive.airflow.runtime import quiet_request_logs
 from include.imis_thrive.errors import BadConnectionSetting
 
@@ -55,7 +55,7 @@ class ThriveHook(BaseHook):
         missing = [name for name, value in required if not value]
         if missing or not connection.host:
             raise BadConnectionSetting(self.thrive_conn_id, ", ".join(missing), "must be set")
-        endpoint = connection.host if "://" in connection.host else f"https://{connection.host}"
+        endpoint = endpoint_url(self.thrive_conn_id, connection.host, connection.port)
         settings = {key: extra[key] for key in OPTIONAL_EXTRAS if extra.get(key) not in (None, "")}
         try:
             return ThriveConfig(endpoint=endpoint, brand_id=str(extra["brand_id"]),
