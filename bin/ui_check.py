@@ -1,15 +1,22 @@
 """`make ui-check`: click through the real Airflow UI in headless Chromium, as a data-team member would.
 
-    bin/ui-check [--url URL] [--target-group NAME] [--out DIR] [--timeout SECONDS]
+    bin/ui-check [--url URL] [--target-group NAME] [--out DIR] [--timeout SECONDS] [--demo-store DIR]
 
-Logs in, opens the DAG list and each of the three DAGs, triggers `imis_to_thrive_target_groups` through its *Trigger*
-form (its *What to sync* section: the target group; Advanced Options: a run id of its own), waits for the run to
-succeed, opens the run's *Report* tab (the Sync health plugin's run view) and the *Sync health* page, which must
-show every group with its last run's figures (the triggered group's equal to what its load task returned), then
-runs the group dry through the API and checks that run's report opens with the DRY RUN banner and "would add", and
-saves a screenshot of every step under `.data/ui-check/`. It uses the Airflow at --url (default
-$AIRFLOW_API_URL, else http://127.0.0.1:8080) when one answers there, e.g. a `make airflow` in another terminal;
-otherwise it starts `bin/airflow-local` on that port itself and stops it at the end.
+First the Sync health page over the newest `make demo`'s run reports (the demo runs first when there is none):
+an `airflow api-server` of the same Airflow home reading the demo's store must show the four groups with the
+figures of the demo's last target-group run, the panel fields and the eight activity kinds as the report files
+say (screenshot `sync-health-after-demo.png`). Then the walk-through: logs in, opens the DAG list and each of the
+three DAGs, triggers `imis_to_thrive_target_groups` through its *Trigger* form (its *What to sync* section: the
+target group; Advanced Options: a run id of its own), waits for the run to succeed, opens the run's *Report* tab
+(the Sync health plugin's run view) and the *Sync health* page, which must show every group with its last run's
+figures (the triggered group's equal to what its load task returned); runs the group dry through the API and
+checks that run's report opens with the DRY RUN banner and "would add"; runs a list that breaks a requirement
+(the sandbox's `--broken-lists`) and checks its mapped tasks end skipped, with the reason as a WARNING; and
+presses *Test* on the iMIS and Thrive connections, whose hooks must log in and read a row. A screenshot of every
+step goes under `.data/ui-check/`. It uses the Airflow at --url (default $AIRFLOW_API_URL, else
+http://127.0.0.1:8080) when one answers there, e.g. a `make airflow` in another terminal (started with
+SANDBOX_BROKEN_LISTS=1 for the skipped list); otherwise it starts `bin/airflow-local` on that port itself, with
+the broken lists, and stops it at the end.
 
 Login: $AIRFLOW_API_USER / $AIRFLOW_API_PASSWORD, else `admin` with the password SimpleAuthManager generated in
 $AIRFLOW_HOME. Browser: Debian's Chromium ($CHROMIUM, default `chromium` on PATH), driven by Playwright's
@@ -25,11 +32,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,9 +61,14 @@ from include.imis_thrive.airflow.rest_api import (  # noqa: E402
 )
 
 DAG_IDS = (TARGET_GROUP_DAG, "imis_to_thrive_panel_fields", "thrive_to_imis_activities")
+DEMO_FOLDER = PROJECT_ROOT / ".data" / "demo"
+DEMO_GROUPS = 4  # the sandbox's target groups (without --broken-lists)
+ACTIVITY_KINDS = 8
 STARTUP_TIMEOUT_S = 240.0
 SHUTDOWN_TIMEOUT_S = 120.0
 UI_TIMEOUT_MS = 30_000
+BROKEN_GROUP = "Broken - Not Shared"  # served when airflow-local starts the sandbox with SANDBOX_BROKEN_LISTS=1
+CONNECTIONS_TESTED = ("imis_default", "thrive_default")
 SYNC_HEALTH_TIMEOUT_S = 60.0  # the api-server's first page imports pandas and the report models
 
 
@@ -66,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
+        check_demo_sync_health(args.demo_store or newest_demo_store(), args.out)
         with airflow_at(args.url, args.out) as url:
             username, password = login_from_environment()
             run = walk_through(url, username, password, args.target_group, args.out, args.timeout)
@@ -84,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-group", default="Newsletter", help="the group the trigger form syncs")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".data" / "ui-check", help="screenshot folder")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the triggered run")
+    parser.add_argument("--demo-store", type=Path, help="the snapshot store of a `make demo` to show on the Sync "
+                        "health page (default: the newest under .data/demo/; none there: the demo runs first)")
     return parser
 
 
@@ -120,7 +137,8 @@ def airflow_at(url: str, out: Path) -> Iterator[str]:
     print(f"no Airflow at {url}: starting bin/airflow-local on port {port} (log: {log_path})", flush=True)
     with log_path.open("wb") as log:
         airflow = subprocess.Popen([str(PROJECT_ROOT / "bin" / "airflow-local")], cwd=PROJECT_ROOT,
-                                   env=os.environ | {"AIRFLOW_PORT": str(port)}, stdin=subprocess.DEVNULL,
+                                   env=os.environ | {"AIRFLOW_PORT": str(port), "SANDBOX_BROKEN_LISTS": "1"},
+                                   stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_banner(airflow, log_path)
@@ -156,6 +174,119 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+# --- the Sync health page after `make demo` -----------------------------------------------------------------
+
+def newest_demo_store() -> Path:
+    """The store of the newest `make demo` under .data/demo/; with none there, the demo runs now (2-4 minutes)."""
+    stores = sorted(DEMO_FOLDER.glob("*/store/reports"))
+    if not stores:
+        print("no `make demo` under .data/demo/: running it first", flush=True)
+        if subprocess.run([sys.executable, "-m", "sandbox.demo"], cwd=PROJECT_ROOT, check=False).returncode:
+            raise UiCheckFailed("`make demo` (python -m sandbox.demo) failed: see its output above")
+        stores = sorted(DEMO_FOLDER.glob("*/store/reports"))
+    if not stores:
+        raise UiCheckFailed(f"the demo wrote no run reports under {DEMO_FOLDER}")
+    return stores[-1].parent
+
+
+def check_demo_sync_health(store: Path, out: Path) -> None:
+    """The Sync health page over the demo's run reports, in an api-server of the same Airflow home (where the
+    demo's `airflow dags test` runs are, so the page's run links open them) whose snapshot store is the demo's: the
+    four groups with the figures of the demo's last target-group run, the panel fields of its last panel run and
+    the eight activity kinds of its last writeback, as the report files say (read here as plain JSON)."""
+    expected = DemoFigures.read(store)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = out / "api-server-demo.log"
+    print(f"Sync health over the demo's reports in {store}: airflow api-server on port {port}", flush=True)
+    environment = os.environ | {"AIRFLOW_VAR_IMIS_THRIVE_STORE_URL": str(store), "AIRFLOW__API__BASE_URL": url,
+                                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin"}
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(["airflow", "api-server", "--port", str(port), "--host", "127.0.0.1"],
+                                  cwd=PROJECT_ROOT, env=environment, stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not answers(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise UiCheckFailed(f"airflow api-server did not answer on {url}; last lines of {log_path}:\n"
+                                    f"{_tail(log_path)}")
+            time.sleep(1)
+        username, password = login_from_environment()
+        with sync_playwright() as playwright, _chromium(playwright) as browser:
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            try:
+                log_in(page, url, username, password, lambda name: None)
+                page.get_by_role("link", name="Sync health").first.click()
+                frame = page.frame_locator("iframe[title='Sync health']")
+                expected.expect_on(frame)
+                page.wait_for_load_state("networkidle")
+                path = out / "sync-health-after-demo.png"
+                page.screenshot(path=str(path), full_page=True)
+            except (AssertionError, PlaywrightError) as failed:
+                page.screenshot(path=str(out / "failure.png"), full_page=True)
+                first_line = str(failed).strip().splitlines()[0]
+                raise UiCheckFailed(f"the demo's Sync health page: {first_line} (see failure.png)") from failed
+        print(f"  the demo's Sync health page: {expected}; screenshot {path}", flush=True)
+    finally:
+        _stop(server)
+
+
+@dataclass(frozen=True)
+class DemoFigures:
+    """What the last report of each DAG in a store says, read from the JSON files as they are."""
+
+    groups: dict[str, dict[str, int]]
+    panel: dict[str, int]
+    written: dict[str, int]
+
+    @classmethod
+    def read(cls, store: Path) -> DemoFigures:
+        last = {folder: _last_report(store / "reports" / folder)
+                for folder in ("target_groups", "panel_fields", "activities")}
+        groups = {outcome["group"]: {name: outcome["load"][name] for name in ("members", "added", "removed")}
+                  for outcome in last["target_groups"]["target_groups"]}
+        upsert = last["panel_fields"]["upsert"]
+        panel = {"read": last["panel_fields"]["extract"]["rows"], "added": upsert["diff"]["added"],
+                 "changed": upsert["diff"]["changed"], "sent": upsert["sent"]}
+        written = last["activities"]["writeback"]["written"]
+        if len(groups) != DEMO_GROUPS or len(written) != ACTIVITY_KINDS:
+            raise UiCheckFailed(f"the demo's last reports hold {len(groups)} groups and {len(written)} activity "
+                                f"kinds, not {DEMO_GROUPS} and {ACTIVITY_KINDS}: {store}")
+        return cls(groups, panel, written)
+
+    def expect_on(self, frame: FrameLocator) -> None:
+        for name, figures in self.groups.items():
+            row = frame.locator(f'tr[data-group="{name}"]')
+            for figure, value in figures.items():
+                expect(row.locator(f'[data-figure="{figure}"]')).to_have_text(str(value))
+        for figure, value in self.panel.items():
+            expect(frame.locator(f'#panel-fields [data-figure="{figure}"]')).to_have_text(str(value))
+        expect(frame.locator("#activities tr[data-kind]")).to_have_count(ACTIVITY_KINDS)
+        for kind, value in self.written.items():
+            expect(frame.locator(f'#activities tr[data-kind="{kind}"] [data-figure="written"]')).to_have_text(
+                str(value))
+
+    def __str__(self) -> str:
+        groups = "; ".join(f"{name} {f['members']} (+{f['added']} -{f['removed']})" for name, f in self.groups.items())
+        return (f"{groups}; panel fields read {self.panel['read']}, sent {self.panel['sent']}; "
+                f"{sum(self.written.values())} activities over {len(self.written)} kinds")
+
+
+def _last_report(folder: Path) -> dict:
+    reports = sorted(folder.glob("*.json"), key=lambda path: json.loads(path.read_text())["finished_at"])
+    if not reports:
+        raise UiCheckFailed(f"no run report in {folder}")
+    return json.loads(reports[-1].read_text())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 # --- the walk-through --------------------------------------------------------------------------------------
 
 def walk_through(url: str, username: str, password: str, target_group: str, out: Path,
@@ -175,7 +306,10 @@ def walk_through(url: str, username: str, password: str, target_group: str, out:
             show_sync_health(page, url, run, target_group, _token(url, username, password), shot)
             with AirflowApiClient(url, username, password) as api:
                 dry_run = run_dry(api, target_group, timeout_s)
-            show_dry_run_report(page, url, dry_run, shot)
+                show_dry_run_report(page, url, dry_run, shot)
+                broken = run_broken_group(api, timeout_s)
+            show_skipped_group(page, url, broken, _token(url, username, password), shot)
+            test_connections(page, url, shot)
         except (AssertionError, PlaywrightError, AirflowApiError, UiCheckFailed) as failed:
             shot("failure")
             first_line = str(failed).strip().splitlines()[0]
@@ -306,6 +440,56 @@ def show_dry_run_report(page: Page, url: str, run: DagRun, shot: Callable[[str],
     expect(report.get_by_text("would add", exact=True).first).to_be_visible()
     page.wait_for_load_state("networkidle")
     shot("dry-run-report")
+
+
+def run_broken_group(api: AirflowApiClient, timeout_s: float) -> DagRun:
+    """A run of a list that breaks a requirement (the sandbox's `--broken-lists`: not shared with everyone). The
+    run fails (finish_run says which list and why); its mapped tasks for the list end skipped, not failed."""
+    run_id = f"ui_check_broken_list__{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    api.trigger_dag_run(TARGET_GROUP_DAG, {"target_group": BROKEN_GROUP}, run_id=run_id)
+    run = api.wait_for_dag_run(TARGET_GROUP_DAG, run_id, timeout_s, poll_s=3,
+                               on_state=lambda changed: print(f"  run {run_id}: {changed.state}", flush=True))
+    if run.state != "failed":
+        raise UiCheckFailed(f"run {run_id} of the broken list {BROKEN_GROUP!r} ended {run.state}, not failed")
+    return run
+
+
+def show_skipped_group(page: Page, url: str, run: DagRun, token: str, shot: Callable[[str], None]) -> None:
+    """The broken list's mapped tasks are skipped in the grid (the task's page says so), and the plan's log holds
+    the reason as one WARNING line."""
+    instances = f"{url}/api/v2/dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances"
+    for task_id in ("plan_target_group", "load_target_group"):
+        state = _get_json(f"{instances}/{task_id}/0", token)["state"]
+        if state != "skipped":
+            raise UiCheckFailed(f"{task_id} of the broken list {BROKEN_GROUP!r} ended {state}, not skipped")
+    log = _get_json(f"{instances}/plan_target_group/logs/1?map_index=0", token)["content"]
+    warnings = [line for line in log if isinstance(line, dict) and line.get("level") == "warning"]
+    if not any("not shared" in str(line.get("event", "")).lower() for line in warnings):
+        raise UiCheckFailed(f"the skipped plan's log has no WARNING naming the reason: {warnings}")
+    page.goto(f"{url}/dags/{run.dag_id}/runs/{run.run_id}/tasks/plan_target_group/mapped/0")
+    expect(page.get_by_text("skipped", exact=False).first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    shot("skipped-group")
+    page.goto(f"{url}/dags/{run.dag_id}/runs/{run.run_id}")
+    page.wait_for_load_state("networkidle")
+    shot("skipped-group-grid")
+
+
+def test_connections(page: Page, url: str, shot: Callable[[str], None]) -> None:
+    """*Admin → Connections*: each connection's Test button runs its hook's test_connection(), which logs in and
+    reads one row (iMIS) or one grid row (Thrive); the API's answer must say it passed."""
+    page.goto(f"{url}/connections")
+    for conn_id in CONNECTIONS_TESTED:
+        row = page.locator("tr", has_text=conn_id)
+        with page.expect_response(lambda reply: reply.url.endswith("/api/v2/connections/test")) as replied:
+            row.get_by_role("button", name="Test Connection").click()
+        reply = replied.value
+        answer = reply.json() if reply.ok else {"status": False, "message": reply.text()}
+        if not answer.get("status"):
+            raise UiCheckFailed(f"Test on {conn_id} answered {reply.status}: {answer.get('message') or answer}")
+        print(f"  Test {conn_id}: {answer['message']}", flush=True)
+    page.wait_for_load_state("networkidle")
+    shot("connections-tested")
 
 
 def show_sync_health(page: Page, url: str, run: DagRun, target_group: str, token: str,
