@@ -12,17 +12,14 @@ pool), the same without the first task (in `dags test` it also pays the process'
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import airflow_home
+
 from sandbox.__main__ import build_sandboxes
-from sandbox.airflow_settings import PROJECT_ROOT, load_settings
+from sandbox.airflow_settings import load_settings
 from sandbox.server import SandboxServer
 
 POOL = "imis_api"
@@ -38,31 +35,13 @@ def main() -> int:
                                                    broken_lists=False)
     home = Path(tempfile.mkdtemp(prefix="bench-pool-hold-"))
     with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server:
-        imis, thrive = settings.connection("imis_default"), settings.connection("thrive_default")
-        environment = os.environ | {
-            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW_VAR_IMIS_THRIVE_STORE_URL": str(home / "store"),
-            "AIRFLOW_CONN_IMIS_DEFAULT": json.dumps({
-                "conn_type": "imis", "host": imis_server.url, "login": imis.conn_login,
-                "password": imis.conn_password, "extra": {**imis.conn_extra, "token_store_dir": str(home / "tokens")}}),
-            "AIRFLOW_CONN_THRIVE_DEFAULT": json.dumps({
-                "conn_type": "thrive", "host": f"{thrive_server.url}{thrive.url_path()}", "login": thrive.conn_login,
-                "password": thrive.conn_password, "extra": {**thrive.conn_extra, "poll_interval_s": 0.01}}),
-        }
-        airflow = [sys.executable, "-m", "airflow"]
-        subprocess.run([*airflow, "db", "migrate"], env=environment, check=True, stdout=subprocess.DEVNULL)
-        started = time.monotonic()
-        with (home / "run.log").open("w") as log:
-            completed = subprocess.run([*airflow, "dags", "test", arguments.dag], env=environment, stdout=log,
-                                       stderr=subprocess.STDOUT, check=False)
-        wall = time.monotonic() - started
-    rows = _task_instances(home / "airflow.db", arguments.dag)
-    print(f"{arguments.dag}, {arguments.contacts:,} contacts: exit {completed.returncode}, {wall:.1f} s wall "
+        env = airflow_home.environment(home, settings, imis_server.url, thrive_server.url)
+        airflow_home.migrate(env)
+        returncode, wall = airflow_home.dags_test(env, arguments.dag, home / "run.log")
+    rows = airflow_home.last_run_task_instances(home / "airflow.db", arguments.dag)
+    print(f"{arguments.dag}, {arguments.contacts:,} contacts: exit {returncode}, {wall:.1f} s wall "
           f"(log: {home / 'run.log'})")
-    print(f"{'task':<32} {'map':>4} {'state':<8} {'pool':<14} {'seconds':>8}")
-    for task_id, map_index, state, pool, duration in rows:
-        print(f"{task_id:<32} {map_index:>4} {state or '-':<8} {pool:<14} {duration or 0:>8.2f}")
+    airflow_home.print_task_table(rows)
     held = sum(duration or 0 for _, _, _, pool, duration in rows if pool == POOL)
     total = sum(duration or 0 for *_, duration in rows)
     print(f"held the {POOL} slot: {held:.2f} s of {total:.2f} s task time "
@@ -73,15 +52,7 @@ def main() -> int:
     held_after_first = sum(duration or 0 for _, _, _, pool, duration in others if pool == POOL)
     print(f"held the {POOL} slot without the first task ({first[0]}, which carries the imports): "
           f"{held_after_first:.2f} s")
-    return completed.returncode
-
-
-def _task_instances(database: Path, dag_id: str) -> list[tuple[str, int, str, str, float]]:
-    """(task, map index, state, pool, seconds) of the DAG's one run, in the order they started."""
-    with sqlite3.connect(database) as connection:
-        return connection.execute(
-            "SELECT task_id, map_index, state, pool, duration FROM task_instance WHERE dag_id = ? "
-            "ORDER BY start_date", (dag_id,)).fetchall()
+    return returncode
 
 
 if __name__ == "__main__":
