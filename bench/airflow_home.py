@@ -48,6 +48,12 @@ def dags_test(env: dict[str, str], dag_id: str, log_path: Path) -> tuple[int, fl
     return completed.returncode, time.monotonic() - started
 
 
+def last_run_id(database: Path, dag_id: str) -> str:
+    with sqlite3.connect(database) as connection:
+        return connection.execute("SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY start_date DESC LIMIT 1",
+                                  (dag_id,)).fetchone()[0]
+
+
 def last_run_task_instances(database: Path, dag_id: str) -> list[tuple[str, int, str, str, float]]:
     """(task, map index, state, pool, seconds) of the DAG's latest run, in the order they started."""
     with sqlite3.connect(database) as connection:
