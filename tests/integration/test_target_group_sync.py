@@ -270,6 +270,50 @@ def test_a_run_with_nothing_changed_only_reads_thrive_and_a_refused_row_is_resen
     assert refused not in quarantined(world)
 
 
+def test_a_run_after_a_small_change_makes_only_the_calls_the_change_needs(world):
+    """The 1% case of bench/bench_steady_state.py, pinned: one upsert of the changed contacts, one of those
+    Thrive is expected to refuse (their new email is another contact's there), per group one addition and one
+    removal where it has any, and the reads every run makes; nothing is located by halving or sent twice."""
+    world.sync()
+    in_thrive = {s["contact_id"]: s["email"] for s in world.thrive_sandbox.subscribers()}
+    edited = set(world.imis_sandbox.mutate_contacts(4, seed=17))
+    assert edited & in_thrive.keys()  # some of the edits reach Thrive
+    members = sorted((synced_members(world) & in_thrive.keys()) - edited)
+    taken = dict(zip(members[:3], members[3:6], strict=True))  # each takes the email another holds in Thrive
+    world.imis_sandbox.edit_contacts({cid: {"PrimaryEmailAddress": in_thrive[owner]} for cid, owner in taken.items()})
+    world.imis_sandbox.move_list_members("Newsletter", 3, seed=19)
+    before = {name: set(world.thrive_sandbox.interest_members(name)) for name in VALID_LISTS}
+
+    actions, grids, report = actions_during(world, world.sync)
+
+    held = {s["contact_id"] for s in world.thrive_sandbox.subscribers()}
+    lists = {name: members_in_iqa(world, name) for name in VALID_LISTS}
+    additions = [name for name in VALID_LISTS if (lists[name] & held) - before[name]]
+    removals = [name for name in VALID_LISTS if before[name] - lists[name]]
+    assert "Newsletter" in additions and removals == ["Newsletter"]
+    assert set(taken) <= quarantined(world)  # Thrive refused them and kept their old emails
+    assert all(world.thrive_sandbox.subscriber(cid)["email"] == in_thrive[cid] for cid in taken)
+    assert actions == {"Subscribe": 2 + len(additions), "BulkUpload": len(removals)}
+    assert report["upsert"]["calls"] == 2 and report["upsert"]["records_sent"] <= report["upsert"]["sent"]
+    status_polls = len(removals) * (1 + world.thrive_sandbox.config.upload_polls)
+    assert grids.get("interest_target_group") == 1  # read once for the run's additions and removals
+    assert sum(grids.values()) == 1 + len(VALID_LISTS) + status_polls  # interests, a drift Count per group, polls
+
+
+def test_a_contact_taking_the_email_another_gives_up_in_the_same_run_is_sent_after_it(world):
+    world.sync()
+    in_thrive = {s["contact_id"]: s["email"] for s in world.thrive_sandbox.subscribers()}
+    taker, giver = sorted(synced_members(world) & in_thrive.keys())[:2]  # the taker comes first in ID order
+    world.imis_sandbox.edit_contacts({giver: {"PrimaryEmailAddress": f"moved.{giver}@example.org"},
+                                      taker: {"PrimaryEmailAddress": in_thrive[giver]}})
+
+    report = world.sync()
+
+    assert report["upsert"]["rejected"] == 0 and report["upsert"]["calls"] == 1
+    assert world.thrive_sandbox.subscriber(taker)["email"] == in_thrive[giver]
+    assert world.thrive_sandbox.subscriber(giver)["email"] == f"moved.{giver}@example.org"
+
+
 def test_an_interest_addition_thrive_refused_waits_until_the_contact_changes(world):
     world.sync()
     in_thrive = {s["contact_id"]: s["email"] for s in world.thrive_sandbox.subscribers()}

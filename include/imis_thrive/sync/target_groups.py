@@ -460,9 +460,11 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     log.info("contacts: sending %d (%d new to Thrive, %d changed; %d refused before and unchanged, held back)",
              len(to_send), len(diff.added), len(diff.changed), len(held))
     journal = UploadJournal(store, CONTACTS_SNAPSHOT, run_id)
-    result = thrive.upsert_subscribers(_subscribers(to_send, fields), journal=journal)
+    holders = _email_holders(to_send, sent_before)
+    to_send, likely_refused = _in_sending_order(to_send, holders)
+    result = thrive.upsert_subscribers(_subscribers(to_send, fields), journal=journal, likely_refused=likely_refused)
     figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline, uncertain,
-                            hashed=fields, held=held, email_holders=_email_holders(to_send, sent_before))
+                            hashed=fields, held=held, email_holders=holders)
     pending_uploads.clear(store, CONTACTS_SNAPSHOT, [*settled.keys, *journal.keys])
     return ContactsUpsert(**planned, **dict(figures), seconds=round(time.monotonic() - started, 2))
 
@@ -478,6 +480,25 @@ def _email_holders(rows: pd.DataFrame, in_thrive: pd.DataFrame | None) -> dict[s
     holder = by_email.reindex(rows[EMAIL_FIELD].astype("str").str.casefold().to_numpy()).to_numpy()
     other = pd.notna(holder) & (holder != rows[ID_ALIAS].to_numpy())
     return dict(zip(rows[ID_ALIAS].to_numpy()[other], holder[other], strict=True))
+
+
+def _in_sending_order(rows: pd.DataFrame, holders: dict[str, str]) -> tuple[pd.DataFrame, list[str]]:
+    """The rows to send, and those Thrive will likely refuse: their email is another contact's there, who keeps it.
+
+    A row whose email's holder is sent in this run with another email is sent after the others, so Thrive has
+    freed the email when it arrives; the likely refused go last of all, in calls of their own (`upsert_subscribers`),
+    so Thrive's counts name them without a search."""
+    if not holders:
+        return rows, []
+    ids = rows[ID_ALIAS].astype("str")
+    emails = pd.Series(rows[EMAIL_FIELD].astype("str").str.casefold().to_numpy(), index=ids.to_numpy())
+    holder = ids.map(holders)
+    has_holder = holder.notna().to_numpy()
+    holder_sent_elsewhere = has_holder & is_in(holder.fillna(""), ids) & (
+        emails.reindex(holder.fillna("").to_numpy()).to_numpy() != emails.to_numpy())
+    later = pd.Series(np.where(holder_sent_elsewhere, 1, np.where(has_holder, 2, 0)), index=rows.index)
+    ordered = rows.loc[later.sort_values(kind="stable").index]
+    return ordered, ids[has_holder & ~holder_sent_elsewhere].tolist()
 
 
 def _email_freed(ledger: RejectionLedger, rows: pd.DataFrame, in_thrive: pd.DataFrame | None) -> np.ndarray:

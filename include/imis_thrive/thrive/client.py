@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
@@ -210,6 +210,7 @@ class ThriveClient:
         self.calls = 0
         self._startrow_base: int | None = None
         self._member_count_grid: Grid | None = None  # which of MEMBER_COUNT_GRIDS this tenant answers
+        self._interests: list[Interest] | None = None  # the last `interests()` read, what `require_interest` checks
 
     def close(self) -> None:
         self._http.close()
@@ -325,8 +326,8 @@ class ThriveClient:
 
     # --- interests ----------------------------------------------------------------------------------------
     def interests(self) -> list[Interest]:
-        """Every interest (target group) of the brand, deleted ones flagged."""
-        return [
+        """Every interest (target group) of the brand, deleted ones flagged; always read afresh."""
+        self._interests = [
             Interest(
                 interest_id=int(row.get("target_group_id") or 0),
                 name=row.get("target_group_name") or "",
@@ -334,6 +335,7 @@ class ThriveClient:
             )
             for row in self.iter_grid(Grid.INTEREST_TARGET_GROUP, "target_group_id", (), INTEREST_FIELDS)
         ]
+        return list(self._interests)
 
     def campaign_interests(self, since: datetime, interests: Sequence[Interest] | None = None) -> CampaignSelection:
         """The live interests a campaign used since `since`: the ones to re-sync hourly.
@@ -379,12 +381,15 @@ class ThriveClient:
     def require_interest(self, name: str) -> Interest:
         """The live interest of that name (compared case-insensitively, as Thrive compares values).
 
-        The AAPI has no action that creates an interest, so a missing one is an error a person must fix.
+        Checked against this client's last read of the interests, so a run's additions and removals read them
+        once, not once a call; a name that read lacks is read afresh before it is called missing. One deleted
+        since is refused by Thrive itself (`ItemNotFoundException`) when the write names it. The AAPI has no
+        action that creates an interest, so a missing one is an error a person must fix.
         """
-        for interest in self.interests():
-            if not interest.is_deleted and interest.name.lower() == name.lower():
-                return interest
-        raise InterestNotFound(name)
+        found = _live_interest(self._interests or (), name) or _live_interest(self.interests(), name)
+        if found is None:
+            raise InterestNotFound(name)
+        return found
 
     def interest_member_count(self, interest: str) -> int:
         """How many members Thrive holds in one interest: one Count request (`grids.MEMBER_COUNT_GRIDS`).
@@ -440,7 +445,8 @@ class ThriveClient:
 
     # --- writes -------------------------------------------------------------------------------------------
     def upsert_subscribers(self, subscribers: Iterable[Subscriber], interest: str | None = None,
-                           journal: UploadJournal | None = None) -> UpsertResult:
+                           journal: UploadJournal | None = None,
+                           likely_refused: Collection[str] = ()) -> UpsertResult:
         """Insert or update subscribers (keyed by contact ID) with their personalization fields.
 
         Up to `bulk_threshold` records go as `Subscribe` calls of <= 1,000; more go as BulkUploads of
@@ -448,6 +454,11 @@ class ThriveClient:
         also added to that interest. An unsubscribed subscriber stays unsubscribed. A field that some
         records name and others lack is cleared on the others, so pass every record's full field set.
         Each BulkUpload is recorded in `journal` (when given) before it is sent, and its `UploadID` once queued.
+
+        `likely_refused`: contact IDs the caller expects Thrive to refuse (e.g. their email is another
+        subscriber's). They are still sent, for Thrive to decide, but last and in Subscribe calls of their own: a
+        Subscribe reply holds counts only, so a call of them all refused names them with no locating calls, and
+        the other calls, refused nothing, need none either.
         """
         interests = [self.require_interest(interest).name] if interest else []
         sendable, rejected = screen_subscribers(subscribers)
@@ -457,10 +468,15 @@ class ThriveClient:
                         len(rejected), rejected[0].contact_id, rejected[0].reason)
         bulk = len(sendable) > self.config.bulk_threshold
         size = self.config.bulk_chunk_size if bulk else documents.MAX_SUBSCRIBE
-        batches = -(-len(sendable) // size)
+        suspects = set(likely_refused) if likely_refused and not bulk else set()
+        likely = [subscriber for subscriber in sendable if subscriber.contact_id in suspects]
+        chunks = [(chunk, False) for chunk in batched([s for s in sendable if s.contact_id not in suspects], size)]
+        chunks += [(chunk, True) for chunk in batched(likely, size)]
+        batches = len(chunks)
         started, done = time.monotonic(), 0
-        for number, chunk in enumerate(batched(sendable, size), start=1):
-            result.extend(self._bulk_upsert(chunk, interests, journal) if bulk else self._subscribe(chunk, interests))
+        for number, (chunk, expected) in enumerate(chunks, start=1):
+            result.extend(self._bulk_upsert(chunk, interests, journal) if bulk
+                          else self._subscribe(chunk, interests, refusals_expected=expected))
             done += len(chunk)
             log.info("upsert: batch %d/%d sent, %s/%s subscribers, %s/s", number, batches, f"{done:,}",
                      f"{len(sendable):,}", f"{done / max(time.monotonic() - started, 1e-6):,.0f}")
@@ -489,21 +505,25 @@ class ThriveClient:
             statuses.append(self._run_upload(action, what, [row.contact_id for row in chunk], journal))
         return statuses
 
-    def _subscribe(self, chunk: Sequence[Subscriber], interests: Sequence[str]) -> UpsertResult:
+    def _subscribe(self, chunk: Sequence[Subscriber], interests: Sequence[str],
+                   refusals_expected: bool = False) -> UpsertResult:
         """One Subscribe; when the counts say Thrive took fewer than were sent, find which by halving.
 
         The reply holds counts only, so a refused subscriber (counted neither new nor previous) is located by
         re-sending halves (Subscribe is an idempotent upsert): about 2 log2(n) calls per refusal, at most 2n in
-        all. A whole call of `SYSTEMIC_REFUSALS` or more refused is a systemic problem and fails.
+        all; a call refused whole names its subscribers with no more calls. A whole call of `SYSTEMIC_REFUSALS`
+        or more refused is a systemic problem and fails, unless the caller expected these refusals.
         """
         what = f"Subscribe {len(chunk)} subscribers" + (f" into interest {interests[0]!r}" if interests else "")
+        if refusals_expected:
+            what += " (expected to be refused)"
         new, previous = self._subscribe_counts(chunk, interests, what)
         refused = len(chunk) - new - previous
         if refused <= 0:
             outcomes = counted_outcomes(chunk, new, previous)
             log.info("%s: %d new, %d already known", what, new, previous)
             return UpsertResult(outcomes=outcomes, calls=1, records_sent=len(chunk))
-        if refused == len(chunk) >= SYSTEMIC_REFUSALS:
+        if refused == len(chunk) >= SYSTEMIC_REFUSALS and not refusals_expected:
             raise ThriveActionFailed("Subscribe", "refused", (
                 f"{what}: Thrive took none of the {len(chunk)} subscribers (counted neither new nor previous); that "
                 "is not a few bad rows: check the personalization fields' definitions in Thrive"))
@@ -627,6 +647,10 @@ class ThriveClient:
                 raise UploadTimeout(upload_id, what, waited, state)
             self._sleep(self.config.poll_interval_s)
             slept += self.config.poll_interval_s
+
+
+def _live_interest(interests: Iterable[Interest], name: str) -> Interest | None:
+    return next((i for i in interests if not i.is_deleted and i.name.lower() == name.lower()), None)
 
 
 def _ids(values: Iterable[str | None]) -> set[int]:

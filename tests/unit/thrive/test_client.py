@@ -135,6 +135,44 @@ def test_many_refusals_are_all_located_and_a_wholly_refused_call_fails(make_clie
     assert [(o.contact_id, o.reason) for o in single.rejected] == [("100", THRIVE_REFUSED)] and single.calls == 1
 
 
+def test_rows_expected_to_be_refused_go_last_in_a_call_of_their_own_that_names_them(make_client, sandbox):
+    client = make_client()
+    client.upsert_subscribers(_subscribers(30))
+    taken = [Subscriber(str(100 + i), f"m{i + 1}@example.org") for i in range(25)]  # emails contacts 1-25 hold
+    wrongly_suspected = Subscriber("300", "free@example.org")
+    rows = [*taken[:10], *_subscribers(40, first=200), *taken[10:], wrongly_suspected]
+    calls_before = client.calls
+
+    result = client.upsert_subscribers(rows, likely_refused=[s.contact_id for s in [*taken, wrongly_suspected]])
+
+    assert sorted(o.contact_id for o in result.rejected) == sorted(s.contact_id for s in taken)
+    assert {o.reason for o in result.rejected} == {THRIVE_REFUSED}
+    assert result.accepted_count == 41 and sandbox.subscriber("300")["email"] == "free@example.org"
+    # 40 sent first and all taken: one call; the 26 suspects, 25 refused: located in the halves it took to find
+    # the one Thrive took, never with the 40 re-sent; a whole call of 25 refused, expected, is not systemic
+    assert result.calls == client.calls - calls_before < 1 + 1 + 2 * 5
+    assert result.records_sent < 40 + 26 * 2
+    exact = client.upsert_subscribers(taken, likely_refused=[s.contact_id for s in taken])
+    assert len(exact.rejected) == 25 and exact.calls == 1
+
+
+def test_an_interest_is_looked_up_once_for_a_clients_writes_and_read_again_when_missing(make_client, sandbox):
+    client = make_client(startrow_base=0)  # no StartRow probes: each read of the interests is one request
+    client.upsert_subscribers(_subscribers(3))
+
+    client.add_interest_members("Newsletter", _subscribers(2))
+    client.remove_interest_members("Newsletter", _subscribers(1))
+    client.add_interest_members("newsletter", _subscribers(3))
+    sandbox.add_interest("Board")
+    client.add_interest_members("Board", _subscribers(1))  # created since the client read the interests
+
+    assert sandbox.counters()["grids"]["interest_target_group"] == 2
+    assert sandbox.interest_members("Newsletter") == ["1", "2", "3"] and sandbox.interest_members("Board") == ["1"]
+    with pytest.raises(InterestNotFound):
+        client.add_interest_members("Retired", _subscribers(1))
+    assert sandbox.counters()["grids"]["interest_target_group"] == 3
+
+
 def _subscribe_response(counts: str, status: str = "success", message: str = "") -> ET.Element:
     """The `<Subscribe>` element of an ActionResponse carrying `counts` and an ActionStatus."""
     document = (f'<ActionResponse xmlns="{envelope.NAMESPACE}"><Responses><Subscribe>{counts}<ActionStatus>'
