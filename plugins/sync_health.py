@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 from include.imis_thrive.health.addresses import REPORT_FOLDERS, URL_PREFIX
@@ -54,11 +54,17 @@ app = FastAPI(title="Sync health", description="Run reports of the iMIS ⇄ Thri
               redoc_url=None, openapi_url=None)
 
 
+def _base_path(request: Request) -> str:
+    """Where the api-server is served: the app's mount path with what a proxy serving Airflow under a sub-path
+    (`/airflow`) put before it; the pages' links go under it."""
+    return str(request.scope.get("root_path", "")).removesuffix(URL_PREFIX)
+
+
 @app.get("/", response_class=HTMLResponse, dependencies=READ_EVERY_DAGS_RUNS)
-def sync_health_page() -> str:
+def sync_health_page(request: Request) -> str:
     from include.imis_thrive.health.page import render_page
 
-    return render_page(_health())
+    return render_page(_health(), _base_path(request))
 
 
 @app.get("/api/health", dependencies=READ_EVERY_DAGS_RUNS)
@@ -69,11 +75,12 @@ def sync_health() -> dict[str, Any]:
 # `dag_id` is a path parameter, so Airflow's dependency checks the user may read that DAG's runs.
 @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse,
          dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN))])
-def run_report(dag_id: str, run_id: str) -> str:
+def run_report(dag_id: str, run_id: str, request: Request) -> str:
     from include.imis_thrive.health.page import render_report
     from include.imis_thrive.health.runs import readable_report
 
-    return render_report(dag_id, run_id, readable_report(_store(), dag_id, run_id), known=dag_id in REPORT_FOLDERS)
+    return render_report(dag_id, run_id, readable_report(_store(), dag_id, run_id), known=dag_id in REPORT_FOLDERS,
+                         base_path=_base_path(request))
 
 
 class SyncHealthPlugin(AirflowPlugin):

@@ -3,7 +3,8 @@
 Airflow shows both inside its UI in an iframe (the plugin's external views), so each page carries its own small
 stylesheet and inline SVG charts, and links that leave the plugin (a run's page in Airflow) ask the surrounding UI
 to navigate rather than opening Airflow inside the frame. Everything shown is escaped: Jinja's autoescape for the
-page, markdown-it with raw HTML off for the report.
+page, markdown-it with raw HTML off for the report. Every link is under `base_path`, where the api-server is
+served (empty at the host's root; `/airflow` behind a proxy that serves Airflow under a sub-path).
 """
 
 from __future__ import annotations
@@ -53,17 +54,22 @@ _report = _environment.get_template("report.html")
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
-def render_page(health: SyncHealth) -> str:
-    return _page.render(health=health, style=Markup(STYLE), navigate=Markup(NAVIGATE), prefix=URL_PREFIX,
-                        state=_state, dash=_dash, held=_held, drift=_drift, links=_links,
+def render_page(health: SyncHealth, base_path: str = "") -> str:
+    def links(run: RunLink) -> Markup:
+        return Markup('<a class="airflow" href="{}">run</a> · <a href="{}">report</a>').format(
+            base_path + run.airflow, base_path + run.report)
+
+    return _page.render(health=health, style=Markup(STYLE), navigate=Markup(NAVIGATE), prefix=base_path + URL_PREFIX,
+                        state=_state, dash=_dash, held=_held, drift=_drift, links=links,
                         group_chart=group_chart, fields_chart=fields_chart, hour_chart=hour_chart)
 
 
-def render_report(dag_id: str, run_id: str, markdown: str | None, known: bool) -> str:
+def render_report(dag_id: str, run_id: str, markdown: str | None, known: bool, base_path: str = "") -> str:
     """A run's Markdown report as HTML; raw HTML in it is shown as text, never interpreted."""
     body = Markup(_markdown.render(markdown)) if markdown else None
-    return _report.render(dag_id=dag_id, run_id=run_id, body=body, known=known, airflow=run_path(dag_id, run_id),
-                          prefix=URL_PREFIX, style=Markup(STYLE), navigate=Markup(NAVIGATE))
+    return _report.render(dag_id=dag_id, run_id=run_id, body=body, known=known,
+                          airflow=base_path + run_path(dag_id, run_id), prefix=base_path + URL_PREFIX,
+                          style=Markup(STYLE), navigate=Markup(NAVIGATE))
 
 
 def _state(state: str) -> Markup:
@@ -86,10 +92,6 @@ def _drift(drift: dict | None) -> str:
     """The report's drift sentence ("drift: 3 missing in Thrive, 0 extra, repaired (…)", or "none (…)");
     "—" for a run that had nothing committed to check or a report written before drift was checked."""
     return str(drift["note"]).removeprefix("drift: ") if drift else "—"
-
-
-def _links(run: RunLink) -> Markup:
-    return Markup('<a class="airflow" href="{}">run</a> · <a href="{}">report</a>').format(run.airflow, run.report)
 
 
 def _bars(points: Sequence[tuple[str, int, int]], two_way: bool = False) -> Markup:

@@ -35,6 +35,17 @@ def test_each_group_row_shows_the_last_runs_figures_a_chart_and_the_links():
     assert '<a href="/sync-health/runs/imis_to_thrive_target_groups/scheduled__2">report</a>' in newsletter
 
 
+def test_links_go_under_the_path_airflow_is_served_at():
+    health = summary.build(RecentReports([target_groups_report("scheduled__1", T1, [group("Newsletter")])]),
+                           RecentReports([]), RecentReports([]), now=datetime(2026, 3, 2, 11, tzinfo=UTC))
+    newsletter = row(render_page(health, base_path="/airflow"), "Newsletter")
+    assert 'href="/airflow/dags/imis_to_thrive_target_groups/runs/scheduled__1">run</a>' in newsletter
+    assert 'href="/airflow/sync-health/runs/imis_to_thrive_target_groups/scheduled__1">report</a>' in newsletter
+    report = render_report("imis_to_thrive_target_groups", "scheduled__1", "# r", known=True, base_path="/airflow")
+    assert 'href="/airflow/dags/imis_to_thrive_target_groups/runs/scheduled__1"' in report
+    assert 'href="/airflow/sync-health/"' in report
+
+
 def test_a_dry_run_says_what_it_would_do():
     html = page([target_groups_report("manual__1", T1, [group("Trial", added=7, removed=2, dry_run=True)],
                                       dry_run=True)])
