@@ -5,16 +5,20 @@ all become "", and a column whose dtype changed (Int64 5 → Float64 5.0, boolea
 when Thrive would see the same text. A column present on one side only counts as empty on the other, so a
 new panel column changes exactly the rows that have a value in it.
 
-Each row is hashed with `pd.util.hash_pandas_object` (SipHash with a fixed key: the same on every run and
-in every process, unlike Python's `hash()`) over its columns in name order; only rows whose hashes differ are
-compared column by column, and the per-row lists of changed columns are built from the few distinct change
-patterns, never by a Python loop over rows.
+Each row is hashed by DuckDB's `hash()` over its columns in name order (no seed: the same in every process), as it
+scans the Arrow buffers of the `str` columns in place on every core, and the IDs are matched and checked for
+repeats in one Arrow dictionary encoding of both sides (pandas' own `hash_pandas_object`, `is_unique` and
+`get_indexer` box or dictionary-encode every value first: 3.5 times the CPU time on a million contacts,
+`bench/bench_diff.py`). Only rows whose hashes differ are compared column by column, and the per-row lists of
+changed columns are built from the few distinct change patterns, never by a Python loop over rows.
 
 A committed snapshot carries each row's hash (`with_row_hashes`) in a column named after the compared columns
 (`row_hash_column`), so the diff hashes only the current side and renders only the previous rows whose hash
-differs. A snapshot without that column (written before it existed, or over other columns) is hashed here as
-before; its next commit stores the hashes. A stored hash that differs while every column's text is the same (the
-rendering changed between versions) is not a change: the text decides, as it did before hashes were stored.
+differs. DuckDB does not promise `hash()` stays the same across its versions, so the column's name covers the
+hashing scheme (`HASH_SCHEME`, DuckDB's version in it) too: a snapshot without a column of that name (written
+before it existed, over other columns, or by another scheme) is hashed here, and its next commit stores the
+hashes anew. A stored hash that differs while every column's text is the same (the rendering changed between
+versions) is not a change: the text decides, as it did before hashes were stored.
 """
 
 from __future__ import annotations
@@ -24,14 +28,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from include.imis_thrive.errors import BadData
 from include.imis_thrive.sync.field_map import ID_COLUMN, THRIVE_EMPTY, iqa_of, render_for_thrive
 
 ROW_HASH_PREFIX = "_row_hash_"  # + a digest of the hashed columns' names: a snapshot column, never a field
 HASH_DTYPE = "UInt64"  # nullable, so a concat with rows that have no hash keeps every bit of the others
+HASH_SCHEME = f"duckdb {duckdb.__version__} hash()"  # how `row_hashes` hashes; part of each hash column's name
 
 
 class DuplicateIds(BadData):
@@ -107,10 +115,14 @@ class ContactDiff:
     def upserts(self, current: pd.DataFrame) -> pd.DataFrame:
         """The rows of `current` to send: the added and the changed ones, in `current`'s order, each with its
         row hash (so the snapshot committed from them needs no hashing)."""
-        rows = current[current[ID_COLUMN].isin(self.added.append(self.changed))]
+        ids = pd.Index(current[ID_COLUMN], dtype="str")
+        sent = pc.is_in(_arrow(ids), value_set=_arrow(self.added.append(self.changed))).to_numpy(zero_copy_only=False)
+        rows = current[sent]
         if self.current_hashes is None or self.hash_column is None:
             return rows
-        return rows.assign(**{self.hash_column: self.current_hashes.reindex(rows[ID_COLUMN]).array})
+        hashes = (self.current_hashes.array[sent] if self.current_hashes.index.equals(ids)  # the frame diffed
+                  else self.current_hashes.reindex(rows[ID_COLUMN]).array)
+        return rows.assign(**{self.hash_column: hashes})
 
     def without_added(self) -> ContactDiff:
         """The same diff over only the rows the previous snapshot holds (what the mass-change guard measures:
@@ -158,13 +170,13 @@ def diff_contacts(
     The previous side's hashes come from its row-hash column when it has one for these columns.
     """
     previous = previous if previous is not None else pd.DataFrame({ID_COLUMN: pd.Series(dtype="str")})
-    previous_ids = _unique_ids(previous, "previous", iqa_of(current))
-    current_ids = _unique_ids(current, "current", iqa_of(current))
+    previous_ids = pd.Index(previous[ID_COLUMN], dtype="str")
+    current_ids = pd.Index(current[ID_COLUMN], dtype="str")
+    positions = _positions_in(previous_ids, current_ids, iqa_of(current))  # in previous, -1 if new
     columns = list(columns) if columns is not None else _union_columns(previous, current)
     current_text = _thrive_text(current, columns)
     current_hashes = row_hashes(current_text)
 
-    positions = previous_ids.get_indexer(current_ids)  # row of each current ID in previous, -1 if new
     matched = np.flatnonzero(positions >= 0)
     previous_hashes = _previous_hashes(previous, columns, positions[matched])
     differs = previous_hashes != current_hashes[matched]
@@ -205,15 +217,24 @@ def diff_membership(
 
 
 def row_hashes(text: pd.DataFrame) -> np.ndarray:
-    """A stable 64-bit hash per row over the given columns, taken in name order (so a snapshot's stored hash
-    does not depend on the order a frame lists its columns in)."""
-    return pd.util.hash_pandas_object(text[sorted(text.columns)], index=False).to_numpy()
+    """A 64-bit hash per row over the given text columns, taken in name order (so a snapshot's stored hash does
+    not depend on the order a frame lists its columns in); the same in every process under one `HASH_SCHEME`."""
+    names = sorted(text.columns)
+    if not names:
+        return np.zeros(len(text), dtype=np.uint64)
+    # positional names: a field's own name may hold anything, quotes included
+    table = pa.Table.from_pandas(text[names].set_axis([f"c{i}" for i in range(len(names))], axis=1),
+                                 preserve_index=False)
+    with duckdb.connect(config={"preserve_insertion_order": True}) as connection:  # rows in, hashes out, in order
+        connection.register("text_rows", table)
+        hashed = connection.execute(f"SELECT hash({', '.join(table.column_names)}) AS h FROM text_rows")
+        return np.asarray(hashed.fetchnumpy()["h"], dtype=np.uint64)
 
 
 def row_hash_column(columns: Sequence[str]) -> str:
-    """The snapshot column holding each row's hash over `columns`: named after them, so a hash over other
-    columns (a field added to the map since) is never mistaken for one over these."""
-    digest = hashlib.sha256("\x1f".join(sorted(columns)).encode()).hexdigest()[:12]
+    """The snapshot column holding each row's hash over `columns`: named after them and the `HASH_SCHEME`, so a
+    hash over other columns (a field added to the map since) or by another scheme is never mistaken for one."""
+    digest = hashlib.sha256("\x1f".join([HASH_SCHEME, *sorted(columns)]).encode()).hexdigest()[:12]
     return f"{ROW_HASH_PREFIX}{digest}"
 
 
@@ -230,18 +251,26 @@ def with_row_hashes(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame
     missing = hashes.isna().to_numpy()
     if missing.any():
         hashes = hashes.copy()
-        hashes[missing] = row_hashes(_thrive_text(frame[missing], columns))
+        hashes[missing] = _hashes_of(frame, columns, missing)
     return frame.assign(**{name: hashes.to_numpy()}).astype({name: HASH_DTYPE})
 
 
 def _previous_hashes(previous: pd.DataFrame, columns: Sequence[str], rows: np.ndarray) -> np.ndarray:
     """The previous side's hashes of `rows`: stored ones where the snapshot has them, the others computed."""
-    stored = _stored_hashes(previous, row_hash_column(columns)).iloc[rows]
+    stored = _stored_hashes(previous, row_hash_column(columns))
     missing = stored.isna().to_numpy()
     hashes = stored.to_numpy(dtype="uint64", na_value=0)
     if missing.any():
-        hashes[missing] = row_hashes(_thrive_text(previous.iloc[rows[missing]], columns))
-    return hashes
+        hashes[missing] = _hashes_of(previous, columns, missing)
+    return hashes[rows]
+
+
+def _hashes_of(frame: pd.DataFrame, columns: Sequence[str], rows: np.ndarray) -> np.ndarray:
+    """The hashes of the rows `rows` (a mask) selects; all of them straight from the frame's own columns (a
+    snapshot hashed by another scheme: no copy of it), some through a copy of just those."""
+    if rows.all():
+        return row_hashes(_thrive_text(frame, columns))
+    return row_hashes(_thrive_text(frame[rows], columns))
 
 
 def _stored_hashes(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -252,11 +281,26 @@ def _stored_hashes(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(pd.NA, index=frame.index, dtype=HASH_DTYPE)
 
 
-def _unique_ids(frame: pd.DataFrame, side: str, iqa: str) -> pd.Index:
-    ids = pd.Index(frame[ID_COLUMN], dtype="str")
-    if not ids.is_unique:
-        raise DuplicateIds(iqa, side, ids[ids.duplicated()].unique())
-    return ids
+def _positions_in(previous_ids: pd.Index, current_ids: pd.Index, iqa: str) -> np.ndarray:
+    """The position of each current ID among the previous ones, -1 for a new one, from one Arrow hash table over
+    both sides (a code per distinct ID), which also finds an ID either side repeats (`DuplicateIds`)."""
+    chunks = [chunk for ids in (previous_ids, current_ids) for chunk in _arrow(ids).chunks]
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()), null_encoding="encode")
+    encoded = encoded.combine_chunks()
+    codes = encoded.indices.to_numpy()
+    previous_codes, current_codes = codes[: len(previous_ids)], codes[len(previous_ids):]
+    for side, ids, side_codes in (("previous", previous_ids, previous_codes), ("current", current_ids, current_codes)):
+        if np.bincount(side_codes, minlength=len(encoded.dictionary)).max(initial=0) > 1:
+            raise DuplicateIds(iqa, side, ids[ids.duplicated()].unique())
+    position_of_code = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+    position_of_code[previous_codes] = np.arange(len(previous_codes))
+    return position_of_code[current_codes]
+
+
+def _arrow(ids: pd.Index) -> pa.ChunkedArray:
+    """The Arrow array behind a `str` index as it is (no copy, its chunks kept), as `large_string`."""
+    column = pa.Table.from_pandas(pd.DataFrame({ID_COLUMN: ids}), preserve_index=False).column(0)
+    return column.cast(pa.large_string())
 
 
 def _union_columns(previous: pd.DataFrame, current: pd.DataFrame) -> list[str]:

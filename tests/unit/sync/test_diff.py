@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -169,6 +170,28 @@ def test_duplicate_ids_cannot_be_diffed_and_the_iqa_is_named(frames) -> None:
         diff_contacts(None, current)
 
 
+def test_an_id_the_previous_snapshot_repeats_is_named_on_its_side(frames) -> None:
+    previous = _contacts(frames, ["7", "8", "7", "8", "9"], FirstName=["A", "B", "A", "B", "C"])
+    current = _contacts(frames, ["7"], FirstName=["A"])
+
+    with pytest.raises(DuplicateIds, match=r"previous frame .* repeats 2 ID\(s\) \(e.g. 7, 8\)") as raised:
+        diff_contacts(previous, current)
+    assert raised.value.side == "previous"
+
+
+def test_ids_are_matched_whatever_order_and_chunks_each_side_has(frames) -> None:
+    ids = [str(value) for value in range(1000, 4000)]
+    previous = _contacts(frames, ids, FirstName=[f"F{value}" for value in ids])
+    current = pd.concat([previous.iloc[2000:], previous.iloc[:1000]], ignore_index=True)  # Arrow data in 2 chunks
+    current.attrs = dict(previous.attrs)
+    current.loc[current["ID"] == "1500", "FirstName"] = "Changed"
+
+    diff = diff_contacts(previous, current)
+
+    assert diff.removed.tolist() == ids[1000:2000]
+    assert diff.changed_columns.to_dict() == {"1500": ("FirstName",)} and diff.unchanged == 1999
+
+
 def test_row_hashes_are_the_same_in_another_process_with_another_hash_seed(frames) -> None:
     text = pd.DataFrame({"FirstName": frames.text("Ann", "", "Zoë"), "City": frames.text("Québec", "Oslo", "")})
     script = textwrap.dedent(
@@ -185,6 +208,26 @@ def test_row_hashes_are_the_same_in_another_process_with_another_hash_seed(frame
     other = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, check=True)
 
     assert other.stdout.strip() == ",".join(str(value) for value in row_hashes(text))
+
+
+def test_row_hashes_follow_the_rows_across_chunks_and_threads() -> None:
+    values = pd.Series([f"value {number}" for number in range(300_000)], dtype="str")
+    text = pd.DataFrame({"A": values, "B": values.str[::-1]})
+    backwards = text.iloc[::-1].reset_index(drop=True)
+    pieces = pd.concat([text.iloc[:1], text.iloc[1:150_000], text.iloc[150_000:]], ignore_index=True)
+
+    hashes = row_hashes(text)
+
+    assert (row_hashes(backwards) == hashes[::-1]).all() and (row_hashes(pieces) == hashes).all()
+    assert len(np.unique(hashes)) == len(text)
+
+
+def test_row_hashes_tell_where_one_value_ends_and_any_name_may_be_hashed() -> None:
+    text = pd.DataFrame({'Nick "the" name': pd.Series(["ab", "a", ""], dtype="str"),
+                         "iMISv2 - Token": pd.Series(["c", "bc", "abc"], dtype="str")})
+
+    assert len(set(row_hashes(text).tolist())) == 3
+    assert row_hashes(text.iloc[:0]).tolist() == []
 
 
 def test_membership_diff_from_previous_and_current_ids() -> None:
@@ -264,6 +307,35 @@ def test_the_diff_hands_the_rows_to_send_their_hashes_for_the_commit(frames) -> 
 
     column = row_hash_column(["FirstName", "LastName"])
     assert sent[column].tolist() == with_row_hashes(current, ["FirstName", "LastName"])[column].tolist()
+
+
+def test_upserts_of_the_frame_reordered_still_carry_each_rows_own_hash(frames) -> None:
+    previous = _sent(frames, ["1"], ["Ann"], ["A"])
+    current = _sent(frames, ["1", "2", "3"], ["Anne", "Bo", "Cy"], ["A", "B", "C"])
+    diff = diff_contacts(previous, current)
+
+    sent = diff.upserts(current.iloc[::-1].reset_index(drop=True))
+
+    column = row_hash_column(["FirstName", "LastName"])
+    expected = with_row_hashes(current, ["FirstName", "LastName"]).set_index("ID")[column]
+    assert sent["ID"].tolist() == ["3", "2", "1"]
+    assert sent[column].tolist() == expected.reindex(sent["ID"]).tolist()
+
+
+def test_hashes_stored_by_an_older_hashing_scheme_are_not_believed_but_derived_again(frames) -> None:
+    previous = _sent(frames, ["1", "2"], ["Ann", "Bo"], ["A", "B"])
+    current = _sent(frames, ["1", "2"], ["Ann", "Bob"], ["A", "B"])
+    column = row_hash_column(["FirstName", "LastName"])
+    # the column snapshots stored before the scheme was part of its name (pandas' SipHash, over the columns alone)
+    older = "_row_hash_" + hashlib.sha256("\x1f".join(["FirstName", "LastName"]).encode()).hexdigest()[:12]
+    claims_bob = with_row_hashes(current, ["FirstName", "LastName"])[column].to_numpy()
+    written_before = previous.assign(**{older: claims_bob})
+
+    assert is_row_hash_column(older) and older != column
+    assert diff_contacts(written_before, current).changed_columns.to_dict() == {"2": ("FirstName",)}
+    committed = with_row_hashes(written_before, ["FirstName", "LastName"])
+    assert [name for name in committed.columns if is_row_hash_column(name)] == [column]
+    assert committed[column].tolist() == with_row_hashes(previous, ["FirstName", "LastName"])[column].tolist()
 
 
 def test_hashes_do_not_depend_on_column_order_and_name_the_columns_they_cover(frames) -> None:
