@@ -223,3 +223,82 @@ def test_a_quarantine_rule_gx_cannot_evaluate_blocks_instead_of_passing_rows(fra
     assert PANEL_IQA in str(failure)
     assert "email_invalid: GX could not evaluate expect_column_values_to_match_regex on 'NotReturned'" in str(failure)
     assert failure.summary["failed"][0]["evaluation_error"] is True
+
+
+def test_validation_never_hashes_the_frame(frames, monkeypatch) -> None:
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    def hash_the_frame(frame: pd.DataFrame) -> str:
+        raise AssertionError("GX fingerprinted the whole frame")
+
+    monkeypatch.setattr(pandas_execution_engine, "hash_pandas_dataframe", hash_the_frame)
+    contacts = _set(frames.contacts(3), "PrimaryEmailAddress", "a@example.org", "b@@example.org", "c@example.org")
+
+    outcome = validate_iqa(contacts, IqaKind.CONTACTS)
+
+    assert outcome.quarantine.to_dict("records") == [
+        {"ID": "363594", "column": "PrimaryEmailAddress", "reason": "email_invalid"}
+    ]
+
+
+def test_a_repeat_validation_of_the_same_shape_builds_no_new_suite(frames) -> None:
+    validate_iqa(frames.contacts(2), IqaKind.CONTACTS)
+    built = validation._suite.cache_info().misses
+
+    validate_iqa(frames.contacts(4), IqaKind.CONTACTS)
+
+    assert validation._suite.cache_info().misses == built
+
+
+def test_rows_are_named_by_id_whatever_the_frame_index(frames) -> None:
+    contacts = _set(frames.contacts(4), "PrimaryEmailAddress", "a@example.org", None, "c@example.org", "d@@x.org")
+    contacts.index = pd.Index([40, 7, 7, 12])  # an extract filtered and re-concatenated: labels are not positions
+
+    outcome = validate_iqa(contacts, IqaKind.CONTACTS)
+
+    assert sorted(outcome.quarantine.itertuples(index=False, name=None)) == [
+        ("363594", "PrimaryEmailAddress", "email_missing"),
+        ("363596", "PrimaryEmailAddress", "email_invalid"),
+    ]
+    assert outcome.clean["ID"].tolist() == ["363593", "363595"]
+    assert outcome.clean.index.tolist() == [40, 7]
+    assert outcome.clean.attrs == contacts.attrs
+    assert outcome.clean.dtypes.to_dict() == contacts.dtypes.to_dict()
+
+
+def test_every_offending_row_is_quarantined_not_a_sample(frames) -> None:
+    contacts = pd.concat([frames.contacts(30)] * 4, ignore_index=True)  # more rows than GX's partial lists hold
+    contacts.attrs["iqa"] = CONTACTS_IQA
+    contacts = _set(contacts, "ID", *(str(363593 + row) for row in range(120)))
+    malformed = contacts.index % 2 == 1
+    contacts.loc[malformed, "PrimaryEmailAddress"] = "broken@@example.org"
+
+    outcome = validate_iqa(contacts, IqaKind.CONTACTS)
+
+    assert sorted(outcome.quarantine["ID"]) == sorted(contacts.loc[malformed, "ID"])
+    assert outcome.summary["quarantined_rows"] == 60
+    assert outcome.summary["failed"][0]["sample_ids"] == contacts.loc[malformed, "ID"].head(10).tolist()
+
+
+def test_duplicate_ids_block_even_with_rows_that_would_be_quarantined(frames) -> None:
+    contacts = _set(frames.contacts(4), "ID", "363593", "363594", "363593", "363596")
+    contacts = _set(contacts, "PrimaryEmailAddress", "a@example.org", None, "c@@example.org", "d@example.org")
+
+    failure = _blocked(contacts, IqaKind.CONTACTS)
+
+    assert [entry["rule"] for entry in failure.summary["failed"] if entry["blocking"]] == ["id_unique"]
+    assert "id_unique: expect_column_values_to_be_unique on 'ID' found 2 unexpected value(s) (e.g. ID 363593)" in (
+        str(failure)
+    )
+    assert not any(entry["evaluation_error"] for entry in failure.summary["failed"])
+
+
+def test_the_clean_frame_is_the_callers_frame_only_by_value(frames) -> None:
+    contacts = frames.contacts(2)
+
+    outcome = validate_iqa(contacts, IqaKind.CONTACTS)
+    outcome.clean["FirstName"] = "Changed"
+    outcome.clean["Added"] = 1
+
+    assert contacts["FirstName"].tolist() == ["FirstName 0", "FirstName 1"]
+    assert "Added" not in contacts.columns
