@@ -167,10 +167,11 @@ class ColumnBuilder:
             return values
 
     def frame(self, iqa: str, timezone: str, declared_types: Mapping[str, str] | None) -> pd.DataFrame:
+        """The typed frame; each column's chunks are let go as soon as it is typed, so the result is held once."""
         declared = {**self.wire_types, **(declared_types or {})}
-        typed = {}
-        for name, chunks in self.chunks.items():
-            wire_type = declared.get(name)
+        typed: dict[str, pd.Series] = {}
+        for name in list(self.chunks):
+            chunks, wire_type = self.chunks[name], declared.get(name)
             try:
                 series = _arrow_column(name, chunks, self.python_types[name], wire_type, timezone)
             except (pa.ArrowException, *_UNTYPABLE):  # not Arrow's to decide: `typed_column` types it or says why
@@ -180,12 +181,18 @@ class ColumnBuilder:
                 try:
                     series = typed_column(name, values, wire_type, timezone)
                 except _UNTYPABLE as bad:
-                    ids = _python_values(self.chunks[ID_COLUMN]) if ID_COLUMN in self.chunks else None
-                    raise unreadable_value(iqa, name, values, wire_type, timezone, ids) from bad
+                    raise unreadable_value(iqa, name, values, wire_type, timezone, self._ids(typed)) from bad
             typed[name] = series
+            del self.chunks[name]
         frame = pd.DataFrame(typed, index=pd.RangeIndex(self.count), copy=False)
         frame.attrs["iqa"] = iqa
         return frame
+
+    def _ids(self, typed: Mapping[str, pd.Series]) -> list[Any] | None:
+        """The ID column's values, for an error naming a row: typed already, or still in chunks, or absent."""
+        if ID_COLUMN in typed:
+            return [None if pd.isna(value) else value for value in typed[ID_COLUMN].tolist()]
+        return _python_values(self.chunks[ID_COLUMN]) if ID_COLUMN in self.chunks else None
 
 
 def _entity_columns(rows: Sequence[EntityRow]) -> dict[str, list[Any]] | None:
@@ -258,7 +265,9 @@ def _arrow_column(name: str, chunks: list[Chunk], python_types: set[type], wire_
     array = pa.chunked_array([pa.nulls(chunk, arrow_type) if type(chunk) is int else chunk.cast(arrow_type)
                               for chunk in chunks], arrow_type).combine_chunks()
     if arrow_type == pa.large_string():
-        array = pc.if_else(pc.equal(array, ""), pa.scalar(None, arrow_type), array)  # "" counts as missing
+        empty = pc.equal(array, "")
+        if pc.any(empty).as_py():  # "" counts as missing; a column without one is not copied
+            array = pc.if_else(empty, pa.scalar(None, arrow_type), array)
     if name == ID_COLUMN:
         if arrow_type == pa.large_string():
             return _series(pc.utf8_trim_whitespace(array))

@@ -154,3 +154,10 @@ def test_ids_become_text_whatever_the_wire_sent(ids):
     frame = rows_to_frame([{"ID": value} for value in ids], "$/X", TZ)
     pd.testing.assert_series_equal(frame["ID"], typed_column("ID", ids, None, TZ), check_names=False)
     assert str(frame["ID"].dtype) == "str"
+
+
+def test_an_unreadable_value_in_a_row_without_an_id_is_named_by_its_row_number():
+    rows = [iqa_row(1, ID="101", Joined=wrap("System.DateTime", "2020-01-01T00:00:00")),
+            iqa_row(2, ID=..., Joined=wrap("System.DateTime", "sometime soon"))]
+    with pytest.raises(ImisValueError, match=r"column 'Joined' holds a value that is not a System.DateTime for row 2,"):
+        rows_to_frame(rows, "$/X", TZ)
