@@ -285,8 +285,23 @@ def _arrow_column(name: str, chunks: list[Chunk], python_types: set[type], wire_
             return None
         return _series(array.cast(pa.int64() if kind == "int" else pa.float64()))
     if kind == "datetime" and arrow_type == pa.large_string():
-        return localize(_series(array), timezone)
+        return _arrow_localize(array, timezone)
     return None
+
+
+def _arrow_localize(text: pa.Array, timezone: str) -> pd.Series:
+    """`localize` for a text column, parsed by Arrow's ISO 8601 cast when no value carries an offset (as iMIS sends
+    them): `localize` itself goes through Python objects. Values with an offset, or that Arrow does not parse, go
+    to `localize`."""
+    text = pc.replace_substring_regex(text, _SUB_MICROSECONDS, r"\1")
+    if not pc.any(pc.match_substring_regex(text, _UTC_OFFSET)).as_py():
+        try:
+            wall_clock = text.cast(pa.timestamp("us")).to_pandas()
+        except pa.ArrowInvalid:
+            pass
+        else:
+            return utc_from_wall_clock(wall_clock, timezone).dt.tz_localize("UTC").dt.tz_convert(timezone)
+    return localize(_series(text), timezone)
 
 
 _TRUE_TEXTS = pa.array(["true", "1", "yes", "y"], pa.large_string())  # `_to_bool`'s spellings of true
@@ -403,7 +418,7 @@ def localize(raw: pd.Series, timezone: str) -> pd.Series:
     are kept as the values they are (see `utc_from_wall_clock`); fractions beyond microseconds are dropped.
     """
     text = raw.astype("str").where(raw.notna(), None).str.replace(_SUB_MICROSECONDS, r"\1", regex=True)
-    has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True, na=False)
+    has_offset = text.str.contains(_UTC_OFFSET, regex=True, na=False)
     utc = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
     naive = text.notna() & ~has_offset
     if naive.any():
@@ -421,6 +436,7 @@ def localize(raw: pd.Series, timezone: str) -> pd.Series:
 _OFFSET_LOOKUP_FROM = np.datetime64("0001-01-02T00:00:00", "us")
 _OFFSET_LOOKUP_TO = np.datetime64("9999-12-30T23:59:59", "us")
 _SUB_MICROSECONDS = r"(\.\d{6})\d+"
+_UTC_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
 def utc_from_wall_clock(wall_clock: pd.Series, timezone: str) -> pd.Series:

@@ -138,6 +138,9 @@ def test_a_value_that_is_not_of_its_column_type_names_the_iqa_column_and_id_not_
     ([1, 0, None], "System.Boolean"),
     (["2019-05-01T00:00:00", "2024-01-01T12:00:00Z", None], None),
     (["2019-05-01T00:00:00", "", None], "System.DateTime"),
+    (["9999-12-31T23:59:59.9999999", "0001-01-01T00:00:00", "2024-11-03T01:30:00", "2024-03-10T02:30:00"],
+     "System.DateTime"),  # .NET's bounds, the repeated and the skipped hour
+    (["2020-01-31T09:15", "2019-05-01", "2019-05-01T00:00:00.5"], "System.DateTime"),
     (["x", 5, None], None),
     ([None, None], None),
     ([None, None], "System.Int32"),
