@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -42,8 +42,9 @@ from include.imis_thrive.imis.iqa_wire import decode_iqa_page
 from include.imis_thrive.imis.pages import Page
 from include.imis_thrive.imis.tokens import MemoryTokenStore
 
+Endpoint = Literal["query", "iqa"]
 USER, PASSWORD = "hl_integration", "sandbox-imis-password"
-ENDPOINTS = ("query", "iqa")
+ENDPOINTS: tuple[Endpoint, ...] = ("query", "iqa")
 DECLARED = {column.alias: column.data_type.value for column in CONTACTS_IQA.columns}
 TIMEZONE = "America/New_York"
 
@@ -104,7 +105,7 @@ def generic_decode(pages: list[bytes]) -> None:
                   CONTACTS_IQA_PATH, TIMEZONE, DECLARED)
 
 
-def typed_decode(pages: list[bytes], endpoint: str) -> None:
+def typed_decode(pages: list[bytes], endpoint: Endpoint) -> None:
     """Now: the typed `iqa_wire` decoder, then the same frame."""
     frame_from_pages((Page.from_envelope(decode_iqa_page(page, endpoint).as_body(), 0) for page in pages),
                      CONTACTS_IQA_PATH, TIMEZONE, DECLARED)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain, islice
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -107,7 +107,8 @@ def rows_to_frame(
 
 
 BATCH_ROWS = 500  # rows turned into Arrow arrays at a time by `rows_to_frame` (one iMIS page)
-Chunk = pa.Array | list[Any] | int  # Arrow values, Python values Arrow cannot hold, or that many missing values
+# A page's share of a column: Arrow values, Python values Arrow cannot hold as they are, or that many missing values.
+Chunk: TypeAlias = pa.Array | list[Any] | int
 # The Arrow type of a page's column holding only these Python types (besides None); any other mix stays a list.
 _CHUNK_TYPES: dict[frozenset[type], pa.DataType] = {
     frozenset({str}): pa.large_string(), frozenset({int}): pa.int64(), frozenset({float}): pa.float64(),
@@ -244,12 +245,12 @@ def _python_values(chunks: list[Chunk]) -> list[Any]:
     """A column back as Python values (the rare column `typed_column` types, and error reports)."""
     values: list[Any] = []
     for chunk in chunks:
-        if type(chunk) is int:
+        if isinstance(chunk, int):
             values += [None] * chunk
-        elif isinstance(chunk, pa.Array):
-            values += chunk.to_pylist()
-        else:
+        elif isinstance(chunk, list):
             values += chunk
+        else:
+            values += chunk.to_pylist()
     return values
 
 
@@ -257,13 +258,15 @@ def _arrow_column(name: str, chunks: list[Chunk], python_types: set[type], wire_
                   timezone: str) -> pd.Series | None:
     """The column typed as `typed_column` would type it, with Arrow compute; None where only `typed_column`
     knows the answer (mixed Python types, values Arrow would read differently)."""
-    if any(type(chunk) is list for chunk in chunks):
-        return None
     arrow_type = _COLUMN_TYPES.get(frozenset(python_types), pa.large_string() if not python_types else None)
     if arrow_type is None:
         return None
-    array = pa.chunked_array([pa.nulls(chunk, arrow_type) if type(chunk) is int else chunk.cast(arrow_type)
-                              for chunk in chunks], arrow_type).combine_chunks()
+    arrays = []
+    for chunk in chunks:
+        if isinstance(chunk, list):
+            return None
+        arrays.append(pa.nulls(chunk, arrow_type) if isinstance(chunk, int) else chunk.cast(arrow_type))
+    array = pa.chunked_array(arrays, arrow_type).combine_chunks()
     if arrow_type == pa.large_string():
         empty = pc.equal(array, "")
         if pc.any(empty).as_py():  # "" counts as missing; a column without one is not copied
