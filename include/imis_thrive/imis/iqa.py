@@ -266,7 +266,7 @@ def _arrow_column(name: str, chunks: list[Chunk], python_types: set[type], wire_
         if isinstance(chunk, list):
             return None
         arrays.append(pa.nulls(chunk, arrow_type) if isinstance(chunk, int) else chunk.cast(arrow_type))
-    array = pa.chunked_array(arrays, arrow_type).combine_chunks()
+    array = pa.chunked_array(arrays, arrow_type)  # not combined: the frame's text columns are these very chunks
     if arrow_type == pa.large_string():
         empty = pc.equal(array, "")
         if pc.any(empty).as_py():  # "" counts as missing; a column without one is not copied
@@ -292,7 +292,7 @@ def _arrow_column(name: str, chunks: list[Chunk], python_types: set[type], wire_
     return None
 
 
-def _arrow_localize(text: pa.Array, timezone: str) -> pd.Series:
+def _arrow_localize(text: pa.ChunkedArray, timezone: str) -> pd.Series:
     """`localize` for a text column, parsed by Arrow's ISO 8601 cast when no value carries an offset (as iMIS sends
     them): `localize` itself goes through Python objects. Values with an offset, or that Arrow does not parse, go
     to `localize`."""
@@ -312,14 +312,14 @@ _TEXT = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default `str`
 _PANDAS_DTYPES = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
-def _series(array: pa.Array) -> pd.Series:
+def _series(array: pa.ChunkedArray) -> pd.Series:
     """The project's dtypes: text `str` (Arrow-backed, no copy), `Int64`, `Float64`, `boolean`."""
     if pa.types.is_large_string(array.type):  # wrapped as it is: `to_pandas` would go through Python objects
         return pd.Series(ArrowStringArray(array, dtype=_TEXT), copy=False)
     return array.to_pandas(types_mapper=_PANDAS_DTYPES.get)
 
 
-def _arrow_kind(array: pa.Array) -> str:
+def _arrow_kind(array: pa.ChunkedArray) -> str:
     """`_kind` for a column with no declared type, from its Arrow type and, for text, its ISO datetime shape."""
     if array.null_count == len(array):
         return "str"
