@@ -15,6 +15,10 @@ contract every sync module relies on):
   taken for UTC would shift every birthday and expiry by hours;
 - `frame.attrs["iqa"]` = the IQA path, so later errors can name it; `frame_from_pages` adds
   `frame.attrs["extraction_seconds"]`.
+
+Rows arrive as decoded JSON or as the structs of `iqa_wire` (what the client reads pages into). `ColumnBuilder`
+puts each page's columns into Arrow arrays as the page arrives and types whole columns with Arrow compute;
+`typed_column` is the reference it agrees with, and types the rare column Arrow cannot (mixed Python types).
 """
 
 from __future__ import annotations
