@@ -144,3 +144,16 @@ def test_pages_whose_columns_and_value_types_differ_are_typed_over_the_whole_res
                              *msgspec.json.decode(second)["Items"]["$values"]], "$/X", TZ, {"Code": "System.String"})
     frame.attrs.pop("extraction_seconds")
     pd.testing.assert_frame_equal(frame, generic)
+
+
+def test_a_page_whose_rows_list_their_properties_differently_is_read_by_name():
+    """Rows are read by position only when every row lists the same properties in the same order."""
+    rows = [entity(1, prop("ID", "1"), prop("A", "x"), prop("B", wrap("System.Int32", 1))),
+            entity(2, prop("B", wrap("System.Int32", 2)), prop("ID", "2")),  # another order, A left out
+            entity(3, prop("ID", "3"), prop("A", "z"), prop("B", None), prop("C", "new"))]
+    content = envelope(rows)
+    frame = typed_frame(content, "iqa")
+    pd.testing.assert_frame_equal(frame, generic_frame(content))
+    assert list(frame.columns) == ["ID", "A", "B", "C"]
+    assert frame["B"].tolist()[:2] == [1, 2] and pd.isna(frame["A"][1])
+    assert frame["C"].isna().tolist() == [True, True, False]
