@@ -6,7 +6,7 @@ The iMIS sandbox runs in a child process (its own GIL, as a real server would be
 at a time. The bound is what the latency alone costs: pages x latency / concurrency (100,000 rows = 200 pages of
 500, at 20 ms and 4 at once: 1.0 s). The sandbox renders each page once and replays it after: rendering an
 `/api/IQA` page costs the sandbox ~30 ms of Python, a cost a real iMIS pays on its own hardware and that would
-otherwise be timed as the client's on this machine. Each round's first extraction (not timed) renders them.
+otherwise be timed as the client's on this machine. A first extraction per endpoint (not timed) renders them.
 
 Prints, in A B A B rounds (medians; CPU seconds of this process beside the wall clock, since the machine is shared):
 - each endpoint's `run_iqa` seconds vs the latency bound, and the ratio;
