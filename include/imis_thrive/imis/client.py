@@ -41,6 +41,7 @@ from include.imis_thrive.imis.errors import (
 )
 from include.imis_thrive.imis.iqa import frame_from_pages
 from include.imis_thrive.imis.iqa_package import IqaDefinition
+from include.imis_thrive.imis.iqa_wire import decode_iqa_page
 from include.imis_thrive.imis.pages import Page, paged
 from include.imis_thrive.imis.tokens import PROCESS_TOKEN_STORE, Token, TokenStore
 from include.imis_thrive.tls import verification
@@ -209,20 +210,43 @@ class ImisClient:
 
     def fetch_page(self, query_name: str, offset: int = 0, parameters: Sequence[str] = (),
                    limit: int | None = None) -> Page:
-        """One page of an IQA, `Parameter` values positional as iMIS requires (reference §2.2)."""
+        """One page of an IQA, its rows as plain JSON objects; `Parameter` values positional as iMIS requires
+        (reference §2.2)."""
+        what = f"IQA {query_name} (offset {offset})"
+        response = self._iqa_request(query_name, offset, parameters, limit, what)
+        return _page(_decode(response, what), offset, what)
+
+    def _fetch_typed_page(self, query_name: str, offset: int, parameters: Sequence[str]) -> Page:
+        """One page of an IQA, its rows decoded straight into the structs of `iqa_wire` (what `run_iqa` reads)."""
+        what = f"IQA {query_name} (offset {offset})"
+        response = self._iqa_request(query_name, offset, parameters, None, what)
+        try:
+            envelope = decode_iqa_page(response.content, self.config.endpoint)
+        except msgspec.ValidationError as unknown:
+            _page(_decode(response, what), offset, what)  # JSON that is no paging envelope is reported as such
+            raise ImisUnexpectedAnswer(
+                f"{what}: the rows of the answer to {response.request.method} {response.request.url.path} have a "
+                f"shape the client does not know ({_validation_failure(unknown)}); nothing is read from it rather "
+                "than a result with rows or values missing. Check the imis_default connection's endpoint extra "
+                "(query or iqa) against the instance's version") from unknown
+        except msgspec.DecodeError as bad:
+            raise _not_json(response, what, bad) from bad
+        return _page(envelope.as_body(), offset, what)
+
+    def _iqa_request(self, query_name: str, offset: int, parameters: Sequence[str], limit: int | None,
+                     what: str) -> httpx.Response:
         endpoint = "api/query" if self.config.endpoint == "query" else "api/IQA"
         params: list[tuple[str, Any]] = [("QueryName", query_name), ("Limit", limit or self.config.page_size),
                                          ("Offset", offset)]
         params += [("Parameter", value) for value in parameters]
-        what = f"IQA {query_name} (offset {offset})"
-        response = self._request("GET", endpoint, what, params=params)
-        return _page(_decode(response, what), offset, what)
+        return self._request("GET", endpoint, what, params=params)
 
     def iter_pages(self, query_name: str, parameters: Sequence[str] = (),
                    concurrency: int | None = None) -> Iterator[Page]:
-        """Every page of an IQA, in order, fetched `concurrency` at a time once the total is known and checked
-        by `pages.paged`: all the rows once, or `ImisPagingError` naming the IQA."""
-        return paged(lambda offset: self.fetch_page(query_name, offset, parameters), f"IQA {query_name}",
+        """Every page of an IQA (rows typed as `iqa_wire` decodes them), in order, fetched `concurrency` at a time
+        once the total is known and checked by `pages.paged`: all the rows once, or `ImisPagingError` naming the
+        IQA."""
+        return paged(lambda offset: self._fetch_typed_page(query_name, offset, parameters), f"IQA {query_name}",
                      concurrency or self.config.max_concurrency)
 
     def run_iqa(self, query_name: str, parameters: Sequence[str] = (),
@@ -296,27 +320,36 @@ class ImisClient:
 # -- wire helpers -----------------------------------------------------------------------------------------
 
 def _decode(response: httpx.Response, what: str) -> Any:
-    """An answer's JSON. msgspec parses the nested `/api/IQA` rows several times faster than `json`, and
-    parsing, not the network, is what bounds an extraction.
-
-    An answer that is not JSON is described, never quoted: an IQA page is member data, so the error (which goes
-    to task logs and alert mails) gives the call, its length, its content type and where parsing stopped."""
+    """An answer's JSON, decoded generically (an IQA page's rows have their typed decoder in `iqa_wire`)."""
     try:
         return msgspec.json.decode(response.content)
     except msgspec.DecodeError as bad:
-        content_type = response.headers.get("content-type") or "no content type"
-        raise ImisAnswerNotJson(
-            f"{what}: the answer to {response.request.method} {response.request.url.path} is not JSON "
-            f"({len(response.content):,} bytes, {content_type}; {_parse_failure(bad)}). An HTML answer is most "
-            "often the site's web pages rather than its REST API (check the imis_default connection's host and path "
-            "prefix); a JSON answer cut short is the instance's or a proxy's trouble: run it again, and if it "
-            "persists ask the iMIS administrator to check the server log for this call") from bad
+        raise _not_json(response, what, bad) from bad
+
+
+def _not_json(response: httpx.Response, what: str, bad: msgspec.DecodeError) -> ImisAnswerNotJson:
+    """An answer that is not JSON is described, never quoted: an IQA page is member data, so the error (which goes
+    to task logs and alert mails) gives the call, its length, its content type and where parsing stopped."""
+    content_type = response.headers.get("content-type") or "no content type"
+    return ImisAnswerNotJson(
+        f"{what}: the answer to {response.request.method} {response.request.url.path} is not JSON "
+        f"({len(response.content):,} bytes, {content_type}; {_parse_failure(bad)}). An HTML answer is most "
+        "often the site's web pages rather than its REST API (check the imis_default connection's host and path "
+        "prefix); a JSON answer cut short is the instance's or a proxy's trouble: run it again, and if it "
+        "persists ask the iMIS administrator to check the server log for this call")
 
 
 def _parse_failure(error: msgspec.DecodeError) -> str:
     """msgspec's reason without anything quoted from the body ("JSON is malformed: ... (byte 71)")."""
     reason = re.sub(r"'[^']*'|\"[^\"]*\"", "…", str(error).split("\n", 1)[0])
     return reason if len(reason) <= 80 else "malformed JSON"
+
+
+def _validation_failure(error: msgspec.ValidationError) -> str:
+    """What the typed decoder expected and where (msgspec names types and a JSON path, e.g. "Expected `str |
+    int | float | bool | TypedValue | null`, got `array` - at `$.Items.$values[3].Properties.$values[2].Value`"),
+    with anything quoted removed: a path may hold a column alias in quotes, never a value, but be sure."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "…", str(error).split("\n", 1)[0])[:300]
 
 
 def _page(body: Any, offset: int, what: str) -> Page:

@@ -15,20 +15,30 @@ contract every sync module relies on):
   taken for UTC would shift every birthday and expiry by hours;
 - `frame.attrs["iqa"]` = the IQA path, so later errors can name it; `frame_from_pages` adds
   `frame.attrs["extraction_seconds"]`.
+
+Rows arrive as decoded JSON or as the structs of `iqa_wire` (what the client reads pages into). `ColumnBuilder`
+puts each page's columns into Arrow arrays as the page arrives and types whole columns with Arrow compute;
+`typed_column` is the reference it agrees with, and types the rare column Arrow cannot (mixed Python types).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain, islice
+from operator import attrgetter, itemgetter
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.arrays import ArrowStringArray
 
 from include.imis_thrive.imis.errors import ImisValueError
 from include.imis_thrive.imis.iqa_package import ID_ALIAS
+from include.imis_thrive.imis.iqa_wire import EntityRow, TypedValue
 from include.imis_thrive.imis.pages import Page
 
 ID_COLUMN = ID_ALIAS  # the iMIS ID column of every frame, as the IQA package names it
@@ -47,27 +57,16 @@ def _wire_type(type_name: str) -> str:
     return type_name.split(",", 1)[0].strip()
 
 
-def row_values(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """One wire row as `{alias: value}`, plus the .NET type of every wrapped value seen in it."""
-    types: dict[str, str] = {}
+def row_values(row: Any) -> Mapping[str, Any]:
+    """One wire row as `{alias: value}`, values still as the wire has them (wrapped or not): an `/api/IQA` row's
+    properties by name, an `/api/query` row as it is (its `$type` and `ResultRow` are skipped later)."""
+    if type(row) is EntityRow:
+        return {prop.Name: prop.Value for prop in row.Properties.values if prop.Name is not None}
     properties = row.get("Properties")
     if isinstance(properties, dict):  # decoded JSON: plain dicts (and `dict` is checked far faster than Mapping)
-        values: dict[str, Any] = {}
-        for prop in properties.get("$values") or ():
-            name = prop.get("Name")
-            if name is None or name in _SKIPPED_COLUMNS:
-                continue
-            values[name] = _unwrap(prop.get("Value"), name, types)
-        return values, types
-    return {k: _unwrap(v, k, types) for k, v in row.items() if k not in _SKIPPED_COLUMNS}, types
-
-
-def _unwrap(value: Any, name: str, types: dict[str, str]) -> Any:
-    if type(value) is dict and "$value" in value:  # this runs once per cell: millions of times per extraction
-        if "$type" in value:
-            types[name] = _wire_type(str(value["$type"]))
-        return value["$value"]
-    return value
+        return {prop["Name"]: prop.get("Value") for prop in properties.get("$values") or ()
+                if prop.get("Name") is not None}
+    return row
 
 
 def frame_from_pages(
@@ -82,53 +81,255 @@ def frame_from_pages(
     `progress(pages_done, pages_total, rows_so_far)` is called after each page so a long run can be followed
     in the task log; `frame.attrs["extraction_seconds"]` is how long fetching and building took."""
     started = time.monotonic()
-
-    def rows() -> Iterator[dict[str, Any]]:
-        """Row by row, page by page: each page's raw JSON is dropped once its values are in the columns."""
-        pages_total, seen = None, 0
-        for number, page in enumerate(pages, start=1):
-            if number == 1 and page.total_count is not None and page.count:
-                pages_total = max(1, -(-page.total_count // page.count))
-            yield from page.rows
-            seen += len(page.rows)
-            if progress:
-                progress(number, pages_total, seen)
-
-    frame = rows_to_frame(rows(), iqa, timezone, declared_types)
+    columns = ColumnBuilder()
+    pages_total = None
+    for number, page in enumerate(pages, start=1):
+        if number == 1 and page.total_count is not None and page.count:
+            pages_total = max(1, -(-page.total_count // page.count))
+        columns.add(page.rows)  # the page's rows are dropped once their values are in Arrow arrays
+        if progress:
+            progress(number, pages_total, columns.count)
+    frame = columns.frame(iqa, timezone, declared_types)
     frame.attrs["extraction_seconds"] = round(time.monotonic() - started, 3)
     return frame
 
 
 def rows_to_frame(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Any],
     iqa: str,
     timezone: str = "UTC",
     declared_types: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Build the typed frame from wire rows. `declared_types` (alias -> .NET type, e.g. from the IQA package)
-    wins over what the values suggest, which matters for `/api/query`, whose dates arrive as plain strings."""
-    columns: dict[str, list[Any]] = {}
-    seen_types: dict[str, str] = {}
-    count = 0
-    for row in rows:
-        values, types = row_values(row)
-        seen_types.update(types)
-        for name in values:
+    """Build the typed frame from wire rows (decoded JSON objects of either shape, or `iqa_wire` rows).
+    `declared_types` (alias -> .NET type, e.g. from the IQA package) wins over what the values suggest, which
+    matters for `/api/query`, whose dates arrive as plain strings."""
+    columns = ColumnBuilder()
+    batches = iter(rows)
+    while batch := list(islice(batches, BATCH_ROWS)):
+        columns.add(batch)
+    return columns.frame(iqa, timezone, declared_types)
+
+
+BATCH_ROWS = 500  # rows turned into Arrow arrays at a time by `rows_to_frame` (one iMIS page)
+# A page's share of a column: Arrow values, Python values Arrow cannot hold as they are, or that many missing values.
+Chunk: TypeAlias = pa.Array | list[Any] | int
+# The Arrow type of a page's column holding only these Python types (besides None); any other mix stays a list.
+_CHUNK_TYPES: dict[frozenset[type], pa.DataType] = {
+    frozenset({str}): pa.large_string(), frozenset({int}): pa.int64(), frozenset({float}): pa.float64(),
+    frozenset({bool}): pa.bool_(),
+}
+# The Arrow type of a whole column from the Python types of all its pages (ints among floats widen to floats).
+_COLUMN_TYPES = {**_CHUNK_TYPES, frozenset({int, float}): pa.float64()}
+
+
+class ColumnBuilder:
+    """The columns of one IQA result, filled page by page. Each page's values go into Arrow arrays at once, so
+    only one page's Python objects are alive at a time (a result of 1M rows held as Python lists took 1.7 GB),
+    and `frame` types whole columns with Arrow compute. A column whose values Arrow cannot type the way
+    `typed_column` does (mixed Python types, say) is typed by `typed_column` itself, with its exact rules and
+    its error naming the row."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, list[Chunk]] = {}
+        self.python_types: dict[str, set[type]] = {}
+        self.wire_types: dict[str, str] = {}  # the .NET type of the last wrapped value seen in each column
+        self.count = 0
+
+    def add(self, rows: Sequence[Any]) -> None:
+        """One page of rows of any shape `row_values` reads."""
+        if not rows:
+            return
+        columns = _entity_columns(rows) if type(rows[0]) is EntityRow else None
+        if columns is None:
+            columns = _flat_columns([row_values(row) for row in rows])
+        for name, values in columns.items():
+            if name not in self.chunks:
+                self.chunks[name] = [self.count] if self.count else []
+                self.python_types[name] = set()
+            self.chunks[name].append(self._chunk(name, values))
+        for name, chunks in self.chunks.items():
             if name not in columns:
-                columns[name] = [None] * count
-        for name, column in columns.items():
-            column.append(values.get(name))
-        count += 1
-    declared = {**seen_types, **(declared_types or {})}
-    typed = {}
-    for name, cells in columns.items():
+                chunks.append(len(rows))
+        self.count += len(rows)
+
+    def _chunk(self, name: str, values: list[Any]) -> Chunk:
+        kinds = set(map(type, values))
+        if TypedValue in kinds or dict in kinds:
+            values, wire_type = _unwrapped(values)
+            if wire_type:
+                self.wire_types[name] = wire_type
+            kinds = set(map(type, values))
+        kinds.discard(type(None))
+        self.python_types[name] |= kinds
+        if not kinds:
+            return len(values)
+        arrow_type = _CHUNK_TYPES.get(frozenset(kinds))
+        if arrow_type is None:
+            return values
         try:
-            typed[name] = typed_column(name, cells, declared.get(name), timezone)
-        except _UNTYPABLE as bad:
-            raise unreadable_value(iqa, name, cells, declared.get(name), timezone, columns.get(ID_COLUMN)) from bad
-    frame = pd.DataFrame(typed, index=pd.RangeIndex(count))
-    frame.attrs["iqa"] = iqa
-    return frame
+            return pa.array(values, type=arrow_type)
+        except (pa.ArrowException, OverflowError):  # an integer beyond 64 bits, say: `typed_column` decides
+            return values
+
+    def frame(self, iqa: str, timezone: str, declared_types: Mapping[str, str] | None) -> pd.DataFrame:
+        """The typed frame; each column's chunks are let go as soon as it is typed, so the result is held once."""
+        declared = {**self.wire_types, **(declared_types or {})}
+        typed: dict[str, pd.Series] = {}
+        for name in list(self.chunks):
+            chunks, wire_type = self.chunks[name], declared.get(name)
+            try:
+                series = _arrow_column(name, chunks, self.python_types[name], wire_type, timezone)
+            except (pa.ArrowException, *_UNTYPABLE):  # not Arrow's to decide: `typed_column` types it or says why
+                series = None
+            if series is None:
+                values = _python_values(chunks)
+                try:
+                    series = typed_column(name, values, wire_type, timezone)
+                except _UNTYPABLE as bad:
+                    raise unreadable_value(iqa, name, values, wire_type, timezone, self._ids(typed)) from bad
+            typed[name] = series
+            del self.chunks[name]
+        frame = pd.DataFrame(typed, index=pd.RangeIndex(self.count), copy=False)
+        frame.attrs["iqa"] = iqa
+        return frame
+
+    def _ids(self, typed: Mapping[str, pd.Series]) -> list[Any] | None:
+        """The ID column's values, for an error naming a row: typed already, or still in chunks, or absent."""
+        if ID_COLUMN in typed:
+            return [None if pd.isna(value) else value for value in typed[ID_COLUMN].tolist()]
+        return _python_values(self.chunks[ID_COLUMN]) if ID_COLUMN in self.chunks else None
+
+
+def _entity_columns(rows: Sequence[EntityRow]) -> dict[str, list[Any]] | None:
+    """An `/api/IQA` page's columns by position when every row lists the same properties in the same order (as
+    iMIS sends them): one pass of C-level list operations instead of a dict per row. None if a row differs."""
+    properties = [row.Properties.values for row in rows]
+    names = list(map(_NAME, properties[0]))
+    cells = [prop for row in properties for prop in row]
+    if len(cells) != len(names) * len(rows) or list(map(_NAME, cells)) != names * len(rows) or None in names:
+        return None
+    values = list(map(_VALUE, cells))
+    width = len(names)
+    return {name: values[position::width] for position, name in enumerate(names) if name not in _SKIPPED_COLUMNS}
+
+
+_NAME, _VALUE = attrgetter("Name"), attrgetter("Value")
+
+
+def _flat_columns(rows: list[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """A page of `{alias: value}` rows as columns, in the order the aliases first appear; absent = None. Rows
+    that all have the same aliases (as iMIS sends them) are transposed by C-level `itemgetter` and `zip`."""
+    first = rows[0].keys()
+    if all(row.keys() == first for row in rows):
+        names = [name for name in first if name not in _SKIPPED_COLUMNS]
+        if len(names) > 1:
+            return dict(zip(names, map(list, zip(*map(itemgetter(*names), rows), strict=True)), strict=True))
+    else:
+        names = [name for name in dict.fromkeys(chain.from_iterable(rows)) if name not in _SKIPPED_COLUMNS]
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+def _unwrapped(values: list[Any]) -> tuple[list[Any], str | None]:
+    """A column's values with `{"$type", "$value"}` wrappers (typed or decoded JSON) replaced by their value, and
+    the .NET type of the last wrapper that names one."""
+    wire_type = None
+    for value in reversed(values):
+        if type(value) is TypedValue and value.type:
+            wire_type = _wire_type(value.type)
+            break
+        if type(value) is dict and "$value" in value and "$type" in value:
+            wire_type = _wire_type(str(value["$type"]))
+            break
+    return [value.value if type(value) is TypedValue
+            else value["$value"] if type(value) is dict and "$value" in value else value
+            for value in values], wire_type
+
+
+def _python_values(chunks: list[Chunk]) -> list[Any]:
+    """A column back as Python values (the rare column `typed_column` types, and error reports)."""
+    values: list[Any] = []
+    for chunk in chunks:
+        if isinstance(chunk, int):
+            values += [None] * chunk
+        elif isinstance(chunk, list):
+            values += chunk
+        else:
+            values += chunk.to_pylist()
+    return values
+
+
+def _arrow_column(name: str, chunks: list[Chunk], python_types: set[type], wire_type: str | None,
+                  timezone: str) -> pd.Series | None:
+    """The column typed as `typed_column` would type it, with Arrow compute; None where only `typed_column`
+    knows the answer (mixed Python types, values Arrow would read differently)."""
+    arrow_type = _COLUMN_TYPES.get(frozenset(python_types), pa.large_string() if not python_types else None)
+    if arrow_type is None:
+        return None
+    arrays = []
+    for chunk in chunks:
+        if isinstance(chunk, list):
+            return None
+        arrays.append(pa.nulls(chunk, arrow_type) if isinstance(chunk, int) else chunk.cast(arrow_type))
+    array = pa.chunked_array(arrays, arrow_type)  # not combined: the frame's text columns are these very chunks
+    if arrow_type == pa.large_string():
+        empty = pc.equal(array, "")
+        if pc.any(empty).as_py():  # "" counts as missing; a column without one is not copied
+            array = pc.if_else(empty, pa.scalar(None, arrow_type), array)
+    if name == ID_COLUMN:
+        if arrow_type == pa.large_string():
+            return _series(pc.utf8_trim_whitespace(array))
+        return _series(array.cast(pa.large_string())) if arrow_type == pa.int64() else None
+    kind = _declared_kind(wire_type) if wire_type else _arrow_kind(array)
+    if kind == "str":  # Arrow spells floats and booleans otherwise than Python's str(): `typed_column` does those
+        return _series(array.cast(pa.large_string())) if arrow_type in (pa.large_string(), pa.int64()) else None
+    if kind == "bool":
+        if arrow_type == pa.large_string():
+            truthy = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(array)), value_set=_TRUE_TEXTS)
+            return _series(pc.if_else(pc.is_valid(array), truthy, pa.scalar(None, pa.bool_())))
+        return _series(array if arrow_type == pa.bool_() else pc.not_equal(array, 0))
+    if kind in ("int", "float"):
+        if arrow_type == pa.bool_():
+            return None
+        return _series(array.cast(pa.int64() if kind == "int" else pa.float64()))
+    if kind == "datetime" and arrow_type == pa.large_string():
+        return _arrow_localize(array, timezone)
+    return None
+
+
+def _arrow_localize(text: pa.ChunkedArray, timezone: str) -> pd.Series:
+    """`localize` for a text column, parsed by Arrow's ISO 8601 cast when no value carries an offset (as iMIS sends
+    them): `localize` itself goes through Python objects. Values with an offset, or that Arrow does not parse, go
+    to `localize`."""
+    text = pc.replace_substring_regex(text, _SUB_MICROSECONDS, r"\1")
+    if not pc.any(pc.match_substring_regex(text, _UTC_OFFSET)).as_py():
+        try:
+            wall_clock = text.cast(pa.timestamp("us")).to_pandas()
+        except pa.ArrowInvalid:
+            pass
+        else:
+            return utc_from_wall_clock(wall_clock, timezone).dt.tz_localize("UTC").dt.tz_convert(timezone)
+    return localize(_series(text), timezone)
+
+
+_TRUE_TEXTS = pa.array(["true", "1", "yes", "y"], pa.large_string())  # `_to_bool`'s spellings of true
+_TEXT = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default `str`
+_PANDAS_DTYPES = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def _series(array: pa.ChunkedArray) -> pd.Series:
+    """The project's dtypes: text `str` (Arrow-backed, no copy), `Int64`, `Float64`, `boolean`."""
+    if pa.types.is_large_string(array.type):  # wrapped as it is: `to_pandas` would go through Python objects
+        return pd.Series(ArrowStringArray(array, dtype=_TEXT), copy=False)
+    return array.to_pandas(types_mapper=_PANDAS_DTYPES.get)
+
+
+def _arrow_kind(array: pa.ChunkedArray) -> str:
+    """`_kind` for a column with no declared type, from its Arrow type and, for text, its ISO datetime shape."""
+    if array.null_count == len(array):
+        return "str"
+    if pa.types.is_large_string(array.type):
+        return "datetime" if pc.all(pc.match_substring_regex(array, _ISO_DATETIME.pattern)).as_py() else "str"
+    return {pa.bool_(): "bool", pa.int64(): "int", pa.float64(): "float"}[array.type]
 
 
 # What typing a column raises on a value it cannot hold; pandas raises NotImplementedError (not OverflowError) for
@@ -184,12 +385,7 @@ def _id_series(raw: pd.Series) -> pd.Series:
 
 def _kind(raw: pd.Series, wire_type: str | None) -> str:
     if wire_type:
-        base = _wire_type(wire_type)
-        for kind, names in (("bool", _BOOL_TYPES), ("int", _INT_TYPES), ("float", _FLOAT_TYPES),
-                            ("datetime", _DATETIME_TYPES)):
-            if base in names:
-                return kind
-        return "str"
+        return _declared_kind(wire_type)
     present = raw.dropna()
     if present.empty:
         return "str"
@@ -202,6 +398,15 @@ def _kind(raw: pd.Series, wire_type: str | None) -> str:
         return "float"
     if python_types == {str} and present.map(lambda v: bool(_ISO_DATETIME.match(v))).all():
         return "datetime"
+    return "str"
+
+
+def _declared_kind(wire_type: str) -> str:
+    base = _wire_type(wire_type)
+    for kind, names in (("bool", _BOOL_TYPES), ("int", _INT_TYPES), ("float", _FLOAT_TYPES),
+                        ("datetime", _DATETIME_TYPES)):
+        if base in names:
+            return kind
     return "str"
 
 
@@ -220,7 +425,7 @@ def localize(raw: pd.Series, timezone: str) -> pd.Series:
     are kept as the values they are (see `utc_from_wall_clock`); fractions beyond microseconds are dropped.
     """
     text = raw.astype("str").where(raw.notna(), None).str.replace(_SUB_MICROSECONDS, r"\1", regex=True)
-    has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True, na=False)
+    has_offset = text.str.contains(_UTC_OFFSET, regex=True, na=False)
     utc = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
     naive = text.notna() & ~has_offset
     if naive.any():
@@ -238,6 +443,7 @@ def localize(raw: pd.Series, timezone: str) -> pd.Series:
 _OFFSET_LOOKUP_FROM = np.datetime64("0001-01-02T00:00:00", "us")
 _OFFSET_LOOKUP_TO = np.datetime64("9999-12-30T23:59:59", "us")
 _SUB_MICROSECONDS = r"(\.\d{6})\d+"
+_UTC_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
 def utc_from_wall_clock(wall_clock: pd.Series, timezone: str) -> pd.Series:

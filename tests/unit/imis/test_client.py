@@ -362,3 +362,33 @@ def test_json_that_is_not_a_paging_envelope_is_an_unexpected_answer_naming_the_c
     with pytest.raises(ImisUnexpectedAnswer,
                        match=r"IQA \$/X \(offset 0\): expected a paged result .* got a JSON list"):
         client_for(fake).run_iqa("$/X")
+
+
+@pytest.mark.parametrize("endpoint", ["query", "iqa"])
+def test_rows_of_no_known_shape_are_an_unexpected_answer_naming_the_call_not_an_empty_frame(endpoint):
+    """Each endpoint's rows are decoded by a typed decoder (`iqa_wire`); a row of neither documented shape stops
+    the read, naming the IQA, the offset and where the shape differs, and quoting no member data."""
+    fake = FakeImis(total=700)
+    odd = {"ID": "1000", "Address": {"Street": "1 Jane Doe Lane"}}
+
+    def odd_second_page(request):
+        if request.url.params.get("Offset") == "500" and "/api/" in request.url.path:
+            return httpx.Response(200, json={"Items": {"$values": [odd]}, "Offset": 500, "Limit": 500, "Count": 1,
+                                             "TotalCount": 700, "HasNext": False, "NextOffset": 0})
+        if "/api/IQA" in request.url.path:
+            return fake.page(request)
+        return None
+
+    fake.override = odd_second_page
+    with pytest.raises(ImisUnexpectedAnswer) as failed:
+        client_for(fake, endpoint=endpoint).run_iqa("$/X")
+    message = str(failed.value)
+    assert message.startswith("IQA $/X (offset 500): the rows of the answer to GET /Asi.Scheduler_Prod/api/")
+    assert "shape the client does not know" in message and "$.Items.$values[0]" in message
+    assert "Jane" not in message and "1000" not in message
+    assert issubclass(ImisUnexpectedAnswer, FAILS_AT_ONCE)
+
+
+def test_fetch_page_still_gives_plain_json_rows():
+    fake = FakeImis(total=3)
+    assert client_for(fake).fetch_page("$/X").rows[0] == {"ID": "1000", "Name": "n0"}

@@ -3,7 +3,7 @@ import pytest
 
 from include.imis_thrive.errors import FAILS_AT_ONCE
 from include.imis_thrive.imis.errors import ImisValueError
-from include.imis_thrive.imis.iqa import rows_to_frame
+from include.imis_thrive.imis.iqa import rows_to_frame, typed_column
 
 TZ = "America/New_York"
 
@@ -120,3 +120,47 @@ def test_a_value_that_is_not_of_its_column_type_names_the_iqa_column_and_id_not_
         rows_to_frame(rows, "$/X", TZ)
     assert "sometime" not in str(failed.value)
     assert issubclass(ImisValueError, FAILS_AT_ONCE)
+
+
+@pytest.mark.parametrize(("values", "wire_type"), [
+    (["a", "", None, " b "], None),
+    (["a", "", None], "System.String"),
+    ([1, None, 3], None),
+    ([1, None, 3], "System.String"),
+    ([1.5, None], "System.String"),  # Python's str(), not Arrow's spelling
+    ([True, None], "System.String"),
+    ([1, 2.5, None], None),
+    (["42", " 7", None], "System.Int32"),
+    ([3.0, None], "System.Int64"),
+    (["125.00", "", None], "System.Decimal"),
+    ([True, False, None], None),
+    (["true", " Yes", "0", "no", None], "System.Boolean"),
+    ([1, 0, None], "System.Boolean"),
+    (["2019-05-01T00:00:00", "2024-01-01T12:00:00Z", None], None),
+    (["2019-05-01T00:00:00", "", None], "System.DateTime"),
+    (["9999-12-31T23:59:59.9999999", "0001-01-01T00:00:00", "2024-11-03T01:30:00", "2024-03-10T02:30:00"],
+     "System.DateTime"),  # .NET's bounds, the repeated and the skipped hour
+    (["2020-01-31T09:15", "2019-05-01", "2019-05-01T00:00:00.5"], "System.DateTime"),
+    (["x", 5, None], None),
+    ([None, None], None),
+    ([None, None], "System.Int32"),
+])
+def test_arrow_typed_columns_match_typed_column_value_for_value(values, wire_type):
+    """`ColumnBuilder` types most columns with Arrow compute; `typed_column` is the reference it must agree with."""
+    rows = [{"ID": str(number), "C": value} for number, value in enumerate(values)]
+    frame = rows_to_frame(rows, "$/X", TZ, {"C": wire_type} if wire_type else None)
+    pd.testing.assert_series_equal(frame["C"], typed_column("C", values, wire_type, TZ), check_names=False)
+
+
+@pytest.mark.parametrize("ids", [["363593", " 17 ", None], [65, 66], [65, "66"], [65.0, 66.0]])
+def test_ids_become_text_whatever_the_wire_sent(ids):
+    frame = rows_to_frame([{"ID": value} for value in ids], "$/X", TZ)
+    pd.testing.assert_series_equal(frame["ID"], typed_column("ID", ids, None, TZ), check_names=False)
+    assert str(frame["ID"].dtype) == "str"
+
+
+def test_an_unreadable_value_in_a_row_without_an_id_is_named_by_its_row_number():
+    rows = [iqa_row(1, ID="101", Joined=wrap("System.DateTime", "2020-01-01T00:00:00")),
+            iqa_row(2, ID=..., Joined=wrap("System.DateTime", "sometime soon"))]
+    with pytest.raises(ImisValueError, match=r"column 'Joined' holds a value that is not a System.DateTime for row 2,"):
+        rows_to_frame(rows, "$/X", TZ)
