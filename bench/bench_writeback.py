@@ -122,8 +122,9 @@ class Variant:
             command = [_py_spy(), "record", "--gil", "--format", "raw", "--rate", "200", "--output",
                        str(profile / f"{slug}-round{round_no}.txt"), "--", *command]
         path = os.pathsep.join([str(self.code_root), str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])
-        done = subprocess.run(command, env=os.environ | {"PYTHONPATH": path}, check=True, capture_output=True,
-                              text=True)
+        done = subprocess.run(command, env=os.environ | {"PYTHONPATH": path}, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"the writer of {self.label} failed:\n{done.stderr[-3000:]}")
         return json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
 
 
