@@ -93,11 +93,12 @@ def local_transaction_date(moment: datetime, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
-def plan_activity(event: EngagementEvent, zone: ZoneInfo) -> PlannedActivity:
-    """The activity for an event whose contact ID is known (callers skip the others and count them)."""
+def plan_activity(event: EngagementEvent, zone: ZoneInfo, key: str | None = None) -> PlannedActivity:
+    """The activity for an event whose contact ID is known (callers skip the others and count them); `key` is
+    the event's `event_key` when the caller has it already."""
     if not event.contact_id:
         raise ValueError(f"{event.kind} event at {event.occurred_at.isoformat()} has no contact ID to write it to")
-    key = event_key(event)
+    key = key or event_key(event)
     layout = KIND_LAYOUT[event.kind]
     mailing = event.mailing_instance_id or event.mailing_id
     values: list[tuple[ActivityProperty, str | None]] = [

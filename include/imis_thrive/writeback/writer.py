@@ -1,8 +1,9 @@
 """Post engagement events to iMIS as activities, each exactly once, with bounded concurrency.
 
-One `ImisClient` (thread-safe, one shared token) serves a pool of `concurrency` threads. Events go in
-batches; per batch, the ledger records the keys as intent, the batch is posted, and the keys that landed are
-recorded as written, before the next batch starts. With a lease (`sync/lease.py`, one per data interval), the
+One `ImisClient` (thread-safe, one shared token, each request on a connection no other thread is using: see
+`http_clients.py`) serves a pool of `concurrency` threads. Events go in batches; per batch, the ledger records the
+keys as intent, the batch is posted, and the keys that landed are recorded as written, before the next batch
+starts (the next batch is read and planned meanwhile, so the posts do not wait for Thrive). With a lease (`sync/lease.py`, one per data interval), the
 writer checks it before each batch and each post, and stops (`LeaseLost`) once it is no longer sure to hold it;
 and before each batch it re-reads the ledger, so a writer that took the interval over from an orphaned one skips
 what the orphan wrote and looks up what it may have been posting. Per event:
@@ -31,7 +32,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,6 +45,7 @@ from include.imis_thrive.sync.lease import Lease
 from include.imis_thrive.thrive.engagement import EngagementEvent
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.activity_map import PlannedActivity, carries_key, find_filters, plan_activity
+from include.imis_thrive.writeback.event_keys import event_key
 from include.imis_thrive.writeback.ledger import ActivityLedger, ledger_hour
 from include.imis_thrive.writeback.quarantine import REPORTED_KEYS, RETRY_RUNS, ActivityQuarantine, FailedEvent, listed
 
@@ -66,6 +68,23 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"  # every post of this run failed and iMIS does not have it: quarantined
     NOT_TRIED = "not_tried"  # the writer stopped (an outage) before posting it; its key stays pending
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """An activity to post, whether to look it up in iMIS first, and its ledger partition (computed once)."""
+
+    activity: PlannedActivity
+    check_first: bool
+    hour: str
+
+
+@dataclass(frozen=True)
+class _Posting:
+    """A batch whose intent is recorded and whose posts are submitted, one future per activity, in order."""
+
+    batch: Sequence[_Planned]
+    futures: list[Future[WriteResult]]
 
 
 @dataclass(frozen=True)
@@ -199,84 +218,86 @@ class ActivityWriter:
         self._outage = False
 
     def write(self, events: Iterable[EngagementEvent]) -> WritebackTally:
-        """Plan, deduplicate and post every event; returns the tally (also kept on `self.tally`)."""
+        """Plan, deduplicate and post every event; returns the tally (also kept on `self.tally`).
+
+        The next batch is planned (read from Thrive, checked against the ledger) while the last one posts; it is
+        started only once the last one's outcome is recorded and checked."""
         seen: set[str] = set()
-        batch: list[tuple[PlannedActivity, bool]] = []
+        batch: list[_Planned] = []
+        posting: _Posting | None = None
         started, last_log = time.monotonic(), time.monotonic()
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="imis-activity") as pool:
-                for event in events:
-                    planned = self._plan(event, seen)
-                    if planned is not None:
-                        batch.append(planned)
-                    if len(batch) >= self.batch_size:
-                        self._flush(batch, pool)
-                        batch = []
-                        if time.monotonic() - last_log > 5:
-                            last_log = time.monotonic()
-                            self._log_progress(started)
-                if batch:
-                    self._flush(batch, pool)
+                try:
+                    for event in events:
+                        planned = self._plan(event, seen)
+                        if planned is not None:
+                            batch.append(planned)
+                        if len(batch) >= self.batch_size:
+                            previous, posting = posting, None
+                            self._finish(previous)
+                            posting = self._start(batch, pool)
+                            batch = []
+                            if time.monotonic() - last_log > 5:
+                                last_log = time.monotonic()
+                                self._log_progress(started)
+                    previous, posting = posting, None
+                    self._finish(previous)
+                    if batch:
+                        self._finish(self._start(batch, pool))
+                except BaseException:
+                    if posting is not None:
+                        self._record(posting)  # what landed of the batch in flight is recorded before the error
+                    raise
         finally:
             self._settle_quarantine()  # also when the run fails: what it learnt about failing events counts
         self._log_progress(started)
         return self.tally
 
-    def _plan(self, event: EngagementEvent, seen: set[str]) -> tuple[PlannedActivity, bool] | None:
-        """(activity, check iMIS first) for an event still to write; None once it is counted as skipped."""
+    def _plan(self, event: EngagementEvent, seen: set[str]) -> _Planned | None:
+        """The activity of an event still to write (and whether to check iMIS first); None once it is counted as
+        skipped. Only the key is computed for an event already written: most of a re-run's events."""
         kind = event.kind.value
         self.tally.read[kind] += 1
         if not event.contact_id:
             self.tally.no_contact_id[kind] += 1
             return None
-        activity = plan_activity(event, self.zone)
-        if activity.key in seen:
+        key = event_key(event)
+        if key in seen:
             self.tally.duplicates_in_read += 1
             return None
-        seen.add(activity.key)
-        if self.ledger.is_written(activity.key):
+        seen.add(key)
+        if self.ledger.is_written(key):
             self.tally.already_written[kind] += 1
             return None
-        entry = self.quarantine.get(activity.key)
-        if entry is not None and self.quarantine.is_stuck(activity.key) and not self.retry_stuck:
-            self.tally.stuck_skipped.append(listed(activity.key, entry))
+        entry = self.quarantine.get(key)
+        if entry is not None and self.quarantine.is_stuck(key) and not self.retry_stuck:
+            self.tally.stuck_skipped.append(listed(key, entry))
             return None
-        return activity, self.ledger.is_pending(activity.key) or entry is not None
+        activity = plan_activity(event, self.zone, key)
+        return _Planned(activity, self.ledger.is_pending(key) or entry is not None, ledger_hour(activity.occurred_at))
 
-    def _flush(self, batch: Sequence[tuple[PlannedActivity, bool]], pool: ThreadPoolExecutor) -> None:
-        """Intent, posts, written: in that order, so a crash anywhere loses nothing and duplicates nothing."""
+    def _start(self, batch: Sequence[_Planned], pool: ThreadPoolExecutor) -> _Posting | None:
+        """Intent, then posts: a crash anywhere after this loses nothing and duplicates nothing."""
         self.check_lease()
         batch = self._still_to_write(batch)
         if not batch:
-            return
+            return None
         intent: dict[str, list[str]] = defaultdict(list)
-        for activity, _ in batch:
-            intent[ledger_hour(activity.occurred_at)].append(activity.key)
+        for planned in batch:
+            intent[planned.hour].append(planned.activity.key)
         self.ledger.record_intent(intent)
-        futures: list[Future[WriteResult]] = [pool.submit(self._write_one, activity, check)
-                                              for activity, check in batch]
-        wait(futures)
-        written: dict[str, dict[str, str]] = defaultdict(dict)
-        failures: list[BaseException] = []
-        for future in futures:
-            error = future.exception()
-            if error is not None:
-                failures.append(error)
-                continue
-            result = future.result()
-            self.tally.add(result)
-            if result.outcome in (Outcome.WRITTEN, Outcome.FOUND):
-                written[ledger_hour(result.activity.occurred_at)][result.activity.key] = result.seqn or ""
-                self._released.add(result.activity.key)
-            elif result.outcome is Outcome.FAILED:
-                activity = result.activity
-                self._failed[activity.key] = FailedEvent(activity.key, activity.party_id, activity.kind.value,
-                                                         ledger_hour(activity.occurred_at),
-                                                         result.reason or "no reason given", result.attempts)
-        self.ledger.record_written(written)
+        return _Posting(batch, [pool.submit(self._write_one, planned.activity, planned.check_first)
+                                for planned in batch])
+
+    def _finish(self, posting: _Posting | None) -> None:
+        """Record what the batch wrote, then stop the writer if the batch says it must."""
+        if posting is None:
+            return
+        failures = self._record(posting)
         if failures:
             log.error("activities: %d of %d posts in this batch failed; the first error follows", len(failures),
-                      len(batch))
+                      len(posting.batch))
             raise failures[0]
         if self._outage:
             streak = self._failing_streak
@@ -288,21 +309,45 @@ class ActivityWriter:
                 "retry looks each one up in iMIS before posting it again")
         self._stop_if_refused()
 
+    def _record(self, posting: _Posting) -> list[BaseException]:
+        """Wait for the batch's posts, tally them and record the keys that landed; the posts' own errors."""
+        wait(posting.futures)
+        written: dict[str, dict[str, str]] = defaultdict(dict)
+        failures: list[BaseException] = []
+        for planned, future in zip(posting.batch, posting.futures, strict=True):
+            error = future.exception()
+            if error is not None:
+                failures.append(error)
+                continue
+            result = future.result()
+            self.tally.add(result)
+            activity = result.activity
+            if result.outcome in (Outcome.WRITTEN, Outcome.FOUND):
+                written[planned.hour][activity.key] = result.seqn or ""
+                self._released.add(activity.key)
+            elif result.outcome is Outcome.FAILED:
+                self._failed[activity.key] = FailedEvent(activity.key, activity.party_id, activity.kind.value,
+                                                         planned.hour, result.reason or "no reason given",
+                                                         result.attempts)
+        self.ledger.record_written(written)
+        return failures
+
     def check_lease(self) -> None:
         if self.lease is not None:
             self.lease.check()
 
-    def _still_to_write(self, batch: Sequence[tuple[PlannedActivity, bool]]) -> list[tuple[PlannedActivity, bool]]:
+    def _still_to_write(self, batch: Sequence[_Planned]) -> list[_Planned]:
         """The batch less what another writer of the interval recorded since it was planned (with a lease only:
         one writer alone has nothing new to read); a key it recorded as intent is looked up before posting."""
-        if self.lease is None or not self.ledger.refresh({ledger_hour(a.occurred_at) for a, _ in batch}):
+        if self.lease is None or not self.ledger.refresh({planned.hour for planned in batch}):
             return list(batch)
         still = []
-        for activity, check in batch:
-            if self.ledger.is_written(activity.key):
-                self.tally.already_written[activity.kind.value] += 1
+        for planned in batch:
+            key = planned.activity.key
+            if self.ledger.is_written(key):
+                self.tally.already_written[planned.activity.kind.value] += 1
             else:
-                still.append((activity, check or self.ledger.is_pending(activity.key)))
+                still.append(replace(planned, check_first=planned.check_first or self.ledger.is_pending(key)))
         return still
 
     def _write_one(self, activity: PlannedActivity, check_first: bool) -> WriteResult:

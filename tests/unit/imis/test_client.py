@@ -2,6 +2,7 @@
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 import httpx
@@ -323,6 +324,33 @@ def test_activity_post_with_an_ambiguous_failure_is_not_resent():
         client_for(fake).post_activity("1", {"ACTIVITY_TYPE": "HLOGIC"})
     assert len(posts) == 1
 
+
+
+def test_threads_posting_at_once_share_one_token_and_a_purge_mid_run_costs_one_login():
+    fake = FakeImis()
+    posted: list[str] = []
+
+    def activity(request):
+        if not request.url.path.endswith("/api/Activity"):
+            return None
+        if request.headers["Authorization"].removeprefix("Bearer ") not in fake.valid_tokens:
+            return httpx.Response(401, json={"Message": "Authorization has been denied for this request."})
+        assert request.headers["Content-Type"] == "application/json"
+        body = json.loads(request.content)
+        with fake.lock:
+            posted.append(body["Properties"]["$values"][1]["Value"])
+            seqn = str(len(posted))
+            if len(posted) == 20:
+                fake.valid_tokens = set()  # an app-pool restart in the middle of the run kills the token
+        return httpx.Response(201, json={**body, "Identity": {"IdentityElements": {"$values": [seqn]}}})
+
+    fake.override = activity
+    client = client_for(fake, max_concurrency=8)
+    keys = [f"HL1-{n:032x}" for n in range(80)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seqns = list(pool.map(lambda key: client.post_activity("23456", {"UF_1": key}), keys))
+    assert sorted(posted) == keys and sorted(map(int, seqns)) == list(range(1, 81))
+    assert fake.logins == 2  # the first token, and one renewal that every thread refused with it then shared
 
 
 def test_an_activity_search_whose_pages_fall_short_of_the_total_is_an_error_not_a_short_result():

@@ -17,6 +17,7 @@ from include.imis_thrive.imis.errors import ImisRequestError
 from include.imis_thrive.sync.lease import Lease, LeaseLost, LeaseTerms
 from include.imis_thrive.sync.snapshots import SnapshotStore
 from include.imis_thrive.thrive.engagement import EngagementEvent
+from include.imis_thrive.thrive.errors import ThriveFault
 from include.imis_thrive.thrive.kinds import EngagementKind
 from include.imis_thrive.writeback.event_keys import event_key
 from include.imis_thrive.writeback.ledger import ActivityLedger, hours_between
@@ -225,6 +226,34 @@ def test_concurrency_is_bounded(store):
     imis = FakeImis(max_concurrency=3, delay_s=0.01)
     write(imis, store, events(30))
     assert imis.max_in_flight == 3
+
+
+def test_the_next_batch_is_read_while_the_last_one_posts(store):
+    imis = FakeImis(max_concurrency=2, delay_s=0.05)
+    posting_while_read: list[int] = []
+
+    def stream() -> Iterator[EngagementEvent]:
+        for event in events(15):
+            with imis._lock:
+                posting_while_read.append(imis.in_flight)
+            yield event
+
+    write(imis, store, stream(), batch_size=5)
+    assert any(posting_while_read[6:10])  # the second batch was read as the first posted, the 7th event onwards
+    assert len(imis.activities) == 15
+
+
+def test_a_read_failing_while_a_batch_posts_records_that_batch_first(store):
+    imis = FakeImis(max_concurrency=2, delay_s=0.05)
+
+    def stream() -> Iterator[EngagementEvent]:
+        yield from events(7)
+        raise ThriveFault("grid MailingActivityOpens, page 2", "InformzAAPIFault", "refused")
+
+    with pytest.raises(ThriveFault):
+        write(imis, store, stream(), batch_size=5)
+    ledger = ActivityLedger.load(store, hours_between(START, END))
+    assert sorted(ledger.written) == sorted(event_key(event) for event in events(5)) and not ledger.pending()
 
 
 class StalledLease(Lease):
