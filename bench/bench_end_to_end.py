@@ -6,7 +6,9 @@ member new to Thrive), a run with nothing changed, and a run after 1% of the con
 Newsletter's members moved. Prints each run's wall time against the issue's targets (first run <= 60 s, a 1%
 change <= 25 s), its task-by-task table and the load average. Then the cold start of a mapped task: `airflow tasks
 test` of `fetch_target_group[0]` of the last run in a new process, 3 times, and the seconds from that process's
-start to the first request the iMIS sandbox receives from it (target <= 5 s).
+start to the first request the iMIS sandbox receives from it (target <= 5 s). For scale, the floor: the same
+command on a DAG of one empty task, which pays what every `airflow dags test` pays (the process's imports, the DAG
+bag, the in-process execution API the first task starts) and nothing of this project.
 
     source bin/env.sh && .venv/bin/python bench/bench_end_to_end.py [--contacts N]
 """
@@ -34,13 +36,29 @@ MOVED_LIST = "Newsletter"
 TARGET_S = {"first run": 60.0, "1% changed": 25.0}
 COLD_START_TARGET_S = 5.0
 COLD_START_ROUNDS = 3
+FLOOR_DAG = '''
+from airflow.sdk import dag, task
+
+
+@dag(schedule=None)
+def dags_test_floor():
+    @task
+    def nothing() -> None:
+        return None
+
+    nothing()
+
+
+dags_test_floor()
+'''
 
 
 class RequestClock:
     """ASGI middleware: the monotonic time of every HTTP request the wrapped app receives."""
 
     def __init__(self, app: Any) -> None:
-        self.app, self.arrivals = app, []
+        self.app = app
+        self.arrivals: list[float] = []
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -81,7 +99,18 @@ def main() -> int:
                   f"{' '.join(f'{load:.1f}' for load in os.getloadavg())} (log: {log})")
             airflow_home.print_task_table(airflow_home.last_run_task_instances(home / "airflow.db", DAG_ID))
         cold_start(env, clock, home)
+    dags_test_floor(env, home)
     return failed
+
+
+def dags_test_floor(env: dict[str, str], home: Path) -> None:
+    folder = home / "floor_dags"
+    folder.mkdir()
+    (folder / "dags_test_floor.py").write_text(FLOOR_DAG)
+    returncode, wall = airflow_home.dags_test(env | {"AIRFLOW__CORE__DAGS_FOLDER": str(folder)}, "dags_test_floor",
+                                              home / "floor.log")
+    print(f"the floor: airflow dags test of a one-task DAG that does nothing: exit {returncode}, {wall:.1f} s wall; "
+          f"load average {' '.join(f'{load:.1f}' for load in os.getloadavg())}")
 
 
 def cold_start(env: dict[str, str], clock: RequestClock, home: Path) -> None:

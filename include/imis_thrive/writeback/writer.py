@@ -3,10 +3,11 @@
 One `ImisClient` (thread-safe, one shared token, each request on a connection no other thread is using: see
 `http_clients.py`) serves a pool of `concurrency` threads. Events go in batches; per batch, the ledger records the
 keys as intent, the batch is posted, and the keys that landed are recorded as written, before the next batch
-starts (the next batch is read and planned meanwhile, so the posts do not wait for Thrive). With a lease (`sync/lease.py`, one per data interval), the
-writer checks it before each batch and each post, and stops (`LeaseLost`) once it is no longer sure to hold it;
-and before each batch it re-reads the ledger, so a writer that took the interval over from an orphaned one skips
-what the orphan wrote and looks up what it may have been posting. Per event:
+starts (the next batch is read and planned meanwhile, so the posts do not wait for Thrive). With a lease
+(`sync/lease.py`, one per data interval), the writer checks it before each batch and each post, and stops
+(`LeaseLost`) once it is no longer sure to hold it; and before each batch it re-reads the ledger, so a writer that
+took the interval over from an orphaned one skips what the orphan wrote and looks up what it may have been posting.
+Per event:
 
 - a key the ledger has as written is skipped; a *pending* one (a crashed run's intent) is looked up in iMIS
   by its key first, and only posted if iMIS does not have it;

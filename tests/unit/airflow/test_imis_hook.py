@@ -56,9 +56,9 @@ def test_the_port_field_goes_into_the_site_url(imis_connection, host, port, base
 
 def test_a_port_that_contradicts_the_hosts_is_a_setting_error(imis_connection):
     imis_connection(host="https://members.example.org:8443", port=443)
-    with pytest.raises(BadConnectionSetting, match="imis_default: port is 443 but the host .* names port 8443") as raised:
+    with pytest.raises(BadConnectionSetting, match=r"imis_default: port is 443 but the host .* names port 8443") as e:
         ImisHook().get_config()
-    assert raised.value.field == "port"
+    assert e.value.field == "port"
 
 
 def test_empty_host_is_a_clear_error(imis_connection):
