@@ -39,19 +39,12 @@ ENGINES = ("project", "duckdb", "polars")
 def prepare(rows: int, folder: Path) -> None:
     """Write the current extract and the previous snapshot (without hashes: each engine brings its own)."""
     sys.path.insert(0, str(PROJECT_ROOT))
-    from bench_sync import synthetic_contacts
+    from bench_sync import previous_run_of, synthetic_contacts
 
     from include.imis_thrive.sync.field_map import to_thrive_contacts
 
     current = to_thrive_contacts(synthetic_contacts(rows))
-    rng = np.random.default_rng(11)
-    previous = current.copy()
-    changed = rng.random(rows) < 0.01
-    previous.loc[changed, "LastName"] = "Formerly"
-    previous.loc[changed & (rng.random(rows) < 0.5), "MemberExpiresOn"] = "2025-12-31"
-    previous = previous[rng.random(rows) >= 0.005]  # not yet in the snapshot: added this run
-    removed = previous.iloc[: rows // 200].assign(ID=lambda frame: "9" + frame["ID"])  # gone from iMIS since
-    pd.concat([previous, removed], ignore_index=True).to_parquet(folder / "previous.parquet")
+    previous_run_of(current, changed_share=0.01).to_parquet(folder / "previous.parquet")
     current.to_parquet(folder / "current.parquet")
 
 

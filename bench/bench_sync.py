@@ -83,12 +83,12 @@ def synthetic_contacts(rows: int, seed: int = 7) -> pd.DataFrame:
     return frame
 
 
-def previous_run_of(thrive_bound: pd.DataFrame, seed: int = 11) -> pd.DataFrame:
+def previous_run_of(thrive_bound: pd.DataFrame, seed: int = 11, changed_share: float = 0.02) -> pd.DataFrame:
     """What the last snapshot held: some rows different, some not yet there, some since removed."""
     rng = np.random.default_rng(seed)
     rows = len(thrive_bound)
     previous = thrive_bound.copy()
-    changed = rng.random(rows) < 0.02
+    changed = rng.random(rows) < changed_share
     previous.loc[changed, "LastName"] = "Formerly"
     previous.loc[changed & (rng.random(rows) < 0.5), "MemberExpiresOn"] = "2025-12-31"
     previous = previous[rng.random(rows) >= 0.005]  # not yet in the snapshot: added this run
