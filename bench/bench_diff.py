@@ -4,9 +4,13 @@ join and a polars struct-hash join, on the Thrive-bound contacts frame (ID + 23 
 The previous snapshot differs from the current frame as an hourly run's does: 1% of the contacts changed (one or
 two fields), 0.5% added, 0.5% removed. Both frames are written to Parquet once; each measurement then runs in a
 child process of its own that reads them back (as a task reads its snapshots), so its peak RSS is its own. The
-project's previous side is a committed snapshot: it carries its stored row hashes (`with_row_hashes`, computed
-before the clock starts), so only the current side is hashed; DuckDB and polars hash both sides. Every engine
-must find the same added, changed, removed and changed-by-column counts, or the benchmark fails.
+previous side is a committed snapshot: it carries its stored row hashes (`with_row_hashes`), so the project hashes
+only the current side, and reads the previous one as the pipeline does (`SnapshotStore.load_keys`: IDs and hashes
+up front, the other columns of the rows whose hash differs during the diff; a checkout without it reads the
+frame whole); DuckDB and polars read its fields whole and hash both sides. Every engine must find the same added,
+changed, removed and changed-by-column counts, or the benchmark fails. "peak RSS" is the diff's (reads of rows it
+asks for included); "peak w/ reads" that of the whole child, the reading of its inputs included; "previous read"
+the wall time of reading the previous side before the diff (its rows' reads during the diff are in "wall").
 
 Rounds go A B C A B C ... (3 by default) and the medians are printed with the load average: on a shared machine
 read the ratios, measured in the same run. `--compare-with PATH` adds the diff of another checkout (e.g. a
@@ -37,14 +41,17 @@ ENGINES = ("project", "duckdb", "polars")
 
 
 def prepare(rows: int, folder: Path) -> None:
-    """Write the current extract and the previous snapshot (without hashes: each engine brings its own)."""
+    """Write the current extract and the previous snapshot as committed (with its rows' hashes)."""
     sys.path.insert(0, str(PROJECT_ROOT))
     from bench_sync import previous_run_of, synthetic_contacts
 
+    from include.imis_thrive.sync.diff import with_row_hashes
     from include.imis_thrive.sync.field_map import to_thrive_contacts
 
     current = to_thrive_contacts(synthetic_contacts(rows))
-    previous_run_of(current, changed_share=0.01).to_parquet(folder / "previous.parquet")
+    fields = [name for name in current.columns if name != "ID"]
+    with_row_hashes(previous_run_of(current, changed_share=0.01), fields).to_parquet(folder / "previous.parquet",
+                                                                                     index=False)
     current.to_parquet(folder / "current.parquet")
 
 
@@ -52,31 +59,38 @@ def measure(engine: str, folder: Path, root: Path) -> dict[str, Any]:
     """Read both frames, ready the engine's inputs, then time its diff alone (wall, CPU of all its threads, the
     peak RSS while it ran, the frames included)."""
     current = pd.read_parquet(folder / "current.parquet")
-    previous = pd.read_parquet(folder / "previous.parquet")
     fields = [name for name in current.columns if name != "ID"]
     source = engine
+    read = time.perf_counter()
     if engine == "project":
         sys.path.insert(0, str(root))
-        from include.imis_thrive.sync.diff import diff_contacts, with_row_hashes
+        from include.imis_thrive.sync.diff import diff_contacts
+        from include.imis_thrive.sync.snapshots import SnapshotHandle, SnapshotStore
 
-        previous = with_row_hashes(previous, fields)  # as committed: the snapshot stores its rows' hashes
+        store = SnapshotStore(str(folder))
+        handle = SnapshotHandle(name="contacts", key="previous.parquet", run_id="bench", rows=0, staged_at="")
+        previous = store.load_keys(handle) if hasattr(store, "load_keys") else store.load(handle)
         source = diff_contacts.__code__.co_filename
         run = lambda: _project_counts(diff_contacts(previous, current, columns=fields))  # noqa: E731
-    elif engine == "duckdb":
-        run = lambda: _duckdb_counts(previous, current, fields)  # noqa: E731
     else:
-        run = lambda: _polars_counts(previous, current, fields)  # noqa: E731
+        previous = pd.read_parquet(folder / "previous.parquet", columns=["ID", *fields])
+        engine_counts = _duckdb_counts if engine == "duckdb" else _polars_counts
+        run = lambda: engine_counts(previous, current, fields)  # noqa: E731
+    read = time.perf_counter() - read
     import pyarrow as pa
 
     gc.collect()
     pa.default_memory_pool().release_unused()
+    read_peak = _status("VmHWM")
     Path("/proc/self/clear_refs").write_text("5")  # the peak RSS (VmHWM) starts again from here
     before = _status("VmRSS")
     wall, cpu = time.perf_counter(), time.process_time()
     counts = run()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"wall": wall, "cpu": cpu, "peak_mb": _status("VmHWM"), "frames_mb": before, "counts": counts,
-            "source": source}
+    peak = _status("VmHWM")
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak, "frames_mb": before, "whole_peak_mb": max(read_peak, peak),
+            "read": read,
+            "counts": counts, "source": source}
 
 
 def _status(key: str) -> float:
@@ -178,15 +192,16 @@ def _report(results: dict[str, list[dict[str, Any]]]) -> None:
         if label.startswith("project"):
             print(f"  {label}: {runs[0]['source']}")
     disagreeing = [label for label, found in counts.items() if found != counts["project"]]
-    medians = {label: {key: statistics.median(run[key] for run in runs) for key in ("wall", "cpu", "peak_mb",
-                                                                                     "frames_mb")}
+    medians = {label: {key: statistics.median(run[key] for run in runs)
+                       for key in ("wall", "cpu", "peak_mb", "frames_mb", "whole_peak_mb", "read")}
                for label, runs in results.items()}
     print(f"  {'engine':<34} {'wall s':>7} {'CPU s':>7} {'peak RSS MB':>12} {'frames MB':>10} {'diff MB':>8}"
-          f" {'walls of the rounds':>22}")
+          f" {'peak w/ reads MB':>17} {'previous read s':>16} {'walls of the rounds':>22}")
     for label, median in medians.items():
         walls = " ".join(f"{run['wall']:.2f}" for run in results[label])
         print(f"  {label:<34} {median['wall']:7.2f} {median['cpu']:7.2f} {median['peak_mb']:12.0f} "
-              f"{median['frames_mb']:10.0f} {median['peak_mb'] - median['frames_mb']:8.0f} {walls:>22}")
+              f"{median['frames_mb']:10.0f} {median['peak_mb'] - median['frames_mb']:8.0f} "
+              f"{median['whole_peak_mb']:17.0f} {median['read']:16.2f} {walls:>22}")
     project = medians["project"]["wall"]
     for label, median in medians.items():
         if label != "project":

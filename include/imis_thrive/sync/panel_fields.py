@@ -37,7 +37,14 @@ from include.imis_thrive.imis.client import ImisClient
 from include.imis_thrive.imis.iqa_package import ID_ALIAS, PANEL_FIELDS_IQA, PANEL_FIELDS_IQA_PATH
 from include.imis_thrive.progress import page_progress
 from include.imis_thrive.reports import render_panel_fields
-from include.imis_thrive.sync.diff import ContactDiff, check_schema_drift, diff_contacts, is_row_hash_column
+from include.imis_thrive.sync.diff import (
+    ContactDiff,
+    SnapshotRows,
+    check_schema_drift,
+    diff_contacts,
+    is_row_hash_column,
+    key_frame,
+)
 from include.imis_thrive.sync.field_map import to_thrive_panel_fields
 from include.imis_thrive.sync.guard import MassChangeBlocked, MassChangeLimits, check_contact_changes
 from include.imis_thrive.sync.load_cycle import is_in, settle_upsert, write_report
@@ -118,8 +125,9 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: P
     targets = staged[is_in(staged[ID_ALIAS], emails.index)].reset_index(drop=True)
     targets.attrs["iqa"] = PANEL_FIELDS_IQA_PATH
     baseline = store.current(PANEL_FIELDS_SNAPSHOT)
-    sent_before = None if baseline is None else store.load(baseline)
-    previous = None if sent_before is None else sent_before[is_in(sent_before[ID_ALIAS], emails.index)]
+    # the snapshot's IDs and row hashes: the diff reads the other columns of the rows that differ only
+    sent_before = None if baseline is None else store.load_keys(baseline)
+    previous = None if sent_before is None else sent_before.where(is_in(sent_before.keys[ID_ALIAS], emails.index))
     # an IQA that returned no rows returns no columns either: the guard, not the drift check, judges that
     committed_columns = _committed_columns(store, sent_before) if len(staged) else None
     retired = check_schema_drift(committed_columns, fields, PANEL_FIELDS_IQA_PATH, override)
@@ -155,7 +163,7 @@ def upsert_panel_fields(thrive: ThriveClient, store: SnapshotStore, extracted: P
                        seconds=round(time.monotonic() - started, 2))
 
 
-def _committed_columns(store: SnapshotStore, sent_before: pd.DataFrame | None) -> list[str] | None:
+def _committed_columns(store: SnapshotStore, sent_before: SnapshotRows | None) -> list[str] | None:
     """The panel IQA's columns at the last committed run: as recorded, else those of the committed snapshot
     (which keeps a retired column's last values, so it is only the fallback), else None (nothing to compare)."""
     recorded = store.read_json(SCHEMA_KEY)
@@ -187,14 +195,14 @@ def field_sets(diff: ContactDiff, fields: list[str]) -> pd.Series:
     return sets.rename_axis(ID_ALIAS)
 
 
-def panel_guard(previous: pd.DataFrame | None, targets: pd.DataFrame, override: bool,
+def panel_guard(previous: SnapshotRows | pd.DataFrame | None, targets: pd.DataFrame, override: bool,
                 limits: MassChangeLimits) -> GuardVerdict:
     """The guard over contacts and columns the snapshot already had: a contact sent its panel fields for
     the first time, or a column the customer just added, is new data, not a rewrite."""
     if previous is None or previous.empty:
         return GuardVerdict.nothing_to_compare()
     known_columns = [name for name in previous.columns if name != ID_ALIAS and name in targets.columns]
-    known = targets[is_in(targets[ID_ALIAS], previous[ID_ALIAS])]
+    known = targets[is_in(targets[ID_ALIAS], key_frame(previous)[ID_ALIAS])]
     known.attrs["iqa"] = PANEL_FIELDS_IQA_PATH
     return GuardVerdict.of(check_contact_changes(diff_contacts(previous, known, columns=known_columns),
                                                  PANEL_FIELDS_IQA_PATH, limits, override))

@@ -37,17 +37,22 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fsspec
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from include.imis_thrive.errors import BadConfiguration, TransientTrouble
+from include.imis_thrive.sync.diff import SnapshotRows, is_row_hash_column
+from include.imis_thrive.sync.field_map import ID_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -230,18 +235,50 @@ class SnapshotStore:
 
     def load(self, handle: SnapshotHandle) -> pd.DataFrame:
         """A staged (or committed) snapshot by its handle: how later tasks of the same run read a stage."""
-        return self._read_frame(handle, f"staged snapshot {handle.key!r} of {handle.name!r} is gone from "
-                                        f"{self.base!r} (staged on another machine, with a store local to it? or "
-                                        "pruned after a newer commit?); re-run the sync to stage it again")
+        return self._read_frame(handle, self._gone(handle))
+
+    def _gone(self, handle: SnapshotHandle) -> str:
+        return (f"staged snapshot {handle.key!r} of {handle.name!r} is gone from {self.base!r} (staged on another "
+                "machine, with a store local to it? or pruned after a newer commit?); re-run the sync to stage it "
+                "again")
+
+    def load_keys(self, handle: SnapshotHandle, columns: Sequence[str] = ()) -> SnapshotRows:
+        """A snapshot's ID, row-hash and `columns` columns, its other columns read later for the rows a diff
+        asks for: what a diff's previous side needs, without a million rows' text in memory."""
+        with self._opened(handle, self._gone(handle)) as source:
+            names = pq.read_schema(source).names
+            wanted = [ID_COLUMN, *(name for name in columns if name != ID_COLUMN),
+                      *(name for name in names if is_row_hash_column(name))]
+            source.seek(0)
+            keys = pd.read_parquet(source, engine="pyarrow", columns=wanted)
+        return SnapshotRows(keys=keys, columns=tuple(names), read=lambda rows: self._read_rows(handle, rows))
+
+    def _read_rows(self, handle: SnapshotHandle, rows: np.ndarray) -> pd.DataFrame:
+        """Every column of a snapshot's rows at these positions, one column read (and dropped) at a time, with
+        the dtypes `load` gives (the schema's pandas metadata)."""
+        with self._opened(handle, self._gone(handle)) as source:
+            parquet = pq.ParquetFile(source)
+            schema = parquet.schema_arrow
+            if not len(rows):  # nothing differs: no column need be read
+                return schema.empty_table().to_pandas()
+            taken = {name: parquet.read(columns=[name]).column(0).take(pa.array(rows, type=pa.int64()))
+                     for name in schema.names}
+        return pa.table(taken).replace_schema_metadata(schema.metadata).to_pandas()
 
     def _read_frame(self, handle: SnapshotHandle, when_missing: str) -> pd.DataFrame:
+        with self._opened(handle, when_missing) as source:
+            return pd.read_parquet(source, engine="pyarrow")
+
+    @contextmanager
+    def _opened(self, handle: SnapshotHandle, when_missing: str) -> Iterator[Any]:
+        """The snapshot's Parquet object, open for reading; `SnapshotError(when_missing)` when it is gone."""
         path = self._path(handle.key)
         # s3fs answers "not found" from a folder listing it cached (a prune lists the folder) for an object another
         # process wrote since: the listing is dropped first, so only an object really gone is missing.
         self.fs.invalidate_cache(posixpath.dirname(path))
         try:
             with self.fs.open(path, "rb") as source:
-                return pd.read_parquet(source, engine="pyarrow")
+                yield source
         except FileNotFoundError as missing:
             raise SnapshotError(when_missing) from missing
 

@@ -57,7 +57,14 @@ from include.imis_thrive.reports import render_target_groups
 from include.imis_thrive.sync import pending_uploads
 from include.imis_thrive.sync.attempts import last_attempt, record_attempt
 from include.imis_thrive.sync.bad_emails import record_bad_emails
-from include.imis_thrive.sync.diff import ContactDiff, diff_contacts, diff_membership, is_row_hash_column
+from include.imis_thrive.sync.diff import (
+    ContactDiff,
+    SnapshotRows,
+    diff_contacts,
+    diff_membership,
+    is_row_hash_column,
+    key_frame,
+)
 from include.imis_thrive.sync.fetch import declared_types as _declared_types
 from include.imis_thrive.sync.field_map import to_thrive_contacts
 from include.imis_thrive.sync.guard import (
@@ -418,15 +425,16 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     targets.attrs["iqa"] = CONTACTS_IQA_PATH
     settled = pending_uploads.settle(thrive, store, CONTACTS_SNAPSHOT)  # a killed run's BulkUploads, done first
     baseline = store.current(CONTACTS_SNAPSHOT)
-    sent_before = None if full_resync or baseline is None else store.load(baseline)
-    previous = None if sent_before is None else sent_before[is_in(sent_before[ID_ALIAS], members)]
+    # the snapshot's IDs, emails and row hashes: the diff reads the other fields of the rows that differ only
+    sent_before = None if full_resync or baseline is None else store.load_keys(baseline, [EMAIL_FIELD])
+    previous = None if sent_before is None else sent_before.where(is_in(sent_before.keys[ID_ALIAS], members))
     attempted = None if full_resync else last_attempt(store, CONTACTS_SNAPSHOT, baseline)
     uncertain = pd.Index(sorted(settled.uncertain), dtype="str").union(_drift_resends(store, plans))
     if attempted is not None:  # what an attempt that did not commit sent may or may not be what Thrive holds
         uncertain = uncertain.union(pd.Index(attempted[ID_ALIAS], dtype="str"))
     sure = previous
     if previous is not None and len(uncertain):  # sent again: what Thrive holds of them is not known
-        sure = previous[~is_in(previous[ID_ALIAS], uncertain)]
+        sure = previous.where(~is_in(previous.keys[ID_ALIAS], uncertain))
     diff = diff_contacts(sure, targets, columns=fields)
     # The guard measures against what Thrive holds had the last attempt finished; without one, that is the diff's
     # own baseline, so the diff is reused rather than computed again.
@@ -437,7 +445,7 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     ledger = RejectionLedger.load(store, CONTACTS_SNAPSHOT)
     refused = (np.zeros(len(to_send), dtype=bool) if full_resync or diff.hash_column is None
                else ledger.refused_unchanged(to_send[ID_ALIAS], to_send[diff.hash_column])
-               & ~_email_freed(ledger, to_send, sent_before))
+               & ~_email_freed(ledger, to_send, None if sent_before is None else sent_before.keys))
     held = to_send.loc[refused, ID_ALIAS].tolist()  # Thrive refused these very rows: sent again once they change
     to_send = to_send[~refused]
     planned = {"members": len(members), "missing_from_contacts_iqa": len(members) - len(targets),
@@ -460,7 +468,7 @@ def upsert_contacts(thrive: ThriveClient, store: SnapshotStore, contacts: Contac
     log.info("contacts: sending %d (%d new to Thrive, %d changed; %d refused before and unchanged, held back)",
              len(to_send), len(diff.added), len(diff.changed), len(held))
     journal = UploadJournal(store, CONTACTS_SNAPSHOT, run_id)
-    holders = _email_holders(to_send, sent_before)
+    holders = _email_holders(to_send, None if sent_before is None else sent_before.keys)
     to_send, likely_refused = _in_sending_order(to_send, holders)
     result = thrive.upsert_subscribers(_subscribers(to_send, fields), journal=journal, likely_refused=likely_refused)
     figures = settle_upsert(store, CONTACTS_SNAPSHOT, run_id, result, to_send, baseline, uncertain,
@@ -512,13 +520,15 @@ def _email_freed(ledger: RejectionLedger, rows: pd.DataFrame, in_thrive: pd.Data
     return holders.notna().to_numpy() & (held_now.to_numpy() != mine)
 
 
-def _as_attempted(previous: pd.DataFrame | None, attempted: pd.DataFrame | None) -> pd.DataFrame | None:
-    """The contacts as Thrive would hold them had the last attempt finished: its rows over the committed ones."""
+def _as_attempted(previous: SnapshotRows | None, attempted: pd.DataFrame | None) -> SnapshotRows | pd.DataFrame | None:
+    """The contacts as Thrive would hold them had the last attempt finished: its rows over the committed ones
+    (read whole: an attempt that did not commit is rare)."""
     if previous is None or attempted is None:
         return previous
-    attempted = attempted[is_in(attempted[ID_ALIAS], previous[ID_ALIAS])]
-    kept = previous[~is_in(previous[ID_ALIAS], attempted[ID_ALIAS])]
-    return pd.concat([kept, attempted.reindex(columns=previous.columns)], ignore_index=True)
+    committed = previous.frame()
+    attempted = attempted[is_in(attempted[ID_ALIAS], committed[ID_ALIAS])]
+    kept = committed[~is_in(committed[ID_ALIAS], attempted[ID_ALIAS])]
+    return pd.concat([kept, attempted.reindex(columns=committed.columns)], ignore_index=True)
 
 
 def _planned_members(store: SnapshotStore, plans: Sequence[TargetGroupPlan]) -> pd.Index:
@@ -538,7 +548,7 @@ def _drift_resends(store: SnapshotStore, plans: Sequence[TargetGroupPlan]) -> pd
     return pd.Index(pd.concat(marked, ignore_index=True) if marked else [], dtype="str").unique()
 
 
-def _contacts_guard(previous: pd.DataFrame | None, diff: ContactDiff, override: bool,
+def _contacts_guard(previous: SnapshotRows | None, diff: ContactDiff, override: bool,
                     limits: MassChangeLimits) -> GuardVerdict:
     """The guard over contacts Thrive already holds (`diff` without the newly synced members: new people, not
     a rewrite)."""
@@ -547,9 +557,9 @@ def _contacts_guard(previous: pd.DataFrame | None, diff: ContactDiff, override: 
     return GuardVerdict.of(check_contact_changes(diff, CONTACTS_IQA_PATH, limits, override))
 
 
-def _diff_known(previous: pd.DataFrame | None, targets: pd.DataFrame, fields: list[str]) -> ContactDiff:
+def _diff_known(previous: SnapshotRows | pd.DataFrame | None, targets: pd.DataFrame, fields: list[str]) -> ContactDiff:
     """The diff of the targets `previous` holds, against it."""
-    known = targets if previous is None else targets[is_in(targets[ID_ALIAS], previous[ID_ALIAS])]
+    known = targets if previous is None else targets[is_in(targets[ID_ALIAS], key_frame(previous)[ID_ALIAS])]
     known.attrs["iqa"] = CONTACTS_IQA_PATH
     return diff_contacts(previous, known, columns=fields)
 

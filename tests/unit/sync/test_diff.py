@@ -16,6 +16,7 @@ from include.imis_thrive.errors import BadData
 from include.imis_thrive.sync.diff import (
     DuplicateIds,
     SchemaDrift,
+    SnapshotRows,
     check_schema_drift,
     diff_contacts,
     diff_membership,
@@ -370,3 +371,71 @@ def test_a_hash_column_that_went_through_a_float_is_not_trusted(frames) -> None:
 
     assert diff_contacts(floated, previous.drop(columns=[column])).unchanged == 2
     assert with_row_hashes(floated, ["FirstName", "LastName"])[column].tolist() == previous[column].tolist()
+
+
+def _read_on_demand(snapshot: pd.DataFrame, asked: list[list[int]]) -> SnapshotRows:
+    """`snapshot` as `SnapshotStore.load_keys` hands it over, each read of whole rows noted in `asked`."""
+    def read(rows: np.ndarray) -> pd.DataFrame:
+        asked.append(rows.tolist())
+        return snapshot.take(rows).reset_index(drop=True)
+
+    keys = snapshot[[name for name in snapshot.columns if name == "ID" or is_row_hash_column(name)]]
+    return SnapshotRows(keys=keys, columns=tuple(snapshot.columns), read=read)
+
+
+def test_a_snapshot_read_on_demand_diffs_like_its_frame_reading_only_the_rows_whose_hash_differs(frames) -> None:
+    previous = _sent(frames, ["1", "2", "3", "4"], ["Ann", "Bo", "Cy", "Di"], ["A", "B", "C", "D"])
+    current = _sent(frames, ["2", "3", "4", "5"], ["Bo", "Cyrus", "Di", "Ed"], ["B", "C", "Dee", "E"])
+    hashed = with_row_hashes(previous, ["FirstName", "LastName"])
+    asked: list[list[int]] = []
+
+    on_demand, whole = diff_contacts(_read_on_demand(hashed, asked), current), diff_contacts(hashed, current)
+
+    assert asked == [[2, 3]]  # the rows of "3" and "4", the only ones whose stored hash differs
+    assert on_demand.summary() == whole.summary()
+    assert on_demand.changed_columns.to_dict() == whole.changed_columns.to_dict() == {
+        "3": ("FirstName",), "4": ("LastName",)}
+    assert on_demand.removed.tolist() == ["1"] and on_demand.added.tolist() == ["5"]
+
+
+def test_a_selection_of_a_snapshot_reads_its_rows_at_their_place_in_the_snapshot(frames) -> None:
+    previous = _sent(frames, ["1", "2", "3"], ["Ann", "Bo", "Cy"], ["A", "B", "C"])
+    current = _sent(frames, ["2", "3"], ["Bo", "Cyrus"], ["B", "C"])
+    asked: list[list[int]] = []
+    rows = _read_on_demand(with_row_hashes(previous, ["FirstName", "LastName"]), asked)
+
+    diff = diff_contacts(rows.where(rows.keys["ID"] != "1"), current)
+
+    assert asked == [[2]]
+    assert diff.changed_columns.to_dict() == {"3": ("FirstName",)} and diff.removed.empty
+
+
+def test_a_snapshot_without_stored_hashes_for_these_columns_is_read_whole_and_diffs_as_before(frames) -> None:
+    previous = _sent(frames, ["1", "2", "3"], ["Ann", "Bo", "Cy"], ["A", "B", "C"])
+    current = _sent(frames, ["1", "2", "3"], ["Ann", "Bob", "Cy"], ["A", "B", "Cee"])
+    for snapshot in (previous, with_row_hashes(previous, ["FirstName"])):  # none, or over other columns
+        asked: list[list[int]] = []
+
+        diff = diff_contacts(_read_on_demand(snapshot, asked), current, columns=["FirstName", "LastName"])
+
+        assert asked == [[0, 1, 2]]
+        assert diff.summary() == diff_contacts(previous, current).summary()
+        assert diff.changed_columns.to_dict() == {"2": ("FirstName",), "3": ("LastName",)}
+
+
+def test_a_column_only_the_snapshot_on_demand_has_is_compared_as_emptied(frames) -> None:
+    previous = _contacts(frames, ["1", "2"], FirstName=["Ann", "Bo"], Title=["Dr", None])
+    current = _contacts(frames, ["1", "2"], FirstName=["Ann", "Bo"])
+
+    diff = diff_contacts(_read_on_demand(previous, []), current)
+
+    assert diff.changed_columns.to_dict() == {"1": ("Title",)}
+
+
+def test_an_id_a_snapshot_on_demand_repeats_is_named_on_its_side(frames) -> None:
+    previous = _contacts(frames, ["7", "8", "7"], FirstName=["A", "B", "A"])
+    hashed = with_row_hashes(previous, ["FirstName"])
+
+    with pytest.raises(DuplicateIds, match=r"previous frame .* repeats 1 ID\(s\) \(e.g. 7\)") as raised:
+        diff_contacts(_read_on_demand(hashed, []), _contacts(frames, ["7"], FirstName=["A"]))
+    assert raised.value.side == "previous"

@@ -252,3 +252,34 @@ def test_a_discarded_stage_is_gone_and_its_size_was_what_was_written(store: Snap
     store.discard(handle)
     store.discard(handle)  # already gone: not an error
     assert store.snapshot_keys(GROUP) == []
+
+
+def test_a_snapshots_keys_load_alone_and_its_rows_read_back_as_load_gives_them(store: SnapshotStore) -> None:
+    from include.imis_thrive.sync.diff import row_hash_column, with_row_hashes
+
+    frame = with_row_hashes(pd.DataFrame({
+        "ID": pd.Series(["1", "2", "3"], dtype="str"),
+        "PrimaryEmailAddress": pd.Series(["a@x.org", None, "c@x.org"], dtype="str"),
+        "Visits": pd.array([1, None, 3], dtype="Int64"),
+        "Member": pd.array([True, None, False], dtype="boolean"),
+    }), ["PrimaryEmailAddress", "Visits", "Member"])
+    handle = store.stage(GROUP, frame, run_id="manual__1")
+    hash_column = row_hash_column(["PrimaryEmailAddress", "Visits", "Member"])
+
+    rows = store.load_keys(handle, ["PrimaryEmailAddress"])
+    selected = rows.where(rows.keys["ID"] != "1")
+
+    assert list(rows.keys.columns) == ["ID", "PrimaryEmailAddress", hash_column]
+    assert rows.columns == tuple(frame.columns)
+    pd.testing.assert_frame_equal(selected.rows([1]), store.load(handle).iloc[[2]])
+    pd.testing.assert_frame_equal(rows.frame(), store.load(handle))
+    pd.testing.assert_frame_equal(rows.rows([]), store.load(handle).iloc[[]])  # no column read, same dtypes
+
+
+def test_reading_rows_of_a_pruned_snapshot_says_to_rerun(store: SnapshotStore) -> None:
+    handle = store.stage(GROUP, _members("1", "2"), run_id="manual__1")
+    rows = store.load_keys(handle)
+    store.discard(handle)
+
+    with pytest.raises(SnapshotError, match="re-run the sync"):
+        rows.rows([0])
