@@ -181,6 +181,7 @@ def newest_demo_store() -> Path:
     stores = sorted(DEMO_FOLDER.glob("*/store/reports"))
     if not stores:
         print("no `make demo` under .data/demo/: running it first", flush=True)
+        _prepare_airflow_home()
         if subprocess.run([sys.executable, "-m", "sandbox.demo"], cwd=PROJECT_ROOT, check=False).returncode:
             raise UiCheckFailed("`make demo` (python -m sandbox.demo) failed: see its output above")
         stores = sorted(DEMO_FOLDER.glob("*/store/reports"))
@@ -195,6 +196,7 @@ def check_demo_sync_health(store: Path, out: Path) -> None:
     four groups with the figures of the demo's last target-group run, the panel fields of its last panel run and
     the eight activity kinds of its last writeback, as the report files say (read here as plain JSON)."""
     expected = DemoFigures.read(store)
+    _prepare_airflow_home()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = out / "api-server-demo.log"
@@ -272,6 +274,12 @@ class DemoFigures:
         groups = "; ".join(f"{name} {f['members']} (+{f['added']} -{f['removed']})" for name, f in self.groups.items())
         return (f"{groups}; panel fields read {self.panel['read']}, sent {self.panel['sent']}; "
                 f"{sum(self.written.values())} activities over {len(self.written)} kinds")
+
+
+def _prepare_airflow_home() -> None:
+    """What `make demo` does first: the Airflow home migrated, its connections and pool set (a clean clone has none)."""
+    if subprocess.run([str(PROJECT_ROOT / "bin" / "prepare-airflow-home")], cwd=PROJECT_ROOT, check=False).returncode:
+        raise UiCheckFailed("bin/prepare-airflow-home failed: see its output above")
 
 
 def _last_report(folder: Path) -> dict:
