@@ -11,12 +11,22 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from sandbox.airflow_settings import PROJECT_ROOT, AirflowSettings
+from sandbox.__main__ import build_sandboxes
+from sandbox.airflow_settings import PROJECT_ROOT, AirflowSettings, load_settings
 
 AIRFLOW = [sys.executable, "-m", "airflow"]
+
+
+def seeded(contacts: int, prefix: str) -> tuple[AirflowSettings, Any, Any, Path]:
+    """The settings, both sandboxes seeded as `make demo` seeds them (seed 1, no broken lists), and a new home."""
+    settings = load_settings()
+    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts=contacts, seed=1, broken_lists=False)
+    return settings, imis_sandbox, thrive_sandbox, Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def environment(home: Path, settings: AirflowSettings, imis_url: str, thrive_url: str) -> dict[str, str]:

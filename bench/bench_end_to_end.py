@@ -20,15 +20,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import airflow_home
 
-from sandbox.__main__ import build_sandboxes
-from sandbox.airflow_settings import load_settings
 from sandbox.server import SandboxServer
 
 DAG_ID = "imis_to_thrive_target_groups"
@@ -73,10 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     arguments = parser.parse_args()
-    settings = load_settings()
-    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts=arguments.contacts, seed=1,
-                                                   broken_lists=False)
-    home = Path(tempfile.mkdtemp(prefix="bench-end-to-end-"))
+    settings, imis_sandbox, thrive_sandbox, home = airflow_home.seeded(arguments.contacts, "bench-end-to-end-")
     print(f"{DAG_ID}, {arguments.contacts:,} contacts, {len(imis_sandbox.seed.lists)} lists; Airflow home {home}")
     failed = 0
     clock = RequestClock(imis_sandbox.app)

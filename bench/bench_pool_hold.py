@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
 import airflow_home
 
-from sandbox.__main__ import build_sandboxes
-from sandbox.airflow_settings import load_settings
 from sandbox.server import SandboxServer
 
 POOL = "imis_api"
@@ -30,10 +26,7 @@ def main() -> int:
     parser.add_argument("--dag", default="imis_to_thrive_target_groups")
     parser.add_argument("--contacts", type=int, default=3000)
     arguments = parser.parse_args()
-    settings = load_settings()
-    imis_sandbox, thrive_sandbox = build_sandboxes(settings, contacts=arguments.contacts, seed=1,
-                                                   broken_lists=False)
-    home = Path(tempfile.mkdtemp(prefix="bench-pool-hold-"))
+    settings, imis_sandbox, thrive_sandbox, home = airflow_home.seeded(arguments.contacts, "bench-pool-hold-")
     with SandboxServer(imis_sandbox.app) as imis_server, SandboxServer(thrive_sandbox.app) as thrive_server:
         env = airflow_home.environment(home, settings, imis_server.url, thrive_server.url)
         airflow_home.migrate(env)
